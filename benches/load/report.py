@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Turn the raw per-run rows of the load benches into Markdown tables (stdlib only).
+
+  report.py compare RUNS.tsv CLK_TCK   rows: round target rps requests p50_ms p99_ms cpu_ticks seconds non2xx errors
+  report.py login   RUNS.tsv           rows: round phase rps requests p50_ms p99_ms non2xx errors login_rps login_non2xx login_errors
+"""
+import statistics
+import sys
+from collections import OrderedDict
+
+LABELS = {
+    "upstream": "upstream nginx, direct (the limit)",
+    "nginx": "nginx reverse proxy (the proxy limit)",
+    "haproxy": "HAProxy 2.6 + HS256 JWT check",
+    "gatehouse": "gatehouse (protected route, identity headers)",
+}
+
+
+def rows(path):
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                yield line.split()
+
+
+def med(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def fmt_ratio(a, b):
+    if not a or not b or a != a or b != b:
+        return "n/a"
+    return f"{a / b:.2f}×"
+
+
+def compare(path, clk_tck):
+    runs = OrderedDict()
+    for r in rows(path):
+        rnd, target = int(r[0]), r[1]
+        rps, reqs, p50, p99, ticks, secs, non2xx, errs = map(float, r[2:10])
+        runs.setdefault(target, []).append(
+            dict(round=rnd, rps=rps, reqs=reqs, p50=p50, p99=p99, ticks=ticks, secs=secs, non2xx=non2xx, errs=errs)
+        )
+    out = []
+    out.append("| target | req/s (median) | req/s per round | p50 ms | p99 ms | SUT CPU µs/req | SUT CPU busy | non-2xx / socket errors |")
+    out.append("|---|---:|---|---:|---:|---:|---:|---:|")
+    summary = {}
+    for target, rs in runs.items():
+        rps = med([x["rps"] for x in rs])
+        p50 = med([x["p50"] for x in rs])
+        p99 = med([x["p99"] for x in rs])
+        cpu_us = med([x["ticks"] / clk_tck * 1e6 / x["reqs"] if x["reqs"] else float("nan") for x in rs])
+        busy = med([x["ticks"] / clk_tck / x["secs"] * 100 for x in rs])
+        bad = int(sum(x["non2xx"] for x in rs)), int(sum(x["errs"] for x in rs))
+        summary[target] = dict(rps=rps, p50=p50, p99=p99, cpu=cpu_us, bad=bad)
+        per_round = " / ".join(f"{x['rps']:.0f}" for x in rs)
+        flag = "" if bad == (0, 0) else " ⚠"
+        out.append(
+            f"| {LABELS.get(target, target)} | {rps:,.0f} | {per_round} | {p50:.3f} | {p99:.3f} | {cpu_us:.1f} | {busy:.0f}% | {bad[0]} / {bad[1]}{flag} |"
+        )
+    out.append("")
+    g = summary.get("gatehouse")
+    if g:
+        out.append("| ratio | value |")
+        out.append("|---|---:|")
+        for other, name in (("nginx", "nginx proxy"), ("haproxy", "HAProxy+JWT"), ("upstream", "upstream (limit)")):
+            o = summary.get(other)
+            if o:
+                out.append(f"| req/s gatehouse / {name} | {fmt_ratio(g['rps'], o['rps'])} |")
+        for other, name in (("nginx", "nginx proxy"), ("haproxy", "HAProxy+JWT")):
+            o = summary.get(other)
+            if o:
+                out.append(f"| p99 gatehouse / {name} | {fmt_ratio(g['p99'], o['p99'])} |")
+        for other, name in (("nginx", "nginx proxy"), ("haproxy", "HAProxy+JWT")):
+            o = summary.get(other)
+            if o:
+                out.append(f"| CPU/req gatehouse / {name} | {fmt_ratio(g['cpu'], o['cpu'])} |")
+    else:
+        out.append("No gatehouse row: ratios not computed.")
+    if any(s["bad"] != (0, 0) for s in summary.values()):
+        out.append("")
+        out.append("⚠ some runs had non-2xx answers or socket errors: those rows do not measure the happy path.")
+    print("\n".join(out))
+
+
+def login(path):
+    by_phase = OrderedDict()
+    for r in rows(path):
+        rnd, phase = int(r[0]), r[1]
+        vals = list(map(float, r[2:]))
+        by_phase.setdefault(phase, []).append(vals)
+    out = []
+    out.append("| phase | GET req/s | GET p50 ms | GET p99 ms (median) | GET p99 per round | GET non-2xx / errors | logins/s | login non-2xx / errors |")
+    out.append("|---|---:|---:|---:|---|---:|---:|---:|")
+    p99s = {}
+    for phase, rs in by_phase.items():
+        rps = med([x[0] for x in rs])
+        p50 = med([x[2] for x in rs])
+        p99 = med([x[3] for x in rs])
+        p99s[phase] = p99
+        per_round = " / ".join(f"{x[3]:.3f}" for x in rs)
+        non2xx, errs = int(sum(x[4] for x in rs)), int(sum(x[5] for x in rs))
+        if phase == "logins":
+            lrps = f"{med([x[6] for x in rs]):,.1f}"
+            lbad = f"{int(sum(x[7] for x in rs))} / {int(sum(x[8] for x in rs))}"
+        else:
+            lrps, lbad = "—", "—"
+        out.append(f"| {phase} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {per_round} | {non2xx} / {errs} | {lrps} | {lbad} |")
+    out.append("")
+    if "idle" in p99s and "logins" in p99s and p99s["idle"] > 0:
+        ratio = p99s["logins"] / p99s["idle"]
+        verdict = "meets" if ratio <= 2 else "MISSES"
+        out.append(f"p99 under login flood / p99 idle = **{ratio:.2f}×** ({verdict} the ≤ 2× target)")
+    print("\n".join(out))
+
+
+def main():
+    if len(sys.argv) >= 4 and sys.argv[1] == "compare":
+        compare(sys.argv[2], float(sys.argv[3]))
+    elif len(sys.argv) >= 3 and sys.argv[1] == "login":
+        login(sys.argv[2])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+//! Assembles a running gateway from a `Config` and already-bound listeners; owns reload
+//! (SIGHUP: swap one `Arc<Snapshot>`) and the shutdown order (stop accepting, readiness
+//! 503, drain up to `shutdown_grace`, flush the store).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::accounts::Accounts;
+use crate::auth::jwt::TokenKeys;
+use crate::config::{self, Config, TlsFiles};
+use crate::ops::OpsState;
+use crate::proxy::{Gateway, Snapshot};
+use crate::server::tls::TlsAcceptorCell;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::LogControl;
+
+/// Entry point for embedding and tests.
+pub struct App;
+
+/// A running gateway.
+pub struct AppHandle {
+    /// Where the main listener listens.
+    pub addr: SocketAddr,
+    /// Where the ops listener listens.
+    pub ops_addr: SocketAddr,
+    config_path: PathBuf,
+    gateway: Arc<Gateway>,
+    ops: Arc<OpsState>,
+    tls: Option<(TlsAcceptorCell, TlsFiles)>,
+    log: LogControl,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl App {
+    /// Starts serving on the given listeners. `config_path` is what SIGHUP re-reads.
+    pub async fn start(
+        config_path: &Path,
+        mut config: Config,
+        listener: std::net::TcpListener,
+        ops_listener: std::net::TcpListener,
+        log: LogControl,
+    ) -> Result<AppHandle, String> {
+        let secret = crate::auth::secret::resolve(&config)?;
+        let keys = Arc::new(TokenKeys::new(&secret, &config.tokens));
+        let accounts = Arc::new(Accounts::new(keys));
+        let metrics = Arc::new(Metrics::new());
+        let tls = match &config.server.tls {
+            Some(files) => Some((TlsAcceptorCell::load(files)?, files.clone())),
+            None => None,
+        };
+        let snapshot = Snapshot::from_config(&mut config)?;
+        let gateway = Arc::new(Gateway {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            accounts,
+            metrics: metrics.clone(),
+            auth_prefix: config.server.auth_prefix.clone(),
+        });
+        let ops = Arc::new(OpsState {
+            metrics,
+            ready: true.into(),
+        });
+        let (shutdown, _) = watch::channel(false);
+        let to_tokio = |listener: std::net::TcpListener| {
+            listener
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(listener))
+                .map_err(|err| format!("cannot use listener: {err}"))
+        };
+        let listener = to_tokio(listener)?;
+        let ops_listener = to_tokio(ops_listener)?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let ops_addr = ops_listener.local_addr().map_err(|e| e.to_string())?;
+        let tasks = vec![
+            tokio::spawn(crate::server::run(
+                listener,
+                gateway.clone(),
+                config.server.clone(),
+                tls.as_ref().map(|(cell, _)| cell.clone()),
+                shutdown.subscribe(),
+            )),
+            tokio::spawn(crate::ops::run(
+                ops_listener,
+                ops.clone(),
+                shutdown.subscribe(),
+            )),
+        ];
+        tracing::info!(%addr, %ops_addr, https = tls.is_some(), "gatehouse serving");
+        Ok(AppHandle {
+            addr,
+            ops_addr,
+            config_path: config_path.to_path_buf(),
+            gateway,
+            ops,
+            tls,
+            log,
+            shutdown,
+            tasks,
+        })
+    }
+}
+
+impl AppHandle {
+    /// Re-reads the config file and swaps routes, upstreams, headers and log level; the
+    /// TLS certificate is re-read too. On any problem the running config stays.
+    pub fn reload(&self) -> Result<(), String> {
+        let mut config = config::load(&self.config_path).map_err(|err| err.to_string())?;
+        let snapshot = Snapshot::from_config(&mut config)?;
+        if let Some((cell, files)) = &self.tls {
+            cell.reload(files)?;
+        }
+        self.gateway.snapshot.store(Arc::new(snapshot));
+        self.log.set_level(&config.log.level);
+        tracing::info!(config = %self.config_path.display(), "configuration reloaded");
+        Ok(())
+    }
+
+    /// Stops accepting, turns readiness to 503, lets in-flight requests finish within
+    /// `shutdown_grace`, then flushes the store.
+    pub async fn shutdown(self) {
+        self.ops.ready.store(false, Ordering::Release);
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        tracing::info!("gatehouse stopped");
+    }
+}

@@ -1,0 +1,248 @@
+//! Access tokens: HS256/384/512 JWTs signed and checked with keys and a `Validation`
+//! built once at start (SPEC §4).
+//!
+//! Threat model: the token is attacker-controlled input. Its size is capped before any
+//! decoding; only the configured algorithm is accepted (`none`, a swap to another HMAC
+//! size or to an asymmetric algorithm are all refused by `jsonwebtoken`'s algorithm list
+//! before the signature is looked at); `iss`, `aud`, `exp`, `nbf`, `sub` are required.
+//! `iat` in the future beyond the leeway is refused too (a token minted with a skewed or
+//! forged clock).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::TokenSettings;
+use crate::error::TokenRejection;
+
+/// Tokens longer than this are refused unread. Ours are ~400 bytes; 8 KiB leaves room for
+/// many roles while keeping hostile input cheap to refuse.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The claims of a gatehouse access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The user's stable opaque id.
+    pub sub: String,
+    pub username: String,
+    pub roles: Vec<String>,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+    /// Unique id; logout revokes by it.
+    pub jti: String,
+    /// The login session (refresh-token family) this token belongs to, so logout and
+    /// password changes can end the session it came from. Absent in foreign tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+/// Signs and checks access tokens.
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    header: Header,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    access_ttl: Duration,
+    leeway: u64,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("algorithm", &self.header.alg)
+            .field("kid", &self.header.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl TokenKeys {
+    /// Builds the keys from the secret and the `[tokens]` settings.
+    pub fn new(secret: &[u8], settings: &TokenSettings) -> Self {
+        let mut header = Header::new(settings.algorithm);
+        header.typ = Some("JWT".into());
+        header.kid = Some(key_id(secret));
+        let mut validation = Validation::new(settings.algorithm);
+        validation.algorithms = vec![settings.algorithm];
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = settings.leeway.as_secs();
+        TokenKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            header,
+            validation,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            access_ttl: settings.access_ttl,
+            leeway: settings.leeway.as_secs(),
+        }
+    }
+
+    /// How long an access token lives.
+    pub fn access_ttl(&self) -> Duration {
+        self.access_ttl
+    }
+
+    /// Mints an access token for a user.
+    pub fn issue(
+        &self,
+        sub: &str,
+        username: &str,
+        roles: &[String],
+        session: Option<&str>,
+    ) -> Result<(String, AccessClaims), jsonwebtoken::errors::Error> {
+        let now = now_secs();
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: sub.to_string(),
+            username: username.to_string(),
+            roles: roles.to_vec(),
+            iat: now,
+            nbf: now,
+            exp: now + self.access_ttl.as_secs(),
+            jti: crate::auth::random_id(16),
+            sid: session.map(str::to_string),
+        };
+        let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)?;
+        Ok((token, claims))
+    }
+
+    /// Checks a token's form, algorithm, signature and registered claims. The store-backed
+    /// checks (user, revocation, password change) are the accounts layer's.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenRejection> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenRejection::Oversized);
+        }
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+            .map_err(|err| self.classify(token, err.kind()))?;
+        let claims = data.claims;
+        if claims.iat > now_secs() + self.leeway {
+            return Err(TokenRejection::NotYetValid);
+        }
+        Ok(claims)
+    }
+
+    fn classify(&self, token: &str, kind: &ErrorKind) -> TokenRejection {
+        match kind {
+            ErrorKind::InvalidSignature => TokenRejection::BadSignature,
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                TokenRejection::WrongAlgorithm
+            }
+            ErrorKind::ExpiredSignature => TokenRejection::Expired,
+            ErrorKind::ImmatureSignature => TokenRejection::NotYetValid,
+            ErrorKind::InvalidIssuer => TokenRejection::WrongIssuer,
+            ErrorKind::InvalidAudience => TokenRejection::WrongAudience,
+            // `alg: "none"` and unknown algorithms fail header parsing; say so precisely.
+            _ if !header_alg_is(token, self.header.alg) => TokenRejection::WrongAlgorithm,
+            _ => TokenRejection::Malformed,
+        }
+    }
+}
+
+/// True when the token's header can be read and names `expected` (error path only).
+fn header_alg_is(token: &str, expected: Algorithm) -> bool {
+    let Some(encoded) = token.split('.').next() else {
+        return false;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded) else {
+        return true; // not a readable header at all: malformed, not an algorithm question
+    };
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(value) => value.get("alg").and_then(|alg| alg.as_str()) == Some(alg_name(expected)),
+        Err(_) => true,
+    }
+}
+
+fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        _ => "",
+    }
+}
+
+/// A key id that names the secret without revealing it: the first 8 bytes of its SHA-256.
+fn key_id(secret: &[u8]) -> String {
+    let digest = Sha256::digest(secret);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> TokenSettings {
+        TokenSettings {
+            issuer: "gatehouse".into(),
+            audience: "gatehouse".into(),
+            algorithm: Algorithm::HS256,
+            secret_file: None,
+            access_ttl: Duration::from_secs(900),
+            refresh_ttl: Duration::from_secs(3600),
+            leeway: Duration::from_secs(30),
+        }
+    }
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn issued_tokens_verify() {
+        let keys = TokenKeys::new(SECRET, &settings());
+        let (token, claims) = keys
+            .issue("u1", "alice", &["admin".into()], None)
+            .expect("issue");
+        assert_eq!(keys.verify(&token), Ok(claims));
+    }
+
+    #[test]
+    fn other_secret_is_a_bad_signature() {
+        let keys = TokenKeys::new(SECRET, &settings());
+        let other = TokenKeys::new(b"another-secret-another-secret-xx", &settings());
+        let (token, _) = other.issue("u1", "alice", &[], None).expect("issue");
+        assert_eq!(keys.verify(&token), Err(TokenRejection::BadSignature));
+    }
+
+    #[test]
+    fn none_algorithm_is_refused_as_wrong_algorithm() {
+        let keys = TokenKeys::new(SECRET, &settings());
+        let (token, _) = keys.issue("u1", "alice", &[], None).expect("issue");
+        let payload = token.split('.').nth(1).expect("payload");
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"alg":"none","typ":"JWT"}"#);
+        assert_eq!(
+            keys.verify(&format!("{header}.{payload}.")),
+            Err(TokenRejection::WrongAlgorithm)
+        );
+    }
+
+    #[test]
+    fn oversized_tokens_are_refused_unread() {
+        let keys = TokenKeys::new(SECRET, &settings());
+        assert_eq!(
+            keys.verify(&"a".repeat(MAX_TOKEN_LEN + 1)),
+            Err(TokenRejection::Oversized)
+        );
+    }
+}

@@ -1,0 +1,336 @@
+//! The command line (SPEC §1): `serve` (the default), `check-config`, `explain`, `user …`,
+//! `healthcheck`. Exit codes: 0 ok, 1 error (stderr says what and where), 2 usage.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use http::Method;
+
+use crate::app::App;
+use crate::config::{self, access_label, Config};
+use crate::proxy::route::Access;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "An authentication gateway: login, JWT checks and route rules in front of HTTP services"
+)]
+struct Cli {
+    /// Config file [default: $GATEHOUSE_CONFIG, else ./gateway.toml]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "GATEHOUSE_CONFIG",
+        default_value = "gateway.toml",
+        hide_default_value = true
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the default)
+    Serve,
+    /// Validate the config and print the effective route table in match order
+    CheckConfig,
+    /// Show what the gateway would do with a request
+    Explain {
+        /// e.g. GET
+        method: String,
+        /// e.g. /admin/users?page=2
+        path: String,
+    },
+    /// Manage users (works whether or not a gateway is serving the store)
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Exit 0 when the running gateway's /readyz answers 200 (for container HEALTHCHECK)
+    Healthcheck {
+        /// Readiness URL [default: http://<ops_listen>/readyz]
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+/// `gatehouse user …` (SPEC §1).
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; asks twice for the password, or reads one line from stdin
+    Add {
+        name: String,
+        /// A role to grant (repeatable)
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Read the password from the first line of stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password; every token issued before stops working
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable a user: its tokens stop working on the next request
+    Disable { name: String },
+    /// Enable a disabled user
+    Enable { name: String },
+    /// Replace a user's roles (none given: no roles)
+    Roles { name: String, roles: Vec<String> },
+    /// Delete a user; its tokens stop working
+    Remove { name: String },
+    /// List users
+    List {
+        /// A JSON array of {"username","roles","enabled","created"}
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses the command line and runs it; returns the process exit code.
+pub fn run() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.config),
+        Command::CheckConfig => check_config(&cli.config),
+        Command::Explain { method, path } => explain(&cli.config, &method, &path),
+        Command::User(command) => {
+            load(&cli.config).and_then(|config| crate::admin::run(&config, command))
+        }
+        Command::Healthcheck { url } => healthcheck(&cli.config, url.as_deref()),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("gatehouse: {message}");
+            1
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Config, String> {
+    config::load(path).map_err(|err| err.to_string())
+}
+
+fn serve(path: &Path) -> Result<(), String> {
+    let config = load(path)?;
+    let log = crate::telemetry::init(&config.log);
+    let bind = |addr: SocketAddr, key: &str| {
+        std::net::TcpListener::bind(addr)
+            .map_err(|err| format!("{key}: cannot listen on {addr}: {err}"))
+    };
+    let listener = bind(config.server.listen, "server.listen")?;
+    let ops_listener = bind(config.server.ops_listen, "server.ops_listen")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gatehouse")
+        .build()
+        .map_err(|err| format!("cannot start the runtime: {err}"))?;
+    runtime.block_on(async move {
+        let handle = App::start(path, config, listener, ops_listener, log).await?;
+        wait_for_signals(&handle).await?;
+        handle.shutdown().await;
+        Ok(())
+    })
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(handle: &crate::app::AppHandle) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let install = |kind: SignalKind| {
+        signal(kind).map_err(|err| format!("cannot install signal handler: {err}"))
+    };
+    let mut terminate = install(SignalKind::terminate())?;
+    let mut interrupt = install(SignalKind::interrupt())?;
+    let mut hangup = install(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => { tracing::info!("SIGTERM: draining"); return Ok(()); }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: draining"); return Ok(()); }
+            _ = hangup.recv() => {
+                if let Err(err) = handle.reload() {
+                    tracing::error!(error = %err, "SIGHUP: the new configuration was refused; the running one stays");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_handle: &crate::app::AppHandle) -> Result<(), String> {
+    tokio::signal::ctrl_c().await.map_err(|err| err.to_string())
+}
+
+fn check_config(path: &Path) -> Result<(), String> {
+    let config = load(path)?;
+    let (table, warnings) = config.describe_routes();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}: ok", path.display());
+    let _ = writeln!(out, "routes in match order:");
+    let _ = write!(out, "{table}");
+    for warning in warnings {
+        let _ = writeln!(out, "warning: {warning}");
+    }
+    Ok(())
+}
+
+fn explain(path: &Path, method: &str, target: &str) -> Result<(), String> {
+    let config = load(path)?;
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("`{method}` is not an HTTP method"))?;
+    let uri: http::Uri = target
+        .parse()
+        .map_err(|_| format!("`{target}` is not a request target: 400 invalid_request"))?;
+    let mut out = std::io::stdout().lock();
+    let normalized = match crate::proxy::normalized_path(&uri) {
+        Ok(normalized) => normalized,
+        Err(err) => {
+            let _ = writeln!(out, "request:    {method} {target}");
+            let _ = writeln!(out, "path:       rejected: {}", err.description());
+            let _ = writeln!(out, "decision:   400 invalid_request (never forwarded)");
+            return Ok(());
+        }
+    };
+    let _ = writeln!(out, "request:    {method} {target}");
+    let _ = writeln!(out, "path:       {normalized}");
+    if crate::proxy::is_under(&normalized, &config.server.auth_prefix) {
+        let _ = writeln!(
+            out,
+            "route:      gatehouse endpoint (below auth_prefix {})",
+            config.server.auth_prefix
+        );
+        let _ = writeln!(
+            out,
+            "decision:   served by gatehouse itself, never forwarded"
+        );
+        return Ok(());
+    }
+    let (access, roles, upstream) = match config.routes.find(&method, &normalized) {
+        Some((index, route)) => {
+            let _ = writeln!(
+                out,
+                "route:      routes[{index}] {}",
+                route.pattern.as_str()
+            );
+            (
+                route.access,
+                route.roles.clone(),
+                route.upstream_name.clone(),
+            )
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "route:      none matches (default: a valid token is required)"
+            );
+            (Access::Authenticated, Vec::new(), "default".to_string())
+        }
+    };
+    let decision = match access {
+        Access::Deny => "403 forbidden for everyone, never forwarded".to_string(),
+        Access::Public => {
+            "public: forwarded without a token (a valid token still adds identity headers)"
+                .to_string()
+        }
+        Access::Authenticated if roles.is_empty() => {
+            "a valid bearer token is required, else 401".to_string()
+        }
+        Access::Authenticated => format!(
+            "a valid bearer token is required (else 401) with one of the roles {} (else 403)",
+            roles.join(", ")
+        ),
+    };
+    let _ = writeln!(out, "access:     {}", access_label(access, &roles));
+    let _ = writeln!(out, "decision:   {decision}");
+    if access != Access::Deny {
+        let authority = config
+            .upstreams
+            .iter()
+            .find(|u| u.name == upstream)
+            .map(|u| u.authority.as_str())
+            .unwrap_or("?");
+        let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "upstream:   {upstream} -> http://{authority}{normalized}{query}"
+        );
+    }
+    Ok(())
+}
+
+fn healthcheck(path: &Path, url: Option<&str>) -> Result<(), String> {
+    let url = match url {
+        Some(url) => url.to_string(),
+        None => {
+            let config = load(path)?;
+            let mut addr = config.server.ops_listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(if addr.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+            }
+            format!("http://{addr}/readyz")
+        }
+    };
+    let status = probe(&url, Duration::from_secs(5))?;
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(format!("{url} answered {status}"))
+    }
+}
+
+/// A minimal HTTP/1.1 GET that returns the status code.
+fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
+    use std::io::Read as _;
+    use std::net::ToSocketAddrs as _;
+    let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("`{url}`: only http:// URLs are supported"));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("`{url}` has no host"))?;
+    let port = authority.port_u16().unwrap_or(80);
+    let addr = (
+        authority.host().trim_matches(|c| c == '[' || c == ']'),
+        port,
+    )
+        .to_socket_addrs()
+        .map_err(|err| format!("{url}: {err}"))?
+        .next()
+        .ok_or_else(|| format!("{url}: no address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|err| format!("{url}: {err}"))?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|err| format!("{url}: {err}"))?;
+    let mut head = [0u8; 64];
+    let read = stream
+        .read(&mut head)
+        .map_err(|err| format!("{url}: {err}"))?;
+    let line = String::from_utf8_lossy(&head[..read]);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("{url}: not an HTTP response"))
+}

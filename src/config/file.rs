@@ -1,0 +1,232 @@
+//! The raw serde mirror of `gateway.toml` (SPEC §2). Values stay loosely typed (durations
+//! and addresses as strings) so that validation can report every problem with its key
+//! path at once instead of stopping at the first one serde meets.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole file. Every key is optional except `upstreams.default.url`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct FileConfig {
+    pub server: ServerFile,
+    pub store: StoreFile,
+    pub tokens: TokensFile,
+    pub passwords: PasswordsFile,
+    pub login: LoginFile,
+    pub registration: RegistrationFile,
+    pub headers: HeadersFile,
+    pub log: LogFile,
+    /// Named upstreams; `default` is required.
+    pub upstreams: BTreeMap<String, UpstreamFile>,
+    /// Route rules, checked in file order.
+    pub routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct ServerFile {
+    /// Main listener. Default `0.0.0.0:8080`.
+    pub listen: String,
+    /// PEM certificate chain; with `tls_key`, serve HTTPS.
+    pub tls_cert: Option<String>,
+    /// PEM private key.
+    pub tls_key: Option<String>,
+    /// `/healthz`, `/readyz`, `/metrics`. Default `127.0.0.1:9091`.
+    pub ops_listen: String,
+    /// Where gatehouse's own endpoints live. Default `/auth`.
+    pub auth_prefix: String,
+    /// Time allowed to receive a request head. Default `10s`.
+    pub header_timeout: String,
+    /// Keep-alive connections idle longer are closed. Default `60s`.
+    pub idle_timeout: String,
+    /// Connections served at once; further ones wait in the accept backlog. Default 10000.
+    pub max_connections: i64,
+    /// How long in-flight requests may run on after SIGTERM. Default `30s`.
+    pub shutdown_grace: String,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        ServerFile {
+            listen: "0.0.0.0:8080".into(),
+            tls_cert: None,
+            tls_key: None,
+            ops_listen: "127.0.0.1:9091".into(),
+            auth_prefix: "/auth".into(),
+            header_timeout: "10s".into(),
+            idle_timeout: "60s".into(),
+            max_connections: 10_000,
+            shutdown_grace: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct StoreFile {
+    /// sled directory, created with mode 0700. Default `data`.
+    pub path: String,
+}
+
+impl Default for StoreFile {
+    fn default() -> Self {
+        StoreFile {
+            path: "data".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct TokensFile {
+    /// `iss` of issued tokens, required on validation. Default `gatehouse`.
+    pub issuer: String,
+    /// `aud` of issued tokens, required on validation. Default `gatehouse`.
+    pub audience: String,
+    /// HS256 | HS384 | HS512. Default HS256.
+    pub algorithm: String,
+    /// File holding the signing secret (one trailing newline removed).
+    pub secret_file: Option<String>,
+    /// Default `15m`.
+    pub access_ttl: String,
+    /// Default `7d`.
+    pub refresh_ttl: String,
+    /// Clock skew allowed on exp / nbf / iat. Default `30s`.
+    pub leeway: String,
+}
+
+impl Default for TokensFile {
+    fn default() -> Self {
+        TokensFile {
+            issuer: "gatehouse".into(),
+            audience: "gatehouse".into(),
+            algorithm: "HS256".into(),
+            secret_file: None,
+            access_ttl: "15m".into(),
+            refresh_ttl: "7d".into(),
+            leeway: "30s".into(),
+        }
+    }
+}
+
+/// argon2id parameters; defaults are OWASP's minimum.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct PasswordsFile {
+    pub memory_kib: i64,
+    pub iterations: i64,
+    pub parallelism: i64,
+    pub min_length: i64,
+    pub max_length: i64,
+}
+
+impl Default for PasswordsFile {
+    fn default() -> Self {
+        PasswordsFile {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            min_length: 8,
+            max_length: 256,
+        }
+    }
+}
+
+/// Brute-force regulation.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct LoginFile {
+    pub max_failures: i64,
+    pub window: String,
+    pub lockout: String,
+}
+
+impl Default for LoginFile {
+    fn default() -> Self {
+        LoginFile {
+            max_failures: 5,
+            window: "15m".into(),
+            lockout: "15m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RegistrationFile {
+    pub enabled: bool,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct HeadersFile {
+    pub user: String,
+    pub subject: String,
+    pub roles: String,
+    pub forward_authorization: bool,
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for HeadersFile {
+    fn default() -> Self {
+        HeadersFile {
+            user: "X-Auth-User".into(),
+            subject: "X-Auth-Subject".into(),
+            roles: "X-Auth-Roles".into(),
+            forward_authorization: false,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct LogFile {
+    /// text | json.
+    pub format: String,
+    /// A tracing filter; `RUST_LOG`, when set, wins.
+    pub level: String,
+}
+
+impl Default for LogFile {
+    fn default() -> Self {
+        LogFile {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UpstreamFile {
+    /// `http://host:port`.
+    pub url: Option<String>,
+    /// Default `2s`.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    /// Until the upstream's response head arrives. Default `60s`.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout: String,
+}
+
+fn default_connect_timeout() -> String {
+    "2s".into()
+}
+
+fn default_upstream_timeout() -> String {
+    "60s".into()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RouteFile {
+    pub path: Option<String>,
+    /// authenticated (default) | public | deny.
+    pub access: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub methods: Option<Vec<String>>,
+    pub upstream: Option<String>,
+}

@@ -1,0 +1,364 @@
+//! Configuration: `gateway.toml` read, checked and compiled once (SPEC §2).
+//!
+//! `serve`, `check-config`, `explain` and SIGHUP all go through [`load`], so what
+//! `check-config` accepts is exactly what the gateway will run. The validated [`Config`]
+//! holds ready values (compiled routes, header names, durations): no request parses a
+//! config string.
+
+mod file;
+mod units;
+mod validate;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
+
+use crate::proxy::route::{Access, RouteTable};
+pub use units::parse_duration;
+pub use validate::Problem;
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub tokens: TokenSettings,
+    pub passwords: PasswordSettings,
+    pub login: LoginSettings,
+    pub registration: RegistrationSettings,
+    pub headers: HeaderSettings,
+    pub log: LogSettings,
+    /// `default` is always first.
+    pub upstreams: Vec<UpstreamSettings>,
+    pub routes: RouteTable,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    pub ops_listen: SocketAddr,
+    /// Without a trailing slash, e.g. `/auth`.
+    pub auth_prefix: String,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub algorithm: Algorithm,
+    pub secret_file: Option<PathBuf>,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub leeway: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordSettings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub min_length: usize,
+    pub max_length: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LoginSettings {
+    pub max_failures: u32,
+    pub window: Duration,
+    pub lockout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegistrationSettings {
+    pub enabled: bool,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HeaderSettings {
+    pub user: HeaderName,
+    pub subject: HeaderName,
+    pub roles: HeaderName,
+    pub forward_authorization: bool,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub name: String,
+    /// `host:port` of the `http://` URL.
+    pub authority: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+/// A config that could not be loaded: every problem found, each with its key path.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.problems.len();
+        write!(
+            f,
+            "{}: {count} problem{}",
+            self.file.display(),
+            if count == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.problems {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let fail = |problems: Vec<Problem>| ConfigError {
+        file: path.to_path_buf(),
+        problems,
+    };
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        fail(vec![Problem {
+            path: String::new(),
+            problem: format!("cannot read the config file: {err}"),
+        }])
+    })?;
+    parse(&text).map_err(fail)
+}
+
+/// Validates config text (what [`load`] does after reading the file).
+pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+    let mut problems = validate::Problems::default();
+    let mut unknown = Vec::new();
+    let deserializer = toml::Deserializer::new(text);
+    let parsed: Result<file::FileConfig, _> = serde_ignored::deserialize(deserializer, |path| {
+        unknown.push(dotted(&path));
+    });
+    for key in unknown {
+        problems.push(key, "unknown key; check its spelling against SPEC §2");
+    }
+    let file = match parsed {
+        Ok(file) => file,
+        Err(err) => {
+            problems.push(
+                String::new(),
+                err.message().trim().to_string() + &location(text, &err),
+            );
+            return Err(problems.0);
+        }
+    };
+    match validate::validate(file, &mut problems) {
+        Some(config) if problems.0.is_empty() => Ok(config),
+        _ => Err(problems.0),
+    }
+}
+
+fn location(text: &str, err: &toml::de::Error) -> String {
+    match err.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+/// `routes[2].acess` rather than serde_ignored's own rendering.
+fn dotted(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", dotted(parent)),
+        P::Map { parent, key } => {
+            let parent = dotted(parent);
+            if parent.is_empty() {
+                key.to_string()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            dotted(parent)
+        }
+    }
+}
+
+impl Config {
+    /// The route table in match order, as `check-config` prints it, with a warning for
+    /// each route an earlier one shadows entirely.
+    pub fn describe_routes(&self) -> (String, Vec<String>) {
+        let mut out = String::new();
+        let routes = self.routes.routes();
+        for (index, route) in routes.iter().enumerate() {
+            let methods = match &route.methods {
+                None => "*".to_string(),
+                Some(methods) => methods
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            let _ = writeln!(
+                out,
+                "{index:>3}  {:<30} {:<12} {:<28} -> {}",
+                route.pattern.as_str(),
+                methods,
+                access_label(route.access, &route.roles),
+                route.upstream_name
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  -  {:<30} {:<12} {:<28} -> default",
+            "(anything else)", "*", "authenticated"
+        );
+        let warnings = self
+            .routes
+            .shadowed()
+            .into_iter()
+            .map(|(later, earlier)| {
+                format!(
+                    "routes[{later}] ({}) can never match: routes[{earlier}] ({}) matches every request it would",
+                    routes[later].pattern.as_str(),
+                    routes[earlier].pattern.as_str()
+                )
+            })
+            .collect();
+        (out, warnings)
+    }
+
+    /// The upstream settings a route index points at.
+    pub fn upstream(&self, index: usize) -> Option<&UpstreamSettings> {
+        self.upstreams.get(index)
+    }
+}
+
+/// How an access decision reads in route listings.
+pub fn access_label(access: Access, roles: &[String]) -> String {
+    match access {
+        Access::Public => "public".into(),
+        Access::Deny => "deny".into(),
+        Access::Authenticated if roles.is_empty() => "authenticated".into(),
+        Access::Authenticated => format!("authenticated roles={}", roles.join("|")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[upstreams.default]\nurl = \"http://127.0.0.1:3000\"\n";
+
+    #[test]
+    fn minimal_config_takes_spec_defaults() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.server.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.server.auth_prefix, "/auth");
+        assert_eq!(config.tokens.access_ttl, Duration::from_secs(900));
+        assert_eq!(config.tokens.refresh_ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.passwords.memory_kib, 19_456);
+        assert_eq!(config.headers.user.as_str(), "x-auth-user");
+        assert_eq!(config.upstreams[0].authority, "127.0.0.1:3000");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key_path() {
+        let text = r#"
+[server]
+listen = "nowhere"
+header_timeout = "soon"
+colour = "blue"
+
+[upstreams.default]
+url = "http://127.0.0.1:3000"
+
+[[routes]]
+path = "/a"
+
+[[routes]]
+path = "/b"
+
+[[routes]]
+path = "/c"
+access = "maybe"
+acess = "public"
+"#;
+        let problems = parse(text).unwrap_err();
+        let rendered: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        let all = rendered.join("\n");
+        assert!(all.contains("server.listen: "), "{all}");
+        assert!(all.contains("server.header_timeout: "), "{all}");
+        assert!(all.contains("server.colour: unknown key"), "{all}");
+        assert!(all.contains("routes[2].acess: unknown key"), "{all}");
+        assert!(
+            all.contains("routes[2].access: `maybe`: expected one of authenticated, public, deny"),
+            "{all}"
+        );
+        assert_eq!(problems.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn default_upstream_is_required() {
+        let problems = parse("").unwrap_err();
+        assert!(problems.iter().any(|p| p.path == "upstreams.default.url"));
+    }
+
+    #[test]
+    fn route_to_an_unknown_upstream_is_refused() {
+        let text = format!("{MINIMAL}[[routes]]\npath = \"/x/**\"\nupstream = \"nope\"\n");
+        let problems = parse(&text).unwrap_err();
+        assert_eq!(problems[0].path, "routes[0].upstream");
+    }
+
+    #[test]
+    fn identity_header_names_must_differ_even_by_underscore() {
+        let text = format!("{MINIMAL}[headers]\nuser = \"X-Who\"\nsubject = \"X_Who\"\n");
+        let problems = parse(&text).unwrap_err();
+        assert!(problems.iter().any(|p| p.path == "headers"), "{problems:?}");
+    }
+
+    #[test]
+    fn short_type_errors_name_their_line() {
+        let problems = parse("[server]\nmax_connections = \"many\"\n").unwrap_err();
+        assert!(problems[0].problem.contains("line"), "{problems:?}");
+    }
+}

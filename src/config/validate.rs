@@ -1,0 +1,513 @@
+//! `FileConfig` → `Config`: every value checked and compiled, every problem collected with
+//! its dotted key path, failing only at the end (the linkerd habit: parse everything, then
+//! fail once with the whole list).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, Method, Uri};
+use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
+
+use super::file::{FileConfig, RouteFile};
+use super::units::parse_duration;
+use super::*;
+use crate::proxy::route::{Access, Pattern, Route, RouteTable};
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `routes[2].access`.
+    pub path: String,
+    /// What is wrong and how to fix it, as a lowercase phrase.
+    pub problem: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.problem)
+        } else {
+            write!(f, "{}: {}", self.path, self.problem)
+        }
+    }
+}
+
+/// Collects problems while the checks run.
+#[derive(Default)]
+pub(super) struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub fn push(&mut self, path: impl Into<String>, problem: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            problem: problem.into(),
+        });
+    }
+
+    fn duration(&mut self, path: &str, text: &str) -> Duration {
+        match parse_duration(text) {
+            Ok(duration) => duration,
+            Err(problem) => {
+                self.push(path, problem);
+                Duration::ZERO
+            }
+        }
+    }
+
+    fn positive_duration(&mut self, path: &str, text: &str) -> Duration {
+        let duration = self.duration(path, text);
+        if duration.is_zero() && parse_duration(text).is_ok() {
+            self.push(path, "must be longer than zero");
+        }
+        duration
+    }
+
+    fn socket_addr(&mut self, path: &str, text: &str) -> SocketAddr {
+        match text.parse() {
+            Ok(addr) => addr,
+            Err(_) => {
+                self.push(
+                    path,
+                    format!("`{text}` is not an address; write IP:PORT, e.g. \"0.0.0.0:8080\" or \"[::1]:8080\""),
+                );
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            }
+        }
+    }
+
+    fn ranged(&mut self, path: &str, value: i64, min: i64, max: i64) -> u32 {
+        if value < min || value > max {
+            self.push(
+                path,
+                format!("{value} is out of range; expected {min} to {max}"),
+            );
+            return min.max(0) as u32;
+        }
+        value as u32
+    }
+
+    fn header_name(&mut self, path: &str, text: &str) -> HeaderName {
+        match HeaderName::from_bytes(text.as_bytes()) {
+            Ok(name) => name,
+            Err(_) => {
+                self.push(path, format!("`{text}` is not a valid header name"));
+                HeaderName::from_static("x-invalid")
+            }
+        }
+    }
+}
+
+pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Option<Config> {
+    let server = server(&file, problems);
+    let tokens = tokens(&file, problems);
+    let passwords = passwords(&file, problems);
+    let login = LoginSettings {
+        max_failures: problems.ranged("login.max_failures", file.login.max_failures, 1, 1_000_000),
+        window: problems.positive_duration("login.window", &file.login.window),
+        lockout: problems.positive_duration("login.lockout", &file.login.lockout),
+    };
+    let registration = RegistrationSettings {
+        enabled: file.registration.enabled,
+        roles: roles(problems, "registration.roles", &file.registration.roles),
+    };
+    let headers = headers(&file, problems);
+    let log = log(&file, problems);
+    let upstreams = upstreams(&file, problems);
+    let routes = routes(&file.routes, &upstreams, problems);
+    if file.store.path.trim().is_empty() {
+        problems.push("store.path", "must name a directory");
+    }
+    let store = StoreSettings {
+        path: PathBuf::from(&file.store.path),
+    };
+    if !problems.0.is_empty() {
+        return None;
+    }
+    Some(Config {
+        server,
+        store,
+        tokens,
+        passwords,
+        login,
+        registration,
+        headers,
+        log,
+        upstreams,
+        routes,
+    })
+}
+
+fn server(file: &FileConfig, problems: &mut Problems) -> ServerSettings {
+    let raw = &file.server;
+    let tls = match (&raw.tls_cert, &raw.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            problems.push(
+                "server.tls_key",
+                "tls_cert is set but tls_key is missing; set both or neither",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            problems.push(
+                "server.tls_cert",
+                "tls_key is set but tls_cert is missing; set both or neither",
+            );
+            None
+        }
+    };
+    let auth_prefix = raw.auth_prefix.trim_end_matches('/').to_string();
+    let prefix_ok = auth_prefix.starts_with('/')
+        && matches!(crate::proxy::path::normalize(&auth_prefix), Ok(ref n) if *n == auth_prefix);
+    if !prefix_ok {
+        problems.push(
+            "server.auth_prefix",
+            format!(
+                "`{}` is not a normalized absolute path; write e.g. \"/auth\"",
+                raw.auth_prefix
+            ),
+        );
+    }
+    ServerSettings {
+        listen: problems.socket_addr("server.listen", &raw.listen),
+        tls,
+        ops_listen: problems.socket_addr("server.ops_listen", &raw.ops_listen),
+        auth_prefix,
+        header_timeout: problems.positive_duration("server.header_timeout", &raw.header_timeout),
+        idle_timeout: problems.positive_duration("server.idle_timeout", &raw.idle_timeout),
+        max_connections: problems.ranged(
+            "server.max_connections",
+            raw.max_connections,
+            1,
+            1_000_000,
+        ) as usize,
+        shutdown_grace: problems.duration("server.shutdown_grace", &raw.shutdown_grace),
+    }
+}
+
+fn tokens(file: &FileConfig, problems: &mut Problems) -> TokenSettings {
+    let raw = &file.tokens;
+    let algorithm = match raw.algorithm.as_str() {
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        other => {
+            problems.push(
+                "tokens.algorithm",
+                format!("`{other}` is not supported; expected one of HS256, HS384, HS512"),
+            );
+            Algorithm::HS256
+        }
+    };
+    if raw.issuer.is_empty() {
+        problems.push("tokens.issuer", "must not be empty");
+    }
+    if raw.audience.is_empty() {
+        problems.push("tokens.audience", "must not be empty");
+    }
+    TokenSettings {
+        issuer: raw.issuer.clone(),
+        audience: raw.audience.clone(),
+        algorithm,
+        secret_file: raw.secret_file.as_ref().map(PathBuf::from),
+        access_ttl: problems.positive_duration("tokens.access_ttl", &raw.access_ttl),
+        refresh_ttl: problems.positive_duration("tokens.refresh_ttl", &raw.refresh_ttl),
+        leeway: problems.duration("tokens.leeway", &raw.leeway),
+    }
+}
+
+fn passwords(file: &FileConfig, problems: &mut Problems) -> PasswordSettings {
+    let raw = &file.passwords;
+    let settings = PasswordSettings {
+        memory_kib: problems.ranged("passwords.memory_kib", raw.memory_kib, 8, 4 * 1024 * 1024),
+        iterations: problems.ranged("passwords.iterations", raw.iterations, 1, 100),
+        parallelism: problems.ranged("passwords.parallelism", raw.parallelism, 1, 64),
+        min_length: problems.ranged("passwords.min_length", raw.min_length, 1, 4096) as usize,
+        max_length: problems.ranged("passwords.max_length", raw.max_length, 1, 4096) as usize,
+    };
+    if settings.min_length > settings.max_length {
+        problems.push(
+            "passwords.min_length",
+            "must not exceed passwords.max_length",
+        );
+    }
+    if settings.memory_kib < 8 * settings.parallelism {
+        problems.push(
+            "passwords.memory_kib",
+            "must be at least 8 × parallelism (argon2)",
+        );
+    }
+    settings
+}
+
+fn headers(file: &FileConfig, problems: &mut Problems) -> HeaderSettings {
+    let raw = &file.headers;
+    let user = problems.header_name("headers.user", &raw.user);
+    let subject = problems.header_name("headers.subject", &raw.subject);
+    let roles = problems.header_name("headers.roles", &raw.roles);
+    let reserved = [
+        "host",
+        "authorization",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "trailer",
+        "keep-alive",
+        "proxy-authorization",
+        "cookie",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+    ];
+    for (key, name) in [
+        ("headers.user", &user),
+        ("headers.subject", &subject),
+        ("headers.roles", &roles),
+    ] {
+        if reserved.contains(&name.as_str()) {
+            problems.push(
+                key,
+                format!("`{name}` is reserved; choose a name such as X-Auth-User"),
+            );
+        }
+    }
+    let folded: HashSet<String> = [&user, &subject, &roles]
+        .iter()
+        .map(|name| name.as_str().replace('_', "-"))
+        .collect();
+    if folded.len() != 3 {
+        problems.push(
+            "headers",
+            "user, subject and roles must be three different header names",
+        );
+    }
+    let mut trusted_proxies = Vec::new();
+    for (index, text) in raw.trusted_proxies.iter().enumerate() {
+        let parsed = text
+            .parse::<IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
+        match parsed {
+            Ok(net) => trusted_proxies.push(net),
+            Err(_) => problems.push(
+                format!("headers.trusted_proxies[{index}]"),
+                format!("`{text}` is not a CIDR or IP address; write e.g. \"10.0.0.0/8\""),
+            ),
+        }
+    }
+    HeaderSettings {
+        user,
+        subject,
+        roles,
+        forward_authorization: raw.forward_authorization,
+        trusted_proxies,
+    }
+}
+
+fn log(file: &FileConfig, problems: &mut Problems) -> LogSettings {
+    let format = match file.log.format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            problems.push(
+                "log.format",
+                format!("`{other}` is not a format; expected one of text, json"),
+            );
+            LogFormat::Text
+        }
+    };
+    if tracing_subscriber::EnvFilter::try_new(&file.log.level).is_err() {
+        problems.push(
+            "log.level",
+            format!("`{}` is not a level or filter; expected e.g. info, debug, \"gatehouse=debug,info\"", file.log.level),
+        );
+    }
+    LogSettings {
+        format,
+        level: file.log.level.clone(),
+    }
+}
+
+fn upstreams(file: &FileConfig, problems: &mut Problems) -> Vec<UpstreamSettings> {
+    if !file.upstreams.contains_key("default") {
+        problems.push(
+            "upstreams.default.url",
+            "is required: the service requests go to, e.g. \"http://127.0.0.1:3000\"",
+        );
+    }
+    let mut list = Vec::new();
+    // `default` first so that its index is 0.
+    let ordered = file
+        .upstreams
+        .iter()
+        .filter(|(name, _)| name.as_str() == "default")
+        .chain(
+            file.upstreams
+                .iter()
+                .filter(|(name, _)| name.as_str() != "default"),
+        );
+    for (name, raw) in ordered {
+        let key = format!("upstreams.{name}");
+        let url = match &raw.url {
+            None => {
+                problems.push(
+                    format!("{key}.url"),
+                    "is required, e.g. \"http://127.0.0.1:3000\"",
+                );
+                None
+            }
+            Some(text) => {
+                match text.parse::<Uri>() {
+                    Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {
+                        if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+                            problems.push(
+                            format!("{key}.url"),
+                            "must not have a path or query: requests keep their own path; write \"http://host:port\"",
+                        );
+                        }
+                        Some(uri)
+                    }
+                    Ok(uri) if uri.scheme_str() == Some("https") => {
+                        problems.push(format!("{key}.url"), "https upstreams are not supported yet; use http:// on a private network");
+                        None
+                    }
+                    _ => {
+                        problems.push(
+                            format!("{key}.url"),
+                            format!(
+                                "`{text}` is not an http URL; write e.g. \"http://127.0.0.1:3000\""
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        let connect_timeout =
+            problems.positive_duration(&format!("{key}.connect_timeout"), &raw.connect_timeout);
+        let timeout = problems.positive_duration(&format!("{key}.timeout"), &raw.timeout);
+        if let Some(url) = url {
+            let authority = url
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_default();
+            list.push(UpstreamSettings {
+                name: name.clone(),
+                authority,
+                connect_timeout,
+                timeout,
+            });
+        }
+    }
+    list
+}
+
+fn routes(
+    raw: &[RouteFile],
+    upstreams: &[UpstreamSettings],
+    problems: &mut Problems,
+) -> RouteTable {
+    let mut compiled = Vec::new();
+    for (index, route) in raw.iter().enumerate() {
+        let key = format!("routes[{index}]");
+        let pattern = match &route.path {
+            None => {
+                problems.push(format!("{key}.path"), "is required, e.g. \"/api/**\"");
+                None
+            }
+            Some(text) => match Pattern::compile(text) {
+                Ok(pattern) => Some(pattern),
+                Err(err) => {
+                    problems.push(format!("{key}.path"), err.to_string());
+                    None
+                }
+            },
+        };
+        let access = match route.access.as_deref() {
+            None | Some("authenticated") => Access::Authenticated,
+            Some("public") => Access::Public,
+            Some("deny") => Access::Deny,
+            Some(other) => {
+                problems.push(
+                    format!("{key}.access"),
+                    format!("`{other}`: expected one of authenticated, public, deny"),
+                );
+                Access::Authenticated
+            }
+        };
+        let roles = roles(problems, &format!("{key}.roles"), &route.roles);
+        if !roles.is_empty() && access != Access::Authenticated {
+            problems.push(
+                format!("{key}.roles"),
+                "roles apply only to access = \"authenticated\"; remove them or the access setting",
+            );
+        }
+        let methods = route.methods.as_ref().map(|methods| {
+            if methods.is_empty() {
+                problems.push(format!("{key}.methods"), "is empty, so the route could never match; remove the key to match every method");
+            }
+            methods
+                .iter()
+                .enumerate()
+                .filter_map(|(i, text)| {
+                    let upper = text.to_ascii_uppercase();
+                    match Method::from_bytes(upper.as_bytes()) {
+                        Ok(method) if upper == *text => Some(method),
+                        _ => {
+                            problems.push(
+                                format!("{key}.methods[{i}]"),
+                                format!("`{text}` is not a method; write it in capitals, e.g. \"GET\""),
+                            );
+                            None
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        let upstream_name = route.upstream.clone().unwrap_or_else(|| "default".into());
+        let upstream = upstreams.iter().position(|u| u.name == upstream_name);
+        if upstream.is_none() && (route.upstream.is_some() || !upstreams.is_empty()) {
+            let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+            problems.push(
+                format!("{key}.upstream"),
+                format!(
+                    "`{upstream_name}` is not defined under [upstreams]; known: {}",
+                    known.join(", ")
+                ),
+            );
+        }
+        if let Some(pattern) = pattern {
+            compiled.push(Route {
+                pattern,
+                methods,
+                access,
+                roles,
+                upstream: upstream.unwrap_or(0),
+                upstream_name,
+            });
+        }
+    }
+    RouteTable::new(compiled)
+}
+
+fn roles(problems: &mut Problems, key: &str, roles: &[String]) -> Vec<String> {
+    for (index, role) in roles.iter().enumerate() {
+        if !crate::proxy::identity::is_valid_role(role) {
+            problems.push(
+                format!("{key}[{index}]"),
+                format!("`{role}` is not a role name; use 1-64 of A-Z a-z 0-9 . _ : -"),
+            );
+        }
+    }
+    roles.to_vec()
+}

@@ -1,0 +1,249 @@
+//! The closed set of outcomes a client can be told about (SPEC §5), and the one place that
+//! maps each to a status, an `error` code, a description and extra headers.
+//!
+//! Handlers return `Result<_, GatewayError>`; only the outer funnel renders it, so every
+//! error body in the product has the same JSON shape and no handler can forget the
+//! `WWW-Authenticate` header of a 401 (RFC 6750 §3).
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::http::{json_bytes, Body};
+
+/// Why a presented access token was refused. Kept apart from [`GatewayError`] so metrics
+/// can count rejections by reason without parsing descriptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRejection {
+    /// Larger than the cap we are willing to decode.
+    Oversized,
+    /// Not a well-formed JWT, or a header/claim of the wrong type.
+    Malformed,
+    /// `alg` other than the configured one (including `none`).
+    WrongAlgorithm,
+    /// Signature does not verify with the configured key.
+    BadSignature,
+    Expired,
+    /// `nbf` or `iat` lies in the future beyond the leeway.
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+    /// Its `jti` was revoked (logout), its user is gone or disabled, or it predates the
+    /// user's last password change. One reason so responses never reveal which.
+    Revoked,
+}
+
+impl TokenRejection {
+    /// Stable label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenRejection::Oversized => "oversized",
+            TokenRejection::Malformed => "malformed",
+            TokenRejection::WrongAlgorithm => "wrong_algorithm",
+            TokenRejection::BadSignature => "bad_signature",
+            TokenRejection::Expired => "expired",
+            TokenRejection::NotYetValid => "not_yet_valid",
+            TokenRejection::WrongIssuer => "wrong_issuer",
+            TokenRejection::WrongAudience => "wrong_audience",
+            TokenRejection::Revoked => "revoked",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            TokenRejection::Expired => "the access token has expired",
+            TokenRejection::NotYetValid => "the access token is not valid yet",
+            TokenRejection::Revoked => "the access token has been revoked",
+            _ => "the access token is invalid",
+        }
+    }
+}
+
+/// Every outcome gatehouse reports to a client as an error (SPEC §4, §5).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("a bearer token is required")]
+    Unauthorized,
+    #[error("invalid token: {}", .0.as_str())]
+    InvalidToken(TokenRejection),
+    #[error("token lacks a required role")]
+    InsufficientScope,
+    #[error("access to this path is denied")]
+    Forbidden,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed(&'static str),
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("account disabled")]
+    AccountDisabled,
+    #[error("too many attempts")]
+    TooManyAttempts { retry_after_secs: u64 },
+    /// RFC 6749 §5.2 `invalid_grant` from the token endpoint (400).
+    #[error("invalid grant")]
+    InvalidGrant,
+    /// `invalid_grant` from `/auth/refresh`, which SPEC §4 answers with 401.
+    #[error("invalid refresh token")]
+    RefreshRejected,
+    #[error("unsupported grant type")]
+    UnsupportedGrantType,
+    #[error("username taken")]
+    UsernameTaken,
+    #[error("upstream unreachable")]
+    BadGateway,
+    #[error("upstream timed out")]
+    GatewayTimeout,
+    #[error("service unavailable")]
+    Unavailable,
+    /// A fault of ours (store I/O, a task that died). The detail is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// Shorthand for a 400 with a description that says what to fix.
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        GatewayError::InvalidRequest(description.into())
+    }
+
+    /// The HTTP status. Exhaustive with no `_` arm: a new outcome forces a decision here.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
+            GatewayError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::InsufficientScope => StatusCode::FORBIDDEN,
+            GatewayError::Forbidden => StatusCode::FORBIDDEN,
+            GatewayError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            GatewayError::AccountDisabled => StatusCode::FORBIDDEN,
+            GatewayError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::InvalidGrant => StatusCode::BAD_REQUEST,
+            GatewayError::RefreshRejected => StatusCode::UNAUTHORIZED,
+            GatewayError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
+            GatewayError::UsernameTaken => StatusCode::CONFLICT,
+            GatewayError::BadGateway => StatusCode::BAD_GATEWAY,
+            GatewayError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `error` code of the JSON body (SPEC §5; RFC 6749 §5.2 and RFC 6750 §3 names).
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::Unauthorized => "unauthorized",
+            GatewayError::InvalidToken(_) => "invalid_token",
+            GatewayError::InsufficientScope => "insufficient_scope",
+            GatewayError::Forbidden => "forbidden",
+            GatewayError::InvalidRequest(_) => "invalid_request",
+            GatewayError::PayloadTooLarge => "payload_too_large",
+            GatewayError::HeadersTooLarge => "headers_too_large",
+            GatewayError::NotFound => "not_found",
+            GatewayError::MethodNotAllowed(_) => "method_not_allowed",
+            GatewayError::UnsupportedMediaType => "invalid_request",
+            GatewayError::InvalidCredentials => "invalid_credentials",
+            GatewayError::AccountDisabled => "account_disabled",
+            GatewayError::TooManyAttempts { .. } => "too_many_attempts",
+            GatewayError::InvalidGrant => "invalid_grant",
+            GatewayError::RefreshRejected => "invalid_grant",
+            GatewayError::UnsupportedGrantType => "unsupported_grant_type",
+            GatewayError::UsernameTaken => "username_taken",
+            GatewayError::BadGateway => "bad_gateway",
+            GatewayError::GatewayTimeout => "gateway_timeout",
+            GatewayError::Unavailable => "unavailable",
+            GatewayError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The human sentence of the JSON body. Never holds a token, a password, or whether a
+    /// username exists.
+    pub fn description(&self) -> &str {
+        match self {
+            GatewayError::Unauthorized => "a valid bearer token is required",
+            GatewayError::InvalidToken(reason) => reason.description(),
+            GatewayError::InsufficientScope => "the token lacks a role this route requires",
+            GatewayError::Forbidden => "access to this path is denied",
+            GatewayError::InvalidRequest(text) => text,
+            GatewayError::PayloadTooLarge => "the request body is larger than 16 KiB",
+            GatewayError::HeadersTooLarge => "the request header fields are too large",
+            GatewayError::NotFound => "no such endpoint",
+            GatewayError::MethodNotAllowed(_) => "this endpoint does not take that method",
+            GatewayError::UnsupportedMediaType => {
+                "send the body as application/json or application/x-www-form-urlencoded"
+            }
+            GatewayError::InvalidCredentials => "invalid username or password",
+            GatewayError::AccountDisabled => "this account is disabled",
+            GatewayError::TooManyAttempts { .. } => "too many failed attempts; try again later",
+            GatewayError::InvalidGrant => "the grant is invalid, expired or revoked",
+            GatewayError::RefreshRejected => "the refresh token is invalid, expired or revoked",
+            GatewayError::UnsupportedGrantType => "grant_type must be password or refresh_token",
+            GatewayError::UsernameTaken => "that username is taken",
+            GatewayError::BadGateway => "the upstream service could not be reached",
+            GatewayError::GatewayTimeout => "the upstream service did not answer in time",
+            GatewayError::Unavailable => "the gateway is not ready",
+            GatewayError::Internal(_) => "an internal error occurred",
+        }
+    }
+
+    /// Renders the SPEC §5 JSON body with its headers.
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let body = json_bytes(&serde_json::json!({
+            "error": self.code(),
+            "error_description": self.description(),
+        }));
+        let mut response = crate::http::bytes_response(status, body, "application/json");
+        let headers = response.headers_mut();
+        match &self {
+            GatewayError::Unauthorized
+            | GatewayError::InvalidCredentials
+            | GatewayError::RefreshRejected => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="gatehouse""#),
+                );
+            }
+            GatewayError::InvalidToken(reason) => {
+                let value = format!(
+                    r#"Bearer realm="gatehouse", error="invalid_token", error_description="{}""#,
+                    reason.description()
+                );
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            GatewayError::InsufficientScope => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        r#"Bearer realm="gatehouse", error="insufficient_scope", error_description="the token lacks a role this route requires""#,
+                    ),
+                );
+            }
+            GatewayError::TooManyAttempts { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            GatewayError::MethodNotAllowed(allow) => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            _ => {}
+        }
+        if matches!(self, GatewayError::InvalidRequest(_)) {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}

@@ -1,0 +1,55 @@
+//! Body type and response builders shared by the proxy, the `/auth` endpoints and the ops
+//! listener, so every response gatehouse writes itself is built the same way.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+
+/// The one response body type: streamed upstream bodies and our own small bodies alike.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// A body from bytes we already hold.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A body with nothing in it.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// Serializes a value that cannot fail to serialize (plain structs and `json!` values).
+pub fn json_bytes(value: &impl serde::Serialize) -> Bytes {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => Bytes::from(bytes),
+        Err(_) => Bytes::from_static(b"{}"),
+    }
+}
+
+/// A response with a body and its content type.
+pub fn bytes_response(
+    status: StatusCode,
+    body: impl Into<Bytes>,
+    content_type: &'static str,
+) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    bytes_response(status, json_bytes(value), "application/json")
+}
+
+/// A response with no body.
+pub fn empty_response(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(empty());
+    *response.status_mut() = status;
+    response
+}

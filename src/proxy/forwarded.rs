@@ -1,0 +1,124 @@
+//! The forwarding trust boundary (SPEC §3.2, §3.5): what a client says about where a
+//! request came from is believed only when the peer is a trusted proxy.
+//!
+//! From an untrusted peer, `Forwarded`, `X-Forwarded-*` and `X-Real-IP` (any spelling)
+//! are dropped and rewritten from what gatehouse saw itself. From a trusted proxy they
+//! are kept, and the peer is appended to `X-Forwarded-For`.
+
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+use super::identity::remove_where;
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+pub static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+
+/// True when `peer` lies in one of the trusted CIDRs.
+pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    let peer = canonical(peer);
+    trusted.iter().any(|net| net.contains(&peer))
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) compare as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Drops client-written forwarding headers (any case, `_` for `-`).
+pub fn strip_untrusted(headers: &mut HeaderMap) {
+    remove_where(headers, |name| {
+        let name = name.as_str();
+        name == "forwarded"
+            || name == "x-real-ip"
+            || name == "x_real_ip"
+            || name.starts_with("x-forwarded")
+            || name.starts_with("x_forwarded")
+    });
+}
+
+/// The client address a trusted proxy reported: the last `X-Forwarded-For` entry, which
+/// the proxy itself appended. Only call this for a trusted peer.
+pub fn reported_client(headers: &HeaderMap) -> Option<IpAddr> {
+    let last = headers.get_all(&X_FORWARDED_FOR).iter().last()?;
+    let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
+    entry.parse().ok()
+}
+
+/// Sets `X-Forwarded-For` (appended), `-Proto` and `-Host` for the upstream.
+pub fn stamp(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    trusted: bool,
+    https: bool,
+    host: Option<&HeaderValue>,
+) {
+    let peer = canonical(peer).to_string();
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(existing) if trusted && !existing.trim().is_empty() => format!("{existing}, {peer}"),
+        _ => peer,
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        let proto = if https { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        if let Some(host) = host {
+            headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_ipv4_is_trusted_like_ipv4() {
+        let nets = vec!["10.0.0.0/8".parse::<IpNet>().expect("net")];
+        assert!(is_trusted("::ffff:10.1.2.3".parse().expect("ip"), &nets));
+        assert!(!is_trusted("11.1.2.3".parse().expect("ip"), &nets));
+    }
+
+    #[test]
+    fn untrusted_forwarding_headers_are_replaced() {
+        let mut map = HeaderMap::new();
+        map.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        map.insert("x_forwarded_proto", HeaderValue::from_static("https"));
+        map.insert("forwarded", HeaderValue::from_static("for=1.2.3.4"));
+        strip_untrusted(&mut map);
+        stamp(
+            &mut map,
+            "127.0.0.1".parse().expect("ip"),
+            false,
+            false,
+            None,
+        );
+        assert_eq!(map.get("x-forwarded-for").expect("xff"), "127.0.0.1");
+        assert_eq!(map.get("x-forwarded-proto").expect("proto"), "http");
+        assert!(map.get("forwarded").is_none());
+        assert!(map.get("x_forwarded_proto").is_none());
+    }
+
+    #[test]
+    fn trusted_proxies_chain_is_appended() {
+        let mut map = HeaderMap::new();
+        map.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        stamp(&mut map, "10.0.0.2".parse().expect("ip"), true, false, None);
+        assert_eq!(
+            map.get("x-forwarded-for").expect("xff"),
+            "203.0.113.9, 10.0.0.2"
+        );
+        assert_eq!(reported_client(&map), Some("10.0.0.2".parse().expect("ip")));
+    }
+}

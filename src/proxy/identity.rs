@@ -1,0 +1,143 @@
+//! Strip, then stamp (SPEC §3.2): the identity headers an upstream believes are removed
+//! from every request, whatever the client wrote, before anything reads headers, and set
+//! only from a verified identity.
+//!
+//! Threat model: an upstream framework may read `X-Auth-User` under another spelling —
+//! any letter case (HTTP names are case-insensitive; hyper already lowercases them), or
+//! with `_` for `-` (CGI/WSGI servers such as gunicorn or PHP map both to
+//! `HTTP_X_AUTH_USER`). A header is stripped when its name folds to an identity name;
+//! every repetition goes.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::accounts::Identity;
+use crate::config::HeaderSettings;
+
+/// The identity header names, computed once per config load.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub user: HeaderName,
+    pub subject: HeaderName,
+    pub roles: HeaderName,
+    /// Lowercase, `_` folded to `-`.
+    folded: [String; 3],
+}
+
+impl IdentityHeaders {
+    pub fn new(settings: &HeaderSettings) -> Self {
+        let fold = |name: &HeaderName| name.as_str().replace('_', "-");
+        IdentityHeaders {
+            folded: [
+                fold(&settings.user),
+                fold(&settings.subject),
+                fold(&settings.roles),
+            ],
+            user: settings.user.clone(),
+            subject: settings.subject.clone(),
+            roles: settings.roles.clone(),
+        }
+    }
+
+    /// True when an upstream could read `name` as one of the identity headers.
+    pub fn is_identity(&self, name: &HeaderName) -> bool {
+        self.folded
+            .iter()
+            .any(|target| folds_to(name.as_str(), target))
+    }
+
+    /// Removes every header that could be read as an identity header.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        remove_where(headers, |name| self.is_identity(name));
+    }
+
+    /// Sets the identity headers from a verified identity (after [`Self::strip`]).
+    pub fn stamp(&self, headers: &mut HeaderMap, identity: &Identity) {
+        if let Ok(value) = HeaderValue::from_str(&identity.username) {
+            headers.insert(self.user.clone(), value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&identity.sub) {
+            headers.insert(self.subject.clone(), value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&identity.roles.join(",")) {
+            headers.insert(self.roles.clone(), value);
+        }
+    }
+}
+
+/// `name` (already lowercase) equals `target` once `_` is read as `-`.
+fn folds_to(name: &str, target: &str) -> bool {
+    name.len() == target.len()
+        && name
+            .bytes()
+            .zip(target.bytes())
+            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+}
+
+/// Removes every header whose name satisfies `doomed`, all values of it. Allocates only
+/// when something is removed.
+pub fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let mut found: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if doomed(name) {
+            found.push(name.clone());
+        }
+    }
+    for name in found {
+        headers.remove(&name);
+    }
+}
+
+/// A role name: 1–64 of `A-Z a-z 0-9 . _ : -` (safe in a comma-separated header).
+pub fn is_valid_role(role: &str) -> bool {
+    (1..=64).contains(&role.len())
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers() -> IdentityHeaders {
+        IdentityHeaders::new(&HeaderSettings {
+            user: HeaderName::from_static("x-auth-user"),
+            subject: HeaderName::from_static("x-auth-subject"),
+            roles: HeaderName::from_static("x-auth-roles"),
+            forward_authorization: false,
+            trusted_proxies: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn every_spelling_and_repetition_is_stripped() {
+        let mut map = HeaderMap::new();
+        for name in [
+            "x-auth-user",
+            "x_auth_user",
+            "x-auth_user",
+            "x_auth-roles",
+            "x-auth-subject",
+        ] {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_static("root"),
+            );
+        }
+        map.append("x-auth-user", HeaderValue::from_static("again"));
+        map.append("x-auth-username", HeaderValue::from_static("kept"));
+        map.append("accept", HeaderValue::from_static("*/*"));
+        headers().strip(&mut map);
+        let left: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-auth-username", "accept"]);
+    }
+
+    #[test]
+    fn roles_are_validated() {
+        assert!(is_valid_role("admin"));
+        assert!(is_valid_role("team:billing-ro"));
+        assert!(!is_valid_role(""));
+        assert!(!is_valid_role("a,b"));
+        assert!(!is_valid_role("a b"));
+    }
+}

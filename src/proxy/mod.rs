@@ -1,0 +1,447 @@
+//! The request pipeline (SPEC §3). [`Gateway::handle`] is the one funnel: every phase
+//! returns `Result<_, GatewayError>`, and only the funnel renders errors, counts metrics
+//! and writes the access line.
+//!
+//! Phases, in order (1 and 2 run on every request):
+//! 1. normalize the path — what is matched is what is forwarded;
+//! 2. strip forgeable identity headers, and forwarding headers from untrusted peers;
+//! 3. divert `auth_prefix` to gatehouse's own endpoints (never forwarded);
+//! 4. match the route and decide access (token, roles);
+//! 5. prepare the upstream request (hop-by-hop out, forwarding and identity in);
+//! 6. forward, streaming both bodies; splice upgraded connections;
+//! 7. clean the response.
+
+pub mod forwarded;
+pub mod hop;
+pub mod identity;
+pub mod path;
+pub mod route;
+pub mod upstream;
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use ipnet::IpNet;
+
+use crate::accounts::{Accounts, Identity};
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::http::Body;
+use crate::telemetry::metrics::{Decision, Metrics};
+use identity::IdentityHeaders;
+use route::{Access, RouteTable};
+use upstream::Upstream;
+
+static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// What a connection tells the pipeline about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub https: bool,
+}
+
+/// The part of the configuration SIGHUP swaps atomically: routes, upstreams, headers.
+pub struct Snapshot {
+    pub routes: RouteTable,
+    pub upstreams: Vec<Upstream>,
+    pub identity: IdentityHeaders,
+    pub trusted_proxies: Vec<IpNet>,
+    pub forward_authorization: bool,
+}
+
+impl Snapshot {
+    /// Compiles the reloadable part of a config (takes its route table).
+    pub fn from_config(config: &mut Config) -> Result<Self, String> {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(Upstream::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Snapshot {
+            routes: std::mem::replace(&mut config.routes, RouteTable::new(Vec::new())),
+            upstreams,
+            identity: IdentityHeaders::new(&config.headers),
+            trusted_proxies: config.headers.trusted_proxies.clone(),
+            forward_authorization: config.headers.forward_authorization,
+        })
+    }
+}
+
+/// What the access decision found: who is calling (if anyone) and where it goes.
+pub struct Decided {
+    pub identity: Option<Identity>,
+    pub upstream: usize,
+}
+
+/// The gateway: shared by every connection.
+pub struct Gateway {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub accounts: Arc<Accounts>,
+    pub metrics: Arc<Metrics>,
+    pub auth_prefix: String,
+}
+
+/// Per-request facts for the access line and metrics.
+pub struct Record {
+    decision: Decision,
+    user: Option<String>,
+    upstream: Option<String>,
+}
+
+impl Gateway {
+    /// Handles one request: never fails, every error becomes its SPEC §5 response.
+    pub async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let request_id = request_id(request.headers());
+        let mut record = Record {
+            decision: Decision::Rejected,
+            user: None,
+            upstream: None,
+        };
+        let mut shown_path = String::new();
+        let result = self
+            .pipeline(request, conn, &request_id, &mut record, &mut shown_path)
+            .await;
+        let mut response = match result {
+            Ok(response) => response,
+            Err(err) => {
+                if let GatewayError::InvalidToken(reason) = &err {
+                    self.metrics.token_rejected(reason.as_str());
+                }
+                if let GatewayError::Internal(detail) = &err {
+                    tracing::error!(request_id = %request_id, error = %detail, "internal error");
+                }
+                err.into_response()
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+        }
+        let status = response.status();
+        self.metrics.request(record.decision, status);
+        tracing::info!(
+            target: "gatehouse::access",
+            request_id = %request_id,
+            peer = %conn.peer.ip(),
+            method = %method,
+            path = %shown_path,
+            status = status.as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            user = record.user.as_deref().unwrap_or("-"),
+            upstream = record.upstream.as_deref().unwrap_or("-"),
+            "request"
+        );
+        response
+    }
+
+    async fn pipeline(
+        &self,
+        mut request: Request<Incoming>,
+        conn: ConnInfo,
+        request_id: &str,
+        record: &mut Record,
+        shown_path: &mut String,
+    ) -> Result<Response<Body>, GatewayError> {
+        let snapshot = self.snapshot.load_full();
+
+        // 1. Normalize: the one path we match and forward (SPEC §3.1).
+        let uri = request.uri().clone();
+        let path = normalized_path(&uri)?;
+        shown_path.push_str(&path);
+        if let Some(authority) = uri.authority() {
+            // Absolute-form (RFC 9112 §3.2.2) and HTTP/2 `:authority` replace Host.
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                request.headers_mut().insert(header::HOST, host);
+            }
+        }
+
+        // 2. Strip what a client could forge.
+        let trusted = forwarded::is_trusted(conn.peer.ip(), &snapshot.trusted_proxies);
+        snapshot.identity.strip(request.headers_mut());
+        if !trusted {
+            forwarded::strip_untrusted(request.headers_mut());
+        }
+
+        // 3. gatehouse's own endpoints.
+        if is_under(&path, &self.auth_prefix) {
+            record.decision = Decision::AuthEndpoint;
+            let sub_path = &path[self.auth_prefix.len()..];
+            let context = crate::endpoints::EndpointContext {
+                gateway: self,
+                snapshot: &snapshot,
+                conn,
+                trusted,
+            };
+            return crate::endpoints::dispatch(&context, sub_path, request).await;
+        }
+
+        // 4. Route and access decision.
+        let decided = self.decide(
+            &snapshot,
+            request.method(),
+            &path,
+            request.headers(),
+            record,
+        )?;
+        let upstream = snapshot
+            .upstreams
+            .get(decided.upstream)
+            .ok_or_else(|| GatewayError::Internal("route points at a missing upstream".into()))?;
+        record.upstream = Some(upstream.name.clone());
+
+        // 5. Prepare the upstream request.
+        let upgrade = hop::requested_upgrade(request.version(), request.headers());
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+        let (mut parts, body) = request.into_parts();
+        let headers = &mut parts.headers;
+        hop::remove_hop_headers(headers);
+        if let Some(protocol) = upgrade.clone() {
+            hop::restore_upgrade(headers, protocol);
+        }
+        if !snapshot.forward_authorization {
+            headers.remove(header::AUTHORIZATION);
+        }
+        let host = headers.get(header::HOST).cloned();
+        forwarded::stamp(headers, conn.peer.ip(), trusted, conn.https, host.as_ref());
+        if let Some(identity) = &decided.identity {
+            snapshot.identity.stamp(headers, identity);
+        }
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            headers.insert(X_REQUEST_ID.clone(), value);
+        }
+        parts.uri = upstream.uri(&path, uri.query())?;
+        parts.version = Version::HTTP_11;
+        let outbound = Request::from_parts(parts, body);
+
+        // 6. Forward.
+        let sent = Instant::now();
+        let result = upstream.send(outbound).await;
+        self.metrics
+            .upstream_latency(&upstream.name, sent.elapsed().as_secs_f64());
+        let mut response = result?;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let (Some(client_upgrade), Some(protocol)) = (client_upgrade, upgrade) {
+                splice_upgrade(client_upgrade, hyper::upgrade::on(&mut response));
+                let (mut parts, body) = response.into_parts();
+                hop::remove_hop_headers(&mut parts.headers);
+                hop::restore_upgrade(&mut parts.headers, protocol);
+                return Ok(Response::from_parts(parts, body.boxed()));
+            }
+        }
+
+        // 7. Clean the response.
+        let (mut parts, body) = response.into_parts();
+        hop::remove_hop_headers(&mut parts.headers);
+        Ok(Response::from_parts(parts, body.boxed()))
+    }
+
+    /// Route match + access decision (SPEC §2 "Routes", §4 validation). Shared by the
+    /// proxy and by `/auth/verify`, so forward-auth answers exactly as proxying would.
+    pub fn decide(
+        &self,
+        snapshot: &Snapshot,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        record: &mut Record,
+    ) -> Result<Decided, GatewayError> {
+        let (access, roles, upstream): (Access, &[String], usize) =
+            match snapshot.routes.find(method, path) {
+                Some((_, route)) => (route.access, &route.roles, route.upstream),
+                // Unmatched: a valid token is required (default deny for anonymous users).
+                None => (Access::Authenticated, &[], 0),
+            };
+        match access {
+            Access::Deny => {
+                record.decision = Decision::Denied;
+                Err(GatewayError::Forbidden)
+            }
+            Access::Public => {
+                record.decision = Decision::Public;
+                // A valid token still yields identity headers; a bad one is ignored.
+                let identity = match bearer_token(headers) {
+                    Ok(Some(token)) => self.accounts.authenticate(token).ok(),
+                    _ => None,
+                };
+                record.user = identity.as_ref().map(|i| i.username.clone());
+                Ok(Decided { identity, upstream })
+            }
+            Access::Authenticated => {
+                record.decision = Decision::Unauthenticated;
+                let identity = self.authenticate(headers)?;
+                record.user = Some(identity.username.clone());
+                if !roles.is_empty() && !identity.roles.iter().any(|r| roles.contains(r)) {
+                    record.decision = Decision::Denied;
+                    return Err(GatewayError::InsufficientScope);
+                }
+                record.decision = Decision::Authenticated;
+                Ok(Decided {
+                    identity: Some(identity),
+                    upstream,
+                })
+            }
+        }
+    }
+
+    /// The caller's identity from a required bearer token.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, GatewayError> {
+        let token = bearer_token(headers)?.ok_or(GatewayError::Unauthorized)?;
+        self.accounts
+            .authenticate(token)
+            .map_err(GatewayError::InvalidToken)
+    }
+}
+
+impl Record {
+    /// A record for a decision made outside the proxy path (forward-auth).
+    pub fn detached() -> Self {
+        Record {
+            decision: Decision::AuthEndpoint,
+            user: None,
+            upstream: None,
+        }
+    }
+}
+
+/// The bearer token of a request: `Ok(None)` when there is no Authorization header or it
+/// uses another scheme; an error when there are several (RFC 6750 §3.1 `invalid_request`)
+/// or the Bearer credentials are empty or not a token68.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(GatewayError::invalid_request(
+            "send exactly one Authorization header",
+        ));
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| GatewayError::InvalidToken(crate::error::TokenRejection::Malformed))?;
+    let Some((scheme, credentials)) = text.split_once(' ') else {
+        return if text.eq_ignore_ascii_case("bearer") {
+            Err(GatewayError::InvalidToken(
+                crate::error::TokenRejection::Malformed,
+            ))
+        } else {
+            Ok(None)
+        };
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = credentials.trim_matches(' ');
+    let token68 = |b: u8| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+    };
+    if token.is_empty() || !token.bytes().all(token68) {
+        return Err(GatewayError::InvalidToken(
+            crate::error::TokenRejection::Malformed,
+        ));
+    }
+    Ok(Some(token))
+}
+
+/// The normalized path of a request-target, or why it is refused (SPEC §3.1). Origin-form
+/// and absolute-form are accepted; asterisk-form and authority-form are not.
+pub fn normalized_path(uri: &Uri) -> Result<Cow<'_, str>, GatewayError> {
+    if uri
+        .scheme()
+        .is_some_and(|s| s.as_str() != "http" && s.as_str() != "https")
+    {
+        return Err(GatewayError::invalid_request(
+            "the request target must be a path or an http(s) URL",
+        ));
+    }
+    if uri.path_and_query().is_none() && uri.authority().is_some() {
+        return Err(GatewayError::invalid_request(
+            "authority-form request targets are not accepted",
+        ));
+    }
+    path::normalize(uri.path())
+        .map_err(|rejection| GatewayError::invalid_request(rejection.to_string()))
+}
+
+/// True for the prefix itself and anything below it (`/auth`, `/auth/`, `/auth/x`), not
+/// for `/authors`.
+pub fn is_under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The client's `X-Request-Id` when it is a sane token, else a fresh one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| crate::auth::random_id(12))
+}
+
+/// Joins the client's and the upstream's upgraded connections and copies both ways until
+/// either side closes.
+fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::debug!(error = %err, "upgrade failed");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!(error = %err, "upgraded connection ended");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_boundaries() {
+        assert!(is_under("/auth", "/auth"));
+        assert!(is_under("/auth/login", "/auth"));
+        assert!(!is_under("/authors", "/auth"));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_single() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bEaReR abc.def.ghi"),
+        );
+        assert_eq!(bearer_token(&headers).ok().flatten(), Some("abc.def.ghi"));
+        headers.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        assert!(matches!(
+            bearer_token(&headers),
+            Err(GatewayError::InvalidRequest(_))
+        ));
+        let mut basic = HeaderMap::new();
+        basic.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic dXNlcjpwYXNz"),
+        );
+        assert_eq!(bearer_token(&basic).ok().flatten(), None);
+    }
+}

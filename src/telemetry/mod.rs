@@ -1,0 +1,73 @@
+//! Logging and metrics. Logs are structured (`tracing`), text or JSON, with a level that
+//! SIGHUP can change; `RUST_LOG`, when set, wins over the config.
+//!
+//! Secrets never reach a log line: the pipeline logs method, normalized path (no query
+//! string: it may carry tokens), status, duration, user, upstream — never headers.
+
+pub mod metrics;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
+use crate::config::{LogFormat, LogSettings};
+
+/// Changes the log level of a running process (SIGHUP).
+#[derive(Clone)]
+pub struct LogControl {
+    handle: Option<reload::Handle<EnvFilter, Registry>>,
+    env_wins: bool,
+}
+
+impl LogControl {
+    /// A control that changes nothing (tests that share one global subscriber).
+    pub fn inert() -> Self {
+        LogControl {
+            handle: None,
+            env_wins: true,
+        }
+    }
+
+    /// Applies a new `[log] level` unless `RUST_LOG` is set.
+    pub fn set_level(&self, level: &str) {
+        if self.env_wins {
+            return;
+        }
+        if let (Some(handle), Ok(filter)) = (&self.handle, EnvFilter::try_new(level)) {
+            let _ = handle.reload(filter);
+        }
+    }
+}
+
+/// Installs the global subscriber (once per process; later calls return an inert control).
+pub fn init(settings: &LogSettings) -> LogControl {
+    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+    let filter = from_env
+        .as_deref()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| {
+            EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"))
+        });
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = match settings.format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+    };
+    match installed {
+        Ok(()) => LogControl {
+            handle: Some(handle),
+            env_wins: from_env.is_some(),
+        },
+        Err(_) => LogControl::inert(),
+    }
+}
