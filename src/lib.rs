@@ -23,6 +23,7 @@ pub mod http;
 pub mod ops;
 pub mod proxy;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 
 pub use app::{App, AppHandle};

@@ -13,7 +13,7 @@
 #            GATEHOUSE_BIN BUILD (auto|1|0) GH_LOG_LEVEL (warn) KEEP_TMP=1
 # See benches/README.md.
 
-# shellcheck source=benches/load/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [[ ${QUICK:-0} == 1 ]]; then
@@ -58,14 +58,14 @@ if want nginx; then
 fi
 
 # gatehouse before HAProxy: HAProxy is given the very token gatehouse issued.
-TOKEN= TOKEN_SOURCE=
+TOKEN='' TOKEN_SOURCE=''
 if want gatehouse; then
-    if gatehouse_build && gatehouse_start; then
+    if gatehouse_build && gatehouse_start ""; then
         if check_auth gatehouse "http://127.0.0.1:$GH_PORT/hello" "$GH_TOKEN"; then
             TOKEN=$GH_TOKEN TOKEN_SOURCE=$GH_TOKEN_SOURCE
             URL[gatehouse]=http://127.0.0.1:$GH_PORT/hello SUT_PIDS[gatehouse]=$GH_PID
             ACTIVE+=(gatehouse)
-            note "gatehouse: token from $GH_TOKEN_SOURCE; $(ls "/proc/$GH_PID/task" | wc -l) threads at start (tokio sizes its runtime from the CPU affinity: taskset -c $SUT_CPU gives it one core)"
+            note "gatehouse: token from $GH_TOKEN_SOURCE; $(gatehouse_threads) threads at start (tokio sizes its runtime from the CPU affinity: taskset -c $SUT_CPU gives it one core)"
         else
             GH_SKIP_REASON="gatehouse failed the token checks above (a gateway that answers wrongly is not benchmarked)"
         fi
@@ -117,9 +117,11 @@ measure() {   # measure TARGET ROUND DURATION (round 0 = warm-up, not recorded)
     out=$BENCH_TMP/wrk-$t-$round.txt
     # The upstream is the SUT only in its own run: then it gets SUT_CPU to itself.
     [[ $t == upstream ]] && repin "$SUT_CPU" "$UP_PID"
-    c0=$(cpu_ticks "${pids[@]}") t0=$EPOCHREALTIME
-    run_wrk "$out" "$CONNS" "$dur" "${URL[$t]}" -H "Authorization: Bearer $(token_for "$t")"
-    t1=$EPOCHREALTIME c1=$(cpu_ticks "${pids[@]}")
+    local token k0 k1
+    token=$(token_for "$t")
+    c0=$(cpu_ticks "${pids[@]}") k0=$(cpu_core_busy_ticks "$SUT_CPU") t0=$EPOCHREALTIME
+    run_wrk "$out" "$CONNS" "$dur" "${URL[$t]}" -H "Authorization: Bearer $token"
+    t1=$EPOCHREALTIME k1=$(cpu_core_busy_ticks "$SUT_CPU") c1=$(cpu_ticks "${pids[@]}")
     [[ $t == upstream ]] && repin "$LOADGEN_CPU" "$UP_PID"
     kill -0 "${pids[0]}" 2>/dev/null || die "$t (pid ${pids[0]}) exited during round $round"
     ((round == 0)) && return 0
@@ -127,9 +129,12 @@ measure() {   # measure TARGET ROUND DURATION (round 0 = warm-up, not recorded)
     local rps reqs p50 p99 non2xx errs secs
     read -r rps reqs p50 p99 non2xx errs <<<"$parsed"
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-    printf '%s %s %s %s %s %s %s %s %s %s\n' "$round" "$t" "$rps" "$reqs" "$p50" "$p99" \
-        "$((c1 - c0))" "$secs" "$non2xx" "$errs" >>"$RUNS"
-    log "round $round $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, SUT cpu $((c1 - c0)) ticks, non-2xx $non2xx, socket errors $errs"
+    # busy time of the SUT core that was not the SUT: other processes, interrupts, softirq
+    local other=$(((k1 - k0) - (c1 - c0)))
+    ((other < 0)) && other=0
+    printf '%s %s %s %s %s %s %s %s %s %s %s\n' "$round" "$t" "$rps" "$reqs" "$p50" "$p99" \
+        "$((c1 - c0))" "$secs" "$non2xx" "$errs" "$other" >>"$RUNS"
+    log "round $round $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, SUT cpu $((c1 - c0)) ticks, other on CPU $SUT_CPU $other ticks, non-2xx $non2xx, socket errors $errs"
     if ((non2xx > 0 || errs > 0)); then warn "$t: $non2xx non-2xx answers and $errs socket errors (see $out)"; fi
 }
 

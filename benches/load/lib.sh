@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # globals set here are read by the scripts that source it
 # lib.sh — helpers shared by benches/load/*.sh. Source it, don't run it.
 #
 # Conventions every script follows:
@@ -190,6 +190,11 @@ cpu_ticks() {
         total=$((total + f[11] + f[12]))
     done
     echo "$total"
+}
+
+# Busy clock ticks of one CPU so far (all processes, interrupts included), from /proc/stat.
+cpu_core_busy_ticks() {
+    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
 }
 
 # VmRSS in KiB, summed over the pids and their descendants.
@@ -436,6 +441,8 @@ gatehouse_rev() {
     echo "$rev$dirty$mtime"
 }
 
+gatehouse_threads() { find "/proc/$GH_PID/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+
 # gatehouse_start [EXTRA_SERVER_TOML_LINES]: config, user, start pinned, wait for /readyz, get a
 # token. Sets GH_PORT GH_OPS_PORT GH_PID GH_CONF GH_TOKEN GH_TOKEN_SOURCE. Returns non-zero with
 # GH_SKIP_REASON set when gatehouse cannot be benchmarked.
@@ -484,7 +491,7 @@ EOF
         GH_SKIP_REASON="gatehouse serve did not answer 200 on http://127.0.0.1:$GH_OPS_PORT/readyz within 30 s"
         return 1
     fi
-    log "gatehouse: pid $GH_PID on 127.0.0.1:$GH_PORT, ops $GH_OPS_PORT (CPU $SUT_CPU, threads: $(ls "/proc/$GH_PID/task" | wc -l))"
+    log "gatehouse: pid $GH_PID on 127.0.0.1:$GH_PORT, ops $GH_OPS_PORT (CPU $SUT_CPU, threads: $(gatehouse_threads))"
     body=$dir/login.json
     code=$(curl -s -o "$body" --max-time 30 -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
         --data "{\"username\":\"$BENCH_USER\",\"password\":\"$BENCH_PASSWORD\"}" \
@@ -514,9 +521,12 @@ run_wrk() {
     local out=$1 conns=$2 dur=$3 url=$4 threads=$WRK_THREADS
     shift 4
     ((threads > conns)) && threads=$conns
+    # in the background + wait, so that a trapped Ctrl-C / TERM is handled at once
     timeout --kill-after=5 $((dur + 30)) taskset -c "$LOADGEN_CPU" \
-        wrk -t"$threads" -c"$conns" -d"${dur}s" --latency "$@" "$url" >"$out" 2>&1 \
-        || { cat "$out" >&2; die "wrk failed against $url"; }
+        wrk -t"$threads" -c"$conns" -d"${dur}s" --latency "$@" "$url" >"$out" 2>&1 &
+    local wpid=$!
+    BENCH_PIDS+=("$wpid")
+    wait "$wpid" || { cat "$out" >&2; die "wrk failed against $url"; }
 }
 
 # wrk_parse FILE: prints "rps requests p50_ms p99_ms non2xx socket_errors"
@@ -551,7 +561,7 @@ versions_md() {
 - haproxy: \`${haproxy_v:-n/a}\`
 - wrk: \`${wrk_v:-n/a}\`
 - gatehouse: \`$(gatehouse_rev)\` ($GATEHOUSE_BIN)
-- machine: $(nproc --all) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), kernel $(uname -r), load average at start $BENCH_LOADAVG
+- machine: $(nproc --all) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), kernel $(uname -r), load average at start $BENCH_LOADAVG, at end $(cut -d" " -f1 /proc/loadavg)
 EOF
 }
 

@@ -12,7 +12,7 @@
 #            GATEHOUSE_BIN BUILD (auto|1|0) GH_LOG_LEVEL (warn) KEEP_TMP=1
 # Exit 3 when gatehouse cannot be measured (does not build, does not start, no /auth/login yet).
 
-# shellcheck source=benches/load/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [[ ${QUICK:-0} == 1 ]]; then
@@ -35,7 +35,7 @@ skip() { log "SKIPPED: $*"; echo "login_isolation: SKIPPED — $*"; exit 3; }
 
 upstream_start
 gatehouse_build || skip "$GH_SKIP_REASON"
-gatehouse_start || skip "$GH_SKIP_REASON"
+gatehouse_start "" || skip "$GH_SKIP_REASON"
 [[ $GH_TOKEN_SOURCE == "POST /auth/login" ]] || skip "POST /auth/login is not available yet ($GH_TOKEN_SOURCE)"
 check_auth gatehouse "http://127.0.0.1:$GH_PORT/hello" "$GH_TOKEN" || die "gatehouse failed the token checks"
 

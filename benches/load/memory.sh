@@ -11,7 +11,7 @@
 #            GH_LOG_LEVEL (warn) KEEP_TMP=1
 # Exit 3 when gatehouse cannot be measured (does not build or does not start).
 
-# shellcheck source=benches/load/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [[ ${QUICK:-0} == 1 ]]; then

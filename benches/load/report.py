@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turn the raw per-run rows of the load benches into Markdown tables (stdlib only).
 
-  report.py compare RUNS.tsv CLK_TCK   rows: round target rps requests p50_ms p99_ms cpu_ticks seconds non2xx errors
+  report.py compare RUNS.tsv CLK_TCK   rows: round target rps requests p50_ms p99_ms cpu_ticks seconds non2xx errors other_ticks
   report.py login   RUNS.tsv           rows: round phase rps requests p50_ms p99_ms non2xx errors login_rps login_non2xx login_errors
 """
 import statistics
@@ -37,13 +37,15 @@ def compare(path, clk_tck):
     runs = OrderedDict()
     for r in rows(path):
         rnd, target = int(r[0]), r[1]
-        rps, reqs, p50, p99, ticks, secs, non2xx, errs = map(float, r[2:10])
+        rps, reqs, p50, p99, ticks, secs, non2xx, errs, other = map(float, r[2:11])
         runs.setdefault(target, []).append(
-            dict(round=rnd, rps=rps, reqs=reqs, p50=p50, p99=p99, ticks=ticks, secs=secs, non2xx=non2xx, errs=errs)
+            dict(round=rnd, rps=rps, reqs=reqs, p50=p50, p99=p99, ticks=ticks, secs=secs, non2xx=non2xx, errs=errs,
+                 other=other)
         )
     out = []
-    out.append("| target | req/s (median) | req/s per round | p50 ms | p99 ms | SUT CPU µs/req | SUT CPU busy | non-2xx / socket errors |")
-    out.append("|---|---:|---|---:|---:|---:|---:|---:|")
+    out.append("| target | req/s (median) | req/s per round | p50 ms | p99 ms | SUT CPU µs/req | SUT CPU busy | rest of SUT core busy | non-2xx / socket errors |")
+    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    max_other = 0.0
     summary = {}
     for target, rs in runs.items():
         rps = med([x["rps"] for x in rs])
@@ -51,12 +53,14 @@ def compare(path, clk_tck):
         p99 = med([x["p99"] for x in rs])
         cpu_us = med([x["ticks"] / clk_tck * 1e6 / x["reqs"] if x["reqs"] else float("nan") for x in rs])
         busy = med([x["ticks"] / clk_tck / x["secs"] * 100 for x in rs])
+        other = med([x["other"] / clk_tck / x["secs"] * 100 for x in rs])
+        max_other = max([max_other] + [x["other"] / clk_tck / x["secs"] * 100 for x in rs])
         bad = int(sum(x["non2xx"] for x in rs)), int(sum(x["errs"] for x in rs))
         summary[target] = dict(rps=rps, p50=p50, p99=p99, cpu=cpu_us, bad=bad)
         per_round = " / ".join(f"{x['rps']:.0f}" for x in rs)
         flag = "" if bad == (0, 0) else " ⚠"
         out.append(
-            f"| {LABELS.get(target, target)} | {rps:,.0f} | {per_round} | {p50:.3f} | {p99:.3f} | {cpu_us:.1f} | {busy:.0f}% | {bad[0]} / {bad[1]}{flag} |"
+            f"| {LABELS.get(target, target)} | {rps:,.0f} | {per_round} | {p50:.3f} | {p99:.3f} | {cpu_us:.1f} | {busy:.0f}% | {other:.0f}% | {bad[0]} / {bad[1]}{flag} |"
         )
     out.append("")
     g = summary.get("gatehouse")
@@ -77,6 +81,10 @@ def compare(path, clk_tck):
                 out.append(f"| CPU/req gatehouse / {name} | {fmt_ratio(g['cpu'], o['cpu'])} |")
     else:
         out.append("No gatehouse row: ratios not computed.")
+    if max_other > 15:
+        out.append("")
+        out.append(f"⚠ up to {max_other:.0f}% of the SUT core went to something other than the SUT (other processes, "
+                   "interrupts/softirq): the machine was not quiet, treat the numbers with care.")
     if any(s["bad"] != (0, 0) for s in summary.values()):
         out.append("")
         out.append("⚠ some runs had non-2xx answers or socket errors: those rows do not measure the happy path.")

@@ -47,7 +47,7 @@ pub fn strip_untrusted(headers: &mut HeaderMap) {
 /// The client address a trusted proxy reported: the last `X-Forwarded-For` entry, which
 /// the proxy itself appended. Only call this for a trusted peer.
 pub fn reported_client(headers: &HeaderMap) -> Option<IpAddr> {
-    let last = headers.get_all(&X_FORWARDED_FOR).iter().last()?;
+    let last = headers.get_all(&X_FORWARDED_FOR).iter().next_back()?;
     let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
     entry.parse().ok()
 }

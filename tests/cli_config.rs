@@ -1,0 +1,121 @@
+//! The real binary's config commands (SPEC §1): `check-config` reports every problem at
+//! once with key paths and exits 1; `explain` shows what a request would meet; usage
+//! errors exit 2.
+
+use std::process::Command;
+
+fn gatehouse(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .env_remove("GATEHOUSE_CONFIG")
+        .output()
+        .expect("run gatehouse");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+fn write(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, text).expect("write");
+    (dir, path.display().to_string())
+}
+
+#[test]
+fn the_shipped_config_is_valid_and_its_table_is_printed_in_match_order() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml");
+    let (code, out, err) = gatehouse(&["check-config", "-c", shipped]);
+    assert_eq!(code, 0, "{err}");
+    let health = out.find("/health").expect("health route listed");
+    let admin = out.find("/admin/**").expect("admin route listed");
+    assert!(health < admin, "{out}");
+    assert!(out.contains("(anything else)"), "{out}");
+}
+
+#[test]
+fn check_config_reports_every_problem_with_its_key_path() {
+    let (_dir, path) = write(
+        r#"
+[server]
+listen = "nowhere"
+idle_timeout = "a while"
+colour = "blue"
+
+[tokens]
+algorithm = "RS256"
+
+[upstreams.default]
+url = "ftp://x"
+
+[[routes]]
+path = "/a"
+
+[[routes]]
+path = "b/**"
+
+[[routes]]
+path = "/c"
+access = "maybe"
+"#,
+    );
+    let (code, _, err) = gatehouse(&["check-config", "-c", &path]);
+    assert_eq!(code, 1);
+    for expected in [
+        "server.listen:",
+        "server.idle_timeout:",
+        "server.colour: unknown key",
+        "tokens.algorithm:",
+        "upstreams.default.url:",
+        "routes[1].path:",
+        "routes[2].access: `maybe`: expected one of authenticated, public, deny",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(err.contains("7 problems"), "{err}");
+}
+
+#[test]
+fn check_config_warns_about_shadowed_routes() {
+    let (_dir, path) = write(
+        "[upstreams.default]\nurl = \"http://127.0.0.1:3000\"\n[[routes]]\npath = \"/api/**\"\naccess = \"public\"\n[[routes]]\npath = \"/api/admin/**\"\nroles = [\"admin\"]\n",
+    );
+    let (code, out, _) = gatehouse(&["check-config", "-c", &path]);
+    assert_eq!(code, 0);
+    assert!(out.contains("warning: routes[1] (/api/admin/**)"), "{out}");
+}
+
+#[test]
+fn a_missing_config_file_is_an_error_naming_it() {
+    let (code, _, err) = gatehouse(&["check-config", "-c", "/nonexistent/gateway.toml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/gateway.toml"), "{err}");
+}
+
+#[test]
+fn explain_shows_normalization_route_decision_and_upstream() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml");
+    let (code, out, _) = gatehouse(&["explain", "-c", shipped, "GET", "/static/../admin/users?page=2"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("path:       /admin/users"), "{out}");
+    assert!(out.contains("routes[2] /admin/**"), "{out}");
+    assert!(out.contains("admin"), "{out}");
+    assert!(out.contains("http://127.0.0.1:3000/admin/users?page=2"), "{out}");
+
+    let (code, out, _) = gatehouse(&["explain", "-c", shipped, "GET", "/a/%2e%2e/%2e%2e/etc/passwd"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("rejected: path rises above the root"), "{out}");
+    assert!(out.contains("400"), "{out}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    assert_eq!(gatehouse(&["no-such-command"]).0, 2);
+    assert_eq!(gatehouse(&["explain", "GET"]).0, 2);
+    let (code, out, _) = gatehouse(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("check-config"));
+    assert_eq!(gatehouse(&["user", "add", "--help"]).0, 0);
+}

@@ -1,0 +1,309 @@
+//! Test harness: a real echo upstream that records what it received, a real gateway
+//! started in process on `127.0.0.1:0` listeners with a temp sled store, and a raw HTTP/1.1
+//! client that sends bytes exactly as written (attack inputs must not be "fixed" by a
+//! client library on the way).
+
+#![allow(dead_code, unused_imports)]
+
+pub mod upstream;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use upstream::{EchoUpstream, Received};
+
+/// The HS256 secret the harness writes to `secret_file` (≥ 32 bytes).
+pub const SECRET: &str = "test-secret-test-secret-test-secret!";
+
+/// A gateway under test with its upstream.
+pub struct TestGateway {
+    pub addr: std::net::SocketAddr,
+    pub ops_addr: std::net::SocketAddr,
+    pub upstream: EchoUpstream,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    handle: Option<gatehouse::AppHandle>,
+}
+
+/// Config text for a test gateway; `{UPSTREAM}` in `extra` becomes the echo upstream's address. `extra` is appended: it may add
+/// `[headers]`, `[registration]`, `[log]`, `[login]`, `[upstreams.NAME]` and `[[routes]]`.
+pub fn config_text(upstream: &str, dir: &std::path::Path, server_extra: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+ops_listen = "127.0.0.1:0"
+{server_extra}
+
+[store]
+path = "{dir}/data"
+
+[tokens]
+secret_file = "{dir}/secret"
+
+[passwords]
+memory_kib = 64
+iterations = 1
+
+[upstreams.default]
+url = "http://{upstream}"
+connect_timeout = "1s"
+timeout = "5s"
+
+{extra}
+"#,
+        dir = dir.display(),
+        extra = extra.replace("{UPSTREAM}", upstream),
+    )
+}
+
+impl TestGateway {
+    /// Starts an upstream and a gateway in front of it.
+    pub async fn start(extra: &str) -> TestGateway {
+        Self::start_with("", extra).await
+    }
+
+    /// As [`Self::start`], with extra `[server]` keys.
+    pub async fn start_with(server_extra: &str, extra: &str) -> TestGateway {
+        let upstream = EchoUpstream::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("secret"), format!("{SECRET}\n")).expect("secret");
+        let config_path = dir.path().join("gateway.toml");
+        let text = config_text(&upstream.addr.to_string(), dir.path(), server_extra, extra);
+        std::fs::write(&config_path, text).expect("write config");
+        let mut gateway = TestGateway {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            ops_addr: "127.0.0.1:0".parse().expect("addr"),
+            upstream,
+            dir,
+            config_path,
+            handle: None,
+        };
+        gateway.boot().await;
+        gateway
+    }
+
+    async fn boot(&mut self) {
+        let config = gatehouse::config::load(&self.config_path).expect("valid config");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let ops = std::net::TcpListener::bind("127.0.0.1:0").expect("bind ops");
+        let log = gatehouse::telemetry::LogControl::inert();
+        let handle = gatehouse::App::start(&self.config_path, config, listener, ops, log)
+            .await
+            .expect("gateway starts");
+        self.addr = handle.addr;
+        self.ops_addr = handle.ops_addr;
+        self.handle = Some(handle);
+    }
+
+    /// Rewrites the config file (same placeholders as [`config_text`]) and reloads.
+    pub fn rewrite_config(&self, server_extra: &str, extra: &str) -> Result<(), String> {
+        let text = config_text(&self.upstream.addr.to_string(), self.dir.path(), server_extra, extra);
+        std::fs::write(&self.config_path, text).expect("write config");
+        self.handle.as_ref().expect("running").reload()
+    }
+
+    /// Stops the gateway (drain + flush).
+    pub async fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await;
+        }
+    }
+
+    /// Sends raw bytes to the main listener; reads the whole answer until the server closes.
+    pub async fn raw(&self, request: &[u8]) -> Response {
+        raw(self.addr, request).await
+    }
+
+    /// `GET path` with extra header lines (each `Name: value`).
+    pub async fn get(&self, path: &str, headers: &[&str]) -> Response {
+        self.request("GET", path, headers, b"").await
+    }
+
+    /// A request with `Connection: close`, a Host and a Content-Length.
+    pub async fn request(&self, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Response {
+        let mut text = format!("{method} {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n");
+        for header in headers {
+            text.push_str(header);
+            text.push_str("\r\n");
+        }
+        if !body.is_empty() || method == "POST" || method == "PUT" {
+            text.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        text.push_str("\r\n");
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(body);
+        self.raw(&bytes).await
+    }
+
+    /// A token signed with the harness secret for arbitrary claims (forgeries included).
+    pub fn mint(&self, claims: &serde_json::Value) -> String {
+        mint_with(jsonwebtoken::Algorithm::HS256, SECRET.as_bytes(), claims)
+    }
+
+    /// Standard claims for `username` with `roles`, valid now.
+    pub fn claims(username: &str, roles: &[&str]) -> serde_json::Value {
+        let now = now();
+        serde_json::json!({
+            "iss": "gatehouse", "aud": "gatehouse", "sub": format!("sub-{username}"),
+            "username": username, "roles": roles, "iat": now, "nbf": now, "exp": now + 600,
+            "jti": format!("jti-{now}-{username}"),
+        })
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        // Dropping the handle's sender stops the accept loops.
+        self.handle.take();
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// Signs claims with any algorithm/secret.
+pub fn mint_with(alg: jsonwebtoken::Algorithm, secret: &[u8], claims: &serde_json::Value) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.typ = Some("JWT".into());
+    jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_secret(secret)).expect("sign")
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Everything read, for tests that look at framing.
+    pub raw: Vec<u8>,
+}
+
+impl Response {
+    /// First value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The SPEC §5 `error` code.
+    pub fn error_code(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// Sends raw bytes and reads until the server closes (10 s cap).
+pub async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    parse_response(&out)
+}
+
+/// Parses one HTTP/1.1 response (Content-Length, chunked, or until close).
+pub fn parse_response(bytes: &[u8]) -> Response {
+    let split = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(bytes)));
+    let head = String::from_utf8_lossy(&bytes[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let rest = &bytes[split + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked { dechunk(rest) } else { rest.to_vec() };
+    Response {
+        status,
+        headers,
+        body,
+        raw: bytes.to_vec(),
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size_text = String::from_utf8_lossy(&data[..end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
+        data = &data[end + 2..];
+        if size == 0 || data.len() < size {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[(size + 2).min(data.len())..];
+    }
+}
+
+/// Polls `check` until it is true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+/// A user the gateway knows, with a valid access token.
+pub struct TestUser {
+    pub username: String,
+    pub sub: String,
+    pub token: String,
+}
+
+impl TestGateway {
+    /// A user with `roles` and a valid token for it.
+    pub async fn user(&self, username: &str, roles: &[&str]) -> TestUser {
+        let claims = Self::claims(username, roles);
+        TestUser {
+            username: username.to_string(),
+            sub: claims["sub"].as_str().unwrap_or_default().to_string(),
+            token: self.mint(&claims),
+        }
+    }
+
+    /// Claims for an existing user (forgeries start from these).
+    pub fn claims_for(user: &TestUser) -> serde_json::Value {
+        let mut claims = Self::claims(&user.username, &[]);
+        claims["sub"] = serde_json::Value::String(user.sub.clone());
+        claims
+    }
+}
+
+/// `Authorization: Bearer …` as a header line.
+pub fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}")
+}
