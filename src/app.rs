@@ -13,7 +13,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::accounts::Accounts;
-use crate::auth::jwt::TokenKeys;
 use crate::config::{self, Config, TlsFiles};
 use crate::ops::OpsState;
 use crate::proxy::{Gateway, Snapshot};
@@ -37,6 +36,9 @@ pub struct AppHandle {
     log: LogControl,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The ops listener outlives the drain (readiness answers 503 meanwhile); it stops
+    /// when `shutdown` is dropped.
+    ops_task: JoinHandle<()>,
 }
 
 impl App {
@@ -48,9 +50,8 @@ impl App {
         ops_listener: std::net::TcpListener,
         log: LogControl,
     ) -> Result<AppHandle, String> {
-        let secret = crate::auth::secret::resolve(&config)?;
-        let keys = Arc::new(TokenKeys::new(&secret, &config.tokens));
-        let accounts = Arc::new(Accounts::new(keys));
+        let store = crate::store::open(&config.store.path).await?;
+        let accounts = Arc::new(Accounts::open(store, &config).await?);
         let metrics = Arc::new(Metrics::new());
         let tls = match &config.server.tls {
             Some(files) => Some((TlsAcceptorCell::load(files)?, files.clone())),
@@ -62,6 +63,7 @@ impl App {
             accounts,
             metrics: metrics.clone(),
             auth_prefix: config.server.auth_prefix.clone(),
+            upgrades: tokio_util::task::TaskTracker::new(),
         });
         let ops = Arc::new(OpsState {
             metrics,
@@ -86,12 +88,21 @@ impl App {
                 tls.as_ref().map(|(cell, _)| cell.clone()),
                 shutdown.subscribe(),
             )),
-            tokio::spawn(crate::ops::run(
-                ops_listener,
-                ops.clone(),
+            crate::admin::socket::start(
+                &config.store.path,
+                gateway.accounts.directory().clone(),
+                shutdown.subscribe(),
+            )?,
+            tokio::spawn(crate::accounts::maintain(
+                gateway.accounts.clone(),
                 shutdown.subscribe(),
             )),
         ];
+        let ops_task = tokio::spawn(crate::ops::run(
+            ops_listener,
+            ops.clone(),
+            shutdown.subscribe(),
+        ));
         tracing::info!(%addr, %ops_addr, https = tls.is_some(), "gatehouse serving");
         Ok(AppHandle {
             addr,
@@ -103,6 +114,7 @@ impl App {
             log,
             shutdown,
             tasks,
+            ops_task,
         })
     }
 }
@@ -130,6 +142,11 @@ impl AppHandle {
         for task in self.tasks {
             let _ = task.await;
         }
+        if let Err(err) = self.gateway.accounts.flush().await {
+            tracing::error!(error = %err, "could not flush the store");
+        }
+        drop(self.shutdown);
+        let _ = self.ops_task.await;
         tracing::info!("gatehouse stopped");
     }
 }

@@ -1,11 +1,36 @@
-//! Use cases on users and tokens: authenticate a bearer token, and (with the store) log
-//! in, refresh, log out, change passwords, register. No hyper types: testable without
-//! HTTP.
+//! Use cases on users and tokens: authenticate a bearer token, log in ([`login`]), refresh
+//! with rotation and reuse detection, log out, change a password, register; and the user
+//! [`Directory`] the CLI administers. No hyper types: testable without HTTP.
+//!
+//! Flow of a bearer check ([`Accounts::authenticate`], every protected request): the JWT
+//! is verified (algorithm, signature, `iss`, `aud`, `exp`/`nbf`/`iat` with leeway), then
+//! checked against the in-memory [`view::View`] (revoked `jti`, ended session, user
+//! exists and enabled, issued after the last password change). The returned identity
+//! carries the user's *current* roles, not the ones frozen in the token (SPEC §4).
+//!
+//! Sessions: a login creates a session (refresh-token family, the `sid` claim). Refresh
+//! tokens are 256-bit random strings; the store keeps only their SHA-256. Each is
+//! single-use: refreshing spends it and issues a successor; presenting a spent one ends
+//! the whole family (RFC 9700 §4.14.2). Logout ends the session and revokes the access
+//! token presented; a password change or a disable ends every session of the user.
+
+pub mod directory;
+pub mod login;
+pub mod view;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::auth::jwt::{AccessClaims, TokenKeys};
+use serde::Serialize;
+
+use crate::auth::jwt::{now_secs, AccessClaims, TokenKeys};
+use crate::auth::password::{HashError, Password, PasswordHasher};
+use crate::auth::{new_refresh_token, refresh_token_hash, MAX_REFRESH_TOKEN_LEN};
+use crate::config::Config;
 use crate::error::TokenRejection;
+use crate::store::{RefreshRecord, SessionRecord, Store, StoreError, Taken, UserRecord};
+pub use directory::{canonical_username, Directory, UserSummary};
+pub use login::{LoginThrottle, Unthrottled};
 
 /// A caller whose token verified. `roles` are the user's current roles.
 #[derive(Debug, Clone)]
@@ -16,14 +41,140 @@ pub struct Identity {
     pub claims: AccessClaims,
 }
 
+/// Why an account operation did not happen. The endpoints map these to SPEC §5
+/// outcomes; the CLI prints them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    /// Wrong password, or no such user: never says which.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// The password was right but the account is disabled.
+    #[error("the account is disabled")]
+    AccountDisabled,
+    /// Brute-force regulation refused the attempt.
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
+    /// A refresh token that is unknown, expired, spent or of an ended session.
+    #[error("the refresh token is invalid, expired or revoked")]
+    InvalidGrant,
+    #[error("that username is taken")]
+    UsernameTaken,
+    /// A username, role or password that breaks the rules; the text says which.
+    #[error("{0}")]
+    Policy(String),
+    /// Administration named a user that does not exist.
+    #[error("no user named `{0}`")]
+    NoSuchUser(String),
+    /// A fault of ours (store, hashing task). Logged, never shown to clients.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<HashError> for AccountError {
+    fn from(err: HashError) -> Self {
+        AccountError::Internal(err.to_string())
+    }
+}
+
+/// The token response (RFC 6749 §5.1), sent with `Cache-Control: no-store`.
+#[derive(Clone, Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub token_type: &'static str,
+    /// Seconds.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    /// Seconds.
+    pub refresh_expires_in: u64,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("expires_in", &self.expires_in)
+            .field("refresh_expires_in", &self.refresh_expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The lifetimes and switches the use cases need.
+#[derive(Debug, Clone)]
+pub struct AccountSettings {
+    pub refresh_ttl: Duration,
+    pub leeway: Duration,
+    pub registration_enabled: bool,
+    pub registration_roles: Vec<String>,
+}
+
 /// Accounts and token lifecycle.
 pub struct Accounts {
+    directory: Arc<Directory>,
     keys: Arc<TokenKeys>,
+    settings: AccountSettings,
+    throttle: Arc<dyn LoginThrottle>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts")
+            .field("directory", &self.directory)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The signing secret kept in the store, generated and kept at first start.
+pub fn kept_secret(store: &dyn Store) -> Result<Vec<u8>, String> {
+    let describe =
+        |err: StoreError| format!("store: cannot read or keep the signing secret: {err}");
+    match store.find_secret().map_err(describe)? {
+        Some(secret) => Ok(secret),
+        None => store
+            .insert_secret(&crate::auth::secret::generate())
+            .map_err(describe),
+    }
 }
 
 impl Accounts {
-    pub fn new(keys: Arc<TokenKeys>) -> Self {
-        Accounts { keys }
+    /// Assembles the accounts layer over an open store: resolves the signing secret
+    /// (env, file, else kept in the store), loads the in-memory view and makes the dummy
+    /// password hash.
+    pub async fn open(store: Arc<dyn Store>, config: &Config) -> Result<Self, String> {
+        let secret_store = store.clone();
+        let secret = tokio::task::spawn_blocking({
+            let settings = config.tokens.clone();
+            move || crate::auth::secret::resolve(&settings, || kept_secret(secret_store.as_ref()))
+        })
+        .await
+        .map_err(|err| format!("cannot resolve the signing secret: {err}"))??;
+        let keys = Arc::new(TokenKeys::new(&secret, &config.tokens));
+        let hasher = Arc::new(PasswordHasher::new(config.passwords)?);
+        hasher
+            .prepare()
+            .await
+            .map_err(|err| format!("passwords: {err}"))?;
+        let grace = grace(config.tokens.access_ttl, config.tokens.leeway);
+        let directory = tokio::task::spawn_blocking(move || Directory::open(store, hasher, grace))
+            .await
+            .map_err(|err| format!("cannot load the store: {err}"))?
+            .map_err(|err| format!("cannot load the store: {err}"))?;
+        Ok(Accounts::new(Arc::new(directory), keys, settings(config)))
+    }
+
+    /// Accounts over an already loaded directory.
+    pub fn new(directory: Arc<Directory>, keys: Arc<TokenKeys>, settings: AccountSettings) -> Self {
+        Accounts {
+            directory,
+            keys,
+            settings,
+            throttle: Arc::new(Unthrottled),
+        }
+    }
+
+    /// Installs brute-force regulation for logins.
+    pub fn with_throttle(mut self, throttle: Arc<dyn LoginThrottle>) -> Self {
+        self.throttle = throttle;
+        self
     }
 
     /// The signing keys (for tests and the token endpoints).
@@ -31,14 +182,263 @@ impl Accounts {
         &self.keys
     }
 
-    /// Checks a bearer token: signature and claims, then the store-backed state.
+    /// The user directory (admin socket, registration).
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    /// Whether `/auth/register` is served.
+    pub fn registration_enabled(&self) -> bool {
+        self.settings.registration_enabled
+    }
+
+    /// Checks a bearer token: signature and claims, then revocation, session, user state
+    /// and password change, from memory (SPEC §4 validation).
     pub fn authenticate(&self, token: &str) -> Result<Identity, TokenRejection> {
         let claims = self.keys.verify(token)?;
+        let user = self.directory.view().check(&claims)?;
         Ok(Identity {
             sub: claims.sub.clone(),
-            username: claims.username.clone(),
-            roles: claims.roles.clone(),
+            username: user.username.clone(),
+            roles: user.roles.clone(),
             claims,
         })
+    }
+
+    /// Starts a login session for a user whose password was just verified: stores the
+    /// session and its first refresh token (refused if the user changed meanwhile), then
+    /// signs an access token bound to the session.
+    pub async fn start_session(&self, user: &UserRecord) -> Result<TokenPair, AccountError> {
+        let now = now_secs();
+        let family = crate::auth::random_id(16);
+        let (refresh_token, token_hash) = new_refresh_token();
+        let expires_at = now.saturating_add(self.settings.refresh_ttl.as_secs());
+        let session = SessionRecord {
+            family: family.clone(),
+            user_id: user.id.clone(),
+            created: now,
+            generation: user.generation,
+            expires_at,
+            ended_at: None,
+        };
+        let record = RefreshRecord {
+            token_hash,
+            family: family.clone(),
+            user_id: user.id.clone(),
+            expires_at,
+            spent: false,
+        };
+        let inserted = directory::blocking(self.directory.store(), move |store| {
+            match store.insert_session(&session, &record) {
+                Ok(()) => Ok(true),
+                Err(StoreError::Conflict(_)) => Ok(false),
+                Err(err) => Err(err),
+            }
+        })
+        .await?;
+        if !inserted {
+            // The password changed, or the user was disabled or removed, while we verified.
+            return Err(match self.directory.view().user(&user.id) {
+                Some(current) if !current.enabled => AccountError::AccountDisabled,
+                _ => AccountError::InvalidCredentials,
+            });
+        }
+        let (username, roles) = match self.directory.view().user(&user.id) {
+            Some(current) => (current.username.clone(), current.roles.clone()),
+            None => (user.username.clone(), user.roles.clone()),
+        };
+        self.token_pair(&user.id, &username, &roles, &family, refresh_token)
+    }
+
+    fn token_pair(
+        &self,
+        sub: &str,
+        username: &str,
+        roles: &[String],
+        family: &str,
+        refresh_token: String,
+    ) -> Result<TokenPair, AccountError> {
+        let (access_token, _) = self
+            .keys
+            .issue(sub, username, roles, Some(family))
+            .map_err(|err| AccountError::Internal(format!("cannot sign a token: {err}")))?;
+        Ok(TokenPair {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.keys.access_ttl().as_secs(),
+            refresh_token,
+            refresh_expires_in: self.settings.refresh_ttl.as_secs(),
+        })
+    }
+
+    /// Exchanges a refresh token for a new pair (RFC 6749 §6). Single use: the presented
+    /// token is spent and a successor issued in the same transaction; a spent token
+    /// presented again ends its whole session (RFC 9700 §4.14.2). Every failure is
+    /// `InvalidGrant`.
+    pub async fn refresh(&self, presented: &str) -> Result<TokenPair, AccountError> {
+        if presented.is_empty() || presented.len() > MAX_REFRESH_TOKEN_LEN {
+            return Err(AccountError::InvalidGrant);
+        }
+        let now = now_secs();
+        let presented_hash = refresh_token_hash(presented);
+        let (next_token, next_hash) = new_refresh_token();
+        let next_expires_at = now.saturating_add(self.settings.refresh_ttl.as_secs());
+        let taken = directory::blocking(self.directory.store(), move |store| {
+            store.take_refresh(&presented_hash, now, &next_hash, next_expires_at)
+        })
+        .await?;
+        let session = match taken {
+            Taken::Invalid => return Err(AccountError::InvalidGrant),
+            Taken::Reused(session) => {
+                self.directory
+                    .view()
+                    .end_session(&session.family, now.saturating_add(self.directory.grace()));
+                tracing::warn!(
+                    user_id = %session.user_id,
+                    "a spent refresh token was presented again; its login session is ended (RFC 9700 §4.14.2)"
+                );
+                return Err(AccountError::InvalidGrant);
+            }
+            Taken::Rotated(session) => session,
+        };
+        let user = self
+            .directory
+            .view()
+            .user(&session.user_id)
+            .filter(|user| user.enabled && user.generation == session.generation);
+        let Some(user) = user else {
+            self.directory
+                .end_session(&session.user_id, &session.family)
+                .await?;
+            return Err(AccountError::InvalidGrant);
+        };
+        self.token_pair(
+            &session.user_id,
+            &user.username,
+            &user.roles,
+            &session.family,
+            next_token,
+        )
+    }
+
+    /// Ends a login session (SPEC §4 `/auth/logout`): by its refresh token, and/or by an
+    /// access token of it, which is also revoked itself. Unknown or invalid tokens are
+    /// ignored, as RFC 7009 §2.2 does for revocation: logging out is idempotent.
+    pub async fn logout(
+        &self,
+        refresh_token: Option<&str>,
+        access_token: Option<&str>,
+    ) -> Result<(), AccountError> {
+        if let Some(token) = refresh_token.filter(|t| t.len() <= MAX_REFRESH_TOKEN_LEN) {
+            let hash = refresh_token_hash(token);
+            let found = directory::blocking(self.directory.store(), move |store| {
+                store.find_refresh(&hash)
+            })
+            .await?;
+            if let Some(record) = found {
+                self.directory
+                    .end_session(&record.user_id, &record.family)
+                    .await?;
+            }
+        }
+        if let Some(token) = access_token {
+            // Only our signature matters here: a disabled user may still log out.
+            if let Ok(claims) = self.keys.verify(token) {
+                let until = claims.exp.saturating_add(self.settings.leeway.as_secs());
+                self.directory.revoke(&claims.jti, until).await?;
+                if let Some(sid) = &claims.sid {
+                    self.directory.end_session(&claims.sub, sid).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes the caller's own password (SPEC §4 `/auth/password`): the new one must meet
+    /// the policy and the current one must verify; then every earlier token and session
+    /// ends and a fresh session starts.
+    pub async fn change_password(
+        &self,
+        identity: &Identity,
+        current: Password,
+        new: Password,
+    ) -> Result<TokenPair, AccountError> {
+        self.directory
+            .hasher()
+            .check_policy(&new)
+            .map_err(AccountError::Policy)?;
+        let id = identity.sub.clone();
+        let user =
+            directory::blocking(self.directory.store(), move |store| store.find_user(&id)).await?;
+        let Some(user) = user else {
+            return Err(AccountError::InvalidCredentials);
+        };
+        let verification = self
+            .directory
+            .hasher()
+            .verify(current, user.password_hash.clone())
+            .await?;
+        if !verification.matches {
+            return Err(AccountError::InvalidCredentials);
+        }
+        let updated = self.directory.change_password(&user.id, new).await?;
+        self.start_session(&updated).await
+    }
+
+    /// Self-registration (SPEC §4 `/auth/register`), with the `[registration]` roles.
+    pub async fn register(
+        &self,
+        username: &str,
+        password: Password,
+    ) -> Result<UserSummary, AccountError> {
+        self.directory
+            .add(username, self.settings.registration_roles.clone(), password)
+            .await
+    }
+
+    /// Removes expired token records (run periodically).
+    pub async fn purge(&self) -> Result<(), AccountError> {
+        self.directory.purge().await
+    }
+
+    /// Makes every write durable (shutdown; writes are flushed as they happen anyway).
+    pub async fn flush(&self) -> Result<(), AccountError> {
+        directory::blocking(self.directory.store(), |store| store.flush()).await
+    }
+}
+
+/// How long after its end a session or revocation must be remembered: until every access
+/// token it covers has expired, leeway included.
+pub fn grace(access_ttl: Duration, leeway: Duration) -> u64 {
+    access_ttl.as_secs().saturating_add(leeway.as_secs())
+}
+
+/// The use-case settings of a config.
+pub fn settings(config: &Config) -> AccountSettings {
+    AccountSettings {
+        refresh_ttl: config.tokens.refresh_ttl,
+        leeway: config.tokens.leeway,
+        registration_enabled: config.registration.enabled,
+        registration_roles: config.registration.roles.clone(),
+    }
+}
+
+/// How often expired refresh tokens, sessions and revocations are swept.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Sweeps expired token records every ten minutes (first at start) until `shutdown`
+/// turns true, so the store and the in-memory view stay bounded.
+pub async fn maintain(accounts: Arc<Accounts>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(PURGE_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if let Err(err) = accounts.purge().await {
+                    tracing::warn!(error = %err, "could not remove expired token records");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
     }
 }

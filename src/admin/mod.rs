@@ -1,10 +1,213 @@
-//! `gatehouse user …`: user administration, applied directly to the store when no gateway
-//! is serving it, or through the running gateway's admin socket when one is.
+//! `gatehouse user …` (SPEC §1): user administration that works the same whether or not a
+//! gateway is serving the store.
+//!
+//! Flow: the CLI turns the command into a [`protocol::Request`] (asking for the password
+//! first, twice without echo or one line from stdin), then
+//! 1. tries the running gateway's admin socket (`<store.path>/admin.sock`): the gateway
+//!    applies the change to its store *and* its in-memory view before answering, so the
+//!    next request already sees it;
+//! 2. when no gateway answers, opens the store itself and applies the same request;
+//! 3. if the store is locked (a gateway is starting and has not bound its socket yet),
+//!    retries both for a few seconds.
+//!
+//! Exit codes: 0 done, 1 failed (message on stderr). Confirmations go to stderr too, so
+//! stdout carries only `list` output.
 
+pub mod protocol;
+pub mod socket;
+
+use std::io::{BufRead as _, Write as _};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroizing;
+
+use crate::accounts::{Directory, UserSummary};
+use crate::auth::password::PasswordHasher;
 use crate::cli::UserCommand;
 use crate::config::Config;
+use crate::store::{sled_store, SledStore, Store};
+use protocol::{Reply, Request};
+
+/// How long the CLI keeps trying while a gateway holds the store but its socket is not
+/// answering yet.
+const LOCKED_RETRY: Duration = Duration::from_secs(5);
 
 /// Runs a `user` subcommand.
-pub fn run(_config: &Config, _command: UserCommand) -> Result<(), String> {
-    Err("user commands are not available in this build yet (accounts store pending)".into())
+pub fn run(config: &Config, command: UserCommand) -> Result<(), String> {
+    let (request, json) = request_for(command)?;
+    let reply = deliver(config, &request)?;
+    if !reply.ok {
+        return Err(reply
+            .error
+            .unwrap_or_else(|| "the command failed".to_string()));
+    }
+    if let Some(users) = &reply.users {
+        print_users(users, json)?;
+    }
+    if let Some(message) = &reply.message {
+        eprintln!("{message}");
+    }
+    Ok(())
+}
+
+fn request_for(command: UserCommand) -> Result<(Request, bool), String> {
+    let request = match command {
+        UserCommand::Add {
+            name,
+            roles,
+            password_stdin,
+        } => Request::Add {
+            password: read_password(&name, password_stdin)?,
+            username: name,
+            roles,
+        },
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => Request::Passwd {
+            password: read_password(&name, password_stdin)?,
+            username: name,
+        },
+        UserCommand::Disable { name } => Request::Disable { username: name },
+        UserCommand::Enable { name } => Request::Enable { username: name },
+        UserCommand::Roles { name, roles } => Request::Roles {
+            username: name,
+            roles,
+        },
+        UserCommand::Remove { name } => Request::Remove { username: name },
+        UserCommand::List { json } => return Ok((Request::List, json)),
+    };
+    Ok((request, false))
+}
+
+/// The new password: one line of stdin, or asked twice on the terminal without echo.
+fn read_password(name: &str, from_stdin: bool) -> Result<Zeroizing<String>, String> {
+    if from_stdin {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|err| format!("cannot read the password from stdin: {err}"))?;
+        let password = line.trim_end_matches(['\n', '\r']);
+        if password.is_empty() {
+            return Err("no password on stdin (--password-stdin reads one line)".into());
+        }
+        return Ok(Zeroizing::new(password.to_string()));
+    }
+    let ask =
+        |prompt: &str| {
+            rpassword::prompt_password(prompt).map(Zeroizing::new).map_err(|err| {
+            format!("cannot ask for the password without a terminal ({err}); use --password-stdin")
+        })
+        };
+    let first = ask(&format!("New password for {name}: "))?;
+    let second = ask("Repeat the password: ")?;
+    if *first != *second {
+        return Err("the two passwords differ; nothing was changed".into());
+    }
+    Ok(first)
+}
+
+/// Applies the request through the running gateway, else directly on the store.
+fn deliver(config: &Config, request: &Request) -> Result<Reply, String> {
+    let socket = socket::socket_path(&config.store.path);
+    let deadline = Instant::now() + LOCKED_RETRY;
+    loop {
+        if let Some(reply) = socket::connect(&socket, request)? {
+            return Ok(reply);
+        }
+        match open_directory(config) {
+            Ok(directory) => return apply_directly(directory, request),
+            Err(Opened::Locked(message)) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "{message}; another process holds the store and no gateway answers on {}",
+                    socket.display()
+                ))
+            }
+            Err(Opened::Locked(_)) => std::thread::sleep(Duration::from_millis(100)),
+            Err(Opened::Failed(message)) => return Err(message),
+        }
+    }
+}
+
+enum Opened {
+    Locked(String),
+    Failed(String),
+}
+
+fn open_directory(config: &Config) -> Result<Directory, Opened> {
+    let store = SledStore::open(&config.store.path).map_err(|err| {
+        if sled_store::is_locked(&err) {
+            Opened::Locked(err.to_string())
+        } else {
+            Opened::Failed(err.to_string())
+        }
+    })?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let hasher = PasswordHasher::new(config.passwords).map_err(Opened::Failed)?;
+    let grace = crate::accounts::grace(config.tokens.access_ttl, config.tokens.leeway);
+    Directory::open(store, Arc::new(hasher), grace).map_err(|err| {
+        Opened::Failed(format!(
+            "cannot load the store at {}: {err}",
+            config.store.path.display()
+        ))
+    })
+}
+
+fn apply_directly(directory: Directory, request: &Request) -> Result<Reply, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the runtime: {err}"))?;
+    runtime.block_on(async move {
+        let reply = protocol::execute(&directory, request).await;
+        directory
+            .store()
+            .flush()
+            .map_err(|err| format!("cannot flush the store: {err}"))?;
+        Ok(reply)
+    })
+}
+
+fn print_users(users: &[UserSummary], json: bool) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    let created = |user: &UserSummary| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(user.created))
+            .to_string()
+    };
+    let written = if json {
+        let list: Vec<serde_json::Value> = users
+            .iter()
+            .map(|user| {
+                serde_json::json!({
+                    "username": user.username,
+                    "roles": user.roles,
+                    "enabled": user.enabled,
+                    "created": created(user),
+                })
+            })
+            .collect();
+        serde_json::to_string_pretty(&list)
+            .map_err(std::io::Error::other)
+            .and_then(|text| writeln!(out, "{text}"))
+    } else {
+        users.iter().try_for_each(|user| {
+            let roles = if user.roles.is_empty() {
+                "-".to_string()
+            } else {
+                user.roles.join(",")
+            };
+            let enabled = if user.enabled { "enabled" } else { "disabled" };
+            writeln!(
+                out,
+                "{} {} {} {}",
+                user.username,
+                roles,
+                enabled,
+                created(user)
+            )
+        })
+    };
+    written.map_err(|err| format!("cannot write the list: {err}"))
 }

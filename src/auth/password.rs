@@ -233,7 +233,10 @@ mod tests {
         let hasher = PasswordHasher::new(settings(64)).expect("hasher");
         let phc = hasher.hash(pw("correct horse")).await.expect("hash");
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
-        let right = hasher.verify(pw("correct horse"), phc.clone()).await.expect("v");
+        let right = hasher
+            .verify(pw("correct horse"), phc.clone())
+            .await
+            .expect("v");
         assert_eq!(
             right,
             Verification {

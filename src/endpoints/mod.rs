@@ -1,14 +1,34 @@
 //! gatehouse's own endpoints under `auth_prefix` (SPEC §4). Each file turns HTTP into a
-//! typed call on the accounts layer; none touches sled, argon2 or JWT directly.
+//! typed call on the accounts layer; none touches sled, argon2 or JWT directly. Bodies
+//! are read through [`body`] (at most 16 KiB, JSON or form).
+//!
+//! | path        | method    | file          |
+//! |-------------|-----------|---------------|
+//! | `/login`    | POST      | `login.rs`    |
+//! | `/token`    | POST      | `token.rs`    |
+//! | `/refresh`  | POST      | `refresh.rs`  |
+//! | `/logout`   | POST      | `logout.rs`   |
+//! | `/me`       | GET, HEAD | `me.rs`       |
+//! | `/verify`   | any       | `verify.rs`   |
+//! | `/password` | POST      | `password.rs` |
+//! | `/register` | POST      | `register.rs` (404 while registration is off) |
 
+pub mod body;
+mod login;
+mod logout;
 mod me;
+mod password;
+mod refresh;
+mod register;
+mod token;
 mod verify;
 
-use http::{Method, Request, Response};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::accounts::{AccountError, TokenPair};
 use crate::error::GatewayError;
-use crate::http::Body;
+use crate::http::{json_response, Body};
 use crate::proxy::{ConnInfo, Gateway, Snapshot};
 
 /// What an endpoint may use.
@@ -31,7 +51,70 @@ pub async fn dispatch(
         "/me" => only(&method, &[Method::GET, Method::HEAD], "GET, HEAD")
             .and_then(|()| me::handle(context, &request)),
         "/verify" => verify::handle(context, &request),
+        "/login" => {
+            only(&method, &[Method::POST], "POST")?;
+            login::handle(context, request).await
+        }
+        "/token" => {
+            only(&method, &[Method::POST], "POST")?;
+            token::handle(context, request).await
+        }
+        "/refresh" => {
+            only(&method, &[Method::POST], "POST")?;
+            refresh::handle(context, request).await
+        }
+        "/logout" => {
+            only(&method, &[Method::POST], "POST")?;
+            logout::handle(context, request).await
+        }
+        "/password" => {
+            only(&method, &[Method::POST], "POST")?;
+            password::handle(context, request).await
+        }
+        "/register" if context.gateway.accounts.registration_enabled() => {
+            only(&method, &[Method::POST], "POST")?;
+            register::handle(context, request).await
+        }
         _ => Err(GatewayError::NotFound),
+    }
+}
+
+/// The token response (RFC 6749 §5.1): never cached (`Cache-Control: no-store`, and
+/// `Pragma: no-cache` for HTTP/1.0 caches).
+fn token_response(pair: TokenPair) -> Response<Body> {
+    let mut response = json_response(StatusCode::OK, &pair);
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The SPEC §5 outcome of an account error, for endpoints without their own mapping.
+fn account_error(err: AccountError) -> GatewayError {
+    match err {
+        AccountError::InvalidCredentials | AccountError::NoSuchUser(_) => {
+            GatewayError::InvalidCredentials
+        }
+        AccountError::AccountDisabled => GatewayError::AccountDisabled,
+        AccountError::TooManyAttempts { retry_after_secs } => {
+            GatewayError::TooManyAttempts { retry_after_secs }
+        }
+        AccountError::InvalidGrant => GatewayError::InvalidGrant,
+        AccountError::UsernameTaken => GatewayError::UsernameTaken,
+        AccountError::Policy(rule) => GatewayError::InvalidRequest(rule),
+        AccountError::Internal(detail) => GatewayError::Internal(detail),
+    }
+}
+
+/// The `gatehouse_logins_total{outcome}` label of a login attempt.
+fn login_outcome<T>(result: &Result<T, AccountError>) -> &'static str {
+    match result {
+        Ok(_) => "success",
+        Err(AccountError::InvalidCredentials) => "invalid_credentials",
+        Err(AccountError::AccountDisabled) => "disabled",
+        Err(AccountError::TooManyAttempts { .. }) => "throttled",
+        Err(AccountError::Policy(_)) => "invalid_request",
+        Err(_) => "error",
     }
 }
 

@@ -23,12 +23,10 @@ pub fn encode(value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
 /// Decodes a record written by [`encode`] (any version this build knows).
 pub fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&CURRENT, json)) => {
-            serde_json::from_slice(json).map_err(|err| StoreError::Corrupt {
-                tree,
-                detail: err.to_string(),
-            })
-        }
+        Some((&CURRENT, json)) => serde_json::from_slice(json).map_err(|err| StoreError::Corrupt {
+            tree,
+            detail: err.to_string(),
+        }),
         Some((version, _)) => Err(StoreError::Corrupt {
             tree,
             detail: format!("record version {version} is newer than this build knows"),

@@ -6,7 +6,7 @@
 //! users (+ a unique index of canonical names), refresh tokens (only the SHA-256 of the
 //! token), login sessions (refresh-token families), revoked access-token ids, and meta
 //! (the generated signing secret). Every value is encoded as a version byte followed by
-//! serde_json ([`codec`]), so later formats can migrate record by record.
+//! serde_json (`codec`), so later formats can migrate record by record.
 //!
 //! Contract of every write verb: it returns only once the write is durable (flushed), so
 //! the caller may acknowledge it (SPEC §7: a crash loses no acknowledged write). The
@@ -219,4 +219,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes every earlier write durable (shutdown).
     fn flush(&self) -> StoreResult<()>;
+}
+
+/// Opens the embedded store at `path` off the async workers (sled's open reads and locks
+/// files). The error names the path and, when another process holds it, says so.
+pub async fn open(path: &std::path::Path) -> Result<std::sync::Arc<dyn Store>, String> {
+    let path = path.to_path_buf();
+    let opened = tokio::task::spawn_blocking(move || SledStore::open(&path))
+        .await
+        .map_err(|err| format!("store: the open task failed: {err}"))?;
+    match opened {
+        Ok(store) => Ok(std::sync::Arc::new(store)),
+        Err(err) if sled_store::is_locked(&err) => Err(format!(
+            "store.path: {err}; is another gatehouse serving this store?"
+        )),
+        Err(err) => Err(format!("store.path: {err}")),
+    }
 }

@@ -156,7 +156,10 @@ impl SledStore {
             .cache_capacity(64 * 1024 * 1024)
             .open()
             .map_err(|err| {
-                StoreError::Backend(format!("cannot open the store at {}: {err}", path.display()))
+                StoreError::Backend(format!(
+                    "cannot open the store at {}: {err}",
+                    path.display()
+                ))
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         Ok(SledStore {
@@ -395,7 +398,9 @@ impl Store for SledStore {
     fn remove_sessions_of(&self, user_id: &str) -> StoreResult<usize> {
         let mut removed = 0;
         for key in self.sessions.scan_prefix(user_prefix(user_id)).keys() {
-            self.sessions.remove(key.map_err(backend)?).map_err(backend)?;
+            self.sessions
+                .remove(key.map_err(backend)?)
+                .map_err(backend)?;
             removed += 1;
         }
         if removed > 0 {
@@ -550,11 +555,16 @@ mod tests {
             store.insert_user(&user("u2", "ALICE")),
             Err(StoreError::Conflict(_))
         ));
-        let found = store.find_user_by_name("alice").expect("find").expect("some");
+        let found = store
+            .find_user_by_name("alice")
+            .expect("find")
+            .expect("some");
         assert_eq!(found.username, "Alice");
         store.remove_user("u1").expect("remove");
         assert!(store.find_user_by_name("alice").expect("find").is_none());
-        store.insert_user(&user("u2", "alice")).expect("name free again");
+        store
+            .insert_user(&user("u2", "alice"))
+            .expect("name free again");
     }
 
     #[test]
@@ -564,16 +574,28 @@ mod tests {
         store
             .insert_session(&session("u1", "f1", 100), &token(1, "u1", "f1", 100))
             .expect("session");
-        let rotated = store.take_refresh(&[1; 32], 10, &[2; 32], 200).expect("take");
+        let rotated = store
+            .take_refresh(&[1; 32], 10, &[2; 32], 200)
+            .expect("take");
         assert!(matches!(rotated, Taken::Rotated(ref s) if s.expires_at == 200));
-        assert!(store.find_refresh(&[1; 32]).expect("find").expect("some").spent);
+        assert!(
+            store
+                .find_refresh(&[1; 32])
+                .expect("find")
+                .expect("some")
+                .spent
+        );
         // Replaying the spent token ends the family, so the successor is dead too.
         assert!(matches!(
-            store.take_refresh(&[1; 32], 11, &[3; 32], 300).expect("take"),
+            store
+                .take_refresh(&[1; 32], 11, &[3; 32], 300)
+                .expect("take"),
             Taken::Reused(_)
         ));
         assert_eq!(
-            store.take_refresh(&[2; 32], 12, &[4; 32], 400).expect("take"),
+            store
+                .take_refresh(&[2; 32], 12, &[4; 32], 400)
+                .expect("take"),
             Taken::Invalid
         );
     }
@@ -586,11 +608,15 @@ mod tests {
             .insert_session(&session("u1", "f1", 100), &token(1, "u1", "f1", 100))
             .expect("session");
         assert_eq!(
-            store.take_refresh(&[1; 32], 100, &[2; 32], 200).expect("take"),
+            store
+                .take_refresh(&[1; 32], 100, &[2; 32], 200)
+                .expect("take"),
             Taken::Invalid
         );
         assert_eq!(
-            store.take_refresh(&[9; 32], 1, &[2; 32], 200).expect("take"),
+            store
+                .take_refresh(&[9; 32], 1, &[2; 32], 200)
+                .expect("take"),
             Taken::Invalid
         );
     }
@@ -642,7 +668,25 @@ mod tests {
         assert!(store.find_secret().expect("find").is_none());
         assert_eq!(store.insert_secret(b"first").expect("insert"), b"first");
         assert_eq!(store.insert_secret(b"second").expect("insert"), b"first");
-        assert_eq!(store.find_secret().expect("find").as_deref(), Some(&b"first"[..]));
+        assert_eq!(
+            store.find_secret().expect("find").as_deref(),
+            Some(&b"first"[..])
+        );
+    }
+
+    #[test]
+    fn a_dropped_store_can_be_reopened_at_once_in_the_same_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data");
+        for round in 0..5 {
+            let store = SledStore::open(&path).expect("open");
+            store
+                .insert_user(&user(&format!("u{round}"), &format!("n{round}")))
+                .expect("insert");
+            drop(store);
+        }
+        let store = SledStore::open(&path).expect("open");
+        assert_eq!(store.list_users().expect("list").len(), 5);
     }
 
     #[cfg(unix)]

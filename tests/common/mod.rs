@@ -5,6 +5,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod accounts;
 pub mod upstream;
 
 use std::path::PathBuf;
@@ -30,7 +31,12 @@ pub struct TestGateway {
 
 /// Config text for a test gateway; `{UPSTREAM}` in `extra` becomes the echo upstream's address. `extra` is appended: it may add
 /// `[headers]`, `[registration]`, `[log]`, `[login]`, `[upstreams.NAME]` and `[[routes]]`.
-pub fn config_text(upstream: &str, dir: &std::path::Path, server_extra: &str, extra: &str) -> String {
+pub fn config_text(
+    upstream: &str,
+    dir: &std::path::Path,
+    server_extra: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [server]
@@ -101,7 +107,12 @@ impl TestGateway {
 
     /// Rewrites the config file (same placeholders as [`config_text`]) and reloads.
     pub fn rewrite_config(&self, server_extra: &str, extra: &str) -> Result<(), String> {
-        let text = config_text(&self.upstream.addr.to_string(), self.dir.path(), server_extra, extra);
+        let text = config_text(
+            &self.upstream.addr.to_string(),
+            self.dir.path(),
+            server_extra,
+            extra,
+        );
         std::fs::write(&self.config_path, text).expect("write config");
         self.handle.as_ref().expect("running").reload()
     }
@@ -124,8 +135,15 @@ impl TestGateway {
     }
 
     /// A request with `Connection: close`, a Host and a Content-Length.
-    pub async fn request(&self, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Response {
-        let mut text = format!("{method} {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n");
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &[u8],
+    ) -> Response {
+        let mut text =
+            format!("{method} {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n");
         for header in headers {
             text.push_str(header);
             text.push_str("\r\n");
@@ -171,10 +189,19 @@ pub fn now() -> u64 {
 }
 
 /// Signs claims with any algorithm/secret.
-pub fn mint_with(alg: jsonwebtoken::Algorithm, secret: &[u8], claims: &serde_json::Value) -> String {
+pub fn mint_with(
+    alg: jsonwebtoken::Algorithm,
+    secret: &[u8],
+    claims: &serde_json::Value,
+) -> String {
     let mut header = jsonwebtoken::Header::new(alg);
     header.typ = Some("JWT".into());
-    jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_secret(secret)).expect("sign")
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .expect("sign")
 }
 
 /// A parsed HTTP/1.1 response.
@@ -204,7 +231,10 @@ impl Response {
 
     /// The SPEC §5 `error` code.
     pub fn error_code(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_default().to_string()
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
@@ -239,7 +269,11 @@ pub fn parse_response(bytes: &[u8]) -> Response {
     let chunked = headers
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_vec() };
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
     Response {
         status,
         headers,
@@ -255,7 +289,8 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
             return out;
         };
         let size_text = String::from_utf8_lossy(&data[..end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
         data = &data[end + 2..];
         if size == 0 || data.len() < size {
             return out;
@@ -285,14 +320,10 @@ pub struct TestUser {
 }
 
 impl TestGateway {
-    /// A user with `roles` and a valid token for it.
+    /// A real user with `roles` (created through the admin socket, as `gatehouse user add`
+    /// does) and the access token of a fresh `/auth/login`.
     pub async fn user(&self, username: &str, roles: &[&str]) -> TestUser {
-        let claims = Self::claims(username, roles);
-        TestUser {
-            username: username.to_string(),
-            sub: claims["sub"].as_str().unwrap_or_default().to_string(),
-            token: self.mint(&claims),
-        }
+        accounts::create_user(self, username, roles).await
     }
 
     /// Claims for an existing user (forgeries start from these).

@@ -56,16 +56,21 @@ type EchoBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 impl EchoUpstream {
     pub async fn start() -> EchoUpstream {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let log = log.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| handle(request, log.clone()));
+                    let service =
+                        hyper::service::service_fn(move |request| handle(request, log.clone()));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
@@ -91,7 +96,10 @@ impl EchoUpstream {
     }
 }
 
-async fn handle(mut request: Request<Incoming>, log: Arc<Mutex<Vec<Received>>>) -> Result<Response<EchoBody>, Infallible> {
+async fn handle(
+    mut request: Request<Incoming>,
+    log: Arc<Mutex<Vec<Received>>>,
+) -> Result<Response<EchoBody>, Infallible> {
     let target = request
         .uri()
         .path_and_query()
@@ -100,14 +108,24 @@ async fn handle(mut request: Request<Incoming>, log: Arc<Mutex<Vec<Received>>>) 
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
-        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).to_string()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).to_string(),
+            )
+        })
         .collect();
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
 
     if path == "/ws" {
         let upgrade = hyper::upgrade::on(&mut request);
-        log.lock().expect("lock").push(Received { method, target, headers, body_len: 0 });
+        log.lock().expect("lock").push(Received {
+            method,
+            target,
+            headers,
+            body_len: 0,
+        });
         tokio::spawn(async move {
             if let Ok(upgraded) = upgrade.await {
                 let mut io = TokioIo::new(upgraded);
@@ -140,16 +158,31 @@ async fn handle(mut request: Request<Incoming>, log: Arc<Mutex<Vec<Received>>>) 
             Err(_) => break,
         }
     }
-    let record = Received { method: method.clone(), target: target.clone(), headers: headers.clone(), body_len };
+    let record = Received {
+        method: method.clone(),
+        target: target.clone(),
+        headers: headers.clone(),
+        body_len,
+    };
     log.lock().expect("lock").push(record);
 
-    if let Some(ms) = path.rsplit_once("/slow/").map(|(_, rest)| rest).and_then(|s| s.parse::<u64>().ok()) {
+    if let Some(ms) = path
+        .rsplit_once("/slow/")
+        .map(|(_, rest)| rest)
+        .and_then(|s| s.parse::<u64>().ok())
+    {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if let Some(size) = path.rsplit_once("/download/").map(|(_, rest)| rest).and_then(|s| s.parse::<u64>().ok()) {
+    if let Some(size) = path
+        .rsplit_once("/download/")
+        .map(|(_, rest)| rest)
+        .and_then(|s| s.parse::<u64>().ok())
+    {
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
         let chunks = size / chunk.len() as u64;
-        let stream = futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))));
+        let stream = futures_util::stream::iter(
+            (0..chunks).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))),
+        );
         return Ok(Response::new(StreamBody::new(stream).boxed()));
     }
     let echo = serde_json::json!({

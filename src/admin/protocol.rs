@@ -1,0 +1,161 @@
+//! The admin protocol: one JSON request line, one JSON reply line, over the admin socket;
+//! the same [`Request`] is executed in-process when the CLI opens the store itself, so a
+//! `user` command has one meaning whichever path it takes.
+//!
+//! ```text
+//! → {"op":"disable","username":"alice"}
+//! ← {"ok":true,"message":"user alice disabled; their tokens no longer work"}
+//! ← {"ok":false,"error":"no user named `bob`"}
+//! ```
+//!
+//! Requests may carry a password (`add`, `passwd`): they are never logged, and `Debug`
+//! is not derived for them.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::accounts::{AccountError, Directory, UserSummary};
+
+/// One administrative command.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Add {
+        username: String,
+        roles: Vec<String>,
+        password: Zeroizing<String>,
+    },
+    Passwd {
+        username: String,
+        password: Zeroizing<String>,
+    },
+    Disable {
+        username: String,
+    },
+    Enable {
+        username: String,
+    },
+    Roles {
+        username: String,
+        roles: Vec<String>,
+    },
+    Remove {
+        username: String,
+    },
+    List,
+}
+
+impl Request {
+    /// The command's name, for logs (never its arguments).
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Add { .. } => "add",
+            Request::Passwd { .. } => "passwd",
+            Request::Disable { .. } => "disable",
+            Request::Enable { .. } => "enable",
+            Request::Roles { .. } => "roles",
+            Request::Remove { .. } => "remove",
+            Request::List => "list",
+        }
+    }
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reply {
+    pub ok: bool,
+    /// What was done (success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// What went wrong (failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `list` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<UserSummary>>,
+}
+
+impl Reply {
+    fn done(message: String) -> Self {
+        Reply {
+            ok: true,
+            message: Some(message),
+            error: None,
+            users: None,
+        }
+    }
+
+    /// A failure with a message for the operator.
+    pub fn failed(error: impl Into<String>) -> Self {
+        Reply {
+            ok: false,
+            message: None,
+            error: Some(error.into()),
+            users: None,
+        }
+    }
+}
+
+fn describe(err: AccountError) -> String {
+    match err {
+        AccountError::UsernameTaken => {
+            "a user with that name exists already (names compare case-insensitively)".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Applies a request to the directory. Every change is durable before this returns.
+pub async fn execute(directory: &Directory, request: &Request) -> Reply {
+    let result = match request {
+        Request::Add {
+            username,
+            roles,
+            password,
+        } => directory
+            .add(username, roles.clone(), password.clone())
+            .await
+            .map(|user| format!("user {} added", user.username)),
+        Request::Passwd { username, password } => directory
+            .set_password(username, password.clone())
+            .await
+            .map(|()| format!("password of {username} changed; earlier tokens no longer work")),
+        Request::Disable { username } => directory
+            .set_enabled(username, false)
+            .await
+            .map(|()| format!("user {username} disabled; their tokens no longer work")),
+        Request::Enable { username } => directory
+            .set_enabled(username, true)
+            .await
+            .map(|()| format!("user {username} enabled")),
+        Request::Roles { username, roles } => directory
+            .set_roles(username, roles.clone())
+            .await
+            .map(|roles| {
+                if roles.is_empty() {
+                    format!("user {username} has no roles now")
+                } else {
+                    format!("roles of {username}: {}", roles.join(", "))
+                }
+            }),
+        Request::Remove { username } => directory
+            .remove(username)
+            .await
+            .map(|()| format!("user {username} removed")),
+        Request::List => {
+            return match directory.list().await {
+                Ok(users) => Reply {
+                    ok: true,
+                    message: None,
+                    error: None,
+                    users: Some(users),
+                },
+                Err(err) => Reply::failed(describe(err)),
+            }
+        }
+    };
+    match result {
+        Ok(message) => Reply::done(message),
+        Err(err) => Reply::failed(describe(err)),
+    }
+}

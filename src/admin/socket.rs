@@ -1,0 +1,219 @@
+//! The admin socket: a Unix socket at `<store.path>/admin.sock` through which a running
+//! gateway takes `gatehouse user …` commands (sled lets only one process open the store),
+//! and the client side the CLI uses to reach it.
+//!
+//! Threat model: whoever can connect can administer users. The socket is created with mode
+//! 0600 inside the store directory (mode 0700), so only the gateway's own user (and root)
+//! can reach it. Each connection carries one request line of at most 64 KiB, read within
+//! 10 s; the reply is one line. The socket file is removed on shutdown, and a stale one
+//! left by a killed gateway is replaced at start (the store lock proves no other gateway
+//! serves this store).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::protocol::{Reply, Request};
+
+/// The socket's file name inside the store directory.
+pub const SOCKET_NAME: &str = "admin.sock";
+
+/// Largest request line accepted.
+pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the admin socket of the store at `store_path` lives.
+pub fn socket_path(store_path: &Path) -> PathBuf {
+    store_path.join(SOCKET_NAME)
+}
+
+#[cfg(unix)]
+pub use unix::{bind, connect, serve, Listener};
+
+/// Binds the admin socket of the store at `store_path` and serves it until `shutdown`.
+/// Call after the store is open (its lock proves the socket is ours to replace).
+#[cfg(unix)]
+pub fn start(
+    store_path: &Path,
+    directory: std::sync::Arc<crate::accounts::Directory>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let listener = bind(&socket_path(store_path))?;
+    Ok(tokio::spawn(serve(listener, directory, shutdown)))
+}
+
+/// Without Unix sockets there is no admin channel: `user` commands need a stopped gateway.
+#[cfg(not(unix))]
+pub fn start(
+    _store_path: &Path,
+    _directory: std::sync::Arc<crate::accounts::Directory>,
+    _shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    Ok(tokio::spawn(async {}))
+}
+
+#[cfg(unix)]
+mod unix {
+    use super::*;
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::UnixListener;
+    use tokio::sync::watch;
+
+    use crate::accounts::Directory;
+    use crate::admin::protocol::execute;
+
+    /// A bound admin socket; the file is removed when this is dropped.
+    pub struct Listener {
+        listener: UnixListener,
+        path: PathBuf,
+    }
+
+    impl Drop for Listener {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    /// Binds the admin socket at `path` with mode 0600, replacing a stale socket file.
+    /// Call only while holding the store (its lock proves no other gateway uses `path`).
+    pub fn bind(path: &Path) -> Result<Listener, String> {
+        if let Ok(metadata) = std::fs::symlink_metadata(path) {
+            if !metadata.file_type().is_socket() {
+                return Err(format!(
+                    "{} exists and is not a socket; remove it so the admin socket can be created",
+                    path.display()
+                ));
+            }
+            std::fs::remove_file(path).map_err(|err| {
+                format!(
+                    "cannot remove the stale admin socket {}: {err}",
+                    path.display()
+                )
+            })?;
+        }
+        let listener = UnixListener::bind(path).map_err(|err| {
+            format!(
+                "cannot listen on the admin socket {} (is the store path under ~100 bytes?): {err}",
+                path.display()
+            )
+        })?;
+        let listener = Listener {
+            listener,
+            path: path.to_path_buf(),
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|err| format!("cannot restrict {} to 0600: {err}", path.display()))?;
+        Ok(listener)
+    }
+
+    /// Serves admin requests until `shutdown` turns true; removes the socket file then.
+    pub async fn serve(
+        listener: Listener,
+        directory: Arc<Directory>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "admin socket accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            };
+            let directory = directory.clone();
+            tokio::spawn(async move {
+                if let Err(err) = handle(stream, &directory).await {
+                    tracing::warn!(error = %err, "admin connection failed");
+                }
+            });
+        }
+        drop(listener);
+    }
+
+    async fn handle(stream: tokio::net::UnixStream, directory: &Directory) -> Result<(), String> {
+        let (read, mut write) = stream.into_split();
+        let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST_BYTES));
+        let mut line = zeroize::Zeroizing::new(String::new());
+        let read = tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await;
+        let reply = match read {
+            Err(_) => Reply::failed("the admin request did not arrive in time"),
+            Ok(Err(err)) => Reply::failed(format!("cannot read the admin request: {err}")),
+            Ok(Ok(_)) if !line.ends_with('\n') => {
+                Reply::failed("the admin request must be one line of at most 64 KiB")
+            }
+            Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
+                Ok(request) => {
+                    let op = request.op();
+                    let reply = execute(directory, &request).await;
+                    tracing::info!(op, ok = reply.ok, "admin command applied");
+                    reply
+                }
+                Err(_) => Reply::failed("the admin request is not a valid command"),
+            },
+        };
+        let mut out = serde_json::to_vec(&reply).map_err(|err| err.to_string())?;
+        out.push(b'\n');
+        write.write_all(&out).await.map_err(|err| err.to_string())?;
+        write.shutdown().await.map_err(|err| err.to_string())
+    }
+
+    /// Sends a request to a running gateway. `Ok(None)` when no gateway answers at `path`
+    /// (no socket file, or a stale one nobody listens on).
+    pub fn connect(path: &Path, request: &Request) -> Result<Option<Reply>, String> {
+        let mut stream = match std::os::unix::net::UnixStream::connect(path) {
+            Ok(stream) => stream,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(err) => {
+                return Err(format!(
+                    "cannot reach the gateway's admin socket {}: {err}",
+                    path.display()
+                ))
+            }
+        };
+        let fail = |err: std::io::Error| format!("admin socket {}: {err}", path.display());
+        // Hashing may queue behind logins; give it time, but not forever.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .map_err(fail)?;
+        let mut line =
+            zeroize::Zeroizing::new(serde_json::to_vec(request).map_err(|err| err.to_string())?);
+        line.push(b'\n');
+        stream.write_all(&line).map_err(fail)?;
+        let mut reply = String::new();
+        BufReader::new((&stream).take(1024 * 1024))
+            .read_line(&mut reply)
+            .map_err(fail)?;
+        serde_json::from_str(&reply)
+            .map(Some)
+            .map_err(|_| format!("the gateway at {} sent an unreadable reply", path.display()))
+    }
+}
+
+#[cfg(not(unix))]
+mod fallback {
+    use super::*;
+
+    /// Without Unix sockets there is no admin channel: the CLI works on a stopped store.
+    pub fn connect(_path: &Path, _request: &Request) -> Result<Option<Reply>, String> {
+        Ok(None)
+    }
+}
+
+#[cfg(not(unix))]
+pub use fallback::connect;

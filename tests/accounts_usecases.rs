@@ -1,0 +1,219 @@
+//! The accounts layer without HTTP, on a real sled store in a temp dir: rehash on login,
+//! the login/password-change race, crash recovery of a half-done password change, and
+//! the brute-force seam.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gatehouse::accounts::{AccountError, Accounts, LoginThrottle};
+use gatehouse::store::Store;
+
+const PASSWORD: &str = "correct horse battery";
+const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn config(dir: &std::path::Path, memory_kib: u32) -> gatehouse::Config {
+    let text = format!(
+        "[store]\npath = \"{}\"\n[passwords]\nmemory_kib = {memory_kib}\niterations = 1\n[upstreams.default]\nurl = \"http://127.0.0.1:9\"\n",
+        dir.join("data").display()
+    );
+    gatehouse::config::parse(&text).expect("valid config")
+}
+
+fn pw(text: &str) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(text.to_string())
+}
+
+async fn open(dir: &std::path::Path, memory_kib: u32) -> (Arc<dyn Store>, Accounts) {
+    let config = config(dir, memory_kib);
+    let store = gatehouse::store::open(&config.store.path)
+        .await
+        .expect("store");
+    let accounts = Accounts::open(store.clone(), &config)
+        .await
+        .expect("accounts");
+    (store, accounts)
+}
+
+#[tokio::test]
+async fn a_login_rehashes_a_password_hashed_under_older_parameters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, accounts) = open(dir.path(), 64).await;
+    accounts
+        .directory()
+        .add("alice", vec![], pw(PASSWORD))
+        .await
+        .expect("add");
+    drop(accounts);
+    let config = config(dir.path(), 128);
+    let accounts = Accounts::open(store.clone(), &config)
+        .await
+        .expect("accounts");
+    let before = store
+        .find_user_by_name("alice")
+        .expect("find")
+        .expect("user");
+    assert!(
+        before.password_hash.contains("m=64,"),
+        "{}",
+        before.password_hash
+    );
+    accounts
+        .login("alice", pw(PASSWORD), CLIENT)
+        .await
+        .expect("login");
+    let after = store
+        .find_user_by_name("alice")
+        .expect("find")
+        .expect("user");
+    assert!(
+        after.password_hash.contains("m=128,"),
+        "{}",
+        after.password_hash
+    );
+    // A rehash is not a password change: nothing was revoked.
+    assert_eq!(after.generation, before.generation);
+    assert_eq!(after.password_changed_at, before.password_changed_at);
+    accounts
+        .login("alice", pw(PASSWORD), CLIENT)
+        .await
+        .expect("login again");
+}
+
+#[tokio::test]
+async fn a_login_racing_a_password_change_gets_no_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, accounts) = open(dir.path(), 64).await;
+    accounts
+        .directory()
+        .add("bob", vec![], pw(PASSWORD))
+        .await
+        .expect("add");
+    // The login read the user (and verified the old password) just before the change.
+    let read_before_change = store.find_user_by_name("bob").expect("find").expect("user");
+    accounts
+        .directory()
+        .set_password("bob", pw("a new password"))
+        .await
+        .expect("passwd");
+    let session = accounts.start_session(&read_before_change).await;
+    assert_eq!(session.err(), Some(AccountError::InvalidCredentials));
+}
+
+#[tokio::test]
+async fn sessions_left_behind_by_an_interrupted_password_change_are_ended_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, accounts) = open(dir.path(), 64).await;
+    accounts
+        .directory()
+        .add("carol", vec![], pw(PASSWORD))
+        .await
+        .expect("add");
+    let tokens = accounts
+        .login("carol", pw(PASSWORD), CLIENT)
+        .await
+        .expect("login");
+    let user = store
+        .find_user_by_name("carol")
+        .expect("find")
+        .expect("user");
+    // A crash after the user record was updated but before its sessions were ended.
+    store
+        .update_user(&user.id, &|user| user.generation += 1)
+        .expect("update");
+    drop(accounts);
+    let (_, accounts) = open_again(store.clone(), dir.path()).await;
+    assert_eq!(
+        accounts.refresh(&tokens.refresh_token).await.err(),
+        Some(AccountError::InvalidGrant)
+    );
+    assert!(accounts.authenticate(&tokens.access_token).is_err());
+}
+
+async fn open_again(store: Arc<dyn Store>, dir: &std::path::Path) -> (Arc<dyn Store>, Accounts) {
+    let config = config(dir, 64);
+    let accounts = Accounts::open(store.clone(), &config)
+        .await
+        .expect("accounts");
+    (store, accounts)
+}
+
+/// Records what the login use case told it; refuses once `limit` failures are seen.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<String>>,
+    limit: usize,
+}
+
+impl LoginThrottle for Recorder {
+    fn check(&self, username: Option<&str>, _client: IpAddr) -> Result<(), Duration> {
+        let events = self.events.lock().expect("lock");
+        let failures = events.iter().filter(|e| e.starts_with("failure")).count();
+        drop(events);
+        self.events
+            .lock()
+            .expect("lock")
+            .push(format!("check {}", username.unwrap_or("-")));
+        if failures >= self.limit {
+            Err(Duration::from_secs(42))
+        } else {
+            Ok(())
+        }
+    }
+    fn record_failure(&self, username: Option<&str>, _client: IpAddr) {
+        self.events
+            .lock()
+            .expect("lock")
+            .push(format!("failure {}", username.unwrap_or("-")));
+    }
+    fn record_success(&self, username: Option<&str>, _client: IpAddr) {
+        self.events
+            .lock()
+            .expect("lock")
+            .push(format!("success {}", username.unwrap_or("-")));
+    }
+}
+
+#[tokio::test]
+async fn the_throttle_is_asked_first_and_told_every_outcome_by_canonical_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_store, accounts) = open(dir.path(), 64).await;
+    let recorder = Arc::new(Recorder {
+        limit: 2,
+        ..Recorder::default()
+    });
+    let accounts = accounts.with_throttle(recorder.clone());
+    accounts
+        .directory()
+        .add("Dave", vec![], pw(PASSWORD))
+        .await
+        .expect("add");
+    accounts
+        .login("DAVE", pw(PASSWORD), CLIENT)
+        .await
+        .expect("login");
+    let wrong = accounts.login("dave", pw("wrong"), CLIENT).await;
+    assert_eq!(wrong.err(), Some(AccountError::InvalidCredentials));
+    let bad_name = accounts.login("not a name", pw("wrong"), CLIENT).await;
+    assert_eq!(bad_name.err(), Some(AccountError::InvalidCredentials));
+    let refused = accounts.login("dave", pw(PASSWORD), CLIENT).await;
+    assert_eq!(
+        refused.err(),
+        Some(AccountError::TooManyAttempts {
+            retry_after_secs: 42
+        })
+    );
+    let events = recorder.events.lock().expect("lock").clone();
+    assert_eq!(
+        events,
+        [
+            "check dave",
+            "success dave",
+            "check dave",
+            "failure dave",
+            "check -",
+            "failure -",
+            "check dave",
+        ]
+    );
+}
