@@ -24,15 +24,27 @@ pub struct OpsState {
     pub ready: AtomicBool,
 }
 
-/// Serves the ops listener until `shutdown` turns true.
+/// Serves the ops listener until the `shutdown` sender is dropped. It keeps answering
+/// while the main listener drains, so probes see `/readyz` turn 503 (SPEC §6) instead of
+/// a refused connection, and `/metrics` can be scraped to the end.
 pub async fn run(listener: TcpListener, state: Arc<OpsState>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
-                Err(_) => continue,
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %err, "ops accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             },
-            _ = shutdown.changed() => return,
+            changed = shutdown.changed() => match changed {
+                // Draining has begun: keep serving, readiness now answers 503.
+                Ok(()) => continue,
+                // The gateway has stopped.
+                Err(_) => return,
+            },
         };
         let state = state.clone();
         tokio::spawn(async move {

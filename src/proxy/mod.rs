@@ -30,6 +30,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
+use tokio_util::task::TaskTracker;
 
 use crate::accounts::{Accounts, Identity};
 use crate::config::Config;
@@ -88,6 +89,9 @@ pub struct Gateway {
     pub accounts: Arc<Accounts>,
     pub metrics: Arc<Metrics>,
     pub auth_prefix: String,
+    /// Spliced upgraded (WebSocket) connections. They outlive the HTTP connection that
+    /// carried the upgrade, so the drain waits for them here, up to `shutdown_grace`.
+    pub upgrades: TaskTracker,
 }
 
 /// Per-request facts for the access line and metrics.
@@ -235,7 +239,12 @@ impl Gateway {
         let mut response = result?;
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let (Some(client_upgrade), Some(protocol)) = (client_upgrade, upgrade) {
-                splice_upgrade(client_upgrade, hyper::upgrade::on(&mut response));
+                splice_upgrade(
+                    &self.upgrades,
+                    self.metrics.clone(),
+                    client_upgrade,
+                    hyper::upgrade::on(&mut response),
+                );
                 let (mut parts, body) = response.into_parts();
                 hop::remove_hop_headers(&mut parts.headers);
                 hop::restore_upgrade(&mut parts.headers, protocol);
@@ -395,9 +404,15 @@ fn request_id(headers: &HeaderMap) -> String {
 }
 
 /// Joins the client's and the upstream's upgraded connections and copies both ways until
-/// either side closes.
-fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    tokio::spawn(async move {
+/// either side closes. The task runs on `tracker`, so shutdown can wait for it, and it
+/// counts as an open connection: hyper hands the socket over and forgets it.
+fn splice_upgrade(
+    tracker: &TaskTracker,
+    metrics: Arc<Metrics>,
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+) {
+    tracker.spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(err) => {
@@ -405,11 +420,13 @@ fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::O
                 return;
             }
         };
+        metrics.connection_opened();
         let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
         if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
             tracing::debug!(error = %err, "upgraded connection ended");
         }
+        metrics.connection_closed();
     });
 }
 

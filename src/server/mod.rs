@@ -10,7 +10,7 @@
 
 pub mod tls;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,22 +66,23 @@ pub async fn run(
         let builder = builder.clone();
         let stop = shutdown.clone();
         let tls = tls.as_ref().map(|cell| cell.current());
-        let idle_timeout = settings.idle_timeout;
-        let header_timeout = settings.header_timeout;
+        let timeouts = Timeouts {
+            header: settings.header_timeout,
+            idle: settings.idle_timeout,
+        };
         tokio::spawn(async move {
             let _permit = permit;
             gateway.metrics.connection_opened();
             match tls {
                 None => {
                     let conn = ConnInfo { peer, https: false };
-                    serve(stream, conn, gateway.clone(), &builder, stop, idle_timeout).await;
+                    serve(stream, conn, gateway.clone(), &builder, stop, timeouts).await;
                 }
                 Some(acceptor) => {
-                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(timeouts.header, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
                             let conn = ConnInfo { peer, https: true };
-                            serve(stream, conn, gateway.clone(), &builder, stop, idle_timeout)
-                                .await;
+                            serve(stream, conn, gateway.clone(), &builder, stop, timeouts).await;
                         }
                         Ok(Err(err)) => {
                             tracing::debug!(peer = %peer, error = %err, "tls handshake failed")
@@ -95,11 +96,22 @@ pub async fn run(
     }
     drop(listener);
     // Every connection holds a permit: when all are back, all connections have closed.
+    // Upgraded (WebSocket) connections left hyper when they were spliced: they are on the
+    // gateway's tracker, waited for within the same grace.
     let all = u32::try_from(settings.max_connections).unwrap_or(u32::MAX);
+    gateway.upgrades.close();
+    let drained = async {
+        let _all_back = limit.acquire_many(all).await;
+        gateway.upgrades.wait().await;
+    };
     tokio::select! {
-        _ = limit.acquire_many(all) => tracing::info!("all connections drained"),
-        _ = tokio::time::sleep(settings.shutdown_grace) => {
-            tracing::warn!(grace = ?settings.shutdown_grace, "shutdown grace elapsed; closing remaining connections");
+        () = drained => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(settings.shutdown_grace) => {
+            tracing::warn!(
+                grace = ?settings.shutdown_grace,
+                open_upgraded = gateway.upgrades.len(),
+                "shutdown grace elapsed; closing remaining connections"
+            );
         }
     }
 }
@@ -121,11 +133,13 @@ fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Activity of one connection, for the idle timeout.
+/// Activity of one connection, for the header and idle timeouts.
 struct Activity {
     started: Instant,
     in_flight: AtomicUsize,
     last_ms: AtomicU64,
+    /// Set once the first request head has arrived.
+    served: AtomicBool,
 }
 
 impl Activity {
@@ -150,7 +164,7 @@ async fn serve<I>(
     gateway: Arc<Gateway>,
     builder: &auto::Builder<TokioExecutor>,
     shutdown: watch::Receiver<bool>,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -158,12 +172,14 @@ async fn serve<I>(
         started: Instant::now(),
         in_flight: AtomicUsize::new(0),
         last_ms: AtomicU64::new(0),
+        served: AtomicBool::new(false),
     });
     let service_activity = activity.clone();
     let service = service_fn(move |request| {
         let gateway = gateway.clone();
         let activity = service_activity.clone();
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.served.store(true, Ordering::Relaxed);
         async move {
             let response = gateway.handle(request, conn).await;
             activity.touch();
@@ -173,23 +189,38 @@ async fn serve<I>(
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
-    let result = drive(connection.as_mut(), &activity, idle_timeout, shutdown).await;
+    let result = drive(connection.as_mut(), &activity, timeouts, shutdown).await;
     if let Err(err) = result {
         tracing::debug!(peer = %conn.peer, error = %err, "connection ended with an error");
     }
 }
 
+/// The per-connection clocks.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// Until a request head has arrived; for the first request counted from accept, so a
+    /// connection that never sends a byte is cut as soon as one that dribbles.
+    header: Duration,
+    /// Keep-alive connections with nothing in flight.
+    idle: Duration,
+}
+
 /// Drives a connection; asks it to close gracefully (a response in progress still
-/// completes) once it has been idle for `idle_timeout` or the server shuts down.
+/// completes) once it has been idle too long or the server shuts down, and drops it when
+/// no first request head arrived within the header timeout (hyper's own header timer
+/// starts only at the first byte).
 async fn drive<C>(
     mut connection: std::pin::Pin<&mut C>,
     activity: &Activity,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), C::Error>
 where
     C: hyper_util::server::graceful::GracefulConnection,
 {
+    let idle_timeout = timeouts.idle;
+    let first_head = tokio::time::sleep(timeouts.header);
+    tokio::pin!(first_head);
     let check_every = (idle_timeout / 4).max(Duration::from_millis(50));
     let mut closing = *shutdown.borrow();
     if closing {
@@ -198,6 +229,11 @@ where
     loop {
         tokio::select! {
             result = connection.as_mut() => return result,
+            _ = &mut first_head, if !activity.served.load(Ordering::Relaxed) => {
+                if !activity.served.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+            }
             _ = tokio::time::sleep(check_every), if !closing => {
                 if activity.idle_for().is_some_and(|idle| idle >= idle_timeout) {
                     connection.as_mut().graceful_shutdown();

@@ -70,7 +70,21 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// The `outcome` label values of `gatehouse_logins_total`.
+pub const LOGIN_OUTCOMES: [&str; 6] = [
+    "success",
+    "invalid_credentials",
+    "disabled",
+    "throttled",
+    "invalid_request",
+    "error",
+];
+
 /// Every series gatehouse exports.
+///
+/// `gatehouse_requests_total{decision,status}`, `gatehouse_token_rejections_total{reason}`,
+/// `gatehouse_upstream_duration_seconds{upstream}` (histogram),
+/// `gatehouse_logins_total{outcome}`, `gatehouse_open_connections`.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -93,6 +107,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A fresh registry with every series registered; login outcomes start at zero so
+    /// dashboards and `rate()` see them before the first login.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("gatehouse");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -117,6 +133,9 @@ impl Metrics {
         );
         let logins = Family::<OutcomeLabels, Counter>::default();
         registry.register("logins", "Login attempts by outcome", logins.clone());
+        for outcome in LOGIN_OUTCOMES {
+            let _ = logins.get_or_create(&OutcomeLabels { outcome });
+        }
         let open_connections = Gauge::default();
         registry.register(
             "open_connections",
@@ -133,6 +152,7 @@ impl Metrics {
         }
     }
 
+    /// Counts one finished request by its access decision and status class.
     pub fn request(&self, decision: Decision, status: StatusCode) {
         let status = match status.as_u16() {
             100..=199 => "1xx",
@@ -146,12 +166,15 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one refused bearer token; `reason` is a `TokenRejection` label.
     pub fn token_rejected(&self, reason: &'static str) {
         self.token_rejections
             .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 
+    /// Records the time to an upstream's response head (or failure), by configured
+    /// upstream name: a closed set, so the label stays bounded.
     pub fn upstream_latency(&self, upstream: &str, seconds: f64) {
         self.upstream_latency
             .get_or_create(&UpstreamLabels {
@@ -160,15 +183,18 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// `outcome`: success, invalid_credentials, disabled, throttled, invalid_request.
+    /// Counts one login attempt; `outcome` is one of [`LOGIN_OUTCOMES`]: success,
+    /// invalid_credentials, disabled, throttled, invalid_request, error.
     pub fn login(&self, outcome: &'static str) {
         self.logins.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
+    /// A client connection (or a spliced upgraded one) opened.
     pub fn connection_opened(&self) {
         self.open_connections.inc();
     }
 
+    /// A client connection (or a spliced upgraded one) closed.
     pub fn connection_closed(&self) {
         self.open_connections.dec();
     }

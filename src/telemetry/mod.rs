@@ -6,6 +6,8 @@
 
 pub mod metrics;
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
@@ -59,8 +61,13 @@ pub fn init(settings: &LogSettings) -> LogControl {
                     .with_writer(std::io::stderr),
             )
             .try_init(),
+        // Colours only on a terminal: container runtimes and journald store escapes as-is.
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     match installed {

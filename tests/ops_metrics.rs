@@ -1,0 +1,305 @@
+//! `/metrics` on the ops listener (SPEC §6): after real traffic, the Prometheus text holds
+//! requests by access decision and status class, token rejections by reason, the upstream
+//! latency histogram, login outcomes and open connections, with the exact counts the
+//! traffic implies, and no label value taken from a raw path or a username.
+
+mod common;
+mod ops_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{bearer, mint_with, TestGateway};
+use ops_support::{free_addr, get, KeepAlive, DEADLINE};
+
+/// One sample: metric name and sorted labels.
+type Series = (String, BTreeSet<(String, String)>);
+
+/// Parses the text exposition into `(name, labels) -> value`.
+fn parse(text: &str) -> BTreeMap<Series, f64> {
+    let mut samples = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').expect("sample line has a value");
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => {
+                let inner = rest.strip_suffix('}').expect("closing brace");
+                let labels = inner
+                    .split(',')
+                    .filter(|pair| !pair.is_empty())
+                    .map(|pair| {
+                        let (key, value) = pair.split_once('=').expect("label pair");
+                        (key.to_string(), value.trim_matches('"').to_string())
+                    })
+                    .collect();
+                (name.to_string(), labels)
+            }
+            None => (series.to_string(), BTreeSet::new()),
+        };
+        samples.insert((name, labels), value.parse().expect("numeric value"));
+    }
+    samples
+}
+
+fn value(samples: &BTreeMap<Series, f64>, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let labels = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    samples.get(&(name.to_string(), labels)).copied()
+}
+
+async fn scrape(gateway: &TestGateway) -> (String, String) {
+    let (status, head, body) = get(gateway.ops_addr, "/metrics", &[])
+        .await
+        .expect("scrape");
+    assert_eq!(status, 200);
+    (head, String::from_utf8(body).expect("utf-8 metrics"))
+}
+
+fn routes(dead: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+[upstreams.dead]
+url = "http://{dead}"
+connect_timeout = "1s"
+
+[[routes]]
+path = "/pub/**"
+access = "public"
+
+[[routes]]
+path = "/closed/**"
+access = "deny"
+
+[[routes]]
+path = "/admin/**"
+roles = ["admin"]
+
+[[routes]]
+path = "/gone/**"
+access = "public"
+upstream = "dead"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_rejections_latency_and_connections_after_traffic() {
+    let gateway = TestGateway::start(&routes(free_addr())).await;
+    let alice = gateway.user("alice", &["staff"]).await;
+    let mut expired = TestGateway::claims_for(&alice);
+    expired["exp"] = serde_json::json!(common::now() - 3600);
+    expired["iat"] = serde_json::json!(common::now() - 7200);
+    expired["nbf"] = serde_json::json!(common::now() - 7200);
+    let expired = gateway.mint(&expired);
+    let foreign = mint_with(
+        jsonwebtoken::Algorithm::HS256,
+        b"another-secret-another-secret-another!",
+        &TestGateway::claims_for(&alice),
+    );
+    assert_ne!(foreign, alice.token);
+
+    // public 2xx ×2
+    assert_eq!(gateway.get("/pub/one", &[]).await.status, 200);
+    assert_eq!(gateway.get("/pub/two?x=1", &[]).await.status, 200);
+    // unauthenticated 4xx ×3: no token, bad signature, expired
+    assert_eq!(gateway.get("/private/alice", &[]).await.status, 401);
+    assert_eq!(
+        gateway.get("/private", &[&bearer(&foreign)]).await.status,
+        401
+    );
+    assert_eq!(
+        gateway.get("/private", &[&bearer(&expired)]).await.status,
+        401
+    );
+    // denied 4xx ×2: deny route, missing role
+    assert_eq!(gateway.get("/closed/x", &[]).await.status, 403);
+    assert_eq!(
+        gateway
+            .get("/admin/x", &[&bearer(&alice.token)])
+            .await
+            .status,
+        403
+    );
+    // authenticated 2xx ×1
+    assert_eq!(
+        gateway
+            .get("/private/data", &[&bearer(&alice.token)])
+            .await
+            .status,
+        200
+    );
+    // rejected 4xx ×1: malformed path
+    assert_eq!(gateway.get("/a/%2F/b", &[]).await.status, 400);
+    // public 5xx ×1: upstream unreachable
+    assert_eq!(gateway.get("/gone/x", &[]).await.status, 502);
+
+    let (head, text) = scrape(&gateway).await;
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "not a complete exposition"
+    );
+    let samples = parse(&text);
+    let requests = |decision: &str, status: &str| {
+        value(
+            &samples,
+            "gatehouse_requests_total",
+            &[("decision", decision), ("status", status)],
+        )
+    };
+    assert_eq!(requests("public", "2xx"), Some(2.0), "{text}");
+    assert_eq!(requests("unauthenticated", "4xx"), Some(3.0), "{text}");
+    assert_eq!(requests("denied", "4xx"), Some(2.0), "{text}");
+    assert_eq!(requests("authenticated", "2xx"), Some(1.0), "{text}");
+    assert_eq!(requests("rejected", "4xx"), Some(1.0), "{text}");
+    assert_eq!(requests("public", "5xx"), Some(1.0), "{text}");
+
+    let rejections = |reason: &str| {
+        value(
+            &samples,
+            "gatehouse_token_rejections_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(rejections("bad_signature"), Some(1.0), "{text}");
+    assert_eq!(rejections("expired"), Some(1.0), "{text}");
+
+    // Every forwarded request was timed, per configured upstream name.
+    let count = |upstream: &str| {
+        value(
+            &samples,
+            "gatehouse_upstream_duration_seconds_count",
+            &[("upstream", upstream)],
+        )
+    };
+    assert_eq!(count("default"), Some(3.0), "{text}");
+    assert_eq!(count("dead"), Some(1.0), "{text}");
+    let inf = value(
+        &samples,
+        "gatehouse_upstream_duration_seconds_bucket",
+        &[("upstream", "default"), ("le", "+Inf")],
+    );
+    assert_eq!(inf, Some(3.0), "{text}");
+
+    // Login outcomes are exported from the start (zero until someone logs in).
+    for outcome in [
+        "success",
+        "invalid_credentials",
+        "disabled",
+        "throttled",
+        "invalid_request",
+        "error",
+    ] {
+        assert!(
+            value(&samples, "gatehouse_logins_total", &[("outcome", outcome)]).is_some(),
+            "no login series for {outcome}:\n{text}"
+        );
+    }
+
+    // Bounded labels: no raw path, query or username anywhere.
+    for leaked in ["/pub", "/private", "alice", "x=1", "/closed"] {
+        assert!(
+            !text.contains(leaked),
+            "{leaked:?} leaked into a label:\n{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_gauge_follows_client_connections() {
+    let gateway = TestGateway::start(&routes(free_addr())).await;
+    let open = |text: &str| value(&parse(text), "gatehouse_open_connections", &[]);
+
+    let mut first = KeepAlive::connect(gateway.addr).await;
+    let mut second = KeepAlive::connect(gateway.addr).await;
+    assert_eq!(first.get("/pub/a", &[]).await.expect("answer").0, 200);
+    assert_eq!(second.get("/pub/b", &[]).await.expect("answer").0, 200);
+    let (_, text) = scrape(&gateway).await;
+    assert_eq!(
+        open(&text),
+        Some(2.0),
+        "two keep-alive connections are open:\n{text}"
+    );
+
+    drop(first);
+    drop(second);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let (_, text) = scrape(&gateway).await;
+        if open(&text) == Some(0.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gauge never returned to 0:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_on_the_ops_listener_only() {
+    let gateway = TestGateway::start(&routes(free_addr())).await;
+    let on_main = gateway.get("/metrics", &[]).await;
+    assert_eq!(
+        on_main.status, 401,
+        "the main listener treats /metrics as any other path"
+    );
+    assert!(!String::from_utf8_lossy(&on_main.body).contains("gatehouse_requests"));
+    let (_, text) = scrape(&gateway).await;
+    assert!(text.contains("# TYPE gatehouse_requests counter"), "{text}");
+}
+
+/// `POST path` with a JSON body; the status.
+async fn post_json(gateway: &TestGateway, path: &str, body: serde_json::Value) -> u16 {
+    let body = body.to_string();
+    gateway
+        .request(
+            "POST",
+            path,
+            &["Content-Type: application/json"],
+            body.as_bytes(),
+        )
+        .await
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_outcomes_are_counted_without_usernames() {
+    let gateway = TestGateway::start("[registration]\nenabled = true\n").await;
+    let good = serde_json::json!({"username": "bob-the-user", "password": "correct horse battery"});
+    let bad = serde_json::json!({"username": "bob-the-user", "password": "wrong horse battery"});
+    assert_eq!(
+        post_json(&gateway, "/auth/register", good.clone()).await,
+        201
+    );
+    assert_eq!(post_json(&gateway, "/auth/login", good).await, 200);
+    assert_eq!(post_json(&gateway, "/auth/login", bad.clone()).await, 401);
+    assert_eq!(post_json(&gateway, "/auth/login", bad).await, 401);
+
+    let (_, text) = scrape(&gateway).await;
+    let samples = parse(&text);
+    let logins = |outcome: &str| value(&samples, "gatehouse_logins_total", &[("outcome", outcome)]);
+    assert_eq!(logins("success"), Some(1.0), "{text}");
+    assert_eq!(logins("invalid_credentials"), Some(2.0), "{text}");
+    assert_eq!(logins("throttled"), Some(0.0), "{text}");
+    assert!(
+        !text.contains("bob-the-user"),
+        "a username leaked into a label"
+    );
+    // The endpoints count as their own decision.
+    let endpoint = value(
+        &samples,
+        "gatehouse_requests_total",
+        &[("decision", "auth_endpoint"), ("status", "4xx")],
+    );
+    assert_eq!(endpoint, Some(2.0), "{text}");
+}
