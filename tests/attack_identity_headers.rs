@@ -43,7 +43,10 @@ async fn forged_identity_headers_never_reach_the_upstream_on_public_routes() {
     assert_eq!(response.status, 200);
     let seen = gateway.upstream.last().expect("forwarded");
     assert_no_forged_identity(&seen);
-    assert!(seen.header("x-auth-user").is_none(), "anonymous requests carry no identity");
+    assert!(
+        seen.header("x-auth-user").is_none(),
+        "anonymous requests carry no identity"
+    );
 }
 
 #[tokio::test]
@@ -68,9 +71,21 @@ async fn a_valid_token_on_a_public_route_yields_identity_and_a_bad_one_is_ignore
     let alice = gateway.user("alice", &[]).await;
     let response = gateway.get("/public/x", &[&bearer(&alice.token)]).await;
     assert_eq!(response.status, 200);
-    assert_eq!(gateway.upstream.last().expect("forwarded").header("x-auth-user"), Some("alice"));
+    assert_eq!(
+        gateway
+            .upstream
+            .last()
+            .expect("forwarded")
+            .header("x-auth-user"),
+        Some("alice")
+    );
 
-    let response = gateway.get("/public/x", &["Authorization: Bearer not.a.token", "X-Auth-User: root"]).await;
+    let response = gateway
+        .get(
+            "/public/x",
+            &["Authorization: Bearer not.a.token", "X-Auth-User: root"],
+        )
+        .await;
     assert_eq!(response.status, 200);
     let seen = gateway.upstream.last().expect("forwarded");
     assert!(seen.header("x-auth-user").is_none());
@@ -80,7 +95,14 @@ async fn a_valid_token_on_a_public_route_yields_identity_and_a_bad_one_is_ignore
 async fn configured_identity_header_names_are_the_ones_stripped() {
     let gateway = TestGateway::start(&format!("[headers]\nuser = \"X-Remote-User\"\nsubject = \"X-Remote-Id\"\nroles = \"X-Remote-Groups\"\n{ROUTES}")).await;
     let response = gateway
-        .get("/public/x", &["X-Remote-User: root", "x_remote_groups: admin", "X-Remote-Id: 0"])
+        .get(
+            "/public/x",
+            &[
+                "X-Remote-User: root",
+                "x_remote_groups: admin",
+                "X-Remote-Id: 0",
+            ],
+        )
         .await;
     assert_eq!(response.status, 200);
     let seen = gateway.upstream.last().expect("forwarded");
@@ -117,11 +139,19 @@ async fn client_forwarding_headers_are_ignored_from_untrusted_peers() {
 
 #[tokio::test]
 async fn trusted_proxies_forwarding_headers_are_kept_and_appended() {
-    let gateway = TestGateway::start(&format!("[headers]\ntrusted_proxies = [\"127.0.0.0/8\"]\n{ROUTES}")).await;
+    let gateway = TestGateway::start(&format!(
+        "[headers]\ntrusted_proxies = [\"127.0.0.0/8\"]\n{ROUTES}"
+    ))
+    .await;
     let response = gateway
         .get(
             "/public/x",
-            &["X-Forwarded-For: 203.0.113.7", "X-Forwarded-Proto: https", "X-Forwarded-Host: app.example", "X-Auth-User: root"],
+            &[
+                "X-Forwarded-For: 203.0.113.7",
+                "X-Forwarded-Proto: https",
+                "X-Forwarded-Host: app.example",
+                "X-Auth-User: root",
+            ],
         )
         .await;
     assert_eq!(response.status, 200);
@@ -129,5 +159,8 @@ async fn trusted_proxies_forwarding_headers_are_kept_and_appended() {
     assert_eq!(seen.all("x-forwarded-for"), ["203.0.113.7, 127.0.0.1"]);
     assert_eq!(seen.all("x-forwarded-proto"), ["https"]);
     assert_eq!(seen.all("x-forwarded-host"), ["app.example"]);
-    assert!(seen.header("x-auth-user").is_none(), "even trusted proxies cannot assert identity");
+    assert!(
+        seen.header("x-auth-user").is_none(),
+        "even trusted proxies cannot assert identity"
+    );
 }

@@ -23,18 +23,34 @@ access = "deny"
 async fn assert_refused_unforwarded(gateway: &TestGateway, target: &str) {
     let before = gateway.upstream.count();
     let response = gateway.get(target, &[]).await;
-    assert_eq!(response.status, 400, "{target}: {:?}", String::from_utf8_lossy(&response.body));
+    assert_eq!(
+        response.status,
+        400,
+        "{target}: {:?}",
+        String::from_utf8_lossy(&response.body)
+    );
     assert_eq!(response.error_code(), "invalid_request", "{target}");
     assert_eq!(response.header("content-type"), Some("application/json"));
-    assert_eq!(gateway.upstream.count(), before, "{target} reached the upstream");
+    assert_eq!(
+        gateway.upstream.count(),
+        before,
+        "{target} reached the upstream"
+    );
 }
 
 #[tokio::test]
 async fn dot_segments_rising_above_root_are_refused_in_every_encoding() {
     let gateway = TestGateway::start(ROUTES).await;
     for target in [
-        "/..", "/../admin", "/public/../../admin", "/%2e%2e/admin", "/%2E%2E/admin", "/.%2e/admin",
-        "/%2e./admin", "/public/%2e%2e/%2e%2e/admin", "/public/..%2F..%2Fadmin",
+        "/..",
+        "/../admin",
+        "/public/../../admin",
+        "/%2e%2e/admin",
+        "/%2E%2E/admin",
+        "/.%2e/admin",
+        "/%2e./admin",
+        "/public/%2e%2e/%2e%2e/admin",
+        "/public/..%2F..%2Fadmin",
     ] {
         assert_refused_unforwarded(&gateway, target).await;
     }
@@ -44,9 +60,18 @@ async fn dot_segments_rising_above_root_are_refused_in_every_encoding() {
 async fn encoded_separators_backslashes_and_controls_are_refused() {
     let gateway = TestGateway::start(ROUTES).await;
     for target in [
-        "/public/..%2fadmin", "/public%2F..%2Fadmin", "/public/%5c..%5cadmin", "/public\\..\\admin",
-        "/public/%23/../admin", "/public/%00", "/public/%0d%0a", "/public/%zz", "/public/%2", "/public/%",
-        "/public/..;/admin/x", "/public/%2e%2e;/admin",
+        "/public/..%2fadmin",
+        "/public%2F..%2Fadmin",
+        "/public/%5c..%5cadmin",
+        "/public\\..\\admin",
+        "/public/%23/../admin",
+        "/public/%00",
+        "/public/%0d%0a",
+        "/public/%zz",
+        "/public/%2",
+        "/public/%",
+        "/public/..;/admin/x",
+        "/public/%2e%2e;/admin",
     ] {
         assert_refused_unforwarded(&gateway, target).await;
     }
@@ -56,14 +81,24 @@ async fn encoded_separators_backslashes_and_controls_are_refused() {
 async fn dot_segments_inside_a_public_prefix_cannot_reach_a_protected_path() {
     let gateway = TestGateway::start(ROUTES).await;
     for target in [
-        "/public/../admin/users", "/public/%2e%2e/admin/users", "/public/./../admin/users",
-        "/public/.%2E/admin/users", "//public/../admin/users",
+        "/public/../admin/users",
+        "/public/%2e%2e/admin/users",
+        "/public/./../admin/users",
+        "/public/.%2E/admin/users",
+        "//public/../admin/users",
     ] {
         let before = gateway.upstream.count();
         let response = gateway.get(target, &[]).await;
-        assert_eq!(response.status, 401, "{target} must be judged as /admin/users");
+        assert_eq!(
+            response.status, 401,
+            "{target} must be judged as /admin/users"
+        );
         assert_eq!(response.error_code(), "unauthorized");
-        assert_eq!(gateway.upstream.count(), before, "{target} reached the upstream");
+        assert_eq!(
+            gateway.upstream.count(),
+            before,
+            "{target} reached the upstream"
+        );
     }
 }
 
@@ -71,7 +106,11 @@ async fn dot_segments_inside_a_public_prefix_cannot_reach_a_protected_path() {
 async fn dot_segments_cannot_escape_into_a_denied_prefix() {
     let gateway = TestGateway::start(ROUTES).await;
     let admin = gateway.user("root", &["admin"]).await;
-    for target in ["/public/../internal/secrets", "/admin/../internal/x", "/public/%2e%2e/internal/x"] {
+    for target in [
+        "/public/../internal/secrets",
+        "/admin/../internal/x",
+        "/public/%2e%2e/internal/x",
+    ] {
         let before = gateway.upstream.count();
         let response = gateway.get(target, &[&common::bearer(&admin.token)]).await;
         assert_eq!(response.status, 403, "{target}");
@@ -94,7 +133,11 @@ async fn the_upstream_sees_exactly_the_normalized_path_and_original_query() {
     for (sent, expected) in cases {
         let response = gateway.get(sent, &[]).await;
         assert_eq!(response.status, 200, "{sent}");
-        assert_eq!(gateway.upstream.last().expect("forwarded").target, expected, "{sent}");
+        assert_eq!(
+            gateway.upstream.last().expect("forwarded").target,
+            expected,
+            "{sent}"
+        );
     }
 }
 
@@ -103,7 +146,13 @@ async fn case_and_double_slash_variants_do_not_dodge_route_rules() {
     let gateway = TestGateway::start(ROUTES).await;
     // Route patterns are case-sensitive: /ADMIN is not /admin/**, so it falls through to
     // the default rule, which still demands a token.
-    for target in ["/ADMIN/users", "/Admin/users", "//admin/users", "/admin//users", "/internal/../admin/x"] {
+    for target in [
+        "/ADMIN/users",
+        "/Admin/users",
+        "//admin/users",
+        "/admin//users",
+        "/internal/../admin/x",
+    ] {
         let before = gateway.upstream.count();
         let response = gateway.get(target, &[]).await;
         assert_eq!(response.status, 401, "{target}");
@@ -137,7 +186,8 @@ async fn targets_that_are_not_paths_are_refused() {
     let gateway = TestGateway::start(ROUTES).await;
     for request in [
         &b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"[..],
-        &b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n"[..],
+        &b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n"
+            [..],
         &b"GET ftp://example.com/public/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"[..],
     ] {
         let response = gateway.raw(request).await;
@@ -155,7 +205,10 @@ async fn a_raw_fragment_is_never_forwarded() {
         .raw(b"GET /public/x#/../../admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await;
     assert_eq!(response.status, 200);
-    assert_eq!(gateway.upstream.last().expect("forwarded").target, "/public/x");
+    assert_eq!(
+        gateway.upstream.last().expect("forwarded").target,
+        "/public/x"
+    );
     let response = gateway
         .raw(b"GET /admin/x#/../../public HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await;

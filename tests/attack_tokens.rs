@@ -18,10 +18,23 @@ async fn assert_invalid_token(gateway: &TestGateway, token: &str, why: &str) {
     assert_eq!(response.status, 401, "{why}");
     assert_eq!(response.error_code(), "invalid_token", "{why}");
     let challenge = response.header("www-authenticate").unwrap_or_default();
-    assert!(challenge.starts_with("Bearer realm=\"gatehouse\""), "{why}: {challenge}");
-    assert!(challenge.contains("error=\"invalid_token\""), "{why}: {challenge}");
-    assert!(!String::from_utf8_lossy(&response.body).contains(token), "{why}: token echoed");
-    assert_eq!(gateway.upstream.count(), before, "{why}: reached the upstream");
+    assert!(
+        challenge.starts_with("Bearer realm=\"gatehouse\""),
+        "{why}: {challenge}"
+    );
+    assert!(
+        challenge.contains("error=\"invalid_token\""),
+        "{why}: {challenge}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&response.body).contains(token),
+        "{why}: token echoed"
+    );
+    assert_eq!(
+        gateway.upstream.count(),
+        before,
+        "{why}: reached the upstream"
+    );
 }
 
 #[tokio::test]
@@ -51,12 +64,22 @@ async fn algorithm_swaps_are_refused() {
     let alice = gateway.user("alice", &[]).await;
     let claims = TestGateway::claims_for(&alice);
     for alg in [Algorithm::HS384, Algorithm::HS512] {
-        assert_invalid_token(&gateway, &mint_with(alg, SECRET.as_bytes(), &claims), &format!("{alg:?}")).await;
+        assert_invalid_token(
+            &gateway,
+            &mint_with(alg, SECRET.as_bytes(), &claims),
+            &format!("{alg:?}"),
+        )
+        .await;
     }
     // RS256 header with an HMAC signature made from the "public key" bytes (key confusion).
     let header = b64(br#"{"alg":"RS256","typ":"JWT"}"#);
     let payload = b64(claims.to_string().as_bytes());
-    assert_invalid_token(&gateway, &format!("{header}.{payload}.c2lnbmF0dXJl"), "RS256").await;
+    assert_invalid_token(
+        &gateway,
+        &format!("{header}.{payload}.c2lnbmF0dXJl"),
+        "RS256",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -68,20 +91,45 @@ async fn tampered_tokens_are_refused() {
     let mut claims = TestGateway::claims_for(&alice);
     claims["roles"] = serde_json::json!(["admin"]);
     let forged_payload = b64(claims.to_string().as_bytes());
-    assert_invalid_token(&gateway, &format!("{}.{}.{}", parts[0], forged_payload, parts[2]), "payload swap").await;
+    assert_invalid_token(
+        &gateway,
+        &format!("{}.{}.{}", parts[0], forged_payload, parts[2]),
+        "payload swap",
+    )
+    .await;
     // Flip the signature.
     let mut signature = parts[2].to_string();
     let last = if signature.ends_with('A') { 'B' } else { 'A' };
     signature.pop();
     signature.push(last);
-    assert_invalid_token(&gateway, &format!("{}.{}.{}", parts[0], parts[1], signature), "signature flip").await;
+    assert_invalid_token(
+        &gateway,
+        &format!("{}.{}.{}", parts[0], parts[1], signature),
+        "signature flip",
+    )
+    .await;
     // Strip the signature.
-    assert_invalid_token(&gateway, &format!("{}.{}.", parts[0], parts[1]), "no signature").await;
+    assert_invalid_token(
+        &gateway,
+        &format!("{}.{}.", parts[0], parts[1]),
+        "no signature",
+    )
+    .await;
     // Signed with another secret.
-    let other = mint_with(Algorithm::HS256, b"another-secret-another-secret-another", &TestGateway::claims_for(&alice));
+    let other = mint_with(
+        Algorithm::HS256,
+        b"another-secret-another-secret-another",
+        &TestGateway::claims_for(&alice),
+    );
     assert_invalid_token(&gateway, &other, "other secret").await;
     // Garbage.
-    for garbage in ["a.b.c", "abc", "....", "eyJhbGciOiJIUzI1NiJ9", "e30.e30.e30"] {
+    for garbage in [
+        "a.b.c",
+        "abc",
+        "....",
+        "eyJhbGciOiJIUzI1NiJ9",
+        "e30.e30.e30",
+    ] {
         assert_invalid_token(&gateway, garbage, garbage).await;
     }
 }
@@ -113,8 +161,13 @@ async fn tokens_within_the_leeway_are_accepted() {
     let now = common::now();
     let mut claims = TestGateway::claims_for(&alice);
     claims["exp"] = serde_json::json!(now - 5);
-    let response = gateway.get("/api/data", &[&bearer(&gateway.mint(&claims))]).await;
-    assert_eq!(response.status, 200, "5 s past exp is inside the 30 s leeway");
+    let response = gateway
+        .get("/api/data", &[&bearer(&gateway.mint(&claims))])
+        .await;
+    assert_eq!(
+        response.status, 200,
+        "5 s past exp is inside the 30 s leeway"
+    );
 }
 
 #[tokio::test]
@@ -129,7 +182,12 @@ async fn wrong_issuer_audience_and_missing_claims_are_refused() {
     for missing in ["exp", "iss", "aud", "sub", "nbf"] {
         let mut claims = TestGateway::claims_for(&alice);
         claims.as_object_mut().expect("object").remove(missing);
-        assert_invalid_token(&gateway, &gateway.mint(&claims), &format!("without {missing}")).await;
+        assert_invalid_token(
+            &gateway,
+            &gateway.mint(&claims),
+            &format!("without {missing}"),
+        )
+        .await;
     }
     let mut claims = TestGateway::claims_for(&alice);
     claims["aud"] = serde_json::json!(["evil"]);
@@ -150,22 +208,47 @@ async fn authorization_header_shapes() {
     let gateway = TestGateway::start("").await;
     let alice = gateway.user("alice", &[]).await;
     for scheme in ["bearer", "BEARER", "BeArEr"] {
-        let response = gateway.get("/api/data", &[&format!("Authorization: {scheme} {}", alice.token)]).await;
+        let response = gateway
+            .get(
+                "/api/data",
+                &[&format!("Authorization: {scheme} {}", alice.token)],
+            )
+            .await;
         assert_eq!(response.status, 200, "scheme {scheme} is case-insensitive");
     }
     let before = gateway.upstream.count();
-    let twice = gateway.get("/api/data", &[&bearer(&alice.token), &bearer(&alice.token)]).await;
-    assert_eq!(twice.status, 400, "two Authorization headers (RFC 6750 §3.1)");
+    let twice = gateway
+        .get("/api/data", &[&bearer(&alice.token), &bearer(&alice.token)])
+        .await;
+    assert_eq!(
+        twice.status, 400,
+        "two Authorization headers (RFC 6750 §3.1)"
+    );
     assert_eq!(twice.error_code(), "invalid_request");
-    let basic = gateway.get("/api/data", &["Authorization: Basic YWxpY2U6cGFzc3dvcmQ="]).await;
+    let basic = gateway
+        .get("/api/data", &["Authorization: Basic YWxpY2U6cGFzc3dvcmQ="])
+        .await;
     assert_eq!(basic.status, 401);
     assert_eq!(basic.error_code(), "unauthorized");
-    assert_eq!(basic.header("www-authenticate"), Some("Bearer realm=\"gatehouse\""));
-    for bad in ["Authorization: Bearer", "Authorization: Bearer ", "Authorization: Bearer a b", "Authorization: Bearer a\"b"] {
+    assert_eq!(
+        basic.header("www-authenticate"),
+        Some("Bearer realm=\"gatehouse\"")
+    );
+    for bad in [
+        "Authorization: Bearer",
+        "Authorization: Bearer ",
+        "Authorization: Bearer a b",
+        "Authorization: Bearer a\"b",
+    ] {
         let response = gateway.get("/api/data", &[bad]).await;
         assert_eq!(response.status, 401, "{bad}");
     }
-    let query = gateway.get(&format!("/api/data?access_token={}", alice.token), &[]).await;
-    assert_eq!(query.status, 401, "tokens come only from the Authorization header");
+    let query = gateway
+        .get(&format!("/api/data?access_token={}", alice.token), &[])
+        .await;
+    assert_eq!(
+        query.status, 401,
+        "tokens come only from the Authorization header"
+    );
     assert_eq!(gateway.upstream.count(), before);
 }

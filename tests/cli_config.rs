@@ -97,14 +97,29 @@ fn a_missing_config_file_is_an_error_naming_it() {
 #[test]
 fn explain_shows_normalization_route_decision_and_upstream() {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml");
-    let (code, out, _) = gatehouse(&["explain", "-c", shipped, "GET", "/static/../admin/users?page=2"]);
+    let (code, out, _) = gatehouse(&[
+        "explain",
+        "-c",
+        shipped,
+        "GET",
+        "/static/../admin/users?page=2",
+    ]);
     assert_eq!(code, 0);
     assert!(out.contains("path:       /admin/users"), "{out}");
     assert!(out.contains("routes[2] /admin/**"), "{out}");
     assert!(out.contains("admin"), "{out}");
-    assert!(out.contains("http://127.0.0.1:3000/admin/users?page=2"), "{out}");
+    assert!(
+        out.contains("http://127.0.0.1:3000/admin/users?page=2"),
+        "{out}"
+    );
 
-    let (code, out, _) = gatehouse(&["explain", "-c", shipped, "GET", "/a/%2e%2e/%2e%2e/etc/passwd"]);
+    let (code, out, _) = gatehouse(&[
+        "explain",
+        "-c",
+        shipped,
+        "GET",
+        "/a/%2e%2e/%2e%2e/etc/passwd",
+    ]);
     assert_eq!(code, 0);
     assert!(out.contains("rejected: path rises above the root"), "{out}");
     assert!(out.contains("400"), "{out}");

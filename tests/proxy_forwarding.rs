@@ -15,7 +15,12 @@ const PUBLIC: &str = "[[routes]]\npath = \"/public/**\"\naccess = \"public\"\n";
 async fn method_query_body_and_host_are_forwarded() {
     let gateway = TestGateway::start(PUBLIC).await;
     let response = gateway
-        .request("PUT", "/public/items?id=7&x=a%20b", &["Content-Type: text/plain"], b"hello body")
+        .request(
+            "PUT",
+            "/public/items?id=7&x=a%20b",
+            &["Content-Type: text/plain"],
+            b"hello body",
+        )
         .await;
     assert_eq!(response.status, 200);
     assert_eq!(response.header("x-upstream"), Some("echo"));
@@ -37,7 +42,14 @@ async fn hop_by_hop_headers_are_removed_including_those_named_in_connection() {
     let response = gateway
         .get(
             "/public/x",
-            &["Connection: X-Hop-Secret, close", "X-Hop-Secret: 1", "Keep-Alive: timeout=5", "TE: trailers", "Proxy-Authorization: Basic eA==", "X-End-To-End: kept"],
+            &[
+                "Connection: X-Hop-Secret, close",
+                "X-Hop-Secret: 1",
+                "Keep-Alive: timeout=5",
+                "TE: trailers",
+                "Proxy-Authorization: Basic eA==",
+                "X-End-To-End: kept",
+            ],
         )
         .await;
     assert_eq!(response.status, 200);
@@ -52,14 +64,32 @@ async fn hop_by_hop_headers_are_removed_including_those_named_in_connection() {
 async fn authorization_is_withheld_from_the_upstream_unless_configured() {
     let gateway = TestGateway::start("").await;
     let alice = gateway.user("alice", &[]).await;
-    assert_eq!(gateway.get("/api", &[&bearer(&alice.token)]).await.status, 200);
-    assert!(gateway.upstream.last().expect("forwarded").header("authorization").is_none());
+    assert_eq!(
+        gateway.get("/api", &[&bearer(&alice.token)]).await.status,
+        200
+    );
+    assert!(gateway
+        .upstream
+        .last()
+        .expect("forwarded")
+        .header("authorization")
+        .is_none());
 
     let gateway = TestGateway::start("[headers]\nforward_authorization = true\n").await;
     let alice = gateway.user("alice", &[]).await;
-    assert_eq!(gateway.get("/api", &[&bearer(&alice.token)]).await.status, 200);
+    assert_eq!(
+        gateway.get("/api", &[&bearer(&alice.token)]).await.status,
+        200
+    );
     let expected = format!("Bearer {}", alice.token);
-    assert_eq!(gateway.upstream.last().expect("forwarded").header("authorization"), Some(expected.as_str()));
+    assert_eq!(
+        gateway
+            .upstream
+            .last()
+            .expect("forwarded")
+            .header("authorization"),
+        Some(expected.as_str())
+    );
 }
 
 #[tokio::test]
@@ -85,7 +115,10 @@ async fn a_slow_upstream_is_504_after_its_timeout() {
     let response = gateway.get("/slow/3000", &[]).await;
     assert_eq!(response.status, 504);
     assert_eq!(response.error_code(), "gateway_timeout");
-    assert!(started.elapsed() < Duration::from_secs(3), "the timeout, not the upstream, ended it");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the timeout, not the upstream, ended it"
+    );
     assert_eq!(gateway.get("/slow/10", &[]).await.status, 200);
 }
 
@@ -93,14 +126,19 @@ async fn a_slow_upstream_is_504_after_its_timeout() {
 async fn large_bodies_stream_both_ways() {
     let gateway = TestGateway::start(PUBLIC).await;
     // Upload 64 MiB chunked without the test holding it in memory.
-    let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr)
+        .await
+        .expect("connect");
     stream
         .write_all(b"POST /public/drain HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n")
         .await
         .expect("head");
     let chunk = vec![b'u'; 1 << 20];
     for _ in 0..64 {
-        stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.expect("size");
+        stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .expect("size");
         stream.write_all(&chunk).await.expect("chunk");
         stream.write_all(b"\r\n").await.expect("crlf");
     }
@@ -128,7 +166,9 @@ async fn websocket_upgrades_are_spliced_after_authorization() {
     assert_eq!(response.status, 401);
     assert_eq!(gateway.upstream.count(), 0);
 
-    let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr)
+        .await
+        .expect("connect");
     let head = format!(
         "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nAuthorization: Bearer {}\r\n\r\n",
         alice.token
@@ -144,7 +184,10 @@ async fn websocket_upgrades_are_spliced_after_authorization() {
     let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
     assert!(text.starts_with("http/1.1 101"), "{text}");
     assert!(text.contains("upgrade: websocket"), "{text}");
-    stream.write_all(b"ping over the splice").await.expect("write");
+    stream
+        .write_all(b"ping over the splice")
+        .await
+        .expect("write");
     let mut echoed = vec![0u8; 20];
     tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed))
         .await
@@ -159,11 +202,15 @@ async fn websocket_upgrades_are_spliced_after_authorization() {
 #[tokio::test]
 async fn h2c_prior_knowledge_clients_are_served() {
     let gateway = TestGateway::start(PUBLIC).await;
-    let stream = tokio::net::TcpStream::connect(gateway.addr).await.expect("connect");
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("h2 handshake");
+    let stream = tokio::net::TcpStream::connect(gateway.addr)
+        .await
+        .expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
     tokio::spawn(connection);
     let request = http::Request::builder()
         .uri(format!("http://{}/public/h2?x=1", gateway.addr))
@@ -182,7 +229,9 @@ async fn h2c_prior_knowledge_clients_are_served() {
 #[tokio::test]
 async fn keep_alive_clients_are_served_many_requests_on_one_connection() {
     let gateway = TestGateway::start(PUBLIC).await;
-    let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr)
+        .await
+        .expect("connect");
     for i in 0..5 {
         stream
             .write_all(format!("GET /public/{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
@@ -204,5 +253,9 @@ async fn keep_alive_clients_are_served_many_requests_on_one_connection() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }

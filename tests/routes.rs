@@ -34,7 +34,10 @@ async fn unmatched_requests_need_a_token() {
     let response = gateway.get("/anything", &[]).await;
     assert_eq!(response.status, 401);
     assert_eq!(response.error_code(), "unauthorized");
-    assert_eq!(response.header("www-authenticate"), Some("Bearer realm=\"gatehouse\""));
+    assert_eq!(
+        response.header("www-authenticate"),
+        Some("Bearer realm=\"gatehouse\"")
+    );
     assert!(response.json()["error_description"].is_string());
     assert_eq!(gateway.upstream.count(), 0);
 }
@@ -58,7 +61,13 @@ async fn public_routes_pass_without_a_token() {
 #[tokio::test]
 async fn methods_limit_a_route_and_other_methods_fall_through() {
     let gateway = TestGateway::start(ROUTES).await;
-    assert_eq!(gateway.request("HEAD", "/static/a.css", &[], b"").await.status, 200);
+    assert_eq!(
+        gateway
+            .request("HEAD", "/static/a.css", &[], b"")
+            .await
+            .status,
+        200
+    );
     let post = gateway.request("POST", "/static/a.css", &[], b"x").await;
     assert_eq!(post.status, 401, "POST is not public on /static/**");
     assert_eq!(gateway.upstream.count(), 1);
@@ -73,11 +82,23 @@ async fn roles_are_required_where_configured() {
     assert_eq!(response.status, 403);
     assert_eq!(response.error_code(), "insufficient_scope");
     let challenge = response.header("www-authenticate").unwrap_or_default();
-    assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
     assert_eq!(gateway.upstream.count(), 0);
-    let response = gateway.get("/admin/users", &[&bearer(&operator.token)]).await;
+    let response = gateway
+        .get("/admin/users", &[&bearer(&operator.token)])
+        .await;
     assert_eq!(response.status, 200, "one of the roles is enough");
-    assert_eq!(gateway.upstream.last().expect("forwarded").header("x-auth-roles"), Some("ops"));
+    assert_eq!(
+        gateway
+            .upstream
+            .last()
+            .expect("forwarded")
+            .header("x-auth-roles"),
+        Some("ops")
+    );
 }
 
 #[tokio::test]
@@ -129,11 +150,21 @@ async fn named_upstreams_receive_their_routes() {
 #[tokio::test]
 async fn auth_prefix_is_never_forwarded() {
     let gateway = TestGateway::start("[[routes]]\npath = \"/**\"\naccess = \"public\"\n").await;
-    for target in ["/auth", "/auth/", "/auth/nope", "/auth/../auth/x", "/x/../auth/admin"] {
+    for target in [
+        "/auth",
+        "/auth/",
+        "/auth/nope",
+        "/auth/../auth/x",
+        "/x/../auth/admin",
+    ] {
         let response = gateway.get(target, &[]).await;
         assert_eq!(response.status, 404, "{target}");
         assert_eq!(response.error_code(), "not_found");
     }
-    assert_eq!(gateway.get("/authors", &[]).await.status, 200, "/authors is not below /auth");
+    assert_eq!(
+        gateway.get("/authors", &[]).await.status,
+        200,
+        "/authors is not below /auth"
+    );
     assert_eq!(gateway.upstream.count(), 1);
 }
