@@ -430,15 +430,26 @@ gatehouse_build() {
         fi
     fi
     [[ -x $GATEHOUSE_BIN ]] || { GH_SKIP_REASON="$GATEHOUSE_BIN missing (BUILD=$BUILD)"; return 1; }
+    local stale
+    stale=$(gatehouse_stale_source)
+    if [[ -n $stale ]]; then warn "gatehouse binary is older than $stale: measuring a stale build (BUILD=1 rebuilds)"; fi
+    return 0
+}
+
+# Sources changed after the binary was built? (prints the first newer file, if any)
+gatehouse_stale_source() {
+    [[ $GATEHOUSE_BIN == "$REPO_ROOT/target/release/gatehouse" && -x $GATEHOUSE_BIN ]] || return 0
+    (cd "$REPO_ROOT" && find src Cargo.toml Cargo.lock -newer "$GATEHOUSE_BIN" -type f -print -quit 2>/dev/null) || true
 }
 
 gatehouse_rev() {
-    local rev dirty=
+    local rev dirty='' mtime='' stale
     rev=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null) || rev="no-commit"
-    [[ -n $(git -C "$REPO_ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && dirty="+dirty"
-    local mtime=""
-    [[ -x $GATEHOUSE_BIN ]] && mtime=", binary built $(date -r "$GATEHOUSE_BIN" '+%F %T')"
-    echo "$rev$dirty$mtime"
+    if [[ -n $(git -C "$REPO_ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then dirty="+dirty"; fi
+    if [[ -x $GATEHOUSE_BIN ]]; then mtime=", binary built $(date -r "$GATEHOUSE_BIN" '+%F %T')"; fi
+    stale=$(gatehouse_stale_source)
+    if [[ -n $stale ]]; then mtime+=" — STALE: $stale changed after the build (BUILD=1 rebuilds)"; fi
+    echo "tree $rev$dirty$mtime"
 }
 
 gatehouse_threads() { find "/proc/$GH_PID/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }

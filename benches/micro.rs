@@ -1,0 +1,129 @@
+//! Micro-benchmarks of the per-request hot path (issue: performance harness):
+//! path normalization (already-normal and messy), route matching on a 50-route table,
+//! token validation, identity-header strip + stamp.
+//!
+//! Run: `cargo bench --bench micro`. Numbers are for comparing commits on one machine;
+//! the load comparison against nginx/HAProxy lives in benches/load/.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use gatehouse::auth::jwt::TokenKeys;
+use gatehouse::config::{HeaderSettings, TokenSettings};
+use gatehouse::proxy::identity::IdentityHeaders;
+use gatehouse::proxy::path::normalize;
+use gatehouse::proxy::route::{Access, Pattern, Route, RouteTable};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+fn paths(c: &mut Criterion) {
+    let mut group = c.benchmark_group("normalize");
+    group.bench_function("already_normal", |b| {
+        b.iter(|| normalize(black_box("/api/v1/users/12345/orders")))
+    });
+    group.bench_function("messy", |b| {
+        b.iter(|| normalize(black_box("/api//v1/./users/%7e12345/../12345/orders/%2e/")))
+    });
+    group.finish();
+}
+
+fn fifty_routes() -> RouteTable {
+    let mut routes = Vec::new();
+    for i in 0..49 {
+        let path = match i % 3 {
+            0 => format!("/service{i}/**"),
+            1 => format!("/api/v{i}/*/items"),
+            _ => format!("/static{i}/*.css"),
+        };
+        routes.push(Route {
+            pattern: Pattern::compile(&path).expect("pattern"),
+            methods: (i % 5 == 0).then(|| vec![Method::GET, Method::HEAD]),
+            access: Access::Authenticated,
+            roles: Vec::new(),
+            upstream: 0,
+            upstream_name: "default".into(),
+        });
+    }
+    routes.push(Route {
+        pattern: Pattern::compile("/**").expect("pattern"),
+        methods: None,
+        access: Access::Authenticated,
+        roles: Vec::new(),
+        upstream: 0,
+        upstream_name: "default".into(),
+    });
+    RouteTable::new(routes)
+}
+
+fn routing(c: &mut Criterion) {
+    let table = fifty_routes();
+    let mut group = c.benchmark_group("route_50");
+    group.bench_function("first", |b| {
+        b.iter(|| table.find(black_box(&Method::GET), black_box("/service0/a/b")))
+    });
+    group.bench_function("last_fallthrough", |b| {
+        b.iter(|| table.find(black_box(&Method::GET), black_box("/hello")))
+    });
+    group.finish();
+}
+
+fn tokens(c: &mut Criterion) {
+    let settings = TokenSettings {
+        issuer: "gatehouse".into(),
+        audience: "gatehouse".into(),
+        algorithm: jsonwebtoken::Algorithm::HS256,
+        secret_file: None,
+        access_ttl: Duration::from_secs(900),
+        refresh_ttl: Duration::from_secs(3600),
+        leeway: Duration::from_secs(30),
+    };
+    let keys = TokenKeys::new(b"bench-secret-bench-secret-bench-secret", &settings);
+    let (token, _) = keys
+        .issue(
+            "u-123",
+            "alice",
+            &["reader".into(), "writer".into()],
+            Some("s1"),
+        )
+        .expect("issue");
+    c.bench_function("jwt_verify_hs256", |b| {
+        b.iter(|| keys.verify(black_box(&token)))
+    });
+}
+
+fn identity(c: &mut Criterion) {
+    let headers = IdentityHeaders::new(&HeaderSettings {
+        user: HeaderName::from_static("x-auth-user"),
+        subject: HeaderName::from_static("x-auth-subject"),
+        roles: HeaderName::from_static("x-auth-roles"),
+        forward_authorization: false,
+        trusted_proxies: Vec::new(),
+    });
+    let mut request = HeaderMap::new();
+    for (name, value) in [
+        ("host", "example.com"),
+        ("user-agent", "wrk"),
+        ("accept", "*/*"),
+        ("authorization", "Bearer x.y.z"),
+        ("accept-encoding", "gzip"),
+        ("x_auth_user", "forged"),
+    ] {
+        request.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    c.bench_function("identity_strip", |b| {
+        b.iter_batched(
+            || request.clone(),
+            |mut map| {
+                headers.strip(&mut map);
+                map
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, paths, routing, tokens, identity);
+criterion_main!(benches);
