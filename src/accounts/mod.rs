@@ -16,6 +16,7 @@
 
 pub mod directory;
 pub mod login;
+pub mod throttle;
 pub mod view;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use crate::error::TokenRejection;
 use crate::store::{RefreshRecord, SessionRecord, Store, StoreError, Taken, UserRecord};
 pub use directory::{canonical_username, Directory, UserSummary};
 pub use login::{LoginThrottle, Unthrottled};
+pub use throttle::MemoryThrottle;
 
 /// A caller whose token verified. `roles` are the user's current roles.
 #[derive(Debug, Clone)]
@@ -158,7 +160,8 @@ impl Accounts {
             .await
             .map_err(|err| format!("cannot load the store: {err}"))?
             .map_err(|err| format!("cannot load the store: {err}"))?;
-        Ok(Accounts::new(Arc::new(directory), keys, settings(config)))
+        let throttle = Arc::new(MemoryThrottle::new(config.login));
+        Ok(Accounts::new(Arc::new(directory), keys, settings(config)).with_throttle(throttle))
     }
 
     /// Accounts over an already loaded directory.

@@ -31,6 +31,7 @@ pub async fn handle(
 ) -> Result<Response<Body>, GatewayError> {
     let metrics = &context.gateway.metrics;
     let (parts, body) = request.into_parts();
+    let client = context.client_ip(&parts.headers);
     let credentials: Credentials =
         match body::parse(&parts.headers, body, Accepts::JsonOrForm, EXPECTED).await {
             Ok(credentials) => credentials,
@@ -42,11 +43,7 @@ pub async fn handle(
     let result = context
         .gateway
         .accounts
-        .login(
-            &credentials.username,
-            credentials.password,
-            context.conn.peer.ip(),
-        )
+        .login(&credentials.username, credentials.password, client)
         .await;
     metrics.login(login_outcome(&result));
     result.map(token_response).map_err(account_error)

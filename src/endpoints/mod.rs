@@ -40,6 +40,21 @@ pub struct EndpointContext<'a> {
     pub trusted: bool,
 }
 
+impl EndpointContext<'_> {
+    /// The client's address for brute-force counting: the peer, or — when the peer is a
+    /// trusted proxy — the `X-Forwarded-For` entry that proxy appended (the last one).
+    /// A client-written entry is never believed: from untrusted peers the header was
+    /// stripped in phase 2, and a trusted proxy appends after whatever the client sent.
+    pub fn client_ip(&self, headers: &http::HeaderMap) -> std::net::IpAddr {
+        let peer = self.conn.peer.ip();
+        if self.trusted {
+            crate::proxy::forwarded::reported_client(headers).unwrap_or(peer)
+        } else {
+            peer
+        }
+    }
+}
+
 /// Routes `sub_path` (the normalized path below `auth_prefix`) to its endpoint.
 pub async fn dispatch(
     context: &EndpointContext<'_>,

@@ -51,6 +51,7 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = request.into_parts();
+    let client = context.client_ip(&parts.headers);
     let form: TokenRequest = body::parse(&parts.headers, body, Accepts::FormOnly, EXPECTED).await?;
     let accounts = &context.gateway.accounts;
     match form.grant_type.as_deref() {
@@ -65,9 +66,7 @@ pub async fn handle(
                     "the password grant needs username and password",
                 ));
             };
-            let result = accounts
-                .login(&username, password, context.conn.peer.ip())
-                .await;
+            let result = accounts.login(&username, password, client).await;
             context.gateway.metrics.login(login_outcome(&result));
             result.map(token_response).map_err(grant_error)
         }

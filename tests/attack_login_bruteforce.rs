@@ -1,0 +1,224 @@
+//! Brute-force regulation (SPEC §2 `[login]`, §4 429 rows): failures count per canonical
+//! username and per client address; past `max_failures` within `window` the next attempt
+//! gets 429 `too_many_attempts` with `Retry-After` for `lockout`, even with the right
+//! password; a success resets the username's count; case changes do not dodge it; only a
+//! trusted proxy's `X-Forwarded-For` entry names the client.
+
+mod common;
+
+use common::accounts::{add_user, login, post_form, post_json, PASSWORD};
+use common::TestGateway;
+
+const LIMITS: &str = "[login]\nmax_failures = 3\nwindow = \"1m\"\nlockout = \"2m\"\n";
+
+fn assert_throttled(response: &common::Response) {
+    assert_eq!(
+        response.status,
+        429,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    assert_eq!(response.error_code(), "too_many_attempts");
+    let retry: u64 = response
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=120).contains(&retry), "{retry}");
+}
+
+#[tokio::test]
+async fn after_max_failures_even_the_right_password_gets_429() {
+    let gateway = TestGateway::start(LIMITS).await;
+    add_user(&gateway, "alice", &[], PASSWORD).await;
+    for _ in 0..3 {
+        assert_eq!(login(&gateway, "alice", "wrong-password").await.status, 401);
+    }
+    assert_throttled(&login(&gateway, "alice", PASSWORD).await);
+}
+
+#[tokio::test]
+async fn changing_the_case_of_the_username_does_not_dodge_the_lockout() {
+    // Each attempt from another address (behind a trusted proxy), so only the username
+    // counter can trip.
+    let gateway = TestGateway::start(&format!(
+        "{LIMITS}[headers]\ntrusted_proxies = [\"127.0.0.0/8\"]\n"
+    ))
+    .await;
+    add_user(&gateway, "Bob", &[], PASSWORD).await;
+    for (n, name) in ["bob", "BOB", "Bob"].iter().enumerate() {
+        let body = serde_json::json!({"username": name, "password": "wrong-password"});
+        let response = post_json(
+            &gateway,
+            "/auth/login",
+            &body,
+            &[&format!("X-Forwarded-For: 198.51.100.{n}")],
+        )
+        .await;
+        assert_eq!(response.status, 401);
+    }
+    let body = serde_json::json!({"username": "bOb", "password": PASSWORD});
+    assert_throttled(
+        &post_json(
+            &gateway,
+            "/auth/login",
+            &body,
+            &["X-Forwarded-For: 198.51.100.77"],
+        )
+        .await,
+    );
+}
+
+#[tokio::test]
+async fn one_address_is_limited_across_usernames_including_unknown_ones() {
+    let gateway = TestGateway::start(LIMITS).await;
+    for name in ["nobody1", "nobody2", "not a valid name!"] {
+        assert_eq!(login(&gateway, name, "wrong-password").await.status, 401);
+    }
+    add_user(&gateway, "carol", &[], PASSWORD).await;
+    assert_throttled(&login(&gateway, "carol", PASSWORD).await);
+}
+
+#[tokio::test]
+async fn the_token_endpoint_is_regulated_too() {
+    let gateway = TestGateway::start(LIMITS).await;
+    add_user(&gateway, "dave", &[], PASSWORD).await;
+    for _ in 0..3 {
+        let response = post_form(
+            &gateway,
+            "/auth/token",
+            "grant_type=password&username=dave&password=nope-nope",
+            &[],
+        )
+        .await;
+        assert_eq!(response.status, 400);
+        assert_eq!(response.error_code(), "invalid_grant");
+    }
+    let response = post_form(
+        &gateway,
+        "/auth/token",
+        &format!(
+            "grant_type=password&username=dave&password={}",
+            PASSWORD.replace(' ', "+")
+        ),
+        &[],
+    )
+    .await;
+    assert_throttled(&response);
+}
+
+#[tokio::test]
+async fn a_success_resets_the_username_count() {
+    let gateway = TestGateway::start("[login]\nmax_failures = 3\nwindow = \"1m\"\nlockout = \"2m\"\n[headers]\ntrusted_proxies = [\"127.0.0.0/8\"]\n").await;
+    add_user(&gateway, "erin", &[], PASSWORD).await;
+    // Spread over addresses so only the username counter matters.
+    let from = |n: u8| format!("X-Forwarded-For: 198.51.100.{n}");
+    let body = |password: &str| serde_json::json!({"username": "erin", "password": password});
+    for n in 1..=2 {
+        let response = post_json(
+            &gateway,
+            "/auth/login",
+            &body("wrong-password"),
+            &[&from(n)],
+        )
+        .await;
+        assert_eq!(response.status, 401);
+    }
+    assert_eq!(
+        post_json(&gateway, "/auth/login", &body(PASSWORD), &[&from(3)])
+            .await
+            .status,
+        200
+    );
+    for n in 4..=6 {
+        let response = post_json(
+            &gateway,
+            "/auth/login",
+            &body("wrong-password"),
+            &[&from(n)],
+        )
+        .await;
+        assert_eq!(
+            response.status, 401,
+            "the count restarted after the success"
+        );
+    }
+    assert_throttled(&post_json(&gateway, "/auth/login", &body(PASSWORD), &[&from(7)]).await);
+}
+
+#[tokio::test]
+async fn client_written_forwarded_for_cannot_spread_attempts_over_fake_addresses() {
+    let gateway = TestGateway::start(LIMITS).await;
+    for n in 1..=3 {
+        let body =
+            serde_json::json!({"username": format!("victim{n}"), "password": "wrong-password"});
+        let response = post_json(
+            &gateway,
+            "/auth/login",
+            &body,
+            &[&format!("X-Forwarded-For: 203.0.113.{n}")],
+        )
+        .await;
+        assert_eq!(response.status, 401);
+    }
+    let body = serde_json::json!({"username": "victim9", "password": "wrong-password"});
+    let response = post_json(
+        &gateway,
+        "/auth/login",
+        &body,
+        &["X-Forwarded-For: 203.0.113.99"],
+    )
+    .await;
+    assert_throttled(&response);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_clients_are_counted_separately() {
+    let gateway = TestGateway::start(&format!(
+        "{LIMITS}[headers]\ntrusted_proxies = [\"127.0.0.0/8\"]\n"
+    ))
+    .await;
+    for n in 1..=3 {
+        let body =
+            serde_json::json!({"username": format!("guess{n}"), "password": "wrong-password"});
+        let response = post_json(
+            &gateway,
+            "/auth/login",
+            &body,
+            &["X-Forwarded-For: 203.0.113.1"],
+        )
+        .await;
+        assert_eq!(response.status, 401);
+    }
+    let body = serde_json::json!({"username": "guess4", "password": "wrong-password"});
+    assert_throttled(
+        &post_json(
+            &gateway,
+            "/auth/login",
+            &body,
+            &["X-Forwarded-For: 203.0.113.1"],
+        )
+        .await,
+    );
+    // Another client behind the same proxy is unaffected; the proxy's own entry is the
+    // last one, so a client-written first entry changes nothing.
+    let response = post_json(
+        &gateway,
+        "/auth/login",
+        &body,
+        &["X-Forwarded-For: 203.0.113.1, 203.0.113.2"],
+    )
+    .await;
+    assert_eq!(response.status, 401);
+}
+
+#[tokio::test]
+async fn concurrent_guesses_cannot_exceed_the_limit() {
+    let gateway = TestGateway::start(LIMITS).await;
+    add_user(&gateway, "frank", &[], PASSWORD).await;
+    let attempts = (0..20).map(|_| login(&gateway, "frank", "wrong-password"));
+    let responses = futures_util::future::join_all(attempts).await;
+    let refused = responses.iter().filter(|r| r.status == 429).count();
+    let tried = responses.iter().filter(|r| r.status == 401).count();
+    assert_eq!(tried, 3, "only max_failures guesses were checked");
+    assert_eq!(refused, 17);
+}
