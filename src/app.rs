@@ -57,7 +57,7 @@ impl App {
             Some(files) => Some((TlsAcceptorCell::load(files)?, files.clone())),
             None => None,
         };
-        let snapshot = Snapshot::from_config(&mut config)?;
+        let snapshot = Snapshot::from_config(&mut config, &metrics)?;
         let gateway = Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             accounts,
@@ -124,7 +124,7 @@ impl AppHandle {
     /// TLS certificate is re-read too. On any problem the running config stays.
     pub fn reload(&self) -> Result<(), String> {
         let mut config = config::load(&self.config_path).map_err(|err| err.to_string())?;
-        let snapshot = Snapshot::from_config(&mut config)?;
+        let snapshot = Snapshot::from_config(&mut config, &self.gateway.metrics)?;
         if let Some((cell, files)) = &self.tls {
             cell.reload(files)?;
         }

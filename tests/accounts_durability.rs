@@ -244,8 +244,9 @@ fn a_secret_shorter_than_32_bytes_is_refused_at_start() {
 async fn default_argon2_parameters_work_and_unknown_users_take_as_long_as_wrong_passwords() {
     let dir = tempfile::tempdir().expect("tempdir");
     // No [passwords] section: OWASP's minimum (19 MiB, t=2, p=1).
-    let text =
-        binary_config(dir.path(), "").replace("[passwords]\nmemory_kib = 64\niterations = 1\n", "");
+    // Ten deliberate failures follow: lift the brute-force limit so they are all judged.
+    let text = binary_config(dir.path(), "[login]\nmax_failures = 1000\n")
+        .replace("[passwords]\nmemory_kib = 64\niterations = 1\n", "");
     assert!(!text.contains("[passwords]"));
     let config = write_config(dir.path(), &text);
     cli_add_user(&config, "frank", &[], PASSWORD);

@@ -134,6 +134,13 @@ async fn json_access_lines_from_the_binary_carry_every_field_and_no_secret() {
     .expect("answer");
     assert_eq!(status, 401);
 
+    // Lines are written by a background thread: wait until all six are there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while gatehouse.log().matches("gatehouse::access").count() < 6
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let log = gatehouse.log();
     let lines: Vec<serde_json::Value> = log
         .lines()
@@ -212,6 +219,7 @@ async fn text_access_lines_carry_the_same_fields() {
     .await
     .expect("answer");
     assert_eq!(status, 200);
+    assert!(gatehouse.wait_for_log("request_id=text-id-7").await);
     let log = gatehouse.log();
     let line = log
         .lines()
@@ -251,7 +259,7 @@ async fn rust_log_wins_over_the_configured_level() {
         200
     );
     assert!(
-        louder.log().contains("\"louder\""),
+        louder.wait_for_log("\"louder\"").await,
         "RUST_LOG=info did not win:\n{}",
         louder.log()
     );
@@ -269,6 +277,13 @@ async fn rust_log_wins_over_the_configured_level() {
             .0,
         200
     );
+    // Stop it so everything queued is written before looking for what must be absent.
+    let mut quieter = quieter;
+    quieter.signal("TERM");
+    assert!(quieter
+        .wait_exit(std::time::Duration::from_secs(30))
+        .await
+        .is_some());
     assert!(
         !quieter.log().contains("quieter"),
         "RUST_LOG=warn did not win:\n{}",

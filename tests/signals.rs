@@ -271,7 +271,7 @@ async fn sighup_swaps_routes_upstreams_headers_and_log_level_without_dropping_co
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&body).contains("x-team"));
     assert_eq!(status_of(addr, "/b/one").await, Some(403));
-    assert!(running.gatehouse.log().contains("/a/one"));
+    assert!(running.gatehouse.wait_for_log("/a/one").await);
 
     // A slow request in flight across the reload.
     let slow = tokio::spawn(async move { get(addr, "/slow/1500", &[]).await });

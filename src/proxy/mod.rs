@@ -61,11 +61,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Compiles the reloadable part of a config (takes its route table).
-    pub fn from_config(config: &mut Config) -> Result<Self, String> {
+    pub fn from_config(config: &mut Config, metrics: &Metrics) -> Result<Self, String> {
         let upstreams = config
             .upstreams
             .iter()
-            .map(Upstream::new)
+            .map(|settings| Upstream::new(settings, metrics))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Snapshot {
             routes: std::mem::replace(&mut config.routes, RouteTable::new(Vec::new())),
@@ -232,11 +232,7 @@ impl Gateway {
         let outbound = Request::from_parts(parts, body);
 
         // 6. Forward.
-        let sent = Instant::now();
-        let result = upstream.send(outbound).await;
-        self.metrics
-            .upstream_latency(&upstream.name, sent.elapsed().as_secs_f64());
-        let mut response = result?;
+        let mut response = upstream.send(outbound).await?;
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let (Some(client_upgrade), Some(protocol)) = (client_upgrade, upgrade) {
                 splice_upgrade(
@@ -400,7 +396,19 @@ fn request_id(headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|id| (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
-        .unwrap_or_else(|| crate::auth::random_id(12))
+        .unwrap_or_else(fresh_request_id)
+}
+
+/// A unique id without a system call: a random per-process prefix and a counter. Request
+/// ids need to be unique, not secret.
+fn fresh_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(rand::random::<u32>);
+    let sequence = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix:08x}{sequence:012x}")
 }
 
 /// Joins the client's and the upstream's upgraded connections and copies both ways until

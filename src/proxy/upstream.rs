@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::UpstreamSettings;
 use crate::error::GatewayError;
+use crate::telemetry::metrics::Metrics;
 
 /// A named upstream and its connection pool.
 #[derive(Clone)]
@@ -20,6 +21,7 @@ pub struct Upstream {
     authority: Authority,
     timeout: Duration,
     client: Client<HttpConnector, Incoming>,
+    latency: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -34,7 +36,7 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// Builds the pool. Idle connections are dropped after 90 s, below the 100 s+ that
     /// common servers keep them, so we rarely reuse one the upstream is closing.
-    pub fn new(settings: &UpstreamSettings) -> Result<Self, String> {
+    pub fn new(settings: &UpstreamSettings, metrics: &Metrics) -> Result<Self, String> {
         let authority: Authority = settings
             .authority
             .parse()
@@ -54,6 +56,7 @@ impl Upstream {
             authority,
             timeout: settings.timeout,
             client,
+            latency: metrics.upstream_histogram(&settings.name),
         })
     }
 
@@ -78,12 +81,15 @@ impl Upstream {
             .map_err(|_| GatewayError::invalid_request("the request target is malformed"))
     }
 
-    /// Sends a request and waits for the response head.
+    /// Sends a request and waits for the response head; records the wait.
     pub async fn send(
         &self,
         request: Request<Incoming>,
     ) -> Result<Response<Incoming>, GatewayError> {
-        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+        let sent = std::time::Instant::now();
+        let result = tokio::time::timeout(self.timeout, self.client.request(request)).await;
+        self.latency.observe(sent.elapsed().as_secs_f64());
+        match result {
             Err(_) => Err(GatewayError::GatewayTimeout),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(err)) => {

@@ -29,7 +29,31 @@ pub enum Decision {
     AuthEndpoint,
 }
 
+/// Status class label values, in index order.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 impl Decision {
+    /// Every decision, in index order.
+    pub const ALL: [Decision; 6] = [
+        Decision::Public,
+        Decision::Authenticated,
+        Decision::Unauthenticated,
+        Decision::Denied,
+        Decision::Rejected,
+        Decision::AuthEndpoint,
+    ];
+
+    fn index(self) -> usize {
+        match self {
+            Decision::Public => 0,
+            Decision::Authenticated => 1,
+            Decision::Unauthenticated => 2,
+            Decision::Denied => 3,
+            Decision::Rejected => 4,
+            Decision::AuthEndpoint => 5,
+        }
+    }
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -88,6 +112,9 @@ pub const LOGIN_OUTCOMES: [&str; 6] = [
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    /// Handles into `requests` by [decision][status class], resolved on first use so the
+    /// per-request path is one array index and an atomic add (no label hashing, no lock).
+    request_handles: [[std::sync::OnceLock<Counter>; STATUS_CLASSES.len()]; Decision::ALL.len()],
     token_rejections: Family<ReasonLabels, Counter>,
     upstream_latency: Family<UpstreamLabels, Histogram>,
     logins: Family<OutcomeLabels, Counter>,
@@ -145,6 +172,7 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            request_handles: Default::default(),
             token_rejections,
             upstream_latency,
             logins,
@@ -154,15 +182,22 @@ impl Metrics {
 
     /// Counts one finished request by its access decision and status class.
     pub fn request(&self, decision: Decision, status: StatusCode) {
-        let status = match status.as_u16() {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
+        let class = match status.as_u16() {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            _ => 4,
         };
-        self.requests
-            .get_or_create(&RequestLabels { decision, status })
+        self.request_handles[decision.index()][class]
+            .get_or_init(|| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        decision,
+                        status: STATUS_CLASSES[class],
+                    })
+                    .clone()
+            })
             .inc();
     }
 
@@ -173,14 +208,15 @@ impl Metrics {
             .inc();
     }
 
-    /// Records the time to an upstream's response head (or failure), by configured
-    /// upstream name: a closed set, so the label stays bounded.
-    pub fn upstream_latency(&self, upstream: &str, seconds: f64) {
+    /// The latency histogram of a configured upstream (a closed set of names, so the label
+    /// stays bounded). Resolved once when a config is loaded; the request path only calls
+    /// `observe` on the handle: the time to an upstream's response head (or failure).
+    pub fn upstream_histogram(&self, upstream: &str) -> Histogram {
         self.upstream_latency
             .get_or_create(&UpstreamLabels {
                 upstream: upstream.to_string(),
             })
-            .observe(seconds);
+            .clone()
     }
 
     /// Counts one login attempt; `outcome` is one of [`LOGIN_OUTCOMES`]: success,

@@ -19,6 +19,8 @@ use crate::config::{LogFormat, LogSettings};
 pub struct LogControl {
     handle: Option<reload::Handle<EnvFilter, Registry>>,
     env_wins: bool,
+    /// Keeps the log writer thread alive; dropping the last clone flushes what is queued.
+    _writer: Option<std::sync::Arc<tracing_appender::non_blocking::WorkerGuard>>,
 }
 
 impl LogControl {
@@ -27,6 +29,7 @@ impl LogControl {
         LogControl {
             handle: None,
             env_wins: true,
+            _writer: None,
         }
     }
 
@@ -51,6 +54,12 @@ pub fn init(settings: &LogSettings) -> LogControl {
             EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"))
         });
     let (filter, handle) = reload::Layer::new(filter);
+    // Lines are written by a background thread so a request never waits on stderr; the
+    // queue is not lossy (a full queue slows logging down instead of dropping lines).
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("gatehouse-log")
+        .finish(std::io::stderr());
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match settings.format {
         LogFormat::Json => registry
@@ -58,7 +67,7 @@ pub fn init(settings: &LogSettings) -> LogControl {
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_writer(std::io::stderr),
+                    .with_writer(writer),
             )
             .try_init(),
         // Colours only on a terminal: container runtimes and journald store escapes as-is.
@@ -66,7 +75,7 @@ pub fn init(settings: &LogSettings) -> LogControl {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(std::io::stderr().is_terminal())
-                    .with_writer(std::io::stderr),
+                    .with_writer(writer),
             )
             .try_init(),
     };
@@ -74,6 +83,7 @@ pub fn init(settings: &LogSettings) -> LogControl {
         Ok(()) => LogControl {
             handle: Some(handle),
             env_wins: from_env.is_some(),
+            _writer: Some(std::sync::Arc::new(guard)),
         },
         Err(_) => LogControl::inert(),
     }
