@@ -40,7 +40,8 @@ pub struct Identity {
     pub sub: String,
     pub username: String,
     pub roles: Vec<String>,
-    pub claims: AccessClaims,
+    /// Shared with the verified-token cache.
+    pub claims: Arc<AccessClaims>,
 }
 
 /// Why an account operation did not happen. The endpoints map these to SPEC §5

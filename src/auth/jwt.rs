@@ -7,7 +7,15 @@
 //! before the signature is looked at); `iss`, `aud`, `exp`, `nbf`, `sub` are required.
 //! `iat` in the future beyond the leeway is refused too (a token minted with a skewed or
 //! forged clock).
+//!
+//! Verified tokens are remembered (keyed by their exact bytes, like Envoy's `jwt_authn`
+//! cache) so a client presenting the same token again skips the HMAC and the JSON parse;
+//! `exp` is re-checked on every hit. Only tokens that passed every check enter the cache,
+//! so a forger cannot fill it; it holds at most [`CACHE_CAPACITY`] entries. The checks
+//! against the store (revocation, user state) are not cached: they run on every request.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -22,6 +30,9 @@ use crate::error::TokenRejection;
 /// Tokens longer than this are refused unread. Ours are ~400 bytes; 8 KiB leaves room for
 /// many roles while keeping hostile input cheap to refuse.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Verified tokens remembered at most (≈ 1 KiB each).
+pub const CACHE_CAPACITY: usize = 16 * 1024;
 
 /// The claims of a gatehouse access token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -53,6 +64,7 @@ pub struct TokenKeys {
     audience: String,
     access_ttl: Duration,
     leeway: u64,
+    verified: RwLock<HashMap<Box<str>, Arc<AccessClaims>>>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -95,6 +107,7 @@ impl TokenKeys {
             audience: settings.audience.clone(),
             access_ttl: settings.access_ttl,
             leeway: settings.leeway.as_secs(),
+            verified: RwLock::new(HashMap::new()),
         }
     }
 
@@ -130,17 +143,41 @@ impl TokenKeys {
 
     /// Checks a token's form, algorithm, signature and registered claims. The store-backed
     /// checks (user, revocation, password change) are the accounts layer's.
-    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenRejection> {
+    pub fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, TokenRejection> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenRejection::Oversized);
         }
+        let now = now_secs();
+        let remembered = read(&self.verified).get(token).cloned();
+        if let Some(claims) = remembered {
+            // `nbf` and `iat` were in the past (within leeway) when it was verified and
+            // stay so; only expiry can change.
+            return if claims.exp.saturating_add(self.leeway) < now {
+                Err(TokenRejection::Expired)
+            } else {
+                Ok(claims)
+            };
+        }
         let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
             .map_err(|err| self.classify(token, err.kind()))?;
-        let claims = data.claims;
-        if claims.iat > now_secs() + self.leeway {
+        let claims = Arc::new(data.claims);
+        if claims.iat > now + self.leeway {
             return Err(TokenRejection::NotYetValid);
         }
+        self.remember(token, &claims, now);
         Ok(claims)
+    }
+
+    fn remember(&self, token: &str, claims: &Arc<AccessClaims>, now: u64) {
+        let mut verified = write(&self.verified);
+        if verified.len() >= CACHE_CAPACITY {
+            let leeway = self.leeway;
+            verified.retain(|_, c| c.exp.saturating_add(leeway) >= now);
+            if verified.len() >= CACHE_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(token.into(), claims.clone());
     }
 
     fn classify(&self, token: &str, kind: &ErrorKind) -> TokenRejection {
@@ -158,6 +195,15 @@ impl TokenKeys {
             _ => TokenRejection::Malformed,
         }
     }
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// True when the token's header can be read and names `expected` (error path only).
@@ -235,6 +281,27 @@ mod tests {
             keys.verify(&format!("{header}.{payload}.")),
             Err(TokenRejection::WrongAlgorithm)
         );
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let mut short = settings();
+        short.access_ttl = Duration::from_secs(0);
+        short.leeway = Duration::from_secs(0);
+        let keys = TokenKeys::new(SECRET, &short);
+        let (token, _) = keys.issue("u1", "alice", &[], None).expect("issue");
+        assert!(keys.verify(&token).is_ok());
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(keys.verify(&token), Err(TokenRejection::Expired));
+    }
+
+    #[test]
+    fn a_tampered_copy_of_a_remembered_token_is_still_refused() {
+        let keys = TokenKeys::new(SECRET, &settings());
+        let (token, _) = keys.issue("u1", "alice", &[], None).expect("issue");
+        assert!(keys.verify(&token).is_ok());
+        let tampered = format!("{}A", &token[..token.len() - 1]);
+        assert!(keys.verify(&tampered).is_err());
     }
 
     #[test]

@@ -351,16 +351,26 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
         return Ok(None);
     }
     let token = credentials.trim_matches(' ');
-    let token68 = |b: u8| {
-        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
-    };
-    if token.is_empty() || !token.bytes().all(token68) {
+    if token.is_empty() || !token.bytes().all(|b| TOKEN68[b as usize]) {
         return Err(GatewayError::InvalidToken(
             crate::error::TokenRejection::Malformed,
         ));
     }
     Ok(Some(token))
 }
+
+/// Bytes allowed in RFC 6750 §2.1 `b64token` (token68): ALPHA DIGIT - . _ ~ + / =.
+static TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        byte += 1;
+    }
+    table
+};
 
 /// The normalized path of a request-target, or why it is refused (SPEC §3.1). Origin-form
 /// and absolute-form are accepted; asterisk-form and authority-form are not.
