@@ -259,7 +259,9 @@ mod tests {
         let (token, claims) = keys
             .issue("u1", "alice", &["admin".into()], None)
             .expect("issue");
-        assert_eq!(keys.verify(&token), Ok(claims));
+        assert_eq!(keys.verify(&token), Ok(Arc::new(claims.clone())));
+        // Again, from the cache.
+        assert_eq!(keys.verify(&token), Ok(Arc::new(claims)));
     }
 
     #[test]
