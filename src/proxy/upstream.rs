@@ -47,7 +47,7 @@ impl Upstream {
         connector.enforce_http(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
+            .pool_max_idle_per_host(256)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);

@@ -181,7 +181,10 @@ async fn serve<I>(
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
         activity.served.store(true, Ordering::Relaxed);
         async move {
-            let response = gateway.handle(request, conn).await;
+            // Boxed: hyper keeps one slot per connection sized for this future; the
+            // pipeline future is large, and idle keep-alive connections should not
+            // carry it (measured: benches/RESULTS.md, memory).
+            let response = Box::pin(gateway.handle(request, conn)).await;
             activity.touch();
             activity.in_flight.fetch_sub(1, Ordering::Relaxed);
             Ok::<_, std::convert::Infallible>(response)
