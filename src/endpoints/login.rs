@@ -18,10 +18,11 @@ use crate::http::Body;
 const EXPECTED: &str =
     "send username and password as a JSON object or as form fields (application/x-www-form-urlencoded)";
 
+/// A username and password, as `/auth/login` and `/auth/register` take them.
 #[derive(Deserialize)]
-struct Credentials {
-    username: String,
-    password: Zeroizing<String>,
+pub(super) struct Credentials {
+    pub(super) username: String,
+    pub(super) password: Zeroizing<String>,
 }
 
 /// Serves `POST /auth/login`; see the module docs for the outcomes.

@@ -6,21 +6,14 @@
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde::Deserialize;
-use zeroize::Zeroizing;
 
 use super::body::{self, Accepts};
+use super::login::Credentials;
 use super::{account_error, EndpointContext};
 use crate::error::GatewayError;
 use crate::http::{json_response, Body};
 
 const EXPECTED: &str = "send username and password as a JSON object";
-
-#[derive(Deserialize)]
-struct Registration {
-    username: String,
-    password: Zeroizing<String>,
-}
 
 /// Serves `POST /auth/register` (dispatch answers 404 while registration is off).
 pub async fn handle(
@@ -28,7 +21,7 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = request.into_parts();
-    let registration: Registration =
+    let registration: Credentials =
         body::parse(&parts.headers, body, Accepts::JsonOrForm, EXPECTED).await?;
     let user = context
         .gateway

@@ -343,16 +343,7 @@ impl Served {
         headers: &[&str],
         body: &[u8],
     ) -> Response {
-        let mut text =
-            format!("{method} {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n");
-        for header in headers {
-            text.push_str(header);
-            text.push_str("\r\n");
-        }
-        text.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-        let mut bytes = text.into_bytes();
-        bytes.extend_from_slice(body);
-        crate::common::raw(self.addr, &bytes).await
+        crate::common::request(self.addr, method, path, headers, body).await
     }
 
     /// `POST path` with a JSON body.

@@ -142,19 +142,7 @@ impl TestGateway {
         headers: &[&str],
         body: &[u8],
     ) -> Response {
-        let mut text =
-            format!("{method} {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n");
-        for header in headers {
-            text.push_str(header);
-            text.push_str("\r\n");
-        }
-        if !body.is_empty() || method == "POST" || method == "PUT" {
-            text.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        text.push_str("\r\n");
-        let mut bytes = text.into_bytes();
-        bytes.extend_from_slice(body);
-        self.raw(&bytes).await
+        request(self.addr, method, path, headers, body).await
     }
 
     /// A token signed with the harness secret for arbitrary claims (forgeries included).
@@ -236,6 +224,30 @@ impl Response {
             .unwrap_or_default()
             .to_string()
     }
+}
+
+/// A request with `Connection: close`, a Host and (for bodies, POST and PUT) a
+/// Content-Length, to any listener.
+pub async fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Response {
+    let mut text =
+        format!("{method} {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n");
+    for header in headers {
+        text.push_str(header);
+        text.push_str("\r\n");
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        text.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    text.push_str("\r\n");
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(body);
+    raw(addr, &bytes).await
 }
 
 /// Sends raw bytes and reads until the server closes (10 s cap).
