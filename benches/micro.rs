@@ -9,6 +9,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use gatehouse::accounts::Identity;
 use gatehouse::auth::jwt::TokenKeys;
 use gatehouse::config::{HeaderSettings, TokenSettings};
 use gatehouse::proxy::identity::IdentityHeaders;
@@ -113,11 +114,31 @@ fn identity(c: &mut Criterion) {
             HeaderValue::from_static(value),
         );
     }
-    c.bench_function("identity_strip", |b| {
+    let settings = TokenSettings {
+        issuer: "gatehouse".into(),
+        audience: "gatehouse".into(),
+        algorithm: jsonwebtoken::Algorithm::HS256,
+        secret_file: None,
+        access_ttl: Duration::from_secs(900),
+        refresh_ttl: Duration::from_secs(3600),
+        leeway: Duration::from_secs(30),
+    };
+    let keys = TokenKeys::new(b"bench-secret-bench-secret-bench-secret", &settings);
+    let (_, claims) = keys
+        .issue("u-123", "alice", &["reader".into()], None)
+        .expect("issue");
+    let identity = Identity {
+        sub: "u-123".into(),
+        username: "alice".into(),
+        roles: vec!["reader".into(), "writer".into()],
+        claims: std::sync::Arc::new(claims),
+    };
+    c.bench_function("identity_strip_and_stamp", |b| {
         b.iter_batched(
             || request.clone(),
             |mut map| {
                 headers.strip(&mut map);
+                headers.stamp(&mut map, &identity);
                 map
             },
             criterion::BatchSize::SmallInput,

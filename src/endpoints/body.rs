@@ -92,11 +92,23 @@ pub async fn parse<T: DeserializeOwned>(
     accepts: Accepts,
     expected: &'static str,
 ) -> Result<T, GatewayError> {
-    let declared = declared_encoding(headers, accepts)?;
+    declared_encoding(headers, accepts)?;
     let bytes = read_bytes(headers, body).await?;
+    decode_body(headers, &bytes, accepts, expected)
+}
+
+/// The pure half of [`parse`]: decodes bytes already read, by the declared or sniffed
+/// encoding. Total on any input (fuzzed: `fuzz/fuzz_targets/body_parse.rs`).
+pub fn decode_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    bytes: &[u8],
+    accepts: Accepts,
+    expected: &'static str,
+) -> Result<T, GatewayError> {
+    let declared = declared_encoding(headers, accepts)?;
     decode(
-        &bytes,
-        declared.unwrap_or_else(|| sniff(&bytes, accepts)),
+        bytes,
+        declared.unwrap_or_else(|| sniff(bytes, accepts)),
         expected,
     )
 }
@@ -112,13 +124,7 @@ pub async fn parse_optional<T: DeserializeOwned>(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let declared = declared_encoding(headers, accepts)?;
-    decode(
-        &bytes,
-        declared.unwrap_or_else(|| sniff(&bytes, accepts)),
-        expected,
-    )
-    .map(Some)
+    decode_body(headers, &bytes, accepts, expected).map(Some)
 }
 
 /// The encoding the `Content-Type` names, `None` when there is no `Content-Type`, or an
