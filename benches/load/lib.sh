@@ -484,6 +484,11 @@ subject = "X-Auth-Subject"
 [log]
 level = "$GH_LOG_LEVEL"
 
+# The benches measure argon2 load, not brute-force regulation: with the default limit,
+# a flood of logins from one address is answered 429 before any hashing.
+[login]
+max_failures = 1000000
+
 [upstreams.default]
 url = "http://127.0.0.1:$UP_PORT"
 EOF
