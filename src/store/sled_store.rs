@@ -151,16 +151,12 @@ impl SledStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> StoreResult<Self> {
         prepare_dir(path)?;
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(64 * 1024 * 1024)
-            .open()
-            .map_err(|err| {
-                StoreError::Backend(format!(
-                    "cannot open the store at {}: {err}",
-                    path.display()
-                ))
-            })?;
+        let db = open_db(path).map_err(|err| {
+            StoreError::Backend(format!(
+                "cannot open the store at {}: {err}",
+                path.display()
+            ))
+        })?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         Ok(SledStore {
             path: path.to_path_buf(),
@@ -500,6 +496,28 @@ fn decode_secret(bytes: &[u8]) -> StoreResult<Vec<u8>> {
             tree: META,
             detail: format!("signing secret: {err}"),
         })
+}
+
+/// Opens the sled database, waiting up to 2 s for its lock file: a `Db` dropped a moment
+/// ago in this process releases the lock only when its background flusher thread ends.
+fn open_db(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+        {
+            // sled reports the held lock as an `Other` error naming it.
+            Err(sled::Error::Io(err))
+                if err.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]
