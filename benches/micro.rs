@@ -68,8 +68,8 @@ fn routing(c: &mut Criterion) {
     group.finish();
 }
 
-fn tokens(c: &mut Criterion) {
-    let settings = TokenSettings {
+fn token_settings() -> TokenSettings {
+    TokenSettings {
         issuer: "gatehouse".into(),
         audience: "gatehouse".into(),
         algorithm: jsonwebtoken::Algorithm::HS256,
@@ -77,7 +77,11 @@ fn tokens(c: &mut Criterion) {
         access_ttl: Duration::from_secs(900),
         refresh_ttl: Duration::from_secs(3600),
         leeway: Duration::from_secs(30),
-    };
+    }
+}
+
+fn tokens(c: &mut Criterion) {
+    let settings = token_settings();
     let keys = TokenKeys::new(b"bench-secret-bench-secret-bench-secret", &settings);
     let (token, _) = keys
         .issue(
@@ -122,15 +126,7 @@ fn identity(c: &mut Criterion) {
             HeaderValue::from_static(value),
         );
     }
-    let settings = TokenSettings {
-        issuer: "gatehouse".into(),
-        audience: "gatehouse".into(),
-        algorithm: jsonwebtoken::Algorithm::HS256,
-        secret_file: None,
-        access_ttl: Duration::from_secs(900),
-        refresh_ttl: Duration::from_secs(3600),
-        leeway: Duration::from_secs(30),
-    };
+    let settings = token_settings();
     let keys = TokenKeys::new(b"bench-secret-bench-secret-bench-secret", &settings);
     let (_, claims) = keys
         .issue("u-123", "alice", &["reader".into()], None)
