@@ -54,6 +54,9 @@ pub struct AccessClaims {
     pub sid: Option<String>,
 }
 
+/// A verified token (whole) and its claims.
+type Remembered = (Box<str>, Arc<AccessClaims>);
+
 /// Signs and checks access tokens.
 pub struct TokenKeys {
     encoding: EncodingKey,
@@ -64,7 +67,8 @@ pub struct TokenKeys {
     audience: String,
     access_ttl: Duration,
     leeway: u64,
-    verified: RwLock<HashMap<Box<str>, Arc<AccessClaims>>>,
+    /// Keyed by the signature segment (short to hash); the whole token is compared on a hit.
+    verified: RwLock<HashMap<Box<str>, Remembered>>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -148,7 +152,11 @@ impl TokenKeys {
             return Err(TokenRejection::Oversized);
         }
         let now = now_secs();
-        let remembered = read(&self.verified).get(token).cloned();
+        let signature = token.rsplit('.').next().unwrap_or(token);
+        let remembered = read(&self.verified)
+            .get(signature)
+            .filter(|(whole, _)| whole.as_ref() == token)
+            .map(|(_, claims)| claims.clone());
         if let Some(claims) = remembered {
             // `nbf` and `iat` were in the past (within leeway) when it was verified and
             // stay so; only expiry can change.
@@ -172,12 +180,13 @@ impl TokenKeys {
         let mut verified = write(&self.verified);
         if verified.len() >= CACHE_CAPACITY {
             let leeway = self.leeway;
-            verified.retain(|_, c| c.exp.saturating_add(leeway) >= now);
+            verified.retain(|_, (_, c)| c.exp.saturating_add(leeway) >= now);
             if verified.len() >= CACHE_CAPACITY {
                 verified.clear();
             }
         }
-        verified.insert(token.into(), claims.clone());
+        let signature = token.rsplit('.').next().unwrap_or(token);
+        verified.insert(signature.into(), (token.into(), claims.clone()));
     }
 
     fn classify(&self, token: &str, kind: &ErrorKind) -> TokenRejection {

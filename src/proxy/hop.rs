@@ -18,28 +18,35 @@ const FIXED: [HeaderName; 7] = [
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Removes hop-by-hop headers, including those named in `Connection`.
+/// Removes hop-by-hop headers, including those named in `Connection`. One pass over the
+/// names present (usually none are hop-by-hop), so the common case removes nothing and
+/// allocates nothing.
 pub fn remove_hop_headers(headers: &mut HeaderMap) {
-    let mut named: Vec<HeaderName> = Vec::new();
+    let mut doomed: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
-        if let Ok(text) = value.to_str() {
-            for token in text.split(',') {
-                if let Ok(name) =
-                    HeaderName::from_bytes(token.trim().to_ascii_lowercase().as_bytes())
-                {
-                    named.push(name);
-                }
+        let Ok(text) = value.to_str() else { continue };
+        for token in text.split(',').map(str::trim) {
+            // The usual tokens name no header of their own.
+            if token.is_empty()
+                || token.eq_ignore_ascii_case("keep-alive")
+                || token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("upgrade")
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
+                doomed.push(name);
             }
         }
     }
-    for name in named {
+    for name in headers.keys() {
+        if FIXED.contains(name) || name == KEEP_ALIVE || name == PROXY_CONNECTION {
+            doomed.push(name.clone());
+        }
+    }
+    for name in doomed {
         headers.remove(&name);
     }
-    for name in &FIXED {
-        headers.remove(name);
-    }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
 }
 
 /// The protocol a client asks to upgrade to (HTTP/1.1 `Connection: upgrade` +

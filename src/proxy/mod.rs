@@ -127,19 +127,19 @@ impl Gateway {
                     self.metrics.token_rejected(reason.as_str());
                 }
                 if let GatewayError::Internal(detail) = &err {
-                    tracing::error!(request_id = %request_id, error = %detail, "internal error");
+                    tracing::error!(request_id = %request_id.to_str().unwrap_or("-"), error = %detail, "internal error");
                 }
                 err.into_response()
             }
         };
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert(X_REQUEST_ID.clone(), value);
-        }
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
         let status = response.status();
         self.metrics.request(record.decision, status);
         tracing::info!(
             target: "gatehouse::access",
-            request_id = %request_id,
+            request_id = %request_id.to_str().unwrap_or("-"),
             peer = %conn.peer.ip(),
             method = %method,
             path = %shown_path,
@@ -156,7 +156,7 @@ impl Gateway {
         &self,
         mut request: Request<Incoming>,
         conn: ConnInfo,
-        request_id: &str,
+        request_id: &HeaderValue,
         record: &mut Record,
         shown_path: &mut String,
     ) -> Result<Response<Body>, GatewayError> {
@@ -224,9 +224,7 @@ impl Gateway {
         if let Some(identity) = &decided.identity {
             snapshot.identity.stamp(headers, identity);
         }
-        if let Ok(value) = HeaderValue::from_str(request_id) {
-            headers.insert(X_REQUEST_ID.clone(), value);
-        }
+        headers.insert(X_REQUEST_ID.clone(), request_id.clone());
         parts.uri = upstream.uri(&path, uri.query())?;
         parts.version = Version::HTTP_11;
         let outbound = Request::from_parts(parts, body);
@@ -326,6 +324,7 @@ impl Record {
 /// uses another scheme; an error when there are several (RFC 6750 §3.1 `invalid_request`)
 /// or the Bearer credentials are empty or not a token68.
 pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
+    let malformed = || GatewayError::InvalidToken(crate::error::TokenRejection::Malformed);
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -335,28 +334,34 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
             "send exactly one Authorization header",
         ));
     }
-    let text = value
-        .to_str()
-        .map_err(|_| GatewayError::InvalidToken(crate::error::TokenRejection::Malformed))?;
-    let Some((scheme, credentials)) = text.split_once(' ') else {
-        return if text.eq_ignore_ascii_case("bearer") {
-            Err(GatewayError::InvalidToken(
-                crate::error::TokenRejection::Malformed,
-            ))
+    let bytes = value.as_bytes();
+    let Some(space) = bytes.iter().position(|b| *b == b' ') else {
+        return if bytes.eq_ignore_ascii_case(b"bearer") {
+            Err(malformed())
         } else {
             Ok(None)
         };
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    if !bytes[..space].eq_ignore_ascii_case(b"bearer") {
         return Ok(None);
     }
-    let token = credentials.trim_matches(' ');
-    if token.is_empty() || !token.bytes().all(|b| TOKEN68[b as usize]) {
-        return Err(GatewayError::InvalidToken(
-            crate::error::TokenRejection::Malformed,
-        ));
+    let credentials = &bytes[space + 1..];
+    let start = credentials
+        .iter()
+        .position(|b| *b != b' ')
+        .unwrap_or(credentials.len());
+    let end = credentials
+        .iter()
+        .rposition(|b| *b != b' ')
+        .map_or(start, |i| i + 1);
+    let token = &credentials[start..end];
+    // token68 bytes are ASCII, so the check also proves the slice is valid UTF-8.
+    if token.is_empty() || !token.iter().all(|b| TOKEN68[*b as usize]) {
+        return Err(malformed());
     }
-    Ok(Some(token))
+    std::str::from_utf8(token)
+        .map(Some)
+        .map_err(|_| malformed())
 }
 
 /// Bytes allowed in RFC 6750 §2.1 `b64token` (token68): ALPHA DIGIT - . _ ~ + / =.
@@ -400,25 +405,36 @@ pub fn is_under(path: &str, prefix: &str) -> bool {
 }
 
 /// The client's `X-Request-Id` when it is a sane token, else a fresh one.
-fn request_id(headers: &HeaderMap) -> String {
+fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
         .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|id| (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string)
+        .filter(|id| {
+            (1..=128).contains(&id.len()) && id.as_bytes().iter().all(u8::is_ascii_graphic)
+        })
+        .cloned()
         .unwrap_or_else(fresh_request_id)
 }
 
-/// A unique id without a system call: a random per-process prefix and a counter. Request
-/// ids need to be unique, not secret.
-fn fresh_request_id() -> String {
+/// A unique id without a system call or `fmt`: a random per-process prefix and a
+/// counter, in hex. Request ids need to be unique, not secret.
+fn fresh_request_id() -> HeaderValue {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
     static PREFIX: OnceLock<u32> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(rand::random::<u32>);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let prefix = u64::from(*PREFIX.get_or_init(rand::random::<u32>));
     let sequence = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:08x}{sequence:012x}")
+    let mut text = [0u8; 20];
+    for (index, byte) in text.iter_mut().enumerate() {
+        let nibble = if index < 8 {
+            prefix >> (4 * (7 - index))
+        } else {
+            sequence >> (4 * (19 - index))
+        };
+        *byte = HEX[(nibble & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 /// Joins the client's and the upstream's upgraded connections and copies both ways until
