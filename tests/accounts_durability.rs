@@ -78,12 +78,7 @@ async fn writes_a_gateway_acknowledged_survive_kill_9() {
             &[&bearer(&field(&before_change, "access_token"))],
         )
         .await;
-    assert_eq!(
-        response.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    response.assert_status(200);
     let after_change = response.json();
 
     served.kill_9();

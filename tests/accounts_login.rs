@@ -16,12 +16,7 @@ async fn login_with_json_answers_an_uncacheable_token_response() {
     let gateway = TestGateway::start("").await;
     add_user(&gateway, "alice", &["admin", "dev"], PASSWORD).await;
     let response = login(&gateway, "alice", PASSWORD).await;
-    assert_eq!(
-        response.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    response.assert_status(200);
     assert_eq!(response.header("cache-control"), Some("no-store"));
     assert_eq!(response.header("content-type"), Some("application/json"));
     let body = response.json();
@@ -51,12 +46,7 @@ async fn login_with_a_form_body_works_too() {
         &[],
     )
     .await;
-    assert_eq!(
-        response.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    response.assert_status(200);
     assert!(response.json()["access_token"].is_string());
 }
 
@@ -166,12 +156,7 @@ async fn a_json_body_without_content_type_is_still_understood() {
     let response = gateway
         .request("POST", "/auth/login", &[], body.as_bytes())
         .await;
-    assert_eq!(
-        response.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    response.assert_status(200);
 }
 
 #[tokio::test]
@@ -215,12 +200,7 @@ async fn a_chunked_body_is_cut_off_once_it_passes_16_kib() {
             text.as_bytes(),
         )
         .await;
-    assert_eq!(
-        response.status,
-        401,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    response.assert_status(401);
 }
 
 #[tokio::test]
@@ -282,12 +262,7 @@ async fn the_password_grant_answers_a_token_response_and_ignores_client_id() {
         &[],
     )
     .await;
-    assert_eq!(
-        response.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    response.assert_status(200);
     assert_eq!(response.header("cache-control"), Some("no-store"));
     let body = response.json();
     assert_eq!(body["token_type"], "Bearer");
@@ -305,12 +280,7 @@ async fn the_refresh_token_grant_rotates_like_the_refresh_endpoint() {
     let old = tokens["refresh_token"].as_str().expect("refresh");
     let form = format!("grant_type=refresh_token&refresh_token={old}&client_id=cli");
     let response = post_form(&gateway, "/auth/token", &form, &[]).await;
-    assert_eq!(
-        response.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    response.assert_status(200);
     let new = response.json()["refresh_token"]
         .as_str()
         .expect("refresh")

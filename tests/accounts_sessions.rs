@@ -29,12 +29,7 @@ async fn refresh_returns_a_new_pair_and_the_refresh_token_is_single_use() {
     add_user(&gateway, "alice", &[], PASSWORD).await;
     let first = login_ok(&gateway, "alice", PASSWORD).await;
     let response = refresh(&gateway, &token(&first, "refresh_token")).await;
-    assert_eq!(
-        response.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    response.assert_status(200);
     assert_eq!(response.header("cache-control"), Some("no-store"));
     let second = response.json();
     assert_ne!(
@@ -132,12 +127,7 @@ async fn refresh_takes_a_form_body_and_issues_the_users_current_roles() {
     assert!(reply.ok, "{reply:?}");
     let form = format!("refresh_token={}", token(&tokens, "refresh_token"));
     let response = post_form(&gateway, "/auth/refresh", &form, &[]).await;
-    assert_eq!(
-        response.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    response.assert_status(200);
     let claims = claims_of(&token(&response.json(), "access_token"));
     assert_eq!(claims["roles"], serde_json::json!(["ops"]));
 }
@@ -184,12 +174,7 @@ async fn logout_with_a_bearer_token_revokes_it_and_ends_its_session() {
     let response = gateway
         .request("POST", "/auth/logout", &[&bearer(&access)], b"")
         .await;
-    assert_eq!(
-        response.status,
-        204,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    response.assert_status(204);
     let me = gateway.get("/auth/me", &[&bearer(&access)]).await;
     assert_eq!(me.status, 401);
     assert_eq!(me.error_code(), "invalid_token");
@@ -236,12 +221,7 @@ async fn a_password_change_starts_a_fresh_session_and_ends_every_earlier_one() {
         &[&bearer(&token(&first, "access_token"))],
     )
     .await;
-    assert_eq!(
-        response.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    response.assert_status(200);
     assert_eq!(response.header("cache-control"), Some("no-store"));
     let fresh = response.json();
     // The fresh token was issued in the same second as the change, right after it.
@@ -363,12 +343,7 @@ async fn registration_creates_a_user_with_the_configured_roles() {
         &[],
     )
     .await;
-    assert_eq!(
-        response.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    response.assert_status(201);
     assert_eq!(
         response.json(),
         serde_json::json!({"username": "Gina", "roles": ["member"]})

@@ -12,12 +12,7 @@ use common::TestGateway;
 const LIMITS: &str = "[login]\nmax_failures = 3\nwindow = \"1m\"\nlockout = \"2m\"\n";
 
 fn assert_throttled(response: &common::Response) {
-    assert_eq!(
-        response.status,
-        429,
-        "{}",
-        String::from_utf8_lossy(&response.body)
-    );
+    response.assert_status(429);
     assert_eq!(response.error_code(), "too_many_attempts");
     let retry: u64 = response
         .header("retry-after")
