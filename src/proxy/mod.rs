@@ -98,7 +98,7 @@ pub struct Gateway {
 pub struct Record {
     decision: Decision,
     user: Option<String>,
-    upstream: Option<String>,
+    upstream: Option<Arc<str>>,
 }
 
 impl Gateway {
@@ -229,8 +229,9 @@ impl Gateway {
         parts.version = Version::HTTP_11;
         let outbound = Request::from_parts(parts, body);
 
-        // 6. Forward.
+        // 6. Forward; a 101 answer to an upgrade request is spliced.
         let mut response = upstream.send(outbound).await?;
+        let mut upgraded = None;
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let (Some(client_upgrade), Some(protocol)) = (client_upgrade, upgrade) {
                 splice_upgrade(
@@ -239,16 +240,16 @@ impl Gateway {
                     client_upgrade,
                     hyper::upgrade::on(&mut response),
                 );
-                let (mut parts, body) = response.into_parts();
-                hop::remove_hop_headers(&mut parts.headers);
-                hop::restore_upgrade(&mut parts.headers, protocol);
-                return Ok(Response::from_parts(parts, body.boxed()));
+                upgraded = Some(protocol);
             }
         }
 
-        // 7. Clean the response.
+        // 7. Clean the response (a spliced upgrade keeps its Upgrade headers).
         let (mut parts, body) = response.into_parts();
         hop::remove_hop_headers(&mut parts.headers);
+        if let Some(protocol) = upgraded {
+            hop::restore_upgrade(&mut parts.headers, protocol);
+        }
         Ok(Response::from_parts(parts, body.boxed()))
     }
 

@@ -17,7 +17,8 @@ use crate::telemetry::metrics::Metrics;
 /// A named upstream and its connection pool.
 #[derive(Clone)]
 pub struct Upstream {
-    pub name: String,
+    /// Shared, so the access record takes it without copying.
+    pub name: std::sync::Arc<str>,
     authority: Authority,
     timeout: Duration,
     client: Client<HttpConnector, Incoming>,
@@ -52,7 +53,7 @@ impl Upstream {
             .timer(TokioTimer::new())
             .build(connector);
         Ok(Upstream {
-            name: settings.name.clone(),
+            name: settings.name.as_str().into(),
             authority,
             timeout: settings.timeout,
             client,

@@ -70,8 +70,11 @@ fn backend(err: sled::Error) -> StoreError {
 
 /// True when an open failed because another process holds the database.
 pub fn is_locked(err: &StoreError) -> bool {
-    matches!(err, StoreError::Backend(text) if text.contains("could not acquire lock"))
+    matches!(err, StoreError::Backend(text) if text.contains(LOCK_HELD))
 }
+
+/// How sled words an `Other` I/O error when another handle holds the database's lock file.
+const LOCK_HELD: &str = "could not acquire lock";
 
 /// Creates `path` (and parents) with mode 0700, and tightens an existing directory that
 /// others could read: it holds password hashes and the admin socket.
@@ -510,8 +513,7 @@ fn open_db(path: &Path) -> sled::Result<sled::Db> {
         {
             // sled reports the held lock as an `Other` error naming it.
             Err(sled::Error::Io(err))
-                if err.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
+                if err.to_string().contains(LOCK_HELD) && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
