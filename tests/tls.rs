@@ -210,6 +210,24 @@ async fn alpn_negotiates_h2_and_http11_and_both_reach_the_upstream_as_https() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tls_connection_is_parked_and_serves_its_next_requests() {
+    let cert = new_cert();
+    let files = CertFiles::new(&cert);
+    let gateway = TestGateway::start_with(&files.server_keys(), ROUTES).await;
+    let stream = connect(gateway.addr, client_config(&[&cert.der], &[b"http/1.1"])).await;
+    let mut sender = http1(stream).await;
+    // Parked right after the first response, then again after a second of quiet.
+    for path in ["/pub/first", "/pub/soon-after", "/pub/after-quiet"] {
+        let (status, _, body) = send1(&mut sender, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(gateway.upstream.last().expect("forwarded").target, path);
+        if path == "/pub/soon-after" {
+            tokio::time::sleep(Duration::from_millis(1800)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_rotates_the_certificate_for_new_connections_and_keeps_open_ones() {
     let (old, new) = (new_cert(), new_cert());
     assert_ne!(old.der, new.der);
