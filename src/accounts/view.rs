@@ -8,7 +8,9 @@
 //! is acknowledged only after both. A request racing an admin change sees either the old
 //! or the new state; every request that starts after the acknowledgement sees the new one.
 
-use std::collections::HashMap;
+// foldhash, not SipHash: keys are ids we generated (users, jti, sid), looked up on every
+// proxied request; SipHash over them was measurable (benches/RESULTS.md).
+use foldhash::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::auth::jwt::AccessClaims;

