@@ -30,8 +30,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -124,7 +124,7 @@ pub async fn serve<I>(
                 head_deadline: head_deadline.take(),
                 park_after_first_response: quiet_before,
             },
-            &mut shutdown,
+            &shutdown,
         );
         let (parked, unread) = match served.await {
             Http1End::Closed => return,
@@ -168,7 +168,7 @@ async fn serve_http1<I>(
     shared: &Arc<Shared>,
     activity: &Arc<Activity>,
     start: Http1Start,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &watch::Receiver<bool>,
 ) -> Http1End<I>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -222,7 +222,7 @@ async fn serve_h2<I>(
     shared: &Arc<Shared>,
     activity: &Arc<Activity>,
     head_deadline: Deadline,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -236,7 +236,7 @@ async fn serve_h2<I>(
         shared.timeouts,
         Some(head_deadline),
         None,
-        &mut shutdown,
+        &shutdown,
     )
     .await;
     if let Err(err) = ended {
@@ -263,9 +263,10 @@ fn proxy_service(
             .last_had_body
             .store(!request.body().is_end_stream(), Ordering::Relaxed);
         async move {
-            // Boxed: hyper keeps one slot per connection sized for this future; the
-            // pipeline future is large, and idle connections should not carry it.
-            let response = Box::pin(gateway.handle(request, conn)).await;
+            // Not boxed: hyper keeps this future in a slot allocated once per hyper
+            // connection, and parked connections have none; boxing it cost a ~4 KB
+            // allocation past glibc's thread cache on every request (benches/RESULTS.md).
+            let response = gateway.handle(request, conn).await;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 in_flight.0.switched.store(true, Ordering::Relaxed);
             }
@@ -290,6 +291,10 @@ enum Ended {
 /// by `head_deadline` (hyper's own header timer starts only at the first byte); asks an
 /// HTTP/1 connection (`park_after` set) to let go of its socket once idle that long, or
 /// right after its first response when `activity.park_eagerly` is set.
+///
+/// The clock, the shutdown signal and the response signal are polled only after one of
+/// them woke the task ([`SideWake`]), not on every wake of the connection: polling them
+/// each time was 2% of a proxied request's instructions.
 async fn drive<C>(
     mut connection: Pin<&mut C>,
     graceful_shutdown: impl Fn(Pin<&mut C>),
@@ -297,7 +302,7 @@ async fn drive<C>(
     timeouts: Timeouts,
     mut head_deadline: Option<Deadline>,
     park_after: Option<Duration>,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &watch::Receiver<bool>,
 ) -> Result<Ended, hyper::Error>
 where
     C: Future<Output = Result<(), hyper::Error>>,
@@ -307,21 +312,55 @@ where
         head.map_or(now + period, |head| head.min(now + period))
     };
     let timer = tokio::time::sleep_until(next_check(Deadline::now(), head_deadline));
-    tokio::pin!(timer);
+    let mut watcher = shutdown.clone();
+    let shutdown_changed = watcher.changed();
+    let responded = activity.responded.notified();
+    tokio::pin!(timer, shutdown_changed, responded);
+    let side = Arc::new(SideWake::default());
+    let side_waker = Waker::from(side.clone());
     let mut closing = *shutdown.borrow();
+    let mut watching = !closing;
     let mut parking = false;
     let mut eager = park_after.is_some() && activity.park_eagerly.load(Ordering::Relaxed);
     if closing {
         graceful_shutdown(connection.as_mut());
     }
     loop {
-        tokio::select! {
-            biased;
-            result = connection.as_mut() => {
-                result?;
-                return Ok(if parking { Ended::Parked } else { Ended::Closed });
+        // Every side future is (re)polled after each event, so each has its waker set.
+        side.fired.store(true, Ordering::Release);
+        let event = std::future::poll_fn(|cx| {
+            side.follow(cx.waker());
+            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+                return Poll::Ready(Event::Done(result));
             }
-            () = activity.responded.notified(), if eager => {
+            if !side.fired.swap(false, Ordering::AcqRel) {
+                return Poll::Pending;
+            }
+            let mut side_cx = Context::from_waker(&side_waker);
+            if eager && responded.as_mut().poll(&mut side_cx).is_ready() {
+                return Poll::Ready(Event::Responded);
+            }
+            if timer.as_mut().poll(&mut side_cx).is_ready() {
+                return Poll::Ready(Event::Tick);
+            }
+            if watching {
+                if let Poll::Ready(changed) = shutdown_changed.as_mut().poll(&mut side_cx) {
+                    return Poll::Ready(Event::ShutdownSignal(changed.is_ok()));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            Event::Done(result) => {
+                result?;
+                return Ok(if parking {
+                    Ended::Parked
+                } else {
+                    Ended::Closed
+                });
+            }
+            Event::Responded => {
                 eager = false;
                 activity.park_eagerly.store(false, Ordering::Relaxed);
                 if !closing && !parking && activity.parkable() {
@@ -330,7 +369,7 @@ where
                     parking = true;
                 }
             }
-            () = &mut timer => {
+            Event::Tick => {
                 let now = Deadline::now();
                 if let Some(head) = head_deadline {
                     if activity.served.load(Ordering::Relaxed) {
@@ -345,8 +384,9 @@ where
                             graceful_shutdown(connection.as_mut());
                             closing = true;
                         }
-                        Some(idle) if park_after.is_some_and(|after| idle >= after)
-                            && activity.parkable() =>
+                        Some(idle)
+                            if park_after.is_some_and(|after| idle >= after)
+                                && activity.parkable() =>
                         {
                             activity.keep_open.store(true, Ordering::Release);
                             graceful_shutdown(connection.as_mut());
@@ -357,12 +397,69 @@ where
                 }
                 timer.as_mut().reset(next_check(now, head_deadline));
             }
-            changed = shutdown.changed(), if !closing => {
-                if changed.is_err() || *shutdown.borrow() {
-                    graceful_shutdown(connection.as_mut());
+            Event::ShutdownSignal(sender_alive) => {
+                // The future is spent either way; the signal only ever turns true.
+                watching = false;
+                if !sender_alive || *shutdown.borrow() {
+                    if !closing {
+                        graceful_shutdown(connection.as_mut());
+                    }
                     closing = true;
                 }
             }
+        }
+    }
+}
+
+/// What `drive` woke up for.
+enum Event {
+    /// The hyper connection finished.
+    Done(Result<(), hyper::Error>),
+    /// A response was sent (eager parking).
+    Responded,
+    /// The clock.
+    Tick,
+    /// The shutdown signal changed (`false`: its sender is gone, which counts as shutdown).
+    ShutdownSignal(bool),
+}
+
+/// The waker given to `drive`'s side futures: notes that one of them fired and wakes the
+/// connection's task, so `drive` polls them only then.
+#[derive(Default)]
+struct SideWake {
+    fired: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl SideWake {
+    /// Keeps the task's current waker (it can change between polls).
+    fn follow(&self, waker: &Waker) {
+        let mut task = self
+            .task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !task
+            .as_ref()
+            .is_some_and(|current| current.will_wake(waker))
+        {
+            *task = Some(waker.clone());
+        }
+    }
+}
+
+impl Wake for SideWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(task) = task.as_ref() {
+            task.wake_by_ref();
         }
     }
 }
