@@ -9,12 +9,14 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use gatehouse::accounts::view::UserView;
 use gatehouse::accounts::Identity;
 use gatehouse::auth::jwt::TokenKeys;
 use gatehouse::config::{HeaderSettings, TokenSettings};
 use gatehouse::proxy::identity::IdentityHeaders;
 use gatehouse::proxy::path::normalize;
 use gatehouse::proxy::route::{Access, Pattern, Route, RouteTable};
+use gatehouse::store::UserRecord;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 fn paths(c: &mut Criterion) {
@@ -131,10 +133,19 @@ fn identity(c: &mut Criterion) {
     let (_, claims) = keys
         .issue("u-123", "alice", &["reader".into()], None)
         .expect("issue");
-    let identity = Identity {
-        sub: "u-123".into(),
+    let user = UserRecord {
+        id: "u-123".into(),
         username: "alice".into(),
+        canonical: "alice".into(),
+        password_hash: String::new(),
         roles: vec!["reader".into(), "writer".into()],
+        enabled: true,
+        created: 0,
+        password_changed_at: 0,
+        generation: 0,
+    };
+    let identity = Identity {
+        user: std::sync::Arc::new(UserView::from(&user)),
         claims: std::sync::Arc::new(claims),
     };
     c.bench_function("identity_strip_and_stamp", |b| {

@@ -33,15 +33,31 @@ use crate::store::{RefreshRecord, SessionRecord, Store, StoreError, Taken, UserR
 pub use directory::{canonical_username, Directory, UserSummary};
 pub use login::{LoginThrottle, Unthrottled};
 pub use throttle::MemoryThrottle;
+use view::UserView;
 
 /// A caller whose token verified. `roles` are the user's current roles.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    pub sub: String,
-    pub username: String,
-    pub roles: Vec<String>,
+    /// Shared with the in-memory view: nothing is copied per request.
+    pub user: Arc<UserView>,
     /// Shared with the verified-token cache.
     pub claims: Arc<AccessClaims>,
+}
+
+impl Identity {
+    /// The user id (`sub`).
+    pub fn sub(&self) -> &str {
+        &self.claims.sub
+    }
+
+    pub fn username(&self) -> &str {
+        &self.user.username
+    }
+
+    /// The user's current roles (from the store, not the token).
+    pub fn roles(&self) -> &[String] {
+        &self.user.roles
+    }
 }
 
 /// Why an account operation did not happen. The endpoints map these to SPEC §5
@@ -201,12 +217,7 @@ impl Accounts {
     pub fn authenticate(&self, token: &str) -> Result<Identity, TokenRejection> {
         let claims = self.keys.verify(token)?;
         let user = self.directory.view().check(&claims)?;
-        Ok(Identity {
-            sub: claims.sub.clone(),
-            username: user.username.clone(),
-            roles: user.roles.clone(),
-            claims,
-        })
+        Ok(Identity { user, claims })
     }
 
     /// Starts a login session for a user whose password was just verified: stores the
@@ -371,7 +382,7 @@ impl Accounts {
             .hasher()
             .check_policy(&new)
             .map_err(AccountError::Policy)?;
-        let id = identity.sub.clone();
+        let id = identity.sub().to_string();
         let user =
             directory::blocking(self.directory.store(), move |store| store.find_user(&id)).await?;
         let Some(user) = user else {

@@ -13,6 +13,8 @@
 use foldhash::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use http::HeaderValue;
+
 use crate::auth::jwt::AccessClaims;
 use crate::error::TokenRejection;
 use crate::store::UserRecord;
@@ -26,6 +28,18 @@ pub struct UserView {
     /// Unix seconds; tokens with an earlier `iat` are refused.
     pub password_changed_at: u64,
     pub generation: u64,
+    /// The identity header values, built once per user change rather than per request.
+    pub headers: IdentityValues,
+}
+
+/// A user's identity header values; `None` where a value cannot be a header value (such
+/// a header is left out rather than sent mangled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityValues {
+    pub subject: Option<HeaderValue>,
+    pub user: Option<HeaderValue>,
+    /// The roles joined with `,`.
+    pub roles: Option<HeaderValue>,
 }
 
 impl From<&UserRecord> for UserView {
@@ -36,6 +50,11 @@ impl From<&UserRecord> for UserView {
             enabled: record.enabled,
             password_changed_at: record.password_changed_at,
             generation: record.generation,
+            headers: IdentityValues {
+                subject: HeaderValue::from_str(&record.id).ok(),
+                user: HeaderValue::from_str(&record.username).ok(),
+                roles: HeaderValue::from_str(&record.roles.join(",")).ok(),
+            },
         }
     }
 }

@@ -16,9 +16,9 @@ pub fn handle(
     let mut response = json_response(
         StatusCode::OK,
         &json!({
-            "sub": identity.sub,
-            "username": identity.username,
-            "roles": identity.roles,
+            "sub": identity.sub(),
+            "username": identity.username(),
+            "roles": identity.roles(),
             "iat": identity.claims.iat,
             "exp": identity.claims.exp,
         }),

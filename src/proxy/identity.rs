@@ -8,7 +8,7 @@
 //! `HTTP_X_AUTH_USER`). A header is stripped when its name folds to an identity name;
 //! every repetition goes.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 
 use crate::accounts::Identity;
 use crate::config::HeaderSettings;
@@ -52,14 +52,15 @@ impl IdentityHeaders {
 
     /// Sets the identity headers from a verified identity (after [`Self::strip`]).
     pub fn stamp(&self, headers: &mut HeaderMap, identity: &Identity) {
-        if let Ok(value) = HeaderValue::from_str(&identity.username) {
-            headers.insert(self.user.clone(), value);
+        let values = &identity.user.headers;
+        if let Some(value) = &values.user {
+            headers.insert(self.user.clone(), value.clone());
         }
-        if let Ok(value) = HeaderValue::from_str(&identity.sub) {
-            headers.insert(self.subject.clone(), value);
+        if let Some(value) = &values.subject {
+            headers.insert(self.subject.clone(), value.clone());
         }
-        if let Ok(value) = HeaderValue::from_str(&identity.roles.join(",")) {
-            headers.insert(self.roles.clone(), value);
+        if let Some(value) = &values.roles {
+            headers.insert(self.roles.clone(), value.clone());
         }
     }
 }
@@ -98,6 +99,7 @@ pub fn is_valid_role(role: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn headers() -> IdentityHeaders {
         IdentityHeaders::new(&HeaderSettings {

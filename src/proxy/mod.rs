@@ -97,7 +97,7 @@ pub struct Gateway {
 /// Per-request facts for the access line and metrics.
 pub struct Record {
     decision: Decision,
-    user: Option<String>,
+    user: Option<Arc<crate::accounts::view::UserView>>,
     upstream: Option<Arc<str>>,
 }
 
@@ -145,7 +145,7 @@ impl Gateway {
             path = %shown_path,
             status = status.as_u16(),
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            user = record.user.as_deref().unwrap_or("-"),
+            user = record.user.as_ref().map_or("-", |user| user.username.as_str()),
             upstream = record.upstream.as_deref().unwrap_or("-"),
             "request"
         );
@@ -281,14 +281,14 @@ impl Gateway {
                     Ok(Some(token)) => self.accounts.authenticate(token).ok(),
                     _ => None,
                 };
-                record.user = identity.as_ref().map(|i| i.username.clone());
+                record.user = identity.as_ref().map(|i| i.user.clone());
                 Ok(Decided { identity, upstream })
             }
             Access::Authenticated => {
                 record.decision = Decision::Unauthenticated;
                 let identity = self.authenticate(headers)?;
-                record.user = Some(identity.username.clone());
-                if !roles.is_empty() && !identity.roles.iter().any(|r| roles.contains(r)) {
+                record.user = Some(identity.user.clone());
+                if !roles.is_empty() && !identity.roles().iter().any(|r| roles.contains(r)) {
                     record.decision = Decision::Denied;
                     return Err(GatewayError::InsufficientScope);
                 }
