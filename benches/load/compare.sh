@@ -11,6 +11,7 @@
 #            TARGETS ("upstream nginx haproxy gatehouse") QUICK=1 (2 s, 1 round: smoke test)
 #            RESULTS=FILE (append the report) SUT_CPU (1) LOADGEN_CPU (0)
 #            GATEHOUSE_BIN BUILD (auto|1|0) GH_LOG_LEVEL (warn) KEEP_TMP=1
+#            PERF (auto|0: hardware counters per request with `perf stat`, when it works)
 # See benches/README.md.
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -34,6 +35,12 @@ fi
 
 bench_init
 need_cmd wrk nginx haproxy
+# Cycles and instructions per request from the CPU's counters: unlike wall time, cycles
+# count only while the SUT runs, so a slow phase of the host distorts them far less.
+PERF=${PERF:-auto}
+if [[ $PERF == auto ]]; then
+    if command -v perf >/dev/null 2>&1 && perf stat -x, -e cycles:u -- true >/dev/null 2>&1; then PERF=1; else PERF=0; fi
+fi
 NOTES=$BENCH_TMP/notes.md
 : >"$NOTES"
 note() { echo "- $*" >>"$NOTES"; }
@@ -105,6 +112,18 @@ for t in upstream nginx haproxy gatehouse; do
 done
 ((${#ORDERED[@]})) || die "nothing to measure (TARGETS=$TARGETS)"
 
+# perf_counters FILE: "cycles_u cycles_k instructions_u instructions_k" (nan when not counted)
+perf_counters() {
+    local file=$1
+    [[ -s $file ]] || { echo "nan nan nan nan"; return; }
+    awk -F, '
+        { v = ($1 ~ /^[0-9]+$/) ? $1 : "nan" }
+        $3 ~ /^cycles:u/ { cu = v } $3 ~ /^cycles:k/ { ck = v }
+        $3 ~ /^instructions:u/ { iu = v } $3 ~ /^instructions:k/ { ik = v }
+        END { printf "%s %s %s %s\n", (cu == "" ? "nan" : cu), (ck == "" ? "nan" : ck), (iu == "" ? "nan" : iu), (ik == "" ? "nan" : ik) }
+    ' "$file"
+}
+
 token_for() { if [[ $1 == haproxy ]]; then echo "$HAP_TOKEN"; else echo "$TOKEN"; fi; }
 
 RUNS=$BENCH_TMP/runs.tsv
@@ -119,9 +138,19 @@ measure() {   # measure TARGET ROUND DURATION (round 0 = warm-up, not recorded)
     [[ $t == upstream ]] && repin "$SUT_CPU" "$UP_PID"
     local token k0 k1
     token=$(token_for "$t")
+    local counters=$BENCH_TMP/perf-$t-$round.csv perf_pid=
+    if ((PERF)); then
+        perf stat -x, -o "$counters" -e cycles:u,cycles:k,instructions:u,instructions:k \
+            -p "$(proc_tree "${pids[@]}" | paste -sd,)" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     c0=$(cpu_ticks "${pids[@]}") k0=$(cpu_core_busy_ticks "$SUT_CPU") t0=$EPOCHREALTIME
     run_wrk "$out" "$CONNS" "$dur" "${URL[$t]}" -H "Authorization: Bearer $token"
     t1=$EPOCHREALTIME k1=$(cpu_core_busy_ticks "$SUT_CPU") c1=$(cpu_ticks "${pids[@]}")
+    if [[ -n $perf_pid ]]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+    fi
     [[ $t == upstream ]] && repin "$LOADGEN_CPU" "$UP_PID"
     kill -0 "${pids[0]}" 2>/dev/null || die "$t (pid ${pids[0]}) exited during round $round"
     ((round == 0)) && return 0
@@ -132,8 +161,8 @@ measure() {   # measure TARGET ROUND DURATION (round 0 = warm-up, not recorded)
     # busy time of the SUT core that was not the SUT: other processes, interrupts, softirq
     local other=$(((k1 - k0) - (c1 - c0)))
     ((other < 0)) && other=0
-    printf '%s %s %s %s %s %s %s %s %s %s %s\n' "$round" "$t" "$rps" "$reqs" "$p50" "$p99" \
-        "$((c1 - c0))" "$secs" "$non2xx" "$errs" "$other" >>"$RUNS"
+    printf '%s %s %s %s %s %s %s %s %s %s %s %s\n' "$round" "$t" "$rps" "$reqs" "$p50" "$p99" \
+        "$((c1 - c0))" "$secs" "$non2xx" "$errs" "$other" "$(perf_counters "$counters")" >>"$RUNS"
     log "round $round $t: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, SUT cpu $((c1 - c0)) ticks, other on CPU $SUT_CPU $other ticks, non-2xx $non2xx, socket errors $errs"
     if ((non2xx > 0 || errs > 0)); then warn "$t: $non2xx non-2xx answers and $errs socket errors (see $out)"; fi
 }

@@ -2,6 +2,7 @@
 """Turn the raw per-run rows of the load benches into Markdown tables (stdlib only).
 
   report.py compare RUNS.tsv CLK_TCK   rows: round target rps requests p50_ms p99_ms cpu_ticks seconds non2xx errors other_ticks
+                                             [cycles_u cycles_k instructions_u instructions_k] (perf stat; nan if absent)
   report.py login   RUNS.tsv           rows: round phase rps requests p50_ms p99_ms non2xx errors login_rps login_non2xx login_errors
 """
 import statistics
@@ -38,13 +39,22 @@ def compare(path, clk_tck):
     for r in rows(path):
         rnd, target = int(r[0]), r[1]
         rps, reqs, p50, p99, ticks, secs, non2xx, errs, other = map(float, r[2:11])
+        cu, ck, iu, ik = map(float, (r[11:15] + ["nan"] * 4)[:4])
         runs.setdefault(target, []).append(
             dict(round=rnd, rps=rps, reqs=reqs, p50=p50, p99=p99, ticks=ticks, secs=secs, non2xx=non2xx, errs=errs,
-                 other=other)
+                 other=other,
+                 cycles=(cu + ck) / reqs if reqs else float("nan"),
+                 cycles_u=cu / reqs if reqs else float("nan"),
+                 instr_u=iu / reqs if reqs else float("nan"),
+                 instr_k=ik / reqs if reqs else float("nan"))
         )
+    counted = any(x["cycles"] == x["cycles"] for rs in runs.values() for x in rs)
     out = []
-    out.append("| target | req/s (median) | req/s per round | p50 ms | p99 ms | SUT CPU µs/req | SUT CPU busy | rest of SUT core busy | non-2xx / socket errors |")
-    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    counters_head = " SUT cycles/req all (user) | SUT instructions/req user + kernel |" if counted else ""
+    counters_rule = "---:|---:|" if counted else ""
+    out.append("| target | req/s (median) | req/s per round | p50 ms | p99 ms | SUT CPU µs/req |" + counters_head
+               + " SUT CPU busy | rest of SUT core busy | non-2xx / socket errors |")
+    out.append("|---|---:|---|---:|---:|---:|" + counters_rule + "---:|---:|---:|")
     max_other = 0.0
     summary = {}
     for target, rs in runs.items():
@@ -56,11 +66,18 @@ def compare(path, clk_tck):
         other = med([x["other"] / clk_tck / x["secs"] * 100 for x in rs])
         max_other = max([max_other] + [x["other"] / clk_tck / x["secs"] * 100 for x in rs])
         bad = int(sum(x["non2xx"] for x in rs)), int(sum(x["errs"] for x in rs))
-        summary[target] = dict(rps=rps, p50=p50, p99=p99, cpu=cpu_us, bad=bad)
+        cycles = med([x["cycles"] for x in rs if x["cycles"] == x["cycles"]])
+        summary[target] = dict(rps=rps, p50=p50, p99=p99, cpu=cpu_us, cycles=cycles, bad=bad)
         per_round = " / ".join(f"{x['rps']:.0f}" for x in rs)
         flag = "" if bad == (0, 0) else " ⚠"
+        counters = ""
+        if counted:
+            cycles_u = med([x["cycles_u"] for x in rs if x["cycles_u"] == x["cycles_u"]])
+            instr_u = med([x["instr_u"] for x in rs if x["instr_u"] == x["instr_u"]])
+            instr_k = med([x["instr_k"] for x in rs if x["instr_k"] == x["instr_k"]])
+            counters = f" {cycles / 1e3:.1f}k ({cycles_u / 1e3:.1f}k) | {instr_u / 1e3:.1f}k + {instr_k / 1e3:.1f}k |"
         out.append(
-            f"| {LABELS.get(target, target)} | {rps:,.0f} | {per_round} | {p50:.3f} | {p99:.3f} | {cpu_us:.1f} | {busy:.0f}% | {other:.0f}% | {bad[0]} / {bad[1]}{flag} |"
+            f"| {LABELS.get(target, target)} | {rps:,.0f} | {per_round} | {p50:.3f} | {p99:.3f} | {cpu_us:.1f} |{counters} {busy:.0f}% | {other:.0f}% | {bad[0]} / {bad[1]}{flag} |"
         )
     out.append("")
     g = summary.get("gatehouse")
@@ -100,6 +117,11 @@ def compare(path, clk_tck):
             o = summary.get(other)
             if o:
                 out.append(f"| CPU/req gatehouse / {name} | {fmt_ratio(g['cpu'], o['cpu'])} | {per_round(other, 'cpu')} |")
+        if counted:
+            for other, name in (("nginx", "nginx proxy"), ("haproxy", "HAProxy+JWT")):
+                o = summary.get(other)
+                if o:
+                    out.append(f"| cycles/req gatehouse / {name} | {fmt_ratio(g['cycles'], o['cycles'])} | {per_round(other, 'cycles')} |")
     else:
         out.append("No gatehouse row: ratios not computed.")
     if max_other > 15:
