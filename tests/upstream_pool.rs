@@ -67,6 +67,11 @@ async fn a_streaming_response_keeps_its_connection_and_others_are_served_meanwhi
 /// An upstream that answers one request per connection with keep-alive framing, then
 /// closes the connection shortly after, as servers do at their keep-alive timeout.
 async fn closing_upstream() -> std::net::SocketAddr {
+    one_answer_per_connection(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await
+}
+
+/// An upstream that reads one request head per connection, writes `answer`, and closes.
+async fn one_answer_per_connection(answer: &'static [u8]) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -80,9 +85,7 @@ async fn closing_upstream() -> std::net::SocketAddr {
                         Ok(n) => head.extend_from_slice(&buffer[..n]),
                     }
                 }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                    .await;
+                let _ = stream.write_all(answer).await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             });
         }
@@ -102,6 +105,31 @@ async fn connections_the_upstream_closed_are_not_reused() {
         response.assert_status(200);
         assert_eq!(response.body, b"ok");
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_http10_upstream_answer_reaches_an_http11_client_as_http11_on_a_kept_connection() {
+    let old = one_answer_per_connection(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+    let extra = format!(
+        "[upstreams.old]\nurl = \"http://{old}\"\n\n[[routes]]\npath = \"/**\"\naccess = \"public\"\nupstream = \"old\"\n"
+    );
+    let gateway = TestGateway::start(&extra).await;
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    for path in ["/one", "/two"] {
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .expect("write (the connection is still open)");
+        let mut got = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while !got.ends_with(b"ok") {
+            let read = stream.read(&mut buffer).await.expect("read");
+            assert!(read > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buffer[..read]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     }
 }
 

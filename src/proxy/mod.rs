@@ -164,6 +164,7 @@ impl Gateway {
 
         // 1. Normalize: the one path we match and forward (SPEC §3.1).
         let uri = request.uri().clone();
+        let client_version = request.version();
         let path = normalized_path(&uri)?;
         shown_path.push_str(&path);
         if let Some(authority) = uri.authority() {
@@ -244,8 +245,11 @@ impl Gateway {
             }
         }
 
-        // 7. Clean the response (a spliced upgrade keeps its Upgrade headers).
+        // 7. Clean the response (a spliced upgrade keeps its Upgrade headers). It is ours
+        //    to frame: in the client's HTTP version, not the upstream's (an HTTP/1.0
+        //    upstream must not turn the client's keep-alive connection into a closing one).
         let (mut parts, body) = response.into_parts();
+        parts.version = client_version;
         hop::remove_hop_headers(&mut parts.headers);
         if let Some(protocol) = upgraded {
             hop::restore_upgrade(&mut parts.headers, protocol);
