@@ -1,7 +1,7 @@
 //! Slow and greedy clients (SPEC §7): slowloris heads and silent connections are cut by
 //! `header_timeout` without delaying others, idle keep-alive connections close after
 //! `idle_timeout`, and past `max_connections` new connections wait without hurting the
-//! ones already served.
+//! ones already served (spliced WebSockets hold their slot too).
 
 mod common;
 
@@ -154,6 +154,64 @@ async fn past_max_connections_new_connections_wait_and_served_ones_keep_working(
     let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buffer))
         .await
         .expect("served once a slot frees")
+        .expect("read");
+    assert!(buffer[..n].starts_with(b"HTTP/1.1 200"));
+}
+
+/// Opens a WebSocket-style upgrade through the gateway and proves the splice works.
+async fn spliced(gateway: &TestGateway) -> TcpStream {
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    stream
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buffer).await.expect("read");
+        assert!(n > 0, "closed before the 101");
+        got.extend_from_slice(&buffer[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    stream.write_all(b"ping").await.expect("write");
+    let mut echo = [0u8; 4];
+    stream.read_exact(&mut echo).await.expect("echo");
+    stream
+}
+
+#[tokio::test]
+async fn spliced_upgrades_count_against_max_connections() {
+    let gateway =
+        TestGateway::start_with("max_connections = 2\nidle_timeout = \"30s\"", PUBLIC).await;
+    let first = spliced(&gateway).await;
+    let _second = spliced(&gateway).await;
+
+    // Two open WebSockets hold both slots: a third connection waits in the backlog.
+    let mut third = TcpStream::connect(gateway.addr)
+        .await
+        .expect("kernel accepts into backlog");
+    third
+        .write_all(b"GET /3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buffer = [0u8; 1024];
+    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buffer)).await;
+    assert!(
+        early.is_err(),
+        "served beyond max_connections while two splices are open"
+    );
+
+    // Closing one WebSocket frees its slot.
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buffer))
+        .await
+        .expect("served once a splice ends")
         .expect("read");
     assert!(buffer[..n].starts_with(b"HTTP/1.1 200"));
 }

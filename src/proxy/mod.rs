@@ -237,7 +237,6 @@ impl Gateway {
             if let (Some(client_upgrade), Some(protocol)) = (client_upgrade, upgrade) {
                 splice_upgrade(
                     &self.upgrades,
-                    self.metrics.clone(),
                     client_upgrade,
                     hyper::upgrade::on(&mut response),
                 );
@@ -432,11 +431,11 @@ fn fresh_request_id() -> HeaderValue {
 }
 
 /// Joins the client's and the upstream's upgraded connections and copies both ways until
-/// either side closes. The task runs on `tracker`, so shutdown can wait for it, and it
-/// counts as an open connection: hyper hands the socket over and forgets it.
+/// either side closes. The task runs on `tracker`, so shutdown can wait for it; the client
+/// socket still holds its connection slot, so it counts against `max_connections` and in
+/// `open_connections` until the splice ends.
 fn splice_upgrade(
     tracker: &TaskTracker,
-    metrics: Arc<Metrics>,
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
 ) {
@@ -448,13 +447,13 @@ fn splice_upgrade(
                 return;
             }
         };
-        metrics.connection_opened();
+        // The client side carries the connection's `max_connections` slot and its count in
+        // `open_connections` (server::conn_io): both end when it is dropped here.
         let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
         if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
             tracing::debug!(error = %err, "upgraded connection ended");
         }
-        metrics.connection_closed();
     });
 }
 

@@ -1,6 +1,7 @@
 //! The client socket as hyper sees it: bytes already read by the connection task are
-//! replayed first, and a shutdown can be suppressed so hyper may let go of a keep-alive
-//! connection without closing it (parking, see `connection.rs`).
+//! replayed first, a shutdown can be suppressed so hyper may let go of a keep-alive
+//! connection without closing it (parking, see `connection.rs`), and the connection's
+//! `max_connections` slot lives exactly as long as the socket.
 
 use std::io;
 use std::pin::Pin;
@@ -18,21 +19,56 @@ pub struct ConnIo<I> {
     /// While set, `poll_shutdown` leaves the socket open: hyper ends an idle connection
     /// with a shutdown, and a parked connection must stay open for its next request.
     keep_open: Arc<AtomicBool>,
+    /// Held as long as the socket: a spliced upgrade keeps its `max_connections` slot.
+    open: Option<OpenConnection>,
 }
 
 impl<I> ConnIo<I> {
     /// `replay` is read before anything from `inner`.
-    pub fn new(inner: I, replay: Bytes, keep_open: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        inner: I,
+        replay: Bytes,
+        keep_open: Arc<AtomicBool>,
+        open: Option<OpenConnection>,
+    ) -> Self {
         ConnIo {
             inner,
             replay,
             keep_open,
+            open,
         }
     }
 
-    /// The socket back, with any replayed bytes nobody read.
-    pub fn into_parts(self) -> (I, Bytes) {
-        (self.inner, self.replay)
+    /// The socket back, with any replayed bytes nobody read, and its place.
+    pub fn into_parts(self) -> (I, Bytes, Option<OpenConnection>) {
+        (self.inner, self.replay, self.open)
+    }
+}
+
+/// A client connection's place: its `max_connections` permit and its count in
+/// `open_connections`. It travels with the socket (parked, served, or spliced after an
+/// upgrade) and is given back when the socket is dropped.
+pub struct OpenConnection {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    metrics: Arc<crate::telemetry::metrics::Metrics>,
+}
+
+impl OpenConnection {
+    pub fn new(
+        permit: tokio::sync::OwnedSemaphorePermit,
+        metrics: Arc<crate::telemetry::metrics::Metrics>,
+    ) -> Self {
+        metrics.connection_opened();
+        OpenConnection {
+            _permit: permit,
+            metrics,
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.metrics.connection_closed();
     }
 }
 
@@ -94,7 +130,7 @@ mod tests {
     async fn replayed_bytes_come_first_then_the_socket() {
         let (client, mut server) = tokio::io::duplex(64);
         let keep_open = Arc::new(AtomicBool::new(false));
-        let mut io = ConnIo::new(client, Bytes::from_static(b"GET "), keep_open);
+        let mut io = ConnIo::new(client, Bytes::from_static(b"GET "), keep_open, None);
         server.write_all(b"/ HTTP/1.1\r\n").await.expect("write");
         let mut got = vec![0; 16];
         let mut filled = 0;
@@ -108,7 +144,7 @@ mod tests {
     async fn shutdown_is_held_back_only_while_keep_open_is_set() {
         let (client, mut server) = tokio::io::duplex(64);
         let keep_open = Arc::new(AtomicBool::new(true));
-        let mut io = ConnIo::new(client, Bytes::new(), keep_open.clone());
+        let mut io = ConnIo::new(client, Bytes::new(), keep_open.clone(), None);
         io.shutdown().await.expect("shutdown");
         io.write_all(b"still open")
             .await

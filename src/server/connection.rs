@@ -43,7 +43,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant as Deadline;
 
-use super::conn_io::ConnIo;
+use super::conn_io::{ConnIo, OpenConnection};
 use crate::http::Body;
 use crate::proxy::{ConnInfo, Gateway};
 
@@ -77,9 +77,10 @@ pub struct Timeouts {
 }
 
 /// Serves one accepted (for TLS: handshaken) connection until it closes. `alpn_h2` when
-/// TLS negotiated HTTP/2.
+/// TLS negotiated HTTP/2. `open` goes with the socket wherever it goes.
 pub async fn serve<I>(
     mut io: I,
+    open: OpenConnection,
     conn: ConnInfo,
     alpn_h2: bool,
     shared: Arc<Shared>,
@@ -89,17 +90,10 @@ pub async fn serve<I>(
 {
     let activity = Arc::new(Activity::new());
     let head_deadline = Deadline::now() + shared.timeouts.header;
+    let mut open = Some(open);
     if alpn_h2 {
-        return serve_h2(
-            io,
-            Bytes::new(),
-            conn,
-            &shared,
-            &activity,
-            head_deadline,
-            shutdown,
-        )
-        .await;
+        let io = ConnIo::new(io, Bytes::new(), activity.keep_open.clone(), open);
+        return serve_h2(io, conn, &shared, &activity, head_deadline, shutdown).await;
     }
     let Some(first) = next_bytes(&mut io, head_deadline, &mut shutdown).await else {
         return close(io).await;
@@ -108,15 +102,16 @@ pub async fn serve<I>(
         return;
     };
     if first.starts_with(H2_PREFACE) {
-        return serve_h2(io, first, conn, &shared, &activity, head_deadline, shutdown).await;
+        let io = ConnIo::new(io, first, activity.keep_open.clone(), open);
+        return serve_h2(io, conn, &shared, &activity, head_deadline, shutdown).await;
     }
     let mut replay = first;
     let mut head_deadline = Some(head_deadline);
     let mut quiet_before = true;
     loop {
+        let socket = ConnIo::new(io, replay, activity.keep_open.clone(), open.take());
         let served = serve_http1(
-            io,
-            replay,
+            socket,
             conn,
             &shared,
             &activity,
@@ -128,7 +123,14 @@ pub async fn serve<I>(
         );
         let (parked, unread) = match served.await {
             Http1End::Closed => return,
-            Http1End::Parked { io, unread } => (io, unread),
+            Http1End::Parked {
+                io,
+                unread,
+                open: place,
+            } => {
+                open = place;
+                (io, unread)
+            }
         };
         io = parked;
         replay = if unread.is_empty() {
@@ -157,13 +159,17 @@ struct Http1Start {
 enum Http1End<I> {
     /// The socket is closed or owned elsewhere (upgraded).
     Closed,
-    /// Idle and let go by hyper: the socket, open, and bytes hyper read but did not parse.
-    Parked { io: I, unread: Bytes },
+    /// Idle and let go by hyper: the socket, open, bytes hyper read but did not parse,
+    /// and the connection's place.
+    Parked {
+        io: I,
+        unread: Bytes,
+        open: Option<OpenConnection>,
+    },
 }
 
 async fn serve_http1<I>(
-    io: I,
-    replay: Bytes,
+    io: ConnIo<I>,
     conn: ConnInfo,
     shared: &Arc<Shared>,
     activity: &Arc<Activity>,
@@ -177,7 +183,7 @@ where
     activity
         .park_eagerly
         .store(start.park_after_first_response, Ordering::Relaxed);
-    let io = TokioIo::new(ConnIo::new(io, replay, activity.keep_open.clone()));
+    let io = TokioIo::new(io);
     let service = proxy_service(shared.gateway.clone(), conn, activity.clone());
     // Boxed: a parked connection's task does not carry hyper's connection state.
     let mut connection = Box::new(shared.http1.serve_connection(io, service).with_upgrades());
@@ -194,7 +200,7 @@ where
     match ended {
         Ok(Ended::Parked) => match connection.into_parts() {
             Some(parts) => {
-                let (io, unreplayed) = parts.io.into_inner().into_parts();
+                let (io, unreplayed, open) = parts.io.into_inner().into_parts();
                 // Copied: `read_buf` (even empty) keeps hyper's whole read buffer alive,
                 // which is what parking is meant to free.
                 let mut unread = BytesMut::new();
@@ -203,6 +209,7 @@ where
                 Http1End::Parked {
                     io,
                     unread: unread.freeze(),
+                    open,
                 }
             }
             None => Http1End::Closed,
@@ -216,8 +223,7 @@ where
 }
 
 async fn serve_h2<I>(
-    io: I,
-    replay: Bytes,
+    io: ConnIo<I>,
     conn: ConnInfo,
     shared: &Arc<Shared>,
     activity: &Arc<Activity>,
@@ -226,9 +232,8 @@ async fn serve_h2<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(ConnIo::new(io, replay, activity.keep_open.clone()));
     let service = proxy_service(shared.gateway.clone(), conn, activity.clone());
-    let mut connection = Box::pin(shared.http2.serve_connection(io, service));
+    let mut connection = Box::pin(shared.http2.serve_connection(TokioIo::new(io), service));
     let ended = drive(
         connection.as_mut(),
         |connection| connection.graceful_shutdown(),

@@ -21,6 +21,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::config::ServerSettings;
 use crate::proxy::{ConnInfo, Gateway};
+use conn_io::OpenConnection;
 use connection::{Shared, Timeouts};
 use tls::TlsAcceptorCell;
 
@@ -69,23 +70,19 @@ pub async fn run(
         match tls.as_ref().map(|cell| cell.current()) {
             None => {
                 tokio::spawn(async move {
-                    let _open = open;
                     let conn = ConnInfo { peer, https: false };
-                    connection::serve(stream, conn, false, shared, stop).await;
+                    connection::serve(stream, open, conn, false, shared, stop).await;
                 });
             }
             Some(acceptor) => {
-                tokio::spawn(async move {
-                    let _open = open;
-                    serve_tls(acceptor, stream, peer, shared, stop).await;
-                });
+                tokio::spawn(serve_tls(acceptor, stream, open, peer, shared, stop));
             }
         }
     }
     drop(listener);
-    // Every connection holds a permit: when all are back, all connections have closed.
-    // Upgraded (WebSocket) connections left hyper when they were spliced: they are on the
-    // gateway's tracker, waited for within the same grace.
+    // Every connection holds a permit, spliced upgrades (WebSocket) included: when all are
+    // back, all connections have closed. Splices run on the gateway's tracker, waited for
+    // within the same grace.
     let all = u32::try_from(settings.max_connections).unwrap_or(u32::MAX);
     gateway.upgrades.close();
     let drained = async {
@@ -108,6 +105,7 @@ pub async fn run(
 async fn serve_tls(
     acceptor: tokio_rustls::TlsAcceptor,
     stream: tokio::net::TcpStream,
+    open: OpenConnection,
     peer: std::net::SocketAddr,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
@@ -117,36 +115,10 @@ async fn serve_tls(
         Ok(Ok(stream)) => {
             let conn = ConnInfo { peer, https: true };
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            connection::serve(stream, conn, h2, shared, stop).await;
+            connection::serve(stream, open, conn, h2, shared, stop).await;
         }
         Ok(Err(err)) => tracing::debug!(peer = %peer, error = %err, "tls handshake failed"),
         Err(_) => tracing::debug!(peer = %peer, "tls handshake timed out"),
-    }
-}
-
-/// A served connection: holds its `max_connections` permit and counts in
-/// `open_connections` until dropped.
-struct OpenConnection {
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    metrics: Arc<crate::telemetry::metrics::Metrics>,
-}
-
-impl OpenConnection {
-    fn new(
-        permit: tokio::sync::OwnedSemaphorePermit,
-        metrics: Arc<crate::telemetry::metrics::Metrics>,
-    ) -> Self {
-        metrics.connection_opened();
-        OpenConnection {
-            _permit: permit,
-            metrics,
-        }
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.metrics.connection_closed();
     }
 }
 
