@@ -269,8 +269,9 @@ fn proxy_service(
             .store(!request.body().is_end_stream(), Ordering::Relaxed);
         async move {
             // Not boxed: hyper keeps this future in a slot allocated once per hyper
-            // connection, and parked connections have none; boxing it cost a ~4 KB
-            // allocation past glibc's thread cache on every request (benches/RESULTS.md).
+            // connection, and parked connections have none. Boxing it would add a ~4 KB
+            // allocation per request (no measurable difference in instructions either
+            // way: benches/RESULTS.md, history).
             let response = gateway.handle(request, conn).await;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 in_flight.0.switched.store(true, Ordering::Relaxed);
