@@ -133,16 +133,7 @@ async fn past_max_connections_new_connections_wait_and_served_ones_keep_working(
         .starts_with(b"HTTP/1.1 200"));
 
     // The third waits in the backlog: no answer while both slots are held.
-    let mut third = TcpStream::connect(gateway.addr)
-        .await
-        .expect("kernel accepts into backlog");
-    third
-        .write_all(b"GET /3 HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("write");
-    let mut buffer = [0u8; 1024];
-    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buffer)).await;
-    assert!(early.is_err(), "served beyond max_connections");
+    let mut third = waiting_in_backlog(&gateway).await;
 
     // Connections already served are unaffected.
     assert!(one_request(&mut first, "/1-again")
@@ -151,7 +142,27 @@ async fn past_max_connections_new_connections_wait_and_served_ones_keep_working(
 
     // Freeing a slot lets the waiting connection in.
     drop(second);
-    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buffer))
+    served_once_a_slot_frees(&mut third).await;
+}
+
+/// A connection whose request gets no answer for half a second: it waits in the backlog.
+async fn waiting_in_backlog(gateway: &TestGateway) -> TcpStream {
+    let mut waiting = TcpStream::connect(gateway.addr)
+        .await
+        .expect("kernel accepts into backlog");
+    waiting
+        .write_all(b"GET /waiting HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buffer = [0u8; 1024];
+    let early = tokio::time::timeout(Duration::from_millis(500), waiting.read(&mut buffer)).await;
+    assert!(early.is_err(), "served beyond max_connections");
+    waiting
+}
+
+async fn served_once_a_slot_frees(waiting: &mut TcpStream) {
+    let mut buffer = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut buffer))
         .await
         .expect("served once a slot frees")
         .expect("read");
@@ -193,25 +204,9 @@ async fn spliced_upgrades_count_against_max_connections() {
     let _second = spliced(&gateway).await;
 
     // Two open WebSockets hold both slots: a third connection waits in the backlog.
-    let mut third = TcpStream::connect(gateway.addr)
-        .await
-        .expect("kernel accepts into backlog");
-    third
-        .write_all(b"GET /3 HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("write");
-    let mut buffer = [0u8; 1024];
-    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buffer)).await;
-    assert!(
-        early.is_err(),
-        "served beyond max_connections while two splices are open"
-    );
+    let mut third = waiting_in_backlog(&gateway).await;
 
     // Closing one WebSocket frees its slot.
     drop(first);
-    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buffer))
-        .await
-        .expect("served once a splice ends")
-        .expect("read");
-    assert!(buffer[..n].starts_with(b"HTTP/1.1 200"));
+    served_once_a_slot_frees(&mut third).await;
 }
