@@ -143,7 +143,10 @@ impl Upstream {
                 Err(_) => return Err(failed(&"connect timeout")),
             };
         let _ = stream.set_nodelay(true);
-        let (mut sender, connection) = http1::handshake(TokioIo::new(stream))
+        // Flat writes, as on the server side (src/server/mod.rs): cheaper for the kernel.
+        let (mut sender, connection) = http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|err| failed(&err))?;
         let name = self.name.clone();

@@ -129,6 +129,11 @@ fn shared(gateway: Arc<Gateway>, settings: &ServerSettings) -> Shared {
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout)
         .keep_alive(true)
+        // One contiguous buffer per write instead of head + body as separate iovecs: the
+        // loopback TCP path is cheaper for it (A/B with hardware counters: 70.3k → 64.7k
+        // cycles per proxied request, req/s vs nginx 0.64× → 0.74×; benches/RESULTS.md).
+        // The price is a copy of body bytes into hyper's write buffer.
+        .writev(false)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS);
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
