@@ -124,3 +124,38 @@ async fn garbage_instead_of_http_closes_the_connection_without_forwarding() {
     }
     assert_eq!(gateway.upstream.count(), 0);
 }
+
+/// RFC 9112 §3.2: an HTTP/1.1 request with no Host, or with two, is 400 and never
+/// forwarded (the duplicate used to reach the upstream twice).
+#[tokio::test]
+async fn a_missing_or_repeated_host_is_400_and_never_forwarded() {
+    let gateway = TestGateway::start(PUBLIC).await;
+    let shapes: [&[u8]; 4] = [
+        b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: a.example\r\nhost: a.example\r\nConnection: close\r\n\r\n",
+        b"GET http://a.example/a HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ];
+    for shape in shapes {
+        let response = gateway.raw(shape).await;
+        let text = String::from_utf8_lossy(shape);
+        response.assert_status(400);
+        assert_eq!(response.error_code(), "invalid_request", "{text}");
+    }
+    // Not the auth endpoints either.
+    let response = gateway
+        .raw(b"GET /auth/me HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n")
+        .await;
+    response.assert_status(400);
+    assert_eq!(gateway.upstream.count(), 0);
+    // One Host, and HTTP/1.0 without one, are served.
+    let response = gateway
+        .raw(b"GET /a HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n")
+        .await;
+    response.assert_status(200);
+    let response = gateway.raw(b"GET /a HTTP/1.0\r\n\r\n").await;
+    response.assert_status(200);
+    assert_eq!(gateway.upstream.count(), 2);
+    let received = gateway.upstream.received();
+    assert_eq!(received[0].all("host"), vec!["a.example"]);
+}

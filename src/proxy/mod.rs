@@ -3,7 +3,7 @@
 //! and writes the access line.
 //!
 //! Phases, in order (1 and 2 run on every request):
-//! 1. normalize the path — what is matched is what is forwarded;
+//! 1. normalize the path — what is matched is what is forwarded; one Host (RFC 9112 §3.2);
 //! 2. strip forgeable identity headers, and forwarding headers from untrusted peers;
 //! 3. divert `auth_prefix` to gatehouse's own endpoints (never forwarded);
 //! 4. match the route and decide access (token, roles);
@@ -167,6 +167,7 @@ impl Gateway {
         let client_version = request.version();
         let path = normalized_path(&uri)?;
         shown_path.push_str(&path);
+        check_host(client_version, request.headers())?;
         if let Some(authority) = uri.authority() {
             // Absolute-form (RFC 9112 §3.2.2) and HTTP/2 `:authority` replace Host.
             if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
@@ -388,6 +389,22 @@ pub fn normalized_path(uri: &Uri) -> Result<Cow<'_, str>, GatewayError> {
     }
     path::normalize(uri.path())
         .map_err(|rejection| GatewayError::invalid_request(rejection.to_string()))
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, and any request with more than
+/// one, is answered 400 and never forwarded (two Hosts are the raw material of cache
+/// poisoning and routing confusion between gatehouse and the upstream).
+pub fn check_host(version: Version, headers: &HeaderMap) -> Result<(), GatewayError> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err(GatewayError::invalid_request(
+            "send exactly one Host header (RFC 9112 §3.2)",
+        )),
+        (None, _) if version == Version::HTTP_11 => Err(GatewayError::invalid_request(
+            "an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// True for the prefix itself and anything below it (`/auth`, `/auth/`, `/auth/x`), not
