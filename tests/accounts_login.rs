@@ -148,13 +148,61 @@ async fn malformed_login_requests_are_400_invalid_request_and_never_echo_the_bod
     }
 }
 
+/// Field trial: these used to be read as credentials and fail as 401
+/// `invalid_credentials`; SPEC §4 makes them 400 `invalid_request` — a client bug must
+/// not look like a wrong password (and must not count toward a lockout).
 #[tokio::test]
-async fn a_json_body_without_content_type_is_still_understood() {
+async fn bodies_that_are_not_an_object_of_strings_or_not_declared_are_400() {
     let gateway = TestGateway::start("").await;
     add_user(&gateway, "dave", &[], PASSWORD).await;
-    let body = serde_json::json!({"username": "dave", "password": PASSWORD}).to_string();
+    let json = serde_json::json!({"username": "dave", "password": PASSWORD}).to_string();
+    let array = serde_json::json!(["dave", PASSWORD]).to_string();
+    let extra =
+        serde_json::json!({"username": "dave", "password": PASSWORD, "remember": true}).to_string();
+    let cases: Vec<(Option<&str>, Vec<u8>)> = vec![
+        (None, json.clone().into_bytes()),
+        (
+            None,
+            format!("username=dave&password={PASSWORD}").into_bytes(),
+        ),
+        (Some("application/json"), array.into_bytes()),
+        (Some("application/json"), extra.into_bytes()),
+        (
+            Some("application/json"),
+            br#"{"username":"dave","password":"x","n":null}"#.to_vec(),
+        ),
+        (
+            Some("application/x-www-form-urlencoded"),
+            b"username=dave%FF&password=whatever-pw".to_vec(),
+        ),
+        (
+            Some("application/x-www-form-urlencoded"),
+            b"username=dave&password=\xff\xfe-whatever".to_vec(),
+        ),
+    ];
+    for (content_type, body) in cases {
+        let header = content_type.map(|value| format!("Content-Type: {value}"));
+        let headers: Vec<&str> = header.iter().map(String::as_str).collect();
+        let response = gateway
+            .request("POST", "/auth/login", &headers, &body)
+            .await;
+        assert_eq!(
+            response.status,
+            400,
+            "{content_type:?} {:?}: {}",
+            String::from_utf8_lossy(&body),
+            String::from_utf8_lossy(&response.body)
+        );
+        assert_eq!(response.error_code(), "invalid_request");
+    }
+    // The same credentials, declared, still work (and nothing above counted as a failure).
     let response = gateway
-        .request("POST", "/auth/login", &[], body.as_bytes())
+        .request(
+            "POST",
+            "/auth/login",
+            &["Content-Type: application/json"],
+            json.as_bytes(),
+        )
         .await;
     response.assert_status(200);
 }

@@ -6,6 +6,14 @@
 //! is cut off after [`BODY_TIMEOUT`]. Parsing failures answer 400 `invalid_request` with a
 //! fixed description: serde's own messages can quote the offending value, which may be a
 //! password.
+//!
+//! What is accepted (SPEC §4 `/auth/login`): a body declared as `application/json` that is
+//! a JSON object whose values are all strings, or one declared as
+//! `application/x-www-form-urlencoded` whose names and values decode to UTF-8. A body
+//! without one of those content types, a JSON array (serde would read it as a struct by
+//! position), a number or `null` where a string belongs, and a form whose escapes decode
+//! to bytes that are not UTF-8 (serde_urlencoded would quietly turn them into U+FFFD) are
+//! all 400 `invalid_request` — never read as credentials that then fail as 401.
 
 use std::time::Duration;
 
@@ -84,8 +92,7 @@ pub async fn read_bytes(headers: &HeaderMap, mut body: Incoming) -> Result<Bytes
 }
 
 /// Reads and parses the body as `T`. `expected` is the 400 description: it says what to
-/// send and never echoes what was sent. Without a `Content-Type`, a body that starts with
-/// `{` is read as JSON (where JSON is taken) and anything else as a form.
+/// send and never echoes what was sent. A body without a `Content-Type` is refused.
 pub async fn parse<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Incoming,
@@ -97,20 +104,15 @@ pub async fn parse<T: DeserializeOwned>(
     decode_body(headers, &bytes, accepts, expected)
 }
 
-/// The pure half of [`parse`]: decodes bytes already read, by the declared or sniffed
-/// encoding. Total on any input (fuzzed: `fuzz/fuzz_targets/body_parse.rs`).
+/// The pure half of [`parse`]: decodes bytes already read, by the declared encoding.
+/// Total on any input (fuzzed: `fuzz/fuzz_targets/body_parse.rs`).
 pub fn decode_body<T: DeserializeOwned>(
     headers: &HeaderMap,
     bytes: &[u8],
     accepts: Accepts,
     expected: &'static str,
 ) -> Result<T, GatewayError> {
-    let declared = declared_encoding(headers, accepts)?;
-    decode(
-        bytes,
-        declared.unwrap_or_else(|| sniff(bytes, accepts)),
-        expected,
-    )
+    decode(bytes, declared_encoding(headers, accepts)?, expected)
 }
 
 /// Like [`parse`], but an empty body is `None`.
@@ -127,18 +129,12 @@ pub async fn parse_optional<T: DeserializeOwned>(
     decode_body(headers, &bytes, accepts, expected).map(Some)
 }
 
-/// The encoding the `Content-Type` names, `None` when there is no `Content-Type`, or an
-/// error when it names one this endpoint does not take.
-fn declared_encoding(
-    headers: &HeaderMap,
-    accepts: Accepts,
-) -> Result<Option<Encoding>, GatewayError> {
-    if !headers.contains_key(header::CONTENT_TYPE) {
-        return Ok(None);
-    }
+/// The encoding the `Content-Type` names, or an error when there is none or it names
+/// one this endpoint does not take.
+fn declared_encoding(headers: &HeaderMap, accepts: Accepts) -> Result<Encoding, GatewayError> {
     match (encoding(headers), accepts) {
-        (Some(Encoding::Form), _) => Ok(Some(Encoding::Form)),
-        (Some(Encoding::Json), Accepts::JsonOrForm) => Ok(Some(Encoding::Json)),
+        (Some(Encoding::Form), _) => Ok(Encoding::Form),
+        (Some(Encoding::Json), Accepts::JsonOrForm) => Ok(Encoding::Json),
         (_, Accepts::FormOnly) => Err(GatewayError::invalid_request(
             "send the parameters as application/x-www-form-urlencoded (RFC 6749 §4.3.2)",
         )),
@@ -148,26 +144,47 @@ fn declared_encoding(
     }
 }
 
-fn sniff(bytes: &[u8], accepts: Accepts) -> Encoding {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    match (accepts, first) {
-        (Accepts::JsonOrForm, Some(b'{')) => Encoding::Json,
-        _ => Encoding::Form,
-    }
-}
-
 fn decode<T: DeserializeOwned>(
     bytes: &[u8],
     encoding: Encoding,
     expected: &'static str,
 ) -> Result<T, GatewayError> {
     let parsed = match encoding {
-        Encoding::Json => serde_json::from_slice(bytes).ok(),
+        Encoding::Json => decode_json_object_of_strings(bytes),
         // Repeated parameters are refused (RFC 6749 §3.1): serde_urlencoded reports a
         // duplicate field for them.
-        Encoding::Form => serde_urlencoded::from_bytes(bytes).ok(),
+        Encoding::Form if form_decodes_to_utf8(bytes) => serde_urlencoded::from_bytes(bytes).ok(),
+        Encoding::Form => None,
     };
     parsed.ok_or_else(|| GatewayError::invalid_request(expected))
+}
+
+/// A JSON object whose values are all strings, as `T`; `None` for anything else (an
+/// array, which serde would map onto a struct by position; numbers, booleans, `null`,
+/// nested objects).
+fn decode_json_object_of_strings<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(bytes).ok()?;
+    if !object.values().all(serde_json::Value::is_string) {
+        return None;
+    }
+    serde_json::from_value(serde_json::Value::Object(object)).ok()
+}
+
+/// True when every name and value of a form body is UTF-8 once `+` and `%XX` are decoded
+/// (the URL Standard decodes the rest lossily, which would turn a bad byte into U+FFFD).
+fn form_decodes_to_utf8(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok()
+        && bytes
+            .split(|b| *b == b'&')
+            .flat_map(|pair| pair.splitn(2, |b| *b == b'='))
+            .all(|part| {
+                let spaced: Vec<u8> = part
+                    .iter()
+                    .map(|b| if *b == b'+' { b' ' } else { *b })
+                    .collect();
+                let decoded: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
+                std::str::from_utf8(&decoded).is_ok()
+            })
 }
 
 #[cfg(test)]
@@ -205,5 +222,31 @@ mod tests {
         assert_eq!(err.description(), "send a");
         assert!(decode::<Pair>(b"a=1&a=2", Encoding::Form, "e").is_err());
         assert!(decode::<Pair>(b"\xff\xfe", Encoding::Json, "e").is_err());
+    }
+
+    #[test]
+    fn only_a_json_object_of_strings_is_taken() {
+        assert!(decode::<Pair>(br#"["1", "x"]"#, Encoding::Json, "e").is_err());
+        assert!(decode::<Pair>(br#"{"a":"1","b":null}"#, Encoding::Json, "e").is_err());
+        assert!(decode::<Pair>(br#"{"a":"1","extra":5}"#, Encoding::Json, "e").is_err());
+        assert!(decode::<Pair>(br#"{"a":"1","extra":{"x":"y"}}"#, Encoding::Json, "e").is_err());
+        assert!(decode::<Pair>(br#"{"a":"1","extra":"fine"}"#, Encoding::Json, "e").is_ok());
+    }
+
+    #[test]
+    fn a_form_must_decode_to_utf8() {
+        assert!(decode::<Pair>(b"a=%FF%FE", Encoding::Form, "e").is_err());
+        assert!(decode::<Pair>(b"a%C3=1", Encoding::Form, "e").is_err());
+        assert!(decode::<Pair>(b"a=\xff", Encoding::Form, "e").is_err());
+        let ok: Pair = decode(b"a=%C3%A9+x", Encoding::Form, "e").expect("utf-8");
+        assert_eq!(ok.a, "\u{e9} x");
+    }
+
+    #[test]
+    fn a_body_without_a_content_type_is_refused() {
+        let err = decode_body::<Pair>(&HeaderMap::new(), br#"{"a":"1"}"#, Accepts::JsonOrForm, "e")
+            .unwrap_err();
+        assert!(matches!(err, GatewayError::InvalidRequest(_)));
+        assert!(decode_body::<Pair>(&HeaderMap::new(), b"a=1", Accepts::FormOnly, "e").is_err());
     }
 }
