@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, MemoryThrottle};
 use crate::config::{self, Config, TlsFiles};
 use crate::ops::OpsState;
 use crate::proxy::{Gateway, Snapshot};
@@ -51,8 +51,13 @@ impl App {
         log: LogControl,
     ) -> Result<AppHandle, String> {
         let store = crate::store::open(&config.store.path).await?;
-        let accounts = Arc::new(Accounts::open(store, &config).await?);
         let metrics = Arc::new(Metrics::new());
+        let throttle = MemoryThrottle::new(config.login).with_metrics(metrics.clone());
+        let accounts = Arc::new(
+            Accounts::open(store, &config)
+                .await?
+                .with_throttle(Arc::new(throttle)),
+        );
         let tls = match &config.server.tls {
             Some(files) => Some((TlsAcceptorCell::load(files)?, files.clone())),
             None => None,
@@ -90,7 +95,10 @@ impl App {
             )),
             crate::admin::socket::start(
                 &config.store.path,
-                gateway.accounts.directory().clone(),
+                crate::admin::protocol::AdminTarget {
+                    directory: gateway.accounts.directory().clone(),
+                    throttle: gateway.accounts.throttle().clone(),
+                },
                 shutdown.subscribe(),
             )?,
             tokio::spawn(crate::accounts::maintain(

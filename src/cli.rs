@@ -85,6 +85,8 @@ pub enum UserCommand {
     Roles { name: String, roles: Vec<String> },
     /// Delete a user; its tokens stop working
     Remove { name: String },
+    /// Clear a username's login failures and end its lockout early
+    Unlock { name: String },
     /// List users
     List {
         /// A JSON array of {"username","roles","enabled","created"}

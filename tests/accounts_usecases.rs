@@ -172,6 +172,16 @@ impl LoginThrottle for Recorder {
             .expect("lock")
             .push(format!("success {}", username.unwrap_or("-")));
     }
+    fn unlock(&self, username: &str) -> bool {
+        self.events
+            .lock()
+            .expect("lock")
+            .push(format!("unlock {username}"));
+        true
+    }
+    fn check_registration(&self, _client: IpAddr) -> Result<(), Duration> {
+        Ok(())
+    }
 }
 
 #[tokio::test]

@@ -25,9 +25,16 @@ pub trait LoginThrottle: Send + Sync {
     fn record_failure(&self, username: Option<&str>, client: IpAddr);
     /// After a correct password.
     fn record_success(&self, username: Option<&str>, client: IpAddr);
+    /// `gatehouse user unlock`: forgets this canonical username's failures and lockout;
+    /// true when there was anything to forget.
+    fn unlock(&self, username: &str) -> bool;
+    /// Before a self-registration: `Err(retry_after)` when this address has registered
+    /// too often.
+    fn check_registration(&self, client: IpAddr) -> Result<(), Duration>;
 }
 
-/// No regulation: every attempt is allowed (until the `[login]` issue lands).
+/// No regulation: every attempt is allowed (the CLI's own store handle: lockouts live in
+/// a running gateway's memory).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Unthrottled;
 
@@ -37,6 +44,12 @@ impl LoginThrottle for Unthrottled {
     }
     fn record_failure(&self, _username: Option<&str>, _client: IpAddr) {}
     fn record_success(&self, _username: Option<&str>, _client: IpAddr) {}
+    fn unlock(&self, _username: &str) -> bool {
+        false
+    }
+    fn check_registration(&self, _client: IpAddr) -> Result<(), Duration> {
+        Ok(())
+    }
 }
 
 impl Accounts {

@@ -19,6 +19,7 @@ pub mod login;
 pub mod throttle;
 pub mod view;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,6 +196,11 @@ impl Accounts {
     pub fn with_throttle(mut self, throttle: Arc<dyn LoginThrottle>) -> Self {
         self.throttle = throttle;
         self
+    }
+
+    /// The brute-force regulator (the admin socket's `unlock`).
+    pub fn throttle(&self) -> &Arc<dyn LoginThrottle> {
+        &self.throttle
     }
 
     /// The signing keys (for tests and the token endpoints).
@@ -400,12 +406,19 @@ impl Accounts {
         self.start_session(&updated).await
     }
 
-    /// Self-registration (SPEC §4 `/auth/register`), with the `[registration]` roles.
+    /// Self-registration (SPEC §4 `/auth/register`), with the `[registration]` roles;
+    /// `TooManyAttempts` when `client` has registered too often (checked before hashing).
     pub async fn register(
         &self,
         username: &str,
         password: Password,
+        client: IpAddr,
     ) -> Result<UserSummary, AccountError> {
+        if let Err(retry_after) = self.throttle.check_registration(client) {
+            return Err(AccountError::TooManyAttempts {
+                retry_after_secs: retry_after.as_secs().max(1),
+            });
+        }
         self.directory
             .add(username, self.settings.registration_roles.clone(), password)
             .await

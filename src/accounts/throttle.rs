@@ -1,7 +1,10 @@
-//! Brute-force regulation (SPEC §2 `[login]`): failures are counted per canonical username
-//! and, separately, per client address; past `max_failures` within `window`, the key is
-//! locked for `lockout` and attempts get 429 `too_many_attempts` — even with the right
-//! password. A success resets the username's count.
+//! Brute-force regulation (SPEC §2 `[login]`, §4 "Login lockout"): failures are counted
+//! per canonical username (`max_failures`) and, separately, per client address
+//! (`max_failures_per_address`); past its limit within `window`, the key is locked for
+//! `lockout` and attempts get 429 `too_many_attempts` — even with the right password. When
+//! the lockout ends, the failures before it no longer count. A success resets the
+//! username's count. `gatehouse user unlock` ends a username's lockout early.
+//! Registrations are regulated per address with the same window and address limit.
 //!
 //! Threat model and choices:
 //! - **Concurrent guesses.** Counting failures only after argon2 answers would let a
@@ -9,26 +12,35 @@
 //!   So [`LoginThrottle::check`] counts every admitted attempt at once (a provisional
 //!   failure); a success gives the attempt back. An attempt that dies on an internal error
 //!   stays counted, which errs on the safe side.
+//! - **Both keys are judged on every attempt.** An attempt refused because its address is
+//!   locked still locks its username when that one is over its limit too (and the other
+//!   way round). Otherwise the second key would keep its old failures past the first
+//!   key's lockout and lock the right password out again the moment that one ended.
+//! - **One person's typos must not lock out a whole NAT.** The per-address limit is its
+//!   own (default 50, ten times the per-username one).
 //! - **Case and spelling.** The username key is the canonical (lower-case) name; a name
 //!   that is not a valid username has no username key and is regulated by address only.
 //! - **Address rotation must not grow memory without limit.** Each map is split into
 //!   [`SHARDS`] shards of at most [`SHARD_CAPACITY`] entries. A full shard first drops
 //!   entries whose window and lockout are over, then the entry with the oldest activity.
-//!   So each of the two maps holds at most 65,536 entries (≈ 6 MiB), and an eviction costs
-//!   one scan of one shard (1,024 entries). An attacker who controls enough addresses to
-//!   churn a shard can thereby shorten other addresses' lockouts — never a username's
-//!   beyond the same bound, and never raise anyone's allowance past `max_failures` per
-//!   window while their entry lives.
+//!   So each map holds at most 65,536 entries (≈ 6 MiB), and an eviction costs one scan
+//!   of one shard (1,024 entries). An attacker who controls enough addresses to churn a
+//!   shard can thereby shorten other addresses' lockouts — never a username's beyond the
+//!   same bound, and never raise anyone's allowance past its limit per window while their
+//!   entry lives.
+//! - **Operators see lockouts.** Each lockout's start is logged once (WARN, with the
+//!   username or address and until when) and counted in `gatehouse_lockouts_total`.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::login::LoginThrottle;
 use crate::config::LoginSettings;
+use crate::telemetry::metrics::{LockoutKind, Metrics};
 
 /// Shards per map.
 pub const SHARDS: usize = 64;
@@ -42,6 +54,15 @@ struct Counter {
     attempts: u32,
     locked_until: Option<Instant>,
     last_seen: Instant,
+}
+
+/// Why [`Counters::admit`] refused an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Refused {
+    /// How long the key stays locked.
+    wait: Duration,
+    /// This attempt started the lockout (log and count it once).
+    started: bool,
 }
 
 /// One bounded, sharded map of counters.
@@ -58,14 +79,21 @@ impl<K: Hash + Eq + Clone> Counters<K> {
         }
     }
 
-    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Counter>> {
+    fn shard(&self, key: &K) -> std::sync::MutexGuard<'_, HashMap<K, Counter>> {
         let index = (self.hasher.hash_one(key) as usize) % SHARDS;
-        &self.shards[index]
+        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Admits an attempt (counting it) or says how long the key stays locked.
-    fn admit(&self, key: &K, settings: &LoginSettings, now: Instant) -> Result<(), Duration> {
-        let mut shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+    /// Admits an attempt (counting it) or refuses it: the key is locked, or has reached
+    /// `limit` within the window (then the lockout starts now).
+    fn admit(
+        &self,
+        key: &K,
+        limit: u32,
+        settings: &LoginSettings,
+        now: Instant,
+    ) -> Result<(), Refused> {
+        let mut shard = self.shard(key);
         if !shard.contains_key(key) && shard.len() >= SHARD_CAPACITY {
             evict(&mut shard, settings, now);
         }
@@ -78,8 +106,12 @@ impl<K: Hash + Eq + Clone> Counters<K> {
         counter.last_seen = now;
         if let Some(until) = counter.locked_until {
             if until > now {
-                return Err(until - now);
+                return Err(Refused {
+                    wait: until - now,
+                    started: false,
+                });
             }
+            // The lockout is over: the failures before it no longer count.
             counter.locked_until = None;
             counter.attempts = 0;
             counter.window_start = now;
@@ -88,28 +120,38 @@ impl<K: Hash + Eq + Clone> Counters<K> {
             counter.attempts = 0;
             counter.window_start = now;
         }
-        if counter.attempts >= settings.max_failures {
+        if counter.attempts >= limit {
             counter.locked_until = Some(now + settings.lockout);
-            return Err(settings.lockout);
+            return Err(Refused {
+                wait: settings.lockout,
+                started: true,
+            });
         }
         counter.attempts += 1;
         Ok(())
     }
 
-    /// Gives back an admitted attempt that succeeded.
+    /// Gives back an admitted attempt (it succeeded, or another key refused it).
     fn give_back(&self, key: &K) {
-        let mut shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(counter) = shard.get_mut(key) {
+        if let Some(counter) = self.shard(key).get_mut(key) {
             counter.attempts = counter.attempts.saturating_sub(1);
         }
     }
 
-    /// Forgets a key's failures (a successful login resets the username).
+    /// Forgets a key's failures (a successful login resets the username) unless it is
+    /// locked.
     fn reset(&self, key: &K) {
-        let mut shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+        let mut shard = self.shard(key);
         if shard.get(key).is_some_and(|c| c.locked_until.is_none()) {
             shard.remove(key);
         }
+    }
+
+    /// Forgets a key's failures and lockout; true when there was anything to forget.
+    fn forget(&self, key: &K) -> bool {
+        self.shard(key)
+            .remove(key)
+            .is_some_and(|c| c.attempts > 0 || c.locked_until.is_some())
     }
 
     fn len(&self) -> usize {
@@ -148,6 +190,8 @@ pub struct MemoryThrottle {
     settings: LoginSettings,
     usernames: Counters<String>,
     addresses: Counters<IpAddr>,
+    registrations: Counters<IpAddr>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl MemoryThrottle {
@@ -156,7 +200,15 @@ impl MemoryThrottle {
             settings,
             usernames: Counters::new(),
             addresses: Counters::new(),
+            registrations: Counters::new(),
+            metrics: None,
         }
+    }
+
+    /// Counts each lockout's start in `gatehouse_lockouts_total`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Entries held (username, address), for tests of the memory bound.
@@ -171,14 +223,75 @@ impl MemoryThrottle {
         now: Instant,
     ) -> Result<(), Duration> {
         let client = canonical_ip(client);
-        self.addresses.admit(&client, &self.settings, now)?;
-        if let Some(name) = username {
-            if let Err(wait) = self.usernames.admit(&name.to_string(), &self.settings, now) {
-                self.addresses.give_back(&client);
-                return Err(wait);
-            }
+        let settings = &self.settings;
+        let address =
+            self.addresses
+                .admit(&client, settings.max_failures_per_address, settings, now);
+        if let Err(refused) = address {
+            self.started(refused, LockoutKind::Address, &client.to_string());
         }
-        Ok(())
+        let username = username.map(|name| {
+            let key = name.to_string();
+            let admitted = self
+                .usernames
+                .admit(&key, settings.max_failures, settings, now);
+            (key, admitted)
+        });
+        if let Some((name, Err(refused))) = &username {
+            self.started(*refused, LockoutKind::Username, name);
+        }
+        match (address, username) {
+            (Ok(()), None | Some((_, Ok(())))) => Ok(()),
+            (Ok(()), Some((_, Err(refused)))) => {
+                self.addresses.give_back(&client);
+                Err(refused.wait)
+            }
+            (Err(refused), Some((name, Ok(())))) => {
+                self.usernames.give_back(&name);
+                Err(refused.wait)
+            }
+            (Err(refused), None) => Err(refused.wait),
+            (Err(by_address), Some((_, Err(by_name)))) => Err(by_address.wait.max(by_name.wait)),
+        }
+    }
+
+    /// Logs and counts a lockout that this attempt started.
+    fn started(&self, refused: Refused, kind: LockoutKind, who: &str) {
+        if !refused.started {
+            return;
+        }
+        let until = humantime::format_rfc3339_seconds(SystemTime::now() + refused.wait);
+        match kind {
+            LockoutKind::Username => tracing::warn!(
+                username = %who,
+                until = %until,
+                "login lockout started: too many failed logins for this username; `gatehouse user unlock` ends it early"
+            ),
+            LockoutKind::Address => tracing::warn!(
+                address = %who,
+                until = %until,
+                "login lockout started: too many failed logins from this address (login.max_failures_per_address)"
+            ),
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.lockout_started(kind);
+        }
+    }
+
+    fn check_registration_at(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+        let client = canonical_ip(client);
+        let settings = &self.settings;
+        self.registrations
+            .admit(&client, settings.max_failures_per_address, settings, now)
+            .map_err(|refused| {
+                if refused.started {
+                    tracing::warn!(
+                        address = %client,
+                        "registration limit reached for this address (login.max_failures_per_address per login.window)"
+                    );
+                }
+                refused.wait
+            })
     }
 }
 
@@ -213,6 +326,14 @@ impl LoginThrottle for MemoryThrottle {
             self.usernames.reset(&name.to_string());
         }
     }
+
+    fn unlock(&self, username: &str) -> bool {
+        self.usernames.forget(&username.to_string())
+    }
+
+    fn check_registration(&self, client: IpAddr) -> Result<(), Duration> {
+        self.check_registration_at(client, Instant::now())
+    }
 }
 
 #[cfg(test)]
@@ -222,6 +343,7 @@ mod tests {
     fn settings() -> LoginSettings {
         LoginSettings {
             max_failures: 3,
+            max_failures_per_address: 3,
             window: Duration::from_secs(60),
             lockout: Duration::from_secs(120),
         }
@@ -321,5 +443,108 @@ mod tests {
         }
         let same_64 = IpAddr::from([0x2001, 0xdb8, 0, 1, 0xffff, 0, 0, 9]);
         assert!(throttle.check_at(None, same_64, now).is_err());
+    }
+
+    #[test]
+    fn after_a_lockout_the_earlier_failures_no_longer_count() {
+        // The field-trial case: lockout shorter than the window, and the address tripping
+        // first while the username was at its limit too. The username must not lock the
+        // right password out again when the address's lockout ends.
+        let settings = LoginSettings {
+            max_failures: 3,
+            max_failures_per_address: 3,
+            window: Duration::from_secs(900),
+            lockout: Duration::from_secs(2),
+        };
+        let throttle = MemoryThrottle::new(settings);
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert!(throttle.check_at(Some("erin"), ip(1), now).is_ok());
+        }
+        assert!(throttle.check_at(Some("erin"), ip(1), now).is_err());
+        let after = now + Duration::from_secs(3);
+        assert!(
+            throttle.check_at(Some("erin"), ip(1), after).is_ok(),
+            "the lockout is over: a fresh attempt is admitted"
+        );
+        throttle.record_success(Some("erin"), ip(1));
+        // And a fresh budget: three more failures before the next lockout.
+        for _ in 0..3 {
+            assert!(throttle.check_at(Some("erin"), ip(1), after).is_ok());
+        }
+        assert!(throttle.check_at(Some("erin"), ip(1), after).is_err());
+    }
+
+    #[test]
+    fn the_per_address_limit_is_separate_from_the_per_username_one() {
+        let settings = LoginSettings {
+            max_failures: 2,
+            max_failures_per_address: 5,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(120),
+        };
+        let throttle = MemoryThrottle::new(settings);
+        let now = Instant::now();
+        // One person's typos lock their own username only...
+        for _ in 0..2 {
+            assert!(throttle.check_at(Some("typo"), ip(7), now).is_ok());
+        }
+        assert!(throttle.check_at(Some("typo"), ip(7), now).is_err());
+        // ...not their neighbours behind the same address.
+        assert!(throttle.check_at(Some("neighbour"), ip(7), now).is_ok());
+        throttle.record_success(Some("neighbour"), ip(7));
+        // The address is limited at its own, higher limit.
+        for name in ["a", "b", "c"] {
+            assert!(throttle.check_at(Some(name), ip(7), now).is_ok());
+        }
+        assert!(throttle.check_at(Some("d"), ip(7), now).is_err());
+    }
+
+    #[test]
+    fn unlock_ends_a_username_lockout_early() {
+        let throttle = MemoryThrottle::new(settings());
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert!(throttle.check_at(Some("frank"), ip(1), now).is_ok());
+        }
+        assert!(throttle.check_at(Some("frank"), ip(2), now).is_err());
+        assert!(throttle.unlock("frank"));
+        assert!(throttle.check_at(Some("frank"), ip(2), now).is_ok());
+        assert!(!throttle.unlock("nobody"), "nothing to unlock");
+    }
+
+    #[test]
+    fn a_lockout_start_is_counted_once() {
+        let metrics = Arc::new(Metrics::new());
+        let throttle = MemoryThrottle::new(settings()).with_metrics(metrics.clone());
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert!(throttle.check_at(Some("gina"), ip(1), now).is_ok());
+        }
+        for _ in 0..4 {
+            assert!(throttle.check_at(Some("gina"), ip(2), now).is_err());
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains("gatehouse_lockouts_total{kind=\"username\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gatehouse_lockouts_total{kind=\"address\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn registrations_are_limited_per_address() {
+        let throttle = MemoryThrottle::new(settings());
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert!(throttle.check_registration_at(ip(1), now).is_ok());
+        }
+        assert!(throttle.check_registration_at(ip(1), now).is_err());
+        assert!(throttle.check_registration_at(ip(2), now).is_ok());
+        // Logins from that address are not affected.
+        assert!(throttle.check_at(Some("hal"), ip(1), now).is_ok());
     }
 }

@@ -76,6 +76,7 @@ fn request_for(command: UserCommand) -> Result<(Request, bool), String> {
             roles,
         },
         UserCommand::Remove { name } => Request::Remove { username: name },
+        UserCommand::Unlock { name } => Request::Unlock { username: name },
         UserCommand::List { json } => return Ok((Request::List, json)),
     };
     Ok((request, false))
@@ -156,13 +157,27 @@ fn open_directory(config: &Config) -> Result<Directory, Opened> {
 }
 
 fn apply_directly(directory: Directory, request: &Request) -> Result<Reply, String> {
+    if let Request::Unlock { username } = request {
+        // Lockouts live in a running gateway's memory: with none running there is none.
+        return Ok(match crate::accounts::canonical_username(username) {
+            Some(_) => Reply::done(format!(
+                "no gateway is running on this store, so {username} is not locked out (lockouts live in the running gateway's memory)"
+            )),
+            None => Reply::failed(format!("`{username}` is not a valid username")),
+        });
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|err| format!("cannot start the runtime: {err}"))?;
     runtime.block_on(async move {
-        let reply = protocol::execute(&directory, request).await;
-        directory
+        let target = protocol::AdminTarget {
+            directory: Arc::new(directory),
+            throttle: Arc::new(crate::accounts::Unthrottled),
+        };
+        let reply = protocol::execute(&target, request).await;
+        target
+            .directory
             .store()
             .flush()
             .map_err(|err| format!("cannot flush the store: {err}"))?;

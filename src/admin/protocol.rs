@@ -14,7 +14,17 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::accounts::{AccountError, Directory, UserSummary};
+use std::sync::Arc;
+
+use crate::accounts::{canonical_username, AccountError, Directory, LoginThrottle, UserSummary};
+
+/// What admin commands act on: the users, and the login regulator whose lockouts
+/// `unlock` ends (the CLI's own store handle has none: lockouts live in a running
+/// gateway's memory).
+pub struct AdminTarget {
+    pub directory: Arc<Directory>,
+    pub throttle: Arc<dyn LoginThrottle>,
+}
 
 /// One administrative command.
 #[derive(Serialize, Deserialize)]
@@ -42,6 +52,9 @@ pub enum Request {
     Remove {
         username: String,
     },
+    Unlock {
+        username: String,
+    },
     List,
 }
 
@@ -55,6 +68,7 @@ impl Request {
             Request::Enable { .. } => "enable",
             Request::Roles { .. } => "roles",
             Request::Remove { .. } => "remove",
+            Request::Unlock { .. } => "unlock",
             Request::List => "list",
         }
     }
@@ -76,7 +90,8 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn done(message: String) -> Self {
+    /// A success with a message for the operator.
+    pub fn done(message: String) -> Self {
         Reply {
             ok: true,
             message: Some(message),
@@ -106,7 +121,8 @@ fn describe(err: AccountError) -> String {
 }
 
 /// Applies a request to the directory. Every change is durable before this returns.
-pub async fn execute(directory: &Directory, request: &Request) -> Reply {
+pub async fn execute(target: &AdminTarget, request: &Request) -> Reply {
+    let directory = &target.directory;
     let result = match request {
         Request::Add {
             username,
@@ -142,6 +158,20 @@ pub async fn execute(directory: &Directory, request: &Request) -> Reply {
             .remove(username)
             .await
             .map(|()| format!("user {username} removed")),
+        Request::Unlock { username } => match canonical_username(username) {
+            Some(canonical) => {
+                let message = if target.throttle.unlock(&canonical) {
+                    format!("login failures and lockout of {username} cleared")
+                } else {
+                    format!("{username} had no login failures to clear")
+                };
+                tracing::info!(username = %canonical, "login lockout cleared by an operator");
+                Ok(message)
+            }
+            None => Err(AccountError::Policy(format!(
+                "`{username}` is not a valid username"
+            ))),
+        },
         Request::List => {
             return match directory.list().await {
                 Ok(users) => Reply {

@@ -35,18 +35,22 @@ pub use unix::{bind, connect, serve, Listener};
 #[cfg(unix)]
 pub fn start(
     store_path: &Path,
-    directory: std::sync::Arc<crate::accounts::Directory>,
+    target: super::protocol::AdminTarget,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let listener = bind(&socket_path(store_path))?;
-    Ok(tokio::spawn(serve(listener, directory, shutdown)))
+    Ok(tokio::spawn(serve(
+        listener,
+        std::sync::Arc::new(target),
+        shutdown,
+    )))
 }
 
 /// Without Unix sockets there is no admin channel: `user` commands need a stopped gateway.
 #[cfg(not(unix))]
 pub fn start(
     _store_path: &Path,
-    _directory: std::sync::Arc<crate::accounts::Directory>,
+    _target: super::protocol::AdminTarget,
     _shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     Ok(tokio::spawn(async {}))
@@ -64,8 +68,7 @@ mod unix {
     use tokio::net::UnixListener;
     use tokio::sync::watch;
 
-    use crate::accounts::Directory;
-    use crate::admin::protocol::execute;
+    use crate::admin::protocol::{execute, AdminTarget};
 
     /// A bound admin socket; the file is removed when this is dropped.
     pub struct Listener {
@@ -114,7 +117,7 @@ mod unix {
     /// Serves admin requests until `shutdown` turns true; removes the socket file then.
     pub async fn serve(
         listener: Listener,
-        directory: Arc<Directory>,
+        target: Arc<AdminTarget>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         loop {
@@ -129,9 +132,9 @@ mod unix {
                 },
                 _ = shutdown.changed() => break,
             };
-            let directory = directory.clone();
+            let target = target.clone();
             tokio::spawn(async move {
-                if let Err(err) = handle(stream, &directory).await {
+                if let Err(err) = handle(stream, &target).await {
                     tracing::warn!(error = %err, "admin connection failed");
                 }
             });
@@ -139,7 +142,7 @@ mod unix {
         drop(listener);
     }
 
-    async fn handle(stream: tokio::net::UnixStream, directory: &Directory) -> Result<(), String> {
+    async fn handle(stream: tokio::net::UnixStream, target: &AdminTarget) -> Result<(), String> {
         let (read, mut write) = stream.into_split();
         let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST_BYTES));
         let mut line = zeroize::Zeroizing::new(String::new());
@@ -153,7 +156,7 @@ mod unix {
             Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
                 Ok(request) => {
                     let op = request.op();
-                    let reply = execute(directory, &request).await;
+                    let reply = execute(target, &request).await;
                     tracing::info!(op, ok = reply.ok, "admin command applied");
                     reply
                 }

@@ -139,6 +139,7 @@ impl Default for PasswordsFile {
 #[serde(default)]
 pub struct LoginFile {
     pub max_failures: i64,
+    pub max_failures_per_address: i64,
     pub window: String,
     pub lockout: String,
 }
@@ -147,6 +148,7 @@ impl Default for LoginFile {
     fn default() -> Self {
         LoginFile {
             max_failures: 5,
+            max_failures_per_address: 50,
             window: "15m".into(),
             lockout: "15m".into(),
         }

@@ -84,7 +84,11 @@ pub struct PasswordSettings {
 
 #[derive(Debug, Clone, Copy)]
 pub struct LoginSettings {
+    /// Failures allowed per canonical username within `window`.
     pub max_failures: u32,
+    /// Failures allowed per client address within `window` (also the registrations one
+    /// address may make per `window`).
+    pub max_failures_per_address: u32,
     pub window: Duration,
     pub lockout: Duration,
 }

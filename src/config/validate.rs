@@ -106,6 +106,12 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Option<Conf
     let passwords = passwords(&file, problems);
     let login = LoginSettings {
         max_failures: problems.ranged("login.max_failures", file.login.max_failures, 1, 1_000_000),
+        max_failures_per_address: problems.ranged(
+            "login.max_failures_per_address",
+            file.login.max_failures_per_address,
+            1,
+            1_000_000,
+        ),
         window: problems.positive_duration("login.window", &file.login.window),
         lockout: problems.positive_duration("login.lockout", &file.login.lockout),
     };

@@ -2,7 +2,8 @@
 //! (then 404, as if the endpoint did not exist). JSON `{"username","password"}` (a form
 //! works too) → 201 `{"username","roles"}` with the `[registration]` roles; 409
 //! `username_taken` (names compare case-insensitively); 400 when the username or the
-//! password breaks the rules.
+//! password breaks the rules; 429 `too_many_attempts` when one address registers more
+//! than `login.max_failures_per_address` times within `login.window`.
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -21,12 +22,13 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = request.into_parts();
+    let client = context.client_ip(&parts.headers);
     let registration: Credentials =
         body::parse(&parts.headers, body, Accepts::JsonOrForm, EXPECTED).await?;
     let user = context
         .gateway
         .accounts
-        .register(&registration.username, registration.password)
+        .register(&registration.username, registration.password, client)
         .await
         .map_err(account_error)?;
     Ok(json_response(

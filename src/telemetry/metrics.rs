@@ -89,6 +89,35 @@ struct UpstreamLabels {
     upstream: String,
 }
 
+/// Which key a login lockout is on (`gatehouse_lockouts_total{kind}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LockoutKind {
+    Username,
+    Address,
+}
+
+impl LockoutKind {
+    pub const ALL: [LockoutKind; 2] = [LockoutKind::Username, LockoutKind::Address];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockoutKind::Username => "username",
+            LockoutKind::Address => "address",
+        }
+    }
+}
+
+impl EncodeLabelValue for LockoutKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LockoutLabels {
+    kind: LockoutKind,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
@@ -108,7 +137,8 @@ pub const LOGIN_OUTCOMES: [&str; 6] = [
 ///
 /// `gatehouse_requests_total{decision,status}`, `gatehouse_token_rejections_total{reason}`,
 /// `gatehouse_upstream_duration_seconds{upstream}` (histogram),
-/// `gatehouse_logins_total{outcome}`, `gatehouse_open_connections`.
+/// `gatehouse_logins_total{outcome}`, `gatehouse_lockouts_total{kind}`,
+/// `gatehouse_open_connections`.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -118,6 +148,7 @@ pub struct Metrics {
     token_rejections: Family<ReasonLabels, Counter>,
     upstream_latency: Family<UpstreamLabels, Histogram>,
     logins: Family<OutcomeLabels, Counter>,
+    lockouts: Family<LockoutLabels, Counter>,
     open_connections: Gauge,
 }
 
@@ -163,6 +194,15 @@ impl Metrics {
         for outcome in LOGIN_OUTCOMES {
             let _ = logins.get_or_create(&OutcomeLabels { outcome });
         }
+        let lockouts = Family::<LockoutLabels, Counter>::default();
+        registry.register(
+            "lockouts",
+            "Login lockouts started, by key (username or client address)",
+            lockouts.clone(),
+        );
+        for kind in LockoutKind::ALL {
+            let _ = lockouts.get_or_create(&LockoutLabels { kind });
+        }
         let open_connections = Gauge::default();
         registry.register(
             "open_connections",
@@ -176,6 +216,7 @@ impl Metrics {
             token_rejections,
             upstream_latency,
             logins,
+            lockouts,
             open_connections,
         }
     }
@@ -223,6 +264,11 @@ impl Metrics {
     /// invalid_credentials, disabled, throttled, invalid_request, error.
     pub fn login(&self, outcome: &'static str) {
         self.logins.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Counts one login lockout's start.
+    pub fn lockout_started(&self, kind: LockoutKind) {
+        self.lockouts.get_or_create(&LockoutLabels { kind }).inc();
     }
 
     /// A client connection (or a spliced upgraded one) opened.
