@@ -1,4 +1,5 @@
-//! The command line (SPEC §1): `serve` (the default), `check-config`, `explain`, `user …`,
+//! The command line (SPEC §1): `serve` (the default), `check-config`, `explain` (a raw `#`
+//! is refused as the gateway would; a lowercase standard method gets a note), `user …`,
 //! `healthcheck`. Exit codes: 0 ok, 1 error (stderr says what and where), 2 usage.
 
 use std::io::Write as _;
@@ -192,15 +193,25 @@ fn explain(path: &Path, method: &str, target: &str) -> Result<(), String> {
     let config = load(path)?;
     let method = Method::from_bytes(method.as_bytes())
         .map_err(|_| format!("`{method}` is not an HTTP method"))?;
+    if let Some(standard) = case_mistaken_method(&method) {
+        eprintln!(
+            "note: methods are case-sensitive; `{method}` is not `{standard}` (routes listing {standard} do not match it)"
+        );
+    }
     let uri: http::Uri = target
         .parse()
         .map_err(|_| format!("`{target}` is not a request target: 400 invalid_request"))?;
     let mut out = std::io::stdout().lock();
-    let normalized = match crate::proxy::normalized_path(&uri) {
+    // http's URI parser silently drops a fragment; a request-target never has one (RFC 9112
+    // §3.2), so a raw `#` is refused here before the parsed URI could hide it (SPEC §3.1).
+    let normalized = match raw_hash(target).map_or_else(
+        || crate::proxy::normalized_path(&uri).map_err(|err| err.description().to_string()),
+        Err,
+    ) {
         Ok(normalized) => normalized,
-        Err(err) => {
+        Err(why) => {
             let _ = writeln!(out, "request:    {method} {target}");
-            let _ = writeln!(out, "path:       rejected: {}", err.description());
+            let _ = writeln!(out, "path:       rejected: {why}");
             let _ = writeln!(out, "decision:   400 invalid_request (never forwarded)");
             return Ok(());
         }
@@ -270,6 +281,40 @@ fn explain(path: &Path, method: &str, target: &str) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Why a request-target holding a raw `#` is refused, or `None` when it holds none.
+fn raw_hash(target: &str) -> Option<String> {
+    let hash = target.find('#')?;
+    let in_path = target.find('?').map_or(true, |query| hash < query);
+    Some(if in_path {
+        crate::proxy::path::PathRejection::RawHash.to_string()
+    } else {
+        "query contains a raw '#' (a request-target never carries a fragment)".to_string()
+    })
+}
+
+/// The standard method a not-all-uppercase method was probably meant to be (`get` →
+/// `GET`); methods are case-sensitive (RFC 9110 §9.1), so `get` matches no `GET` route.
+fn case_mistaken_method(method: &Method) -> Option<Method> {
+    let text = method.as_str();
+    if text.bytes().all(|b| !b.is_ascii_lowercase()) {
+        return None;
+    }
+    let upper = Method::from_bytes(text.to_ascii_uppercase().as_bytes()).ok()?;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ]
+    .contains(&upper)
+    .then_some(upper)
 }
 
 fn healthcheck(path: &Path, url: Option<&str>) -> Result<(), String> {

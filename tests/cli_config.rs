@@ -134,3 +134,58 @@ fn usage_errors_exit_2_and_help_exits_0() {
     assert!(out.contains("check-config"));
     assert_eq!(gatehouse(&["user", "add", "--help"]).0, 0);
 }
+
+#[test]
+fn version_prints_the_name_and_version_and_exits_0() {
+    let expected = format!("gatehouse {}", env!("CARGO_PKG_VERSION"));
+    for flag in ["--version", "-V"] {
+        let (code, out, err) = gatehouse(&[flag]);
+        assert_eq!(code, 0, "{flag}: {err}");
+        assert_eq!(out.trim(), expected, "{flag}");
+    }
+}
+
+#[test]
+fn explain_refuses_a_raw_hash_as_the_gateway_would() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml");
+    // `/static/**` is public for GET: without the `#` check the fragment would vanish and
+    // the request would read as a public, forwarded one.
+    for (target, why) in [
+        ("/static/a#b", "rejected: path contains a raw '#'"),
+        ("/static/a?x=1#b", "rejected: query contains a raw '#'"),
+    ] {
+        let (code, out, err) = gatehouse(&["explain", "-c", shipped, "GET", target]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(why), "{target}: {out}");
+        assert!(
+            out.contains("decision:   400 invalid_request (never forwarded)"),
+            "{target}: {out}"
+        );
+        assert!(!out.contains("upstream:"), "{target}: {out}");
+        assert!(!out.contains("public"), "{target}: {out}");
+    }
+}
+
+#[test]
+fn explain_notes_that_methods_are_case_sensitive_and_stays_truthful() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml");
+    let (code, out, err) = gatehouse(&["explain", "-c", shipped, "get", "/static/x"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("note: methods are case-sensitive; `get` is not `GET`"),
+        "{err}"
+    );
+    // `/static/**` is public only for GET and HEAD: `get` is another method.
+    assert!(out.contains("route:      none matches"), "{out}");
+    assert!(out.contains("a valid bearer token is required"), "{out}");
+
+    let (code, out, err) = gatehouse(&["explain", "-c", shipped, "GET", "/static/x"]);
+    assert_eq!(code, 0);
+    assert!(err.is_empty(), "no note for a standard method: {err}");
+    assert!(out.contains("routes[1] /static/**"), "{out}");
+
+    // An extension method in lowercase that no standard method spells: no note.
+    let (code, _, err) = gatehouse(&["explain", "-c", shipped, "purge", "/x"]);
+    assert_eq!(code, 0);
+    assert!(err.is_empty(), "{err}");
+}

@@ -1,9 +1,11 @@
 //! Configuration: `gateway.toml` read, checked and compiled once (SPEC §2).
 //!
-//! `serve`, `check-config`, `explain` and SIGHUP all go through [`load`], so what
-//! `check-config` accepts is exactly what the gateway will run. The validated [`Config`]
-//! holds ready values (compiled routes, header names, durations): no request parses a
-//! config string.
+//! `serve`, `check-config`, `explain`, `user …` and SIGHUP all go through [`load`], so
+//! what `check-config` accepts is exactly what the gateway will run. [`load`] also resolves
+//! relative file paths (`store.path`, `tokens.secret_file`, `server.tls_cert`,
+//! `server.tls_key`) against the directory holding the file, never the working directory.
+//! The validated [`Config`] holds ready values (compiled routes, header names, durations,
+//! absolute file paths): no request parses a config string.
 
 mod file;
 mod units;
@@ -154,7 +156,8 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Reads and validates a config file.
+/// Reads and validates a config file; relative file paths in it are resolved against the
+/// directory that holds it (SPEC §2), whatever the working directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let fail = |problems: Vec<Problem>| ConfigError {
         file: path.to_path_buf(),
@@ -166,10 +169,29 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             problem: format!("cannot read the config file: {err}"),
         }])
     })?;
-    parse(&text).map_err(fail)
+    parse_relative_to(&text, &config_dir(path)).map_err(fail)
 }
 
-/// Validates config text (what [`load`] does after reading the file).
+/// The absolute directory holding a config file (`gateway.toml` alone: the working
+/// directory).
+fn config_dir(config_file: &Path) -> PathBuf {
+    let dir = config_file
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// Validates config text and resolves its relative file paths against `base` (what
+/// [`load`] does with the file's directory).
+pub fn parse_relative_to(text: &str, base: &Path) -> Result<Config, Vec<Problem>> {
+    let mut config = parse(text)?;
+    config.resolve_paths(base);
+    Ok(config)
+}
+
+/// Validates config text; file paths stay as written (relative ones are left to the
+/// working directory: [`load`] and [`parse_relative_to`] resolve them).
 pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let mut problems = validate::Problems::default();
     let mut unknown = Vec::new();
@@ -227,6 +249,24 @@ fn dotted(path: &serde_ignored::Path<'_>) -> String {
 }
 
 impl Config {
+    /// Makes every relative file path absolute against `base`: `store.path`,
+    /// `tokens.secret_file`, `server.tls_cert`, `server.tls_key`.
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        resolve(&mut self.store.path);
+        if let Some(file) = &mut self.tokens.secret_file {
+            resolve(file);
+        }
+        if let Some(tls) = &mut self.server.tls {
+            resolve(&mut tls.cert);
+            resolve(&mut tls.key);
+        }
+    }
+
     /// The route table in match order, as `check-config` prints it, with a warning for
     /// each route an earlier one shadows entirely.
     pub fn describe_routes(&self) -> (String, Vec<String>) {
@@ -338,6 +378,39 @@ acess = "public"
             "{all}"
         );
         assert_eq!(problems.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn relative_file_paths_resolve_against_the_base_directory() {
+        let text = format!(
+            "{MINIMAL}[server]\ntls_cert = \"tls/cert.pem\"\ntls_key = \"/etc/key.pem\"\n\
+             [store]\npath = \"data\"\n[tokens]\nsecret_file = \"../secret\"\n"
+        );
+        let config = parse_relative_to(&text, Path::new("/etc/gatehouse")).expect("valid");
+        assert_eq!(config.store.path, Path::new("/etc/gatehouse/data"));
+        assert_eq!(
+            config.tokens.secret_file.as_deref(),
+            Some(Path::new("/etc/gatehouse/../secret"))
+        );
+        let tls = config.server.tls.expect("tls");
+        assert_eq!(tls.cert, Path::new("/etc/gatehouse/tls/cert.pem"));
+        assert_eq!(
+            tls.key,
+            Path::new("/etc/key.pem"),
+            "absolute paths unchanged"
+        );
+        assert_eq!(parse(MINIMAL).expect("valid").store.path, Path::new("data"));
+    }
+
+    #[test]
+    fn a_bare_config_file_name_resolves_against_the_working_directory() {
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(config_dir(Path::new("gateway.toml")), cwd);
+        assert_eq!(config_dir(Path::new("conf/gateway.toml")), cwd.join("conf"));
+        assert_eq!(
+            config_dir(Path::new("/etc/g/gateway.toml")),
+            Path::new("/etc/g")
+        );
     }
 
     #[test]
