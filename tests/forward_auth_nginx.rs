@@ -297,13 +297,22 @@ async fn nginx_auth_request_lets_gatehouse_decide_and_copies_the_identity_upstre
     );
 
     // Public path without a token: forwarded, and a forged identity header is not.
-    let (status, _, _) = get(listen, "/public/page", &["X-Auth-User: mallory"])
-        .await
-        .expect("answer");
+    let (status, _, _) = get(
+        listen,
+        "/public/page",
+        &["X-Auth-User: mallory", "X_Auth_User: mallory"],
+    )
+    .await
+    .expect("answer");
     assert_eq!(status, 200, "nginx error.log:\n{}", nginx.error_log());
     let seen = upstream.last().expect("forwarded");
     assert_eq!(seen.target, "/public/page");
-    for name in ["x-auth-user", "x-auth-subject", "x-auth-roles"] {
+    for name in [
+        "x-auth-user",
+        "x-auth-subject",
+        "x-auth-roles",
+        "x_auth_user",
+    ] {
         assert!(
             seen.all(name).is_empty(),
             "{name} forwarded on an anonymous request: {:?}",
