@@ -70,6 +70,10 @@ pub enum GatewayError {
     Forbidden,
     #[error("{0}")]
     InvalidRequest(String),
+    /// A malformed request to forward-auth (`/auth/verify`), which answers only 401 or 403
+    /// (nginx turns anything else into 500): 403 `invalid_request`.
+    #[error("{0}")]
+    InvalidForwardedRequest(String),
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("request header fields too large")]
@@ -121,6 +125,7 @@ impl GatewayError {
             GatewayError::InsufficientScope => StatusCode::FORBIDDEN,
             GatewayError::Forbidden => StatusCode::FORBIDDEN,
             GatewayError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::InvalidForwardedRequest(_) => StatusCode::FORBIDDEN,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
@@ -148,6 +153,7 @@ impl GatewayError {
             GatewayError::InsufficientScope => "insufficient_scope",
             GatewayError::Forbidden => "forbidden",
             GatewayError::InvalidRequest(_) => "invalid_request",
+            GatewayError::InvalidForwardedRequest(_) => "invalid_request",
             GatewayError::PayloadTooLarge => "payload_too_large",
             GatewayError::HeadersTooLarge => "headers_too_large",
             GatewayError::NotFound => "not_found",
@@ -176,6 +182,7 @@ impl GatewayError {
             GatewayError::InsufficientScope => "the token lacks a role this route requires",
             GatewayError::Forbidden => "access to this path is denied",
             GatewayError::InvalidRequest(text) => text,
+            GatewayError::InvalidForwardedRequest(text) => text,
             GatewayError::PayloadTooLarge => "the request body is larger than 16 KiB",
             GatewayError::HeadersTooLarge => "the request header fields are too large",
             GatewayError::NotFound => "no such endpoint",

@@ -1,8 +1,10 @@
-//! Forward-auth with a REAL nginx (SPEC §4 `/auth/verify`): nginx `auth_request` asks
-//! gatehouse about each request (passing `X-Forwarded-Method` / `X-Forwarded-Uri`, honoured
-//! because nginx's address is in `trusted_proxies`), copies the identity headers from the
-//! answer with `auth_request_set`, and proxies to the echo upstream. The nginx config is
-//! the one the README shows, with addresses filled in.
+//! Forward-auth with a REAL nginx and the REAL gatehouse binary (SPEC §4 `/auth/verify`):
+//! nginx `auth_request` asks gatehouse about each request (passing `X-Forwarded-Method` /
+//! `X-Forwarded-Uri`, honoured because nginx's address is in `trusted_proxies`), copies the
+//! identity headers from the answer with `auth_request_set`, drops the client's
+//! `Authorization`, and proxies to the echo upstream. The nginx config is the one the
+//! README shows, with addresses filled in. With the shipped `trusted_proxies = []` the
+//! same recipe must fail closed: 403 for everything, and a WARN naming the fix.
 //!
 //! nginx must be installed (`apt-get install -y nginx`; `.ci/run` does it). Without it
 //! this test FAILS, it does not skip: a forward-auth contract nobody ran is not verified.
@@ -15,21 +17,55 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestGateway;
+use common::accounts::{claims_of, serve_with_users, Served};
+use common::EchoUpstream;
 use ops_support::{free_addr, get, send_signal, DEADLINE};
 
-const GATEWAY_CONFIG: &str = r#"
+const TRUSTED: &str = r#"
 [headers]
 trusted_proxies = ["127.0.0.1/32"]
+"#;
 
+const ROUTES: &str = r#"
 [[routes]]
 path = "/public/**"
 access = "public"
 
 [[routes]]
+path = "/closed/**"
+access = "deny"
+
+[[routes]]
 path = "/admin/**"
 roles = ["admin"]
 "#;
+
+/// The gatehouse binary in front of a fresh echo upstream, with users alice (staff),
+/// root (admin) and nobody (no roles); their tokens in that order.
+async fn start_gatehouse(dir: &Path, headers: &str) -> (Served, EchoUpstream, [String; 3]) {
+    let upstream = EchoUpstream::start().await;
+    let (served, tokens) = serve_with_users(
+        dir,
+        upstream.addr,
+        &format!("{headers}\n{ROUTES}"),
+        &[("alice", &["staff"]), ("root", &["admin"]), ("nobody", &[])],
+    )
+    .await;
+    let tokens = <[String; 3]>::try_from(tokens).expect("three tokens");
+    (served, upstream, tokens)
+}
+
+/// A temp dir nginx's (possibly unprivileged) workers can enter.
+fn nginx_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    dir
+}
 
 /// nginx in front of `upstream`, asking `gatehouse` before each request.
 fn nginx_config(
@@ -73,6 +109,7 @@ http {{
             proxy_set_header X-Auth-User $auth_user;
             proxy_set_header X-Auth-Subject $auth_subject;
             proxy_set_header X-Auth-Roles $auth_roles;
+            proxy_set_header Authorization "";
             proxy_http_version 1.1;
             proxy_pass http://{upstream};
         }}
@@ -173,27 +210,20 @@ impl Drop for Nginx {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_auth_request_lets_gatehouse_decide_and_copies_the_identity_upstream() {
-    let gateway = TestGateway::start(GATEWAY_CONFIG).await;
-    let upstream = gateway.upstream.clone();
-    let dir = tempfile::tempdir().expect("tempdir");
-    // nginx workers may run as an unprivileged user: let them reach their temp paths.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
-    }
+    let gatehouse_dir = tempfile::tempdir().expect("tempdir");
+    let (gatehouse, upstream, [alice, root, nobody]) =
+        start_gatehouse(gatehouse_dir.path(), TRUSTED).await;
+    let dir = nginx_dir();
     let listen = free_addr();
     let mut nginx = Nginx::start(
         dir.path(),
-        &nginx_config(dir.path(), listen, gateway.addr, upstream.addr),
+        &nginx_config(dir.path(), listen, gatehouse.addr, upstream.addr),
     );
     nginx.wait_listening(listen).await;
-
-    let alice = gateway.user("alice", &["staff"]).await;
-    let root = gateway.user("root", &["admin"]).await;
-    let as_alice = format!("Authorization: Bearer {}", alice.token);
-    let as_root = format!("Authorization: Bearer {}", root.token);
+    let as_alice = format!("Authorization: Bearer {alice}");
+    let as_root = format!("Authorization: Bearer {root}");
+    let as_nobody = format!("Authorization: Bearer {nobody}");
+    let alice_sub = claims_of(&alice)["sub"].as_str().expect("sub").to_string();
 
     // No token: nginx answers 401 from gatehouse's verdict; the upstream is never asked.
     let before = upstream.count();
@@ -213,7 +243,7 @@ async fn nginx_auth_request_lets_gatehouse_decide_and_copies_the_identity_upstre
     assert_eq!(upstream.count(), before);
 
     // Valid token: 200, and the upstream saw the identity gatehouse established, not the
-    // one the client tried to forge.
+    // one the client tried to forge, and not the client's Authorization.
     let (status, _, _) = get(
         listen,
         "/app/data?page=2",
@@ -226,18 +256,35 @@ async fn nginx_auth_request_lets_gatehouse_decide_and_copies_the_identity_upstre
     assert_eq!(seen.target, "/app/data?page=2");
     assert_eq!(seen.all("x-auth-user"), vec!["alice"]);
     assert_eq!(seen.header("x-auth-roles"), Some("staff"));
-    assert_eq!(seen.header("x-auth-subject"), Some(alice.sub.as_str()));
+    assert_eq!(seen.header("x-auth-subject"), Some(alice_sub.as_str()));
+    assert!(
+        seen.all("authorization").is_empty(),
+        "the client's Authorization reached the upstream: {:?}",
+        seen.headers
+    );
 
-    // Role-protected path with the wrong role: 403, never forwarded.
+    // Deny route: 403 even with a token, never forwarded.
     let before = upstream.count();
-    let (status, _, _) = get(listen, "/admin/panel", &[&as_alice])
-        .await
-        .expect("answer");
+    let (status, _, _) = get(listen, "/closed/x", &[&as_root]).await.expect("answer");
+    assert_eq!(status, 403);
+    // Role-protected path without the role (none, or the wrong one): 403, never forwarded.
+    for token in [&as_nobody, &as_alice] {
+        let (status, _, _) = get(listen, "/admin/panel", &[token]).await.expect("answer");
+        assert_eq!(status, 403);
+    }
+    // A client naming another request in X-Original-URI cannot choose what is decided.
+    let (status, _, _) = get(
+        listen,
+        "/admin/panel",
+        &[&as_alice, "X-Original-URI: /public/x"],
+    )
+    .await
+    .expect("answer");
     assert_eq!(status, 403);
     assert_eq!(
         upstream.count(),
         before,
-        "a request without the role reached the upstream"
+        "a refused request reached the upstream"
     );
     // …and with the role: 200. The route rules saw nginx's original URI.
     let (status, _, _) = get(listen, "/admin/panel", &[&as_root])
@@ -250,15 +297,84 @@ async fn nginx_auth_request_lets_gatehouse_decide_and_copies_the_identity_upstre
     );
 
     // Public path without a token: forwarded, and a forged identity header is not.
-    let (status, _, _) = get(listen, "/public/page", &["X-Auth-User: mallory"])
+    let (status, _, _) = get(
+        listen,
+        "/public/page",
+        &["X-Auth-User: mallory", "X_Auth_User: mallory"],
+    )
+    .await
+    .expect("answer");
+    assert_eq!(status, 200, "nginx error.log:\n{}", nginx.error_log());
+    let seen = upstream.last().expect("forwarded");
+    assert_eq!(seen.target, "/public/page");
+    for name in [
+        "x-auth-user",
+        "x-auth-subject",
+        "x-auth-roles",
+        "x_auth_user",
+    ] {
+        assert!(
+            seen.all(name).is_empty(),
+            "{name} forwarded on an anonymous request: {:?}",
+            seen.headers
+        );
+    }
+    // Public path with a token: the identity arrives.
+    let (status, _, _) = get(listen, "/public/page", &[&as_alice])
         .await
         .expect("answer");
     assert_eq!(status, 200);
-    let seen = upstream.last().expect("forwarded");
-    assert_eq!(seen.target, "/public/page");
+    assert_eq!(
+        upstream.last().expect("forwarded").header("x-auth-user"),
+        Some("alice")
+    );
+    drop(gatehouse);
+}
+
+/// The field-trial defect: the README recipe with the shipped `trusted_proxies = []` made
+/// verify ignore the forwarded URI (deny routes answered 200, roles were not checked,
+/// public routes demanded a token). It must fail closed instead, and say why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_recipe_without_trusted_proxies_fails_closed_and_says_why() {
+    let gatehouse_dir = tempfile::tempdir().expect("tempdir");
+    let (gatehouse, upstream, [alice, root, _]) = start_gatehouse(gatehouse_dir.path(), "").await;
+    let dir = nginx_dir();
+    let listen = free_addr();
+    let mut nginx = Nginx::start(
+        dir.path(),
+        &nginx_config(dir.path(), listen, gatehouse.addr, upstream.addr),
+    );
+    nginx.wait_listening(listen).await;
+    let as_alice = format!("Authorization: Bearer {alice}");
+    let as_root = format!("Authorization: Bearer {root}");
+
+    for (path, headers) in [
+        ("/closed/x", vec![as_root.as_str()]),
+        ("/admin/panel", vec![as_alice.as_str()]),
+        ("/app/data", vec![as_alice.as_str()]),
+        ("/public/page", vec![]),
+    ] {
+        let (status, _, _) = get(listen, path, &headers).await.expect("answer");
+        assert_eq!(
+            status,
+            403,
+            "{path} through nginx with trusted_proxies = []; nginx error.log:\n{}",
+            nginx.error_log()
+        );
+    }
+    assert_eq!(upstream.count(), 0, "a request reached the upstream");
+    let deadline = Instant::now() + DEADLINE;
+    while !gatehouse.log().contains("headers.trusted_proxies") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let log = gatehouse.log();
     assert!(
-        seen.all("x-auth-user").is_empty(),
-        "forged identity forwarded: {:?}",
-        seen.headers
+        log.lines()
+            .any(|line| line.contains("WARN") && line.contains("headers.trusted_proxies")),
+        "no WARN naming the fix:\n{log}"
+    );
+    assert!(
+        !log.contains(&alice) && !log.contains(&root),
+        "a token was logged"
     );
 }

@@ -9,7 +9,7 @@
 //! | `/refresh`  | POST      | `refresh.rs`  |
 //! | `/logout`   | POST      | `logout.rs`   |
 //! | `/me`       | GET, HEAD | `me.rs`       |
-//! | `/verify`   | any       | `verify.rs`   |
+//! | `/verify`   | any       | `verify.rs` (only 200, 401, 403) |
 //! | `/password` | POST      | `password.rs` |
 //! | `/register` | POST      | `register.rs` (404 while registration is off) |
 
@@ -29,7 +29,7 @@ use hyper::body::Incoming;
 use crate::accounts::{AccountError, TokenPair};
 use crate::error::GatewayError;
 use crate::http::{json_response, Body};
-use crate::proxy::{ConnInfo, Gateway, Snapshot};
+use crate::proxy::{ConnInfo, Gateway, Record, Snapshot};
 
 /// What an endpoint may use.
 pub struct EndpointContext<'a> {
@@ -38,6 +38,10 @@ pub struct EndpointContext<'a> {
     pub conn: ConnInfo,
     /// The peer is a trusted proxy: its `X-Forwarded-*` headers were kept.
     pub trusted: bool,
+    /// An untrusted peer sent headers naming an original request for forward-auth
+    /// (`X-Forwarded-Method/-Uri`, `X-Original-Method/-URI`); seen before phase 2
+    /// stripped them, so `/auth/verify` can refuse instead of ignoring them.
+    pub untrusted_original_request: bool,
 }
 
 impl EndpointContext<'_> {
@@ -55,17 +59,19 @@ impl EndpointContext<'_> {
     }
 }
 
-/// Routes `sub_path` (the normalized path below `auth_prefix`) to its endpoint.
+/// Routes `sub_path` (the normalized path below `auth_prefix`) to its endpoint. `record`
+/// is the access line's: `/auth/verify` fills in its decision and user.
 pub async fn dispatch(
     context: &EndpointContext<'_>,
     sub_path: &str,
     request: Request<Incoming>,
+    record: &mut Record,
 ) -> Result<Response<Body>, GatewayError> {
     let method = request.method().clone();
     match sub_path {
         "/me" => only(&method, &[Method::GET, Method::HEAD], "GET, HEAD")
             .and_then(|()| me::handle(context, &request)),
-        "/verify" => verify::handle(context, &request),
+        "/verify" => verify::handle(context, &request, record),
         "/login" => {
             only(&method, &[Method::POST], "POST")?;
             login::handle(context, request).await

@@ -1,59 +1,172 @@
 //! `/auth/verify`: forward-auth for proxies that already sit at the edge (nginx
-//! `auth_request`, Traefik ForwardAuth, Caddy `forward_auth`).
+//! `auth_request`, Traefik ForwardAuth, Caddy `forward_auth`), SPEC §4.
 //!
-//! With `X-Forwarded-Method` / `X-Forwarded-Uri` from a trusted proxy (§3.2: from anyone
-//! else they were stripped in phase 2), the route rules are applied to that request exactly
-//! as the proxy path would; without them, a valid token is all that is asked. 200 carries
-//! the identity headers for the proxy to copy upstream.
+//! - **Trusted proxy** (`headers.trusted_proxies`): the original request's method and URI,
+//!   from `X-Forwarded-Method` / `X-Forwarded-Uri` or `X-Original-Method` /
+//!   `X-Original-URI` (nginx ingress style), are decided exactly as the proxy path would
+//!   decide them ([`Gateway::decide`](crate::proxy::Gateway::decide)), public and deny
+//!   routes included. When both families name the method (or the URI) they must agree,
+//!   byte for byte, else 403 `invalid_request`: a proxy that sets one family may pass a
+//!   client's copy of the other through, so neither may silently win. Without a forwarded
+//!   URI the method is ignored and a valid token is all that is asked.
+//! - **Any other peer**: those headers are refused with 403 `forbidden` and a WARN naming
+//!   the fix. Phase 2 of the pipeline stripped them, but noted first that they were there
+//!   ([`EndpointContext::untrusted_original_request`]); ignoring them would decide about
+//!   `/auth/verify` instead of the request the proxy is asking about.
+//! - **Fail closed in the proxy's vocabulary**: the answer is only 200, 401 or 403 (nginx
+//!   turns anything else into 500). A malformed forwarded method or URI, several copies of
+//!   one, or any other malformed input (two `Authorization` headers, ...) is 403
+//!   `invalid_request`; an internal fault is logged and answered 403.
+//! - **200 carries every configured identity header**, empty without an identity
+//!   (anonymous on a public route), so a proxy that copies them never passes a client's own
+//!   copy through.
+//!
+//! The decision and user land in the request's [`Record`], so the access line and the
+//! `gatehouse_requests_total{decision}` counter show what forward-auth decided.
 
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
 use super::EndpointContext;
+use crate::accounts::Identity;
 use crate::error::GatewayError;
 use crate::http::{empty_response, Body};
-use crate::proxy::forwarded::{X_FORWARDED_METHOD, X_FORWARDED_URI};
+use crate::proxy::forwarded::{
+    X_FORWARDED_METHOD, X_FORWARDED_URI, X_ORIGINAL_METHOD, X_ORIGINAL_URI,
+};
 use crate::proxy::{normalized_path, Record};
+use crate::telemetry::metrics::Decision;
 
 pub fn handle(
     context: &EndpointContext<'_>,
     request: &Request<Incoming>,
+    record: &mut Record,
 ) -> Result<Response<Body>, GatewayError> {
-    let headers = request.headers();
-    let original_uri = match headers.get(&X_FORWARDED_URI) {
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|text| text.parse::<Uri>().ok())
-                .ok_or_else(|| {
-                    GatewayError::invalid_request("X-Forwarded-Uri is not a request target")
-                })?,
-        ),
-        None => None,
-    };
-    let method = match headers.get(&X_FORWARDED_METHOD) {
+    match decide(context, request.headers(), record) {
+        Ok(identity) => Ok(answer(context, identity.as_ref())),
+        Err(err) => Err(fail_closed(err, record)),
+    }
+}
+
+/// Who may pass, or why not.
+fn decide(
+    context: &EndpointContext<'_>,
+    headers: &HeaderMap,
+    record: &mut Record,
+) -> Result<Option<Identity>, GatewayError> {
+    if context.untrusted_original_request {
+        record.decided(Decision::Rejected, None);
+        tracing::warn!(
+            peer = %context.conn.peer.ip(),
+            "forward-auth refused (403): X-Forwarded-Method/-Uri or X-Original-Method/-URI \
+             came from a peer that is not a trusted proxy, so the route rules cannot be \
+             applied; add the proxy's address to headers.trusted_proxies"
+        );
+        return Err(GatewayError::Forbidden);
+    }
+    let method = original(
+        headers,
+        (&X_FORWARDED_METHOD, "X-Forwarded-Method"),
+        (&X_ORIGINAL_METHOD, "X-Original-Method"),
+    )?;
+    let uri = original(
+        headers,
+        (&X_FORWARDED_URI, "X-Forwarded-Uri"),
+        (&X_ORIGINAL_URI, "X-Original-URI"),
+    )?;
+    let method = match method {
         Some(value) => Method::from_bytes(value.as_bytes())
-            .map_err(|_| GatewayError::invalid_request("X-Forwarded-Method is not a method"))?,
+            .map_err(|_| invalid("the forwarded method is not an HTTP method"))?,
         None => Method::GET,
     };
-    let identity = match &original_uri {
-        Some(uri) => {
-            let path = normalized_path(uri)?;
-            let mut record = Record::detached();
-            context
-                .gateway
-                .decide(context.snapshot, &method, &path, headers, &mut record)?
-                .identity
-        }
-        None => Some(context.gateway.authenticate(headers)?),
+    let Some(uri) = uri else {
+        // No original request named: a valid token is all that is asked.
+        record.decided(Decision::Unauthenticated, None);
+        let identity = context.gateway.authenticate(headers)?;
+        record.decided(Decision::Authenticated, Some(&identity));
+        return Ok(Some(identity));
     };
-    let mut response = empty_response(StatusCode::OK);
-    if let Some(identity) = identity {
-        context
-            .snapshot
-            .identity
-            .stamp(response.headers_mut(), &identity);
+    let uri = uri
+        .to_str()
+        .ok()
+        .filter(|text| !text.is_empty())
+        .and_then(|text| text.parse::<Uri>().ok())
+        .ok_or_else(|| invalid("the forwarded URI is not a request target"))?;
+    let path = normalized_path(&uri)?;
+    let decided = context
+        .gateway
+        .decide(context.snapshot, &method, &path, headers, record)?;
+    Ok(decided.identity)
+}
+
+/// The one value given for the original method or URI, by either family of headers.
+/// Several copies of a header, or the two families disagreeing, are refused.
+fn original<'h>(
+    headers: &'h HeaderMap,
+    forwarded: (&HeaderName, &str),
+    alternative: (&HeaderName, &str),
+) -> Result<Option<&'h HeaderValue>, GatewayError> {
+    let single = |(name, shown): (&HeaderName, &str)| {
+        let mut values = headers.get_all(name).iter();
+        let first = values.next();
+        match values.next() {
+            Some(_) => Err(invalid(format!("send exactly one {shown} header"))),
+            None => Ok(first),
+        }
+    };
+    match (single(forwarded)?, single(alternative)?) {
+        (Some(a), Some(b)) if a != b => Err(invalid(format!(
+            "{} and {} disagree",
+            forwarded.1, alternative.1
+        ))),
+        (a, b) => Ok(a.or(b)),
     }
-    Ok(response)
+}
+
+fn invalid(description: impl Into<String>) -> GatewayError {
+    GatewayError::InvalidForwardedRequest(description.into())
+}
+
+/// 200 with every identity header: the identity's values, or empty.
+fn answer(context: &EndpointContext<'_>, identity: Option<&Identity>) -> Response<Body> {
+    let names = &context.snapshot.identity;
+    let mut response = empty_response(StatusCode::OK);
+    let headers = response.headers_mut();
+    for name in [&names.user, &names.subject, &names.roles] {
+        headers.insert(name.clone(), HeaderValue::from_static(""));
+    }
+    if let Some(identity) = identity {
+        names.stamp(headers, identity);
+    }
+    response
+}
+
+/// Keeps a refusal within what a forward-auth proxy understands: 401 and 403 pass as
+/// they are (and 503 `unavailable`, SPEC §8); a malformed request becomes 403
+/// `invalid_request`; anything else 403 `forbidden`.
+fn fail_closed(err: GatewayError, record: &mut Record) -> GatewayError {
+    match err {
+        GatewayError::Unauthorized
+        | GatewayError::InvalidToken(_)
+        | GatewayError::InsufficientScope
+        | GatewayError::Forbidden
+        | GatewayError::Unavailable => err,
+        GatewayError::InvalidForwardedRequest(_) => {
+            record.decided(Decision::Rejected, None);
+            err
+        }
+        GatewayError::InvalidRequest(description) => {
+            record.decided(Decision::Rejected, None);
+            GatewayError::InvalidForwardedRequest(description)
+        }
+        GatewayError::Internal(detail) => {
+            tracing::error!(error = %detail, "forward-auth failed; answering 403");
+            record.decided(Decision::Rejected, None);
+            GatewayError::Forbidden
+        }
+        _ => {
+            record.decided(Decision::Rejected, None);
+            GatewayError::Forbidden
+        }
+    }
 }

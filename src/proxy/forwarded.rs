@@ -4,6 +4,11 @@
 //! From an untrusted peer, `Forwarded`, `X-Forwarded-*` and `X-Real-IP` (any spelling)
 //! are dropped and rewritten from what gatehouse saw itself. From a trusted proxy they
 //! are kept, and the peer is appended to `X-Forwarded-For`.
+//!
+//! Forward-auth (`/auth/verify`) is told the original request's method and URI in
+//! `X-Forwarded-Method` / `X-Forwarded-Uri` or `X-Original-Method` / `X-Original-URI`:
+//! [`names_original_request`] spots them (before the strip erases them) so that verify can
+//! refuse them from an untrusted peer instead of silently ignoring the route rules.
 
 use std::net::IpAddr;
 
@@ -17,6 +22,16 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 pub static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+pub static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+pub static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+
+/// The names that tell forward-auth which request to decide about.
+const ORIGINAL_REQUEST: [&str; 4] = [
+    "x-forwarded-method",
+    "x-forwarded-uri",
+    "x-original-method",
+    "x-original-uri",
+];
 
 /// True when `peer` lies in one of the trusted CIDRs.
 pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
@@ -73,6 +88,22 @@ pub fn strip_untrusted(headers: &mut HeaderMap) {
             || name.starts_with("x-forwarded")
             || name.starts_with("x_forwarded")
     });
+}
+
+/// True when a header names the original request's method or URI for forward-auth
+/// (`X-Forwarded-Method`, `X-Forwarded-Uri`, `X-Original-Method`, `X-Original-URI`; any
+/// case, `_` for `-`). Only asked about requests to gatehouse's own endpoints.
+pub fn names_original_request(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        let name = name.as_str();
+        ORIGINAL_REQUEST.iter().any(|target| {
+            name.len() == target.len()
+                && name
+                    .bytes()
+                    .zip(target.bytes())
+                    .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+        })
+    })
 }
 
 /// The client address a trusted proxy reported: the last `X-Forwarded-For` entry, which
@@ -143,6 +174,28 @@ mod tests {
         assert_eq!(map.get("x-forwarded-proto").expect("proto"), "http");
         assert!(map.get("forwarded").is_none());
         assert!(map.get("x_forwarded_proto").is_none());
+    }
+
+    #[test]
+    fn original_request_headers_are_spotted_in_every_spelling() {
+        for name in [
+            "x-forwarded-uri",
+            "x_forwarded_method",
+            "x-original-uri",
+            "x_original-method",
+        ] {
+            let mut map = HeaderMap::new();
+            map.insert("accept", HeaderValue::from_static("*/*"));
+            map.insert(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_static("/x"),
+            );
+            assert!(names_original_request(&map), "{name}");
+        }
+        let mut map = HeaderMap::new();
+        map.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        map.insert("x-original-urix", HeaderValue::from_static("/x"));
+        assert!(!names_original_request(&map));
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //!
 //! Phases, in order (1 and 2 run on every request):
 //! 1. normalize the path — what is matched is what is forwarded; one Host (RFC 9112 §3.2);
-//! 2. strip forgeable identity headers, and forwarding headers from untrusted peers;
-//! 3. divert `auth_prefix` to gatehouse's own endpoints (never forwarded);
+//! 2. strip forgeable identity headers, and forwarding headers from untrusted peers
+//!    (for gatehouse's own endpoints, first noting whether an untrusted peer named an
+//!    original request for forward-auth, which `/auth/verify` then refuses);
+//! 3. divert `auth_prefix` to gatehouse's own endpoints (never forwarded; `/auth/verify`
+//!    fills the access decision and user of the [`Record`] like a proxied request);
 //! 4. match the route and decide access (token, roles);
 //! 5. prepare the upstream request (hop-by-hop out, forwarding and identity in);
 //! 6. forward, streaming both bodies; splice upgraded connections;
@@ -146,6 +149,7 @@ impl Gateway {
             status = status.as_u16(),
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
             user = record.user.as_ref().map_or("-", |user| user.username.as_str()),
+            decision = record.decision.as_str(),
             upstream = record.upstream.as_deref().unwrap_or("-"),
             "request"
         );
@@ -175,15 +179,21 @@ impl Gateway {
             }
         }
 
-        // 2. Strip what a client could forge.
+        // 2. Strip what a client could forge. Forward-auth must fail closed when an
+        //    untrusted peer names the original request, so look before the strip erases
+        //    the evidence; only for gatehouse's own endpoints (proxied requests pay nothing).
         let trusted = forwarded::is_trusted(conn.peer.ip(), &snapshot.trusted_proxies);
+        let own = is_under(&path, &self.auth_prefix);
         snapshot.identity.strip(request.headers_mut());
+        let mut untrusted_original_request = false;
         if !trusted {
+            untrusted_original_request =
+                own && forwarded::names_original_request(request.headers());
             forwarded::strip_untrusted(request.headers_mut());
         }
 
         // 3. gatehouse's own endpoints.
-        if is_under(&path, &self.auth_prefix) {
+        if own {
             record.decision = Decision::AuthEndpoint;
             let sub_path = &path[self.auth_prefix.len()..];
             let context = crate::endpoints::EndpointContext {
@@ -191,8 +201,9 @@ impl Gateway {
                 snapshot: &snapshot,
                 conn,
                 trusted,
+                untrusted_original_request,
             };
-            return crate::endpoints::dispatch(&context, sub_path, request).await;
+            return crate::endpoints::dispatch(&context, sub_path, request, record).await;
         }
 
         // 4. Route and access decision.
@@ -315,13 +326,11 @@ impl Gateway {
 }
 
 impl Record {
-    /// A record for a decision made outside the proxy path (forward-auth).
-    pub fn detached() -> Self {
-        Record {
-            decision: Decision::AuthEndpoint,
-            user: None,
-            upstream: None,
-        }
+    /// Records a decision made outside [`Gateway::decide`] (forward-auth without a
+    /// forwarded request, or refused before routing).
+    pub fn decided(&mut self, decision: Decision, identity: Option<&Identity>) {
+        self.decision = decision;
+        self.user = identity.map(|identity| identity.user.clone());
     }
 }
 

@@ -25,7 +25,8 @@ pub enum Decision {
     Denied,
     /// Malformed request, refused before routing.
     Rejected,
-    /// Served by gatehouse's own endpoints.
+    /// Served by gatehouse's own endpoints (a `/auth/verify` call is counted under the
+    /// decision it made about the forwarded request instead: public, authenticated, ...).
     AuthEndpoint,
 }
 

@@ -394,3 +394,38 @@ impl Drop for Served {
         }
     }
 }
+
+/// The real binary in front of `upstream`: [`crate::common::config_text`] with a JSON log
+/// (so [`Served`] finds its addresses) and `extra` appended, the harness secret in
+/// `dir/secret`, and `users` (name, roles) added with `gatehouse user add` before it
+/// starts. Returns it and each user's access token from `/auth/login`, in order.
+pub async fn serve_with_users(
+    dir: &Path,
+    upstream: SocketAddr,
+    extra: &str,
+    users: &[(&str, &[&str])],
+) -> (Served, Vec<String>) {
+    std::fs::write(dir.join("secret"), format!("{}\n", crate::common::SECRET)).expect("secret");
+    let text = crate::common::config_text(
+        &upstream.to_string(),
+        dir,
+        "",
+        &format!("[log]\nformat = \"json\"\n\n{extra}"),
+    );
+    let config = write_config(dir, &text);
+    for (username, roles) in users {
+        cli_add_user(&config, username, roles, PASSWORD);
+    }
+    let served = Served::start(dir, &config, &[]).await;
+    let mut tokens = Vec::new();
+    for (username, _) in users {
+        let body = served.login_ok(username, PASSWORD).await;
+        tokens.push(
+            body["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_string(),
+        );
+    }
+    (served, tokens)
+}
