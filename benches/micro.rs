@@ -84,7 +84,7 @@ fn token_settings() -> TokenSettings {
 
 fn tokens(c: &mut Criterion) {
     let settings = token_settings();
-    let keys = TokenKeys::new(b"bench-secret-bench-secret-bench-secret", &settings);
+    let keys = TokenKeys::new(b"bench-secret-bench-secret-bench-secret", &settings).expect("keys");
     let (token, _) = keys
         .issue(
             "u-123",
@@ -99,7 +99,7 @@ fn tokens(c: &mut Criterion) {
     });
     c.bench_function("jwt_verify_hs256_uncached", |b| {
         b.iter_batched(
-            || TokenKeys::new(b"bench-secret-bench-secret-bench-secret", &settings),
+            || TokenKeys::new(b"bench-secret-bench-secret-bench-secret", &settings).expect("keys"),
             |fresh| fresh.verify(black_box(&token)).map(|_| ()),
             criterion::BatchSize::SmallInput,
         )
@@ -129,7 +129,7 @@ fn identity(c: &mut Criterion) {
         );
     }
     let settings = token_settings();
-    let keys = TokenKeys::new(b"bench-secret-bench-secret-bench-secret", &settings);
+    let keys = TokenKeys::new(b"bench-secret-bench-secret-bench-secret", &settings).expect("keys");
     let (_, claims) = keys
         .issue("u-123", "alice", &["reader".into()], None)
         .expect("issue");

@@ -194,6 +194,34 @@ async fn wrong_issuer_audience_and_missing_claims_are_refused() {
     assert_invalid_token(&gateway, &gateway.mint(&claims), "aud array").await;
 }
 
+/// Correctly signed tokens whose `exp`, `nbf`, `aud`, `iss` or `sub` has the wrong JSON type
+/// are refused (the class of CVE-2026-25537, where jsonwebtoken < 10.3 skipped a wrong-typed
+/// `exp`/`nbf` that was not required), including an `iss` array, which the library itself
+/// accepts and only the typed claims refuse.
+#[tokio::test]
+async fn registered_claims_of_the_wrong_json_type_are_refused() {
+    let gateway = TestGateway::start("").await;
+    let alice = gateway.user("alice", &[]).await;
+    let far = common::now() + 600;
+    for (claim, value) in [
+        ("exp", serde_json::json!(far.to_string())),
+        ("exp", serde_json::json!("never")),
+        ("exp", serde_json::json!(null)),
+        ("nbf", serde_json::json!("0")),
+        ("nbf", serde_json::json!({"after": 0})),
+        ("aud", serde_json::json!(7)),
+        ("iss", serde_json::json!(["gatehouse"])),
+        ("iss", serde_json::json!(7)),
+        ("sub", serde_json::json!(7)),
+        ("sub", serde_json::json!(["sub-alice"])),
+    ] {
+        let mut claims = TestGateway::claims_for(&alice);
+        claims[claim] = value;
+        let why = format!("{claim}: {}", claims[claim]);
+        assert_invalid_token(&gateway, &gateway.mint(&claims), &why).await;
+    }
+}
+
 #[tokio::test]
 async fn oversized_tokens_are_refused_unread() {
     let gateway = TestGateway::start("").await;

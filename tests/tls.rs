@@ -85,7 +85,7 @@ fn client_config(roots: &[&CertificateDer<'static>], alpn: &[&[u8]]) -> Arc<rust
     for root in roots {
         store.add((*root).clone()).expect("add root");
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("protocol versions")

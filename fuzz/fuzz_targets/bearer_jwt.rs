@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         refresh_ttl: Duration::from_secs(3600),
         leeway: Duration::from_secs(30),
     };
-    let keys = TokenKeys::new(b"fuzz-secret-fuzz-secret-fuzz-secret!", &settings);
+    let keys = TokenKeys::new(b"fuzz-secret-fuzz-secret-fuzz-secret!", &settings).expect("keys");
     if let Ok(Some(token)) = bearer_token(&headers) {
         assert!(
             keys.verify(token).is_err(),

@@ -167,7 +167,7 @@ impl Accounts {
         })
         .await
         .map_err(|err| format!("cannot resolve the signing secret: {err}"))??;
-        let keys = Arc::new(TokenKeys::new(&secret, &config.tokens));
+        let keys = Arc::new(TokenKeys::new(&secret, &config.tokens)?);
         let hasher = Arc::new(PasswordHasher::new(config.passwords)?);
         hasher
             .prepare()

@@ -8,6 +8,9 @@
 //! `iat` in the future beyond the leeway is refused too (a token minted with a skewed or
 //! forged clock).
 //!
+//! The crypto backend is aws-lc-rs, installed explicitly; a key set is proved by a
+//! sign-and-verify round trip when it is built.
+//!
 //! Verified tokens are remembered (keyed by their exact bytes, like Envoy's `jwt_authn`
 //! cache) so a client presenting the same token again skips the HMAC and the JSON parse;
 //! `exp` is re-checked on every hit. Only tokens that passed every check enter the cache,
@@ -108,8 +111,11 @@ pub fn now_secs() -> u64 {
 }
 
 impl TokenKeys {
-    /// Builds the keys from the secret and the `[tokens]` settings.
-    pub fn new(secret: &[u8], settings: &TokenSettings) -> Self {
+    /// Builds the keys from the secret and the `[tokens]` settings, then proves them: one
+    /// token is signed and verified with them here, so a key set that cannot sign or verify
+    /// is an error at start rather than a failure on a request.
+    pub fn new(secret: &[u8], settings: &TokenSettings) -> Result<Self, String> {
+        install_crypto_backend();
         let mut header = Header::new(settings.algorithm);
         header.typ = Some("JWT".into());
         header.kid = Some(key_id(secret));
@@ -121,7 +127,7 @@ impl TokenKeys {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = settings.leeway.as_secs();
-        TokenKeys {
+        let keys = TokenKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             header,
@@ -131,7 +137,23 @@ impl TokenKeys {
             access_ttl: settings.access_ttl,
             leeway: settings.leeway.as_secs(),
             verified: RwLock::new(HashMap::default()),
+        };
+        keys.self_test()?;
+        Ok(keys)
+    }
+
+    /// Signs one token and verifies it (bypassing the cache, which it must not enter).
+    fn self_test(&self) -> Result<(), String> {
+        let (token, claims) = self
+            .issue("self-test", "self-test", &[], None)
+            .map_err(|err| format!("tokens: the signing key cannot sign a token: {err}"))?;
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(&token, &self.decoding, &self.validation)
+                .map_err(|err| format!("tokens: a freshly signed token does not verify: {err}"))?;
+        if data.claims != claims {
+            return Err("tokens: a freshly signed token verifies with other claims".into());
         }
+        Ok(())
     }
 
     /// How long an access token lives.
@@ -228,6 +250,15 @@ impl TokenKeys {
     }
 }
 
+/// Makes aws-lc-rs jsonwebtoken's process-wide crypto backend. jsonwebtoken 10 picks its
+/// backend from crate features and panics on first use when it cannot (none enabled, or
+/// both `aws_lc_rs` and `rust_crypto` through feature unification); naming the provider
+/// here makes that a compile error instead (this path exists only with `aws_lc_rs`). An
+/// error means a backend is installed already, which [`TokenKeys::self_test`] then checks.
+fn install_crypto_backend() {
+    let _already_installed = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+}
+
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -286,7 +317,7 @@ mod tests {
 
     #[test]
     fn issued_tokens_verify() {
-        let keys = TokenKeys::new(SECRET, &settings());
+        let keys = TokenKeys::new(SECRET, &settings()).expect("keys");
         let (token, claims) = keys
             .issue("u1", "alice", &["admin".into()], None)
             .expect("issue");
@@ -296,16 +327,102 @@ mod tests {
     }
 
     #[test]
+    fn building_the_keys_proves_them_with_a_round_trip() {
+        let mut keys = TokenKeys::new(SECRET, &settings()).expect("keys");
+        assert_eq!(keys.self_test(), Ok(()));
+        assert!(
+            read(&keys.verified).is_empty(),
+            "the self-test token is not remembered"
+        );
+        // A key set whose halves do not match fails the self-test with an error (which
+        // `new` returns), not a panic.
+        keys.decoding = DecodingKey::from_secret(b"another-secret-another-secret-xx");
+        let err = keys.self_test().expect_err("mismatched keys");
+        assert!(err.contains("does not verify"), "{err}");
+        assert!(
+            !err.contains("0123456789abcdef"),
+            "secret in the error: {err}"
+        );
+    }
+
+    /// Signs `claims` with the keys; decodes into an untyped value, so only the library's
+    /// checks run (the typed `AccessClaims` refuses wrong types too and would mask them).
+    fn library_verdict(
+        keys: &TokenKeys,
+        validation: &Validation,
+        claims: &serde_json::Value,
+    ) -> Result<(), ErrorKind> {
+        let token = jsonwebtoken::encode(&keys.header, claims, &keys.encoding).expect("sign");
+        jsonwebtoken::decode::<serde_json::Value>(&token, &keys.decoding, validation)
+            .map(|_| ())
+            .map_err(|err| err.into_kind())
+    }
+
+    fn valid_claims() -> serde_json::Value {
+        let now = now_secs();
+        serde_json::json!({
+            "iss": "gatehouse", "aud": "gatehouse", "sub": "u1",
+            "iat": now, "nbf": now, "exp": now + 600,
+        })
+    }
+
+    #[test]
+    fn registered_claims_of_the_wrong_type_are_refused_by_the_library() {
+        let keys = TokenKeys::new(SECRET, &settings()).expect("keys");
+        assert_eq!(
+            library_verdict(&keys, &keys.validation, &valid_claims()),
+            Ok(())
+        );
+        // All five are required, and a required claim that does not parse is missing.
+        for (claim, value) in [
+            ("exp", serde_json::json!("9999999999")),
+            ("nbf", serde_json::json!("0")),
+            ("aud", serde_json::json!(7)),
+            ("iss", serde_json::json!(7)),
+            ("sub", serde_json::json!(7)),
+        ] {
+            let mut claims = valid_claims();
+            claims[claim] = value;
+            assert_eq!(
+                library_verdict(&keys, &keys.validation, &claims),
+                Err(ErrorKind::MissingRequiredClaim(claim.into())),
+                "{claim}: {}",
+                claims[claim]
+            );
+        }
+    }
+
+    /// CVE-2026-25537: jsonwebtoken before 10.3 skipped an `exp` or `nbf` of the wrong JSON
+    /// type when it was validated but not required (9.3.1 accepts both tokens below).
+    /// gatehouse requires both, so it was not exposed; this pins the patched library should
+    /// the required list ever shrink.
+    #[test]
+    fn a_wrong_typed_exp_or_nbf_is_refused_even_when_not_required() {
+        let keys = TokenKeys::new(SECRET, &settings()).expect("keys");
+        let mut lenient = keys.validation.clone();
+        lenient.required_spec_claims.clear();
+        for claim in ["exp", "nbf"] {
+            let mut claims = valid_claims();
+            claims[claim] = serde_json::json!("9999999999");
+            assert_eq!(
+                library_verdict(&keys, &lenient, &claims),
+                Err(ErrorKind::InvalidClaimFormat(claim.into())),
+                "{claim}"
+            );
+        }
+    }
+
+    #[test]
     fn other_secret_is_a_bad_signature() {
-        let keys = TokenKeys::new(SECRET, &settings());
-        let other = TokenKeys::new(b"another-secret-another-secret-xx", &settings());
+        let keys = TokenKeys::new(SECRET, &settings()).expect("keys");
+        let other = TokenKeys::new(b"another-secret-another-secret-xx", &settings()).expect("keys");
         let (token, _) = other.issue("u1", "alice", &[], None).expect("issue");
         assert_eq!(keys.verify(&token), Err(TokenRejection::BadSignature));
     }
 
     #[test]
     fn none_algorithm_is_refused_as_wrong_algorithm() {
-        let keys = TokenKeys::new(SECRET, &settings());
+        let keys = TokenKeys::new(SECRET, &settings()).expect("keys");
         let (token, _) = keys.issue("u1", "alice", &[], None).expect("issue");
         let payload = token.split('.').nth(1).expect("payload");
         let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -321,7 +438,7 @@ mod tests {
         let mut short = settings();
         short.access_ttl = Duration::from_secs(0);
         short.leeway = Duration::from_secs(0);
-        let keys = TokenKeys::new(SECRET, &short);
+        let keys = TokenKeys::new(SECRET, &short).expect("keys");
         let (token, _) = keys.issue("u1", "alice", &[], None).expect("issue");
         assert!(keys.verify(&token).is_ok());
         std::thread::sleep(Duration::from_millis(1100));
@@ -330,7 +447,7 @@ mod tests {
 
     #[test]
     fn a_tampered_copy_of_a_remembered_token_is_still_refused() {
-        let keys = TokenKeys::new(SECRET, &settings());
+        let keys = TokenKeys::new(SECRET, &settings()).expect("keys");
         let (token, _) = keys.issue("u1", "alice", &[], None).expect("issue");
         assert!(keys.verify(&token).is_ok());
         // Another canonical last character (a 32-byte signature's last base64url character
@@ -343,7 +460,7 @@ mod tests {
 
     #[test]
     fn bytes_outside_token68_are_malformed_even_next_to_a_remembered_token() {
-        let keys = TokenKeys::new(SECRET, &settings());
+        let keys = TokenKeys::new(SECRET, &settings()).expect("keys");
         let (token, _) = keys.issue("u1", "alice", &[], None).expect("issue");
         assert!(keys.verify(&token).is_ok());
         for odd in [" ", "!", "\"", "%", ","] {
@@ -359,7 +476,7 @@ mod tests {
 
     #[test]
     fn oversized_tokens_are_refused_unread() {
-        let keys = TokenKeys::new(SECRET, &settings());
+        let keys = TokenKeys::new(SECRET, &settings()).expect("keys");
         assert_eq!(
             keys.verify(&"a".repeat(MAX_TOKEN_LEN + 1)),
             Err(TokenRejection::Oversized)
