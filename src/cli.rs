@@ -286,7 +286,7 @@ fn explain(path: &Path, method: &str, target: &str) -> Result<(), String> {
 /// Why a request-target holding a raw `#` is refused, or `None` when it holds none.
 fn raw_hash(target: &str) -> Option<String> {
     let hash = target.find('#')?;
-    let in_path = target.find('?').map_or(true, |query| hash < query);
+    let in_path = target.find('?').is_none_or(|query| hash < query);
     Some(if in_path {
         crate::proxy::path::PathRejection::RawHash.to_string()
     } else {
