@@ -6,8 +6,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use gatehouse::accounts::{AccountError, Accounts, LoginThrottle};
-use gatehouse::store::Store;
+use gatehouse::store::{Store, UserChange};
 
 const PASSWORD: &str = "correct horse battery";
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -26,9 +27,7 @@ fn pw(text: &str) -> zeroize::Zeroizing<String> {
 
 async fn open(dir: &std::path::Path, memory_kib: u32) -> (Arc<dyn Store>, Accounts) {
     let config = config(dir, memory_kib);
-    let store = gatehouse::store::open(&config.store.path)
-        .await
-        .expect("store");
+    let store = gatehouse::store::open(&config.store).await.expect("store");
     let accounts = Accounts::open(store.clone(), &config)
         .await
         .expect("accounts");
@@ -51,6 +50,7 @@ async fn a_login_rehashes_a_password_hashed_under_older_parameters() {
         .expect("accounts");
     let before = store
         .find_user_by_name("alice")
+        .await
         .expect("find")
         .expect("user");
     assert!(
@@ -64,6 +64,7 @@ async fn a_login_rehashes_a_password_hashed_under_older_parameters() {
         .expect("login");
     let after = store
         .find_user_by_name("alice")
+        .await
         .expect("find")
         .expect("user");
     assert!(
@@ -90,7 +91,11 @@ async fn a_login_racing_a_password_change_gets_no_session() {
         .await
         .expect("add");
     // The login read the user (and verified the old password) just before the change.
-    let read_before_change = store.find_user_by_name("bob").expect("find").expect("user");
+    let read_before_change = store
+        .find_user_by_name("bob")
+        .await
+        .expect("find")
+        .expect("user");
     accounts
         .directory()
         .set_password("bob", pw("a new password"))
@@ -115,12 +120,22 @@ async fn sessions_left_behind_by_an_interrupted_password_change_are_ended_at_sta
         .expect("login");
     let user = store
         .find_user_by_name("carol")
+        .await
         .expect("find")
         .expect("user");
-    // A crash after the user record was updated but before its sessions were ended.
-    store
-        .update_user(&user.id, &|user| user.generation += 1)
-        .expect("update");
+    // A crash after the user record was updated but before its sessions were ended: the
+    // generation moved on, nothing else changed.
+    let bump = UserChange::SetPassword {
+        hash: user.password_hash.clone(),
+        changed_at: user.password_changed_at,
+    };
+    let updated = store
+        .update_user(&user.id, bump)
+        .await
+        .expect("update")
+        .value
+        .expect("user");
+    assert_eq!(updated.generation, user.generation + 1);
     drop(accounts);
     let (_, accounts) = open_again(store.clone(), dir.path()).await;
     assert_eq!(
@@ -145,8 +160,8 @@ struct Recorder {
     limit: usize,
 }
 
-impl LoginThrottle for Recorder {
-    fn check(&self, username: Option<&str>, _client: IpAddr) -> Result<(), Duration> {
+impl Recorder {
+    fn check_now(&self, username: Option<&str>) -> Result<(), Duration> {
         let events = self.events.lock().expect("lock");
         let failures = events.iter().filter(|e| e.starts_with("failure")).count();
         drop(events);
@@ -160,27 +175,53 @@ impl LoginThrottle for Recorder {
             Ok(())
         }
     }
-    fn record_failure(&self, username: Option<&str>, _client: IpAddr) {
-        self.events
-            .lock()
-            .expect("lock")
-            .push(format!("failure {}", username.unwrap_or("-")));
+
+    fn push(&self, event: String) {
+        self.events.lock().expect("lock").push(event);
     }
-    fn record_success(&self, username: Option<&str>, _client: IpAddr) {
-        self.events
-            .lock()
-            .expect("lock")
-            .push(format!("success {}", username.unwrap_or("-")));
+}
+
+// Async like a store-backed throttle; it answers at once after a yield, so the login use
+// case really awaits it.
+impl LoginThrottle for Recorder {
+    fn check<'a>(
+        &'a self,
+        username: Option<&'a str>,
+        _client: IpAddr,
+    ) -> BoxFuture<'a, Result<(), Duration>> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.check_now(username)
+        })
     }
-    fn unlock(&self, username: &str) -> bool {
-        self.events
-            .lock()
-            .expect("lock")
-            .push(format!("unlock {username}"));
-        true
+    fn record_failure<'a>(
+        &'a self,
+        username: Option<&'a str>,
+        _client: IpAddr,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.push(format!("failure {}", username.unwrap_or("-")));
+        })
     }
-    fn check_registration(&self, _client: IpAddr) -> Result<(), Duration> {
-        Ok(())
+    fn record_success<'a>(
+        &'a self,
+        username: Option<&'a str>,
+        _client: IpAddr,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.push(format!("success {}", username.unwrap_or("-")));
+        })
+    }
+    fn unlock<'a>(&'a self, username: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            self.push(format!("unlock {username}"));
+            true
+        })
+    }
+    fn check_registration(&self, _client: IpAddr) -> BoxFuture<'_, Result<(), Duration>> {
+        Box::pin(async { Ok(()) })
     }
 }
 
