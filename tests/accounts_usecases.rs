@@ -1,6 +1,6 @@
 //! The accounts layer without HTTP, on a real sled store in a temp dir: rehash on login,
-//! the login/password-change race, crash recovery of a half-done password change, and
-//! the brute-force seam.
+//! the login/password-change race, crash recovery of a half-done password change, the
+//! in-memory view following the store's change feed, and the brute-force seam.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use gatehouse::accounts::{AccountError, Accounts, LoginThrottle};
-use gatehouse::store::{Store, UserChange};
+use gatehouse::store::{Store, UserChange, FEED_RETENTION};
 
 const PASSWORD: &str = "correct horse battery";
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -151,6 +151,91 @@ async fn open_again(store: Arc<dyn Store>, dir: &std::path::Path) -> (Arc<dyn St
         .await
         .expect("accounts");
     (store, accounts)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+#[tokio::test]
+async fn a_change_written_by_another_process_reaches_the_view_through_the_feed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, accounts) = open(dir.path(), 64).await;
+    let accounts = Arc::new(accounts);
+    accounts
+        .directory()
+        .add("erin", vec![], pw(PASSWORD))
+        .await
+        .expect("add");
+    let tokens = accounts
+        .login("erin", pw(PASSWORD), CLIENT)
+        .await
+        .expect("login");
+    let user = store
+        .find_user_by_name("erin")
+        .await
+        .expect("find")
+        .expect("user");
+    // Another process sharing the store (a replica) disables erin: this process's view
+    // learns it only from the feed, not from the write.
+    store
+        .update_user(&user.id, UserChange::SetEnabled(false))
+        .await
+        .expect("disable");
+    assert!(
+        accounts.authenticate(&tokens.access_token).is_ok(),
+        "nothing applied the feed yet"
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(gatehouse::accounts::maintain(accounts.clone(), stopped));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while accounts.authenticate(&tokens.access_token).is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the background follower did not apply the change within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).expect("stop");
+    follower.await.expect("join");
+}
+
+#[tokio::test]
+async fn a_view_behind_a_trimmed_change_log_reloads_in_full() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, accounts) = open(dir.path(), 64).await;
+    accounts
+        .directory()
+        .add("frank", vec!["reader".into()], pw(PASSWORD))
+        .await
+        .expect("add");
+    let user = store
+        .find_user_by_name("frank")
+        .await
+        .expect("find")
+        .expect("user");
+    let cursor = accounts.directory().follower().cursor().await;
+    // Written elsewhere, then trimmed from the log before this view read it.
+    store
+        .update_user(&user.id, UserChange::SetRoles(vec!["admin".into()]))
+        .await
+        .expect("roles");
+    let purged = store
+        .remove_expired(unix_now() + FEED_RETENTION + 10, 0)
+        .await
+        .expect("trim");
+    assert!(purged.changes > 0);
+    assert_eq!(
+        store.changes_since(cursor, 10).await.expect("feed"),
+        gatehouse::store::Feed::Trimmed
+    );
+    accounts.directory().follow().await;
+    let view = accounts.directory().view().user(&user.id).expect("user");
+    assert_eq!(view.roles, ["admin"]);
+    assert!(accounts.directory().follower().cursor().await > cursor);
 }
 
 /// Records what the login use case told it; refuses once `limit` failures are seen.

@@ -279,4 +279,47 @@ mod tests {
         view.apply(&revoked("j1", 300), 100, 0);
         assert_eq!(view.check(&claims(100)), Err(TokenRejection::Revoked));
     }
+
+    #[test]
+    fn a_removed_user_fails_every_token() {
+        let view = View::default();
+        view.apply(&record(1), 100, 0);
+        assert!(view.check(&claims(100)).is_ok());
+        view.apply(&ChangeKind::UserRemoved { id: "u1".into() }, 100, 0);
+        assert_eq!(view.check(&claims(100)), Err(TokenRejection::Revoked));
+    }
+
+    #[test]
+    fn a_full_load_counts_live_sessions_of_an_older_generation_as_ended() {
+        let ChangeKind::UserPut(mut user) = record(1) else {
+            unreachable!()
+        };
+        user.generation = 1;
+        let session = |sid: &str, generation: u64| crate::store::SessionRecord {
+            family: sid.into(),
+            user_id: "u1".into(),
+            created: 1,
+            generation,
+            expires_at: 1000,
+            ended_at: None,
+        };
+        let loaded = Loaded {
+            users: vec![user],
+            sessions: vec![session("s1", 0), session("current", 1)],
+            revoked: vec![],
+            cursor: 7,
+        };
+        let view = View::default();
+        view.apply(&revoked("j1", 300), 100, 0);
+        view.replace(&loaded, 100, 50);
+        assert!(view.session_ended("s1"));
+        assert!(!view.session_ended("current"));
+        assert_eq!(view.check(&claims(100)), Err(TokenRejection::Revoked));
+        let mut fresh = claims(100);
+        fresh.sid = Some("current".into());
+        assert!(
+            view.check(&fresh).is_ok(),
+            "the reload replaced the revocations too"
+        );
+    }
 }
