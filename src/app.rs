@@ -50,7 +50,9 @@ impl App {
         ops_listener: std::net::TcpListener,
         log: LogControl,
     ) -> Result<AppHandle, String> {
-        let store = crate::store::open(&config.store.path).await?;
+        let store = crate::store::open(&config.store)
+            .await
+            .map_err(|err| err.to_string())?;
         let metrics = Arc::new(Metrics::new());
         let throttle = MemoryThrottle::new(config.login).with_metrics(metrics.clone());
         let accounts = Arc::new(

@@ -1,13 +1,14 @@
 //! The accounts layer without HTTP, on a real sled store in a temp dir: rehash on login,
-//! the login/password-change race, crash recovery of a half-done password change, and
-//! the brute-force seam.
+//! the login/password-change race, crash recovery of a half-done password change, the
+//! in-memory view following the store's change feed, and the brute-force seam.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use gatehouse::accounts::{AccountError, Accounts, LoginThrottle};
-use gatehouse::store::Store;
+use gatehouse::store::{Store, UserChange, FEED_RETENTION};
 
 const PASSWORD: &str = "correct horse battery";
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -26,9 +27,7 @@ fn pw(text: &str) -> zeroize::Zeroizing<String> {
 
 async fn open(dir: &std::path::Path, memory_kib: u32) -> (Arc<dyn Store>, Accounts) {
     let config = config(dir, memory_kib);
-    let store = gatehouse::store::open(&config.store.path)
-        .await
-        .expect("store");
+    let store = gatehouse::store::open(&config.store).await.expect("store");
     let accounts = Accounts::open(store.clone(), &config)
         .await
         .expect("accounts");
@@ -51,6 +50,7 @@ async fn a_login_rehashes_a_password_hashed_under_older_parameters() {
         .expect("accounts");
     let before = store
         .find_user_by_name("alice")
+        .await
         .expect("find")
         .expect("user");
     assert!(
@@ -64,6 +64,7 @@ async fn a_login_rehashes_a_password_hashed_under_older_parameters() {
         .expect("login");
     let after = store
         .find_user_by_name("alice")
+        .await
         .expect("find")
         .expect("user");
     assert!(
@@ -90,7 +91,11 @@ async fn a_login_racing_a_password_change_gets_no_session() {
         .await
         .expect("add");
     // The login read the user (and verified the old password) just before the change.
-    let read_before_change = store.find_user_by_name("bob").expect("find").expect("user");
+    let read_before_change = store
+        .find_user_by_name("bob")
+        .await
+        .expect("find")
+        .expect("user");
     accounts
         .directory()
         .set_password("bob", pw("a new password"))
@@ -115,12 +120,22 @@ async fn sessions_left_behind_by_an_interrupted_password_change_are_ended_at_sta
         .expect("login");
     let user = store
         .find_user_by_name("carol")
+        .await
         .expect("find")
         .expect("user");
-    // A crash after the user record was updated but before its sessions were ended.
-    store
-        .update_user(&user.id, &|user| user.generation += 1)
-        .expect("update");
+    // A crash after the user record was updated but before its sessions were ended: the
+    // generation moved on, nothing else changed.
+    let bump = UserChange::SetPassword {
+        hash: user.password_hash.clone(),
+        changed_at: user.password_changed_at,
+    };
+    let updated = store
+        .update_user(&user.id, bump)
+        .await
+        .expect("update")
+        .value
+        .expect("user");
+    assert_eq!(updated.generation, user.generation + 1);
     drop(accounts);
     let (_, accounts) = open_again(store.clone(), dir.path()).await;
     assert_eq!(
@@ -138,6 +153,91 @@ async fn open_again(store: Arc<dyn Store>, dir: &std::path::Path) -> (Arc<dyn St
     (store, accounts)
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+#[tokio::test]
+async fn a_change_written_by_another_process_reaches_the_view_through_the_feed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, accounts) = open(dir.path(), 64).await;
+    let accounts = Arc::new(accounts);
+    accounts
+        .directory()
+        .add("erin", vec![], pw(PASSWORD))
+        .await
+        .expect("add");
+    let tokens = accounts
+        .login("erin", pw(PASSWORD), CLIENT)
+        .await
+        .expect("login");
+    let user = store
+        .find_user_by_name("erin")
+        .await
+        .expect("find")
+        .expect("user");
+    // Another process sharing the store (a replica) disables erin: this process's view
+    // learns it only from the feed, not from the write.
+    store
+        .update_user(&user.id, UserChange::SetEnabled(false))
+        .await
+        .expect("disable");
+    assert!(
+        accounts.authenticate(&tokens.access_token).is_ok(),
+        "nothing applied the feed yet"
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(gatehouse::accounts::maintain(accounts.clone(), stopped));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while accounts.authenticate(&tokens.access_token).is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the background follower did not apply the change within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).expect("stop");
+    follower.await.expect("join");
+}
+
+#[tokio::test]
+async fn a_view_behind_a_trimmed_change_log_reloads_in_full() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, accounts) = open(dir.path(), 64).await;
+    accounts
+        .directory()
+        .add("frank", vec!["reader".into()], pw(PASSWORD))
+        .await
+        .expect("add");
+    let user = store
+        .find_user_by_name("frank")
+        .await
+        .expect("find")
+        .expect("user");
+    let cursor = accounts.directory().follower().cursor().await;
+    // Written elsewhere, then trimmed from the log before this view read it.
+    store
+        .update_user(&user.id, UserChange::SetRoles(vec!["admin".into()]))
+        .await
+        .expect("roles");
+    let purged = store
+        .remove_expired(unix_now() + FEED_RETENTION + 10, 0)
+        .await
+        .expect("trim");
+    assert!(purged.changes > 0);
+    assert_eq!(
+        store.changes_since(cursor, 10).await.expect("feed"),
+        gatehouse::store::Feed::Trimmed
+    );
+    accounts.directory().follow().await;
+    let view = accounts.directory().view().user(&user.id).expect("user");
+    assert_eq!(view.roles, ["admin"]);
+    assert!(accounts.directory().follower().cursor().await > cursor);
+}
+
 /// Records what the login use case told it; refuses once `limit` failures are seen.
 #[derive(Default)]
 struct Recorder {
@@ -145,8 +245,8 @@ struct Recorder {
     limit: usize,
 }
 
-impl LoginThrottle for Recorder {
-    fn check(&self, username: Option<&str>, _client: IpAddr) -> Result<(), Duration> {
+impl Recorder {
+    fn check_now(&self, username: Option<&str>) -> Result<(), Duration> {
         let events = self.events.lock().expect("lock");
         let failures = events.iter().filter(|e| e.starts_with("failure")).count();
         drop(events);
@@ -160,27 +260,53 @@ impl LoginThrottle for Recorder {
             Ok(())
         }
     }
-    fn record_failure(&self, username: Option<&str>, _client: IpAddr) {
-        self.events
-            .lock()
-            .expect("lock")
-            .push(format!("failure {}", username.unwrap_or("-")));
+
+    fn push(&self, event: String) {
+        self.events.lock().expect("lock").push(event);
     }
-    fn record_success(&self, username: Option<&str>, _client: IpAddr) {
-        self.events
-            .lock()
-            .expect("lock")
-            .push(format!("success {}", username.unwrap_or("-")));
+}
+
+// Async like a store-backed throttle; it answers at once after a yield, so the login use
+// case really awaits it.
+impl LoginThrottle for Recorder {
+    fn check<'a>(
+        &'a self,
+        username: Option<&'a str>,
+        _client: IpAddr,
+    ) -> BoxFuture<'a, Result<(), Duration>> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.check_now(username)
+        })
     }
-    fn unlock(&self, username: &str) -> bool {
-        self.events
-            .lock()
-            .expect("lock")
-            .push(format!("unlock {username}"));
-        true
+    fn record_failure<'a>(
+        &'a self,
+        username: Option<&'a str>,
+        _client: IpAddr,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.push(format!("failure {}", username.unwrap_or("-")));
+        })
     }
-    fn check_registration(&self, _client: IpAddr) -> Result<(), Duration> {
-        Ok(())
+    fn record_success<'a>(
+        &'a self,
+        username: Option<&'a str>,
+        _client: IpAddr,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.push(format!("success {}", username.unwrap_or("-")));
+        })
+    }
+    fn unlock<'a>(&'a self, username: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            self.push(format!("unlock {username}"));
+            true
+        })
+    }
+    fn check_registration(&self, _client: IpAddr) -> BoxFuture<'_, Result<(), Duration>> {
+        Box::pin(async { Ok(()) })
     }
 }
 

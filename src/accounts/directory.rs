@@ -1,21 +1,27 @@
 //! The user directory: creating, changing and removing users, and ending their sessions,
-//! with the store and the in-memory [`View`] kept in step. Both the running gateway (its
-//! `/auth/*` endpoints and admin socket) and the CLI working on a stopped gateway's store
-//! go through here, so the rules are the same either way.
+//! through the store, with the in-memory [`View`] following the store's change feed.
+//! Both the running gateway (its `/auth/*` endpoints and admin socket) and the CLI working
+//! on a stopped gateway's store go through here, so the rules are the same either way.
 //!
-//! Writes to users are serialized by one async mutex: store write, then view update, in
-//! that order, so the view never holds an older state than the store. Store calls run on
-//! the blocking pool (each write ends with an fsync).
+//! Every write goes to the store first (durable when it returns, one published change
+//! when it changed anything); then [`Directory::applied`] applies the feed up to that
+//! change before the caller acknowledges. Changes to a user are typed ([`UserChange`]) and
+//! applied by the store inside its transaction, so concurrent writers need no lock here.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::feed::Follower;
 use super::view::View;
 use super::AccountError;
 use crate::auth::jwt::now_secs;
 use crate::auth::password::{Password, PasswordHasher};
-use crate::store::{Store, StoreError, StoreResult, UserRecord};
+use crate::store::{
+    Conflict, Purged, RevokedRecord, Store, StoreError, StoreResult, UserChange, UserRecord,
+    UserState, Written,
+};
 
 /// Longest username (SPEC §4).
 pub const MAX_USERNAME_LEN: usize = 64;
@@ -54,27 +60,15 @@ impl From<&UserRecord> for UserSummary {
     }
 }
 
-/// Runs a store call on the blocking pool.
-pub(crate) async fn blocking<T: Send + 'static>(
-    store: &Arc<dyn Store>,
-    call: impl FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
-) -> Result<T, AccountError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || call(store.as_ref()))
-        .await
-        .map_err(|err| AccountError::Internal(format!("store task failed: {err}")))?
-        .map_err(AccountError::from)
-}
-
 /// Users and their sessions, store and view together.
 pub struct Directory {
     store: Arc<dyn Store>,
     hasher: Arc<PasswordHasher>,
     view: View,
+    follower: Follower,
     /// Seconds an ended session or revoked id must be remembered after its end: the
     /// access-token lifetime plus the leeway.
     grace: u64,
-    writes: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -86,48 +80,40 @@ impl std::fmt::Debug for Directory {
 }
 
 impl Directory {
-    /// Loads the view from the store. Sessions made under an older user generation (a
-    /// password change or disable interrupted by a crash before its sessions were ended)
-    /// are ended now.
-    pub fn open(
+    /// Loads the view from the store and follows its feed from there. Sessions made
+    /// under an older user generation, or of a disabled user (a password change or
+    /// disable interrupted by a crash before its sessions were ended), are ended now.
+    pub async fn open(
         store: Arc<dyn Store>,
         hasher: Arc<PasswordHasher>,
         grace: u64,
     ) -> StoreResult<Self> {
+        let loaded = store.load().await?;
         let view = View::default();
+        let follower = Follower::start(&view, &loaded, grace);
         let now = now_secs();
-        for user in store.list_users()? {
-            view.put_user(&user);
-        }
-        for revoked in store.list_revoked()? {
-            if revoked.expires_at >= now {
-                view.revoke(&revoked.jti, revoked.expires_at);
+        let users: HashMap<&str, &UserState> = loaded
+            .users
+            .iter()
+            .map(|user| (user.id.as_str(), user))
+            .collect();
+        for session in loaded.sessions.iter().filter(|s| s.ended_at.is_none()) {
+            let stale = users
+                .get(session.user_id.as_str())
+                .is_some_and(|user| !user.enabled || user.generation != session.generation);
+            if stale {
+                store
+                    .end_session(&session.user_id, &session.family, now)
+                    .await?;
             }
         }
-        for session in store.list_sessions()? {
-            let ended_at = match session.ended_at {
-                Some(ended_at) => ended_at,
-                None => match view.user(&session.user_id) {
-                    Some(user) if user.enabled && user.generation == session.generation => continue,
-                    // A missing user fails every check on its own.
-                    None => continue,
-                    Some(_) => {
-                        store.end_session(&session.user_id, &session.family, now)?;
-                        now
-                    }
-                },
-            };
-            let until = ended_at.saturating_add(grace);
-            if until >= now {
-                view.end_session(&session.family, until);
-            }
-        }
+        follower.catch_up(store.as_ref(), &view, None).await?;
         Ok(Directory {
             store,
             hasher,
             view,
+            follower,
             grace,
-            writes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -151,14 +137,36 @@ impl Directory {
         self.grace
     }
 
+    /// The view's position in the store's change feed.
+    pub fn follower(&self) -> &Follower {
+        &self.follower
+    }
+
+    /// Completes a store write: applies the feed up to the change it published, so the
+    /// view shows it before the caller acknowledges.
+    pub async fn applied<T>(&self, written: StoreResult<Written<T>>) -> Result<T, AccountError> {
+        let written = written?;
+        if let Some(seq) = written.seq {
+            self.follower
+                .catch_up(self.store.as_ref(), &self.view, Some(seq))
+                .await?;
+        }
+        Ok(written.value)
+    }
+
+    /// Applies whatever the feed holds that the view has not seen (the background task;
+    /// changes written by other processes sharing the store).
+    pub async fn follow(&self) {
+        self.follower.poll(self.store.as_ref(), &self.view).await;
+    }
+
     async fn find_by_name(&self, name: &str) -> Result<UserRecord, AccountError> {
         let not_found = || AccountError::NoSuchUser(name.to_string());
         let canonical = canonical_username(name).ok_or_else(not_found)?;
-        blocking(&self.store, move |store| {
-            store.find_user_by_name(&canonical)
-        })
-        .await?
-        .ok_or_else(not_found)
+        self.store
+            .find_user_by_name(&canonical)
+            .await?
+            .ok_or_else(not_found)
     }
 
     /// Creates a user (CLI `user add`, `/auth/register`).
@@ -174,11 +182,7 @@ impl Directory {
         self.hasher
             .check_policy(&password)
             .map_err(AccountError::Policy)?;
-        let lookup = canonical.clone();
-        if blocking(&self.store, move |store| store.find_user_by_name(&lookup))
-            .await?
-            .is_some()
-        {
+        if self.store.find_user_by_name(&canonical).await?.is_some() {
             return Err(AccountError::UsernameTaken);
         }
         let password_hash = self.hasher.hash(password).await?;
@@ -194,10 +198,7 @@ impl Directory {
             password_changed_at: now,
             generation: 0,
         };
-        let _guard = self.writes.lock().await;
-        let record = user.clone();
-        blocking(&self.store, move |store| store.insert_user(&record)).await?;
-        self.view.put_user(&user);
+        self.applied(self.store.insert_user(&user).await).await?;
         Ok(UserSummary::from(&user))
     }
 
@@ -216,22 +217,21 @@ impl Directory {
     }
 
     /// Replaces a user's password hash (policy already checked): stamps the change time,
-    /// bumps the generation, then ends every session of the user. Access tokens issued
-    /// before fail by `iat` or by their ended session; a token of a session made in the
-    /// same second but before the change fails by its session.
+    /// bumps the generation ([`UserChange::SetPassword`]), then ends every session of the
+    /// user. Access tokens issued before fail by `iat` or by their ended session; a token
+    /// of a session made in the same second but before the change fails by its session.
     pub async fn change_password(
         &self,
         user_id: &str,
         password: Password,
     ) -> Result<UserRecord, AccountError> {
-        let password_hash = self.hasher.hash(password).await?;
-        let now = now_secs();
+        let hash = self.hasher.hash(password).await?;
+        let change = UserChange::SetPassword {
+            hash,
+            changed_at: now_secs(),
+        };
         let updated = self
-            .update(user_id, move |user| {
-                user.password_hash = password_hash.clone();
-                user.password_changed_at = now;
-                user.generation += 1;
-            })
+            .update(user_id, change)
             .await?
             .ok_or_else(|| AccountError::NoSuchUser(user_id.to_string()))?;
         self.end_sessions_of(user_id).await?;
@@ -239,17 +239,13 @@ impl Directory {
     }
 
     /// Stores a hash made with the current parameters after a successful login, unless
-    /// the password changed meanwhile. Best effort: the login succeeds either way.
+    /// the password changed meanwhile ([`UserChange::Rehash`]). Best effort: the login
+    /// succeeds either way.
     pub async fn rehash(&self, user: &UserRecord, password: Password) {
         let result = async {
-            let new_hash = self.hasher.hash(password).await?;
-            let old_hash = user.password_hash.clone();
-            self.update(&user.id, move |record| {
-                if record.password_hash == old_hash {
-                    record.password_hash = new_hash.clone();
-                }
-            })
-            .await
+            let to = self.hasher.hash(password).await?;
+            let from = user.password_hash.clone();
+            self.update(&user.id, UserChange::Rehash { from, to }).await
         }
         .await;
         match result {
@@ -266,14 +262,9 @@ impl Directory {
     /// tokens fail from the next request on, and stay dead if the user is enabled again.
     pub async fn set_enabled(&self, username: &str, enabled: bool) -> Result<(), AccountError> {
         let user = self.find_by_name(username).await?;
-        self.update(&user.id, move |record| {
-            if record.enabled && !enabled {
-                record.generation += 1;
-            }
-            record.enabled = enabled;
-        })
-        .await?
-        .ok_or_else(|| AccountError::NoSuchUser(username.to_string()))?;
+        self.update(&user.id, UserChange::SetEnabled(enabled))
+            .await?
+            .ok_or_else(|| AccountError::NoSuchUser(username.to_string()))?;
         if !enabled {
             self.end_sessions_of(&user.id).await?;
         }
@@ -290,8 +281,7 @@ impl Directory {
         check_roles(&roles)?;
         let roles = dedup(roles);
         let user = self.find_by_name(username).await?;
-        let new_roles = roles.clone();
-        self.update(&user.id, move |record| record.roles = new_roles.clone())
+        self.update(&user.id, UserChange::SetRoles(roles.clone()))
             .await?
             .ok_or_else(|| AccountError::NoSuchUser(username.to_string()))?;
         Ok(roles)
@@ -300,45 +290,32 @@ impl Directory {
     /// Deletes a user by name; its tokens fail from the next request on.
     pub async fn remove(&self, username: &str) -> Result<(), AccountError> {
         let user = self.find_by_name(username).await?;
-        let id = user.id.clone();
-        {
-            let _guard = self.writes.lock().await;
-            let removed = blocking(&self.store, move |store| store.remove_user(&id)).await?;
-            if removed.is_none() {
-                return Err(AccountError::NoSuchUser(username.to_string()));
-            }
-            self.view.remove_user(&user.id);
+        let removed = self.applied(self.store.remove_user(&user.id).await).await?;
+        if removed.is_none() {
+            return Err(AccountError::NoSuchUser(username.to_string()));
         }
-        let id = user.id.clone();
-        blocking(&self.store, move |store| store.remove_sessions_of(&id)).await?;
+        self.applied(self.store.remove_sessions_of(&user.id).await)
+            .await?;
         Ok(())
     }
 
     /// Every user, sorted by name.
     pub async fn list(&self) -> Result<Vec<UserSummary>, AccountError> {
-        let mut users = blocking(&self.store, |store| store.list_users()).await?;
+        let mut users = self.store.list_users().await?;
         users.sort_by(|a, b| a.canonical.cmp(&b.canonical));
         Ok(users.iter().map(UserSummary::from).collect())
     }
 
     /// Ends one login session: its refresh tokens and access tokens stop working.
     pub async fn end_session(&self, user_id: &str, family: &str) -> Result<(), AccountError> {
-        let now = now_secs();
-        // View first: requests in flight stop passing before the store write finishes.
-        self.view
-            .end_session(family, now.saturating_add(self.grace));
-        let (user_id, family) = (user_id.to_string(), family.to_string());
-        blocking(&self.store, move |store| {
-            store.end_session(&user_id, &family, now)
-        })
-        .await?;
+        let ended = self.store.end_session(user_id, family, now_secs()).await;
+        self.applied(ended).await?;
         Ok(())
     }
 
     /// Ends every live session of a user.
     pub async fn end_sessions_of(&self, user_id: &str) -> Result<(), AccountError> {
-        let id = user_id.to_string();
-        let sessions = blocking(&self.store, move |store| store.sessions_of(&id)).await?;
+        let sessions = self.store.sessions_of(user_id).await?;
         for session in sessions.into_iter().filter(|s| s.ended_at.is_none()) {
             self.end_session(user_id, &session.family).await?;
         }
@@ -347,39 +324,33 @@ impl Directory {
 
     /// Refuses one access token until `until` (logout).
     pub async fn revoke(&self, jti: &str, until: u64) -> Result<(), AccountError> {
-        self.view.revoke(jti, until);
-        let record = crate::store::RevokedRecord {
+        let record = RevokedRecord {
             jti: jti.to_string(),
             expires_at: until,
         };
-        blocking(&self.store, move |store| store.insert_revoked(&record)).await
+        self.applied(self.store.insert_revoked(&record).await).await
     }
 
-    /// Removes expired records from the store and the view.
+    /// Removes expired records (and old feed entries) from the store, and what has
+    /// expired from the view.
     pub async fn purge(&self) -> Result<(), AccountError> {
         let now = now_secs();
-        let grace = self.grace;
-        let purged = blocking(&self.store, move |store| store.remove_expired(now, grace)).await?;
+        let purged = self.store.remove_expired(now, self.grace).await?;
         self.view.forget_expired(now);
-        if purged != crate::store::Purged::default() {
+        if purged != Purged::default() {
             tracing::debug!(?purged, "expired token records removed");
         }
         Ok(())
     }
 
-    /// Read-modify-write of one user, then the view.
+    /// Applies one typed change to a user in the store, then the feed to the view.
     async fn update(
         &self,
         user_id: &str,
-        change: impl Fn(&mut UserRecord) + Send + Sync + 'static,
+        change: UserChange,
     ) -> Result<Option<UserRecord>, AccountError> {
-        let _guard = self.writes.lock().await;
-        let id = user_id.to_string();
-        let updated = blocking(&self.store, move |store| store.update_user(&id, &change)).await?;
-        if let Some(user) = &updated {
-            self.view.put_user(user);
-        }
-        Ok(updated)
+        self.applied(self.store.update_user(user_id, change).await)
+            .await
     }
 }
 
@@ -408,7 +379,7 @@ fn dedup(roles: Vec<String>) -> Vec<String> {
 impl From<StoreError> for AccountError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict("username taken") => AccountError::UsernameTaken,
+            StoreError::Conflict(Conflict::UsernameTaken) => AccountError::UsernameTaken,
             other => AccountError::Internal(other.to_string()),
         }
     }

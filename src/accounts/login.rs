@@ -6,31 +6,43 @@
 //! and an unknown (or syntactically impossible) username take the same path through
 //! argon2 and give the same error; "disabled" is said only to whoever knows the password.
 //! Brute-force regulation plugs in through [`LoginThrottle`]: consulted before any work,
-//! told of every failure and success afterwards.
+//! told of every failure and success afterwards. The trait is async so that counters
+//! shared through the store (replicas counting toward one lockout, SPEC §8) can
+//! implement it; the in-memory [`super::MemoryThrottle`] answers at once.
 
+use std::future::ready;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::directory::{blocking, canonical_username};
+use futures_util::future::BoxFuture;
+
+use super::directory::canonical_username;
 use super::{AccountError, Accounts, TokenPair};
 use crate::auth::password::Password;
 
 /// Brute-force regulation (SPEC §2 `[login]`). `username` is the canonical name when the
-/// presented one is well-formed, so lockouts count case-insensitively.
+/// presented one is well-formed, so lockouts count case-insensitively. Each method's
+/// future may borrow its arguments.
 pub trait LoginThrottle: Send + Sync {
     /// Before any password work: `Err(retry_after)` when this username or client address
     /// is locked out.
-    fn check(&self, username: Option<&str>, client: IpAddr) -> Result<(), Duration>;
+    fn check<'a>(
+        &'a self,
+        username: Option<&'a str>,
+        client: IpAddr,
+    ) -> BoxFuture<'a, Result<(), Duration>>;
     /// After a wrong password or unknown user.
-    fn record_failure(&self, username: Option<&str>, client: IpAddr);
+    fn record_failure<'a>(&'a self, username: Option<&'a str>, client: IpAddr)
+        -> BoxFuture<'a, ()>;
     /// After a correct password.
-    fn record_success(&self, username: Option<&str>, client: IpAddr);
+    fn record_success<'a>(&'a self, username: Option<&'a str>, client: IpAddr)
+        -> BoxFuture<'a, ()>;
     /// `gatehouse user unlock`: forgets this canonical username's failures and lockout;
     /// true when there was anything to forget.
-    fn unlock(&self, username: &str) -> bool;
+    fn unlock<'a>(&'a self, username: &'a str) -> BoxFuture<'a, bool>;
     /// Before a self-registration: `Err(retry_after)` when this address has registered
     /// too often.
-    fn check_registration(&self, client: IpAddr) -> Result<(), Duration>;
+    fn check_registration(&self, client: IpAddr) -> BoxFuture<'_, Result<(), Duration>>;
 }
 
 /// No regulation: every attempt is allowed (the CLI's own store handle: lockouts live in
@@ -39,16 +51,32 @@ pub trait LoginThrottle: Send + Sync {
 pub struct Unthrottled;
 
 impl LoginThrottle for Unthrottled {
-    fn check(&self, _username: Option<&str>, _client: IpAddr) -> Result<(), Duration> {
-        Ok(())
+    fn check<'a>(
+        &'a self,
+        _username: Option<&'a str>,
+        _client: IpAddr,
+    ) -> BoxFuture<'a, Result<(), Duration>> {
+        Box::pin(ready(Ok(())))
     }
-    fn record_failure(&self, _username: Option<&str>, _client: IpAddr) {}
-    fn record_success(&self, _username: Option<&str>, _client: IpAddr) {}
-    fn unlock(&self, _username: &str) -> bool {
-        false
+    fn record_failure<'a>(
+        &'a self,
+        _username: Option<&'a str>,
+        _client: IpAddr,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(ready(()))
     }
-    fn check_registration(&self, _client: IpAddr) -> Result<(), Duration> {
-        Ok(())
+    fn record_success<'a>(
+        &'a self,
+        _username: Option<&'a str>,
+        _client: IpAddr,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(ready(()))
+    }
+    fn unlock<'a>(&'a self, _username: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(ready(false))
+    }
+    fn check_registration(&self, _client: IpAddr) -> BoxFuture<'_, Result<(), Duration>> {
+        Box::pin(ready(Ok(())))
     }
 }
 
@@ -66,34 +94,29 @@ impl Accounts {
     ) -> Result<TokenPair, AccountError> {
         let canonical = canonical_username(username);
         let key = canonical.as_deref();
-        if let Err(retry_after) = self.throttle.check(key, client) {
+        if let Err(retry_after) = self.throttle.check(key, client).await {
             return Err(AccountError::TooManyAttempts {
                 retry_after_secs: retry_after.as_secs().max(1),
             });
         }
-        let user = match canonical.clone() {
-            Some(name) => {
-                blocking(self.directory.store(), move |store| {
-                    store.find_user_by_name(&name)
-                })
-                .await?
-            }
+        let user = match key {
+            Some(name) => self.directory.store().find_user_by_name(name).await?,
             None => None,
         };
         let hasher = self.directory.hasher();
         let Some(user) = user else {
             hasher.verify_unknown(password).await?;
-            self.throttle.record_failure(key, client);
+            self.throttle.record_failure(key, client).await;
             return Err(AccountError::InvalidCredentials);
         };
         let verification = hasher
             .verify(password.clone(), user.password_hash.clone())
             .await?;
         if !verification.matches {
-            self.throttle.record_failure(key, client);
+            self.throttle.record_failure(key, client).await;
             return Err(AccountError::InvalidCredentials);
         }
-        self.throttle.record_success(key, client);
+        self.throttle.record_success(key, client).await;
         if !user.enabled {
             return Err(AccountError::AccountDisabled);
         }

@@ -8,6 +8,11 @@
 //! exists and enabled, issued after the last password change). The returned identity
 //! carries the user's *current* roles, not the ones frozen in the token (SPEC §4).
 //!
+//! State in memory, truth in the store: every use case writes through the async
+//! [`Store`]; the view changes only by applying the store's change feed ([`feed`]), up to
+//! a write's own change before that write is acknowledged, and in the background
+//! ([`maintain`]) for changes made by anyone else sharing the store.
+//!
 //! Sessions: a login creates a session (refresh-token family, the `sid` claim). Refresh
 //! tokens are 256-bit random strings; the store keeps only their SHA-256. Each is
 //! single-use: refreshing spends it and issues a successor; presenting a spent one ends
@@ -15,6 +20,7 @@
 //! token presented; a password change or a disable ends every session of the user.
 
 pub mod directory;
+pub mod feed;
 pub mod login;
 pub mod throttle;
 pub mod view;
@@ -30,7 +36,7 @@ use crate::auth::password::{HashError, Password, PasswordHasher};
 use crate::auth::{new_refresh_token, refresh_token_hash, MAX_REFRESH_TOKEN_LEN};
 use crate::config::Config;
 use crate::error::TokenRejection;
-use crate::store::{RefreshRecord, SessionRecord, Store, StoreError, Taken, UserRecord};
+use crate::store::{Conflict, RefreshRecord, SessionRecord, Store, StoreError, Taken, UserRecord};
 pub use directory::{canonical_username, Directory, UserSummary};
 pub use login::{LoginThrottle, Unthrottled};
 pub use throttle::MemoryThrottle;
@@ -144,13 +150,15 @@ impl std::fmt::Debug for Accounts {
 }
 
 /// The signing secret kept in the store, generated and kept at first start.
-pub fn kept_secret(store: &dyn Store) -> Result<Vec<u8>, String> {
+pub async fn kept_secret(store: &dyn Store) -> Result<Vec<u8>, String> {
     let describe =
         |err: StoreError| format!("store: cannot read or keep the signing secret: {err}");
-    match store.find_secret().map_err(describe)? {
+    match store.find_secret().await.map_err(describe)? {
         Some(secret) => Ok(secret),
         None => store
             .insert_secret(&crate::auth::secret::generate())
+            .await
+            .map(|kept| kept.value)
             .map_err(describe),
     }
 }
@@ -160,10 +168,17 @@ impl Accounts {
     /// (env, file, else kept in the store), loads the in-memory view and makes the dummy
     /// password hash.
     pub async fn open(store: Arc<dyn Store>, config: &Config) -> Result<Self, String> {
+        // `resolve` reads files (blocking) and asks the store only when no secret is
+        // configured; its callback is synchronous, so it waits for the async store here.
         let secret_store = store.clone();
+        let runtime = tokio::runtime::Handle::current();
         let secret = tokio::task::spawn_blocking({
             let settings = config.tokens.clone();
-            move || crate::auth::secret::resolve(&settings, || kept_secret(secret_store.as_ref()))
+            move || {
+                crate::auth::secret::resolve(&settings, || {
+                    runtime.block_on(kept_secret(secret_store.as_ref()))
+                })
+            }
         })
         .await
         .map_err(|err| format!("cannot resolve the signing secret: {err}"))??;
@@ -174,9 +189,8 @@ impl Accounts {
             .await
             .map_err(|err| format!("passwords: {err}"))?;
         let grace = grace(config.tokens.access_ttl, config.tokens.leeway);
-        let directory = tokio::task::spawn_blocking(move || Directory::open(store, hasher, grace))
+        let directory = Directory::open(store, hasher, grace)
             .await
-            .map_err(|err| format!("cannot load the store: {err}"))?
             .map_err(|err| format!("cannot load the store: {err}"))?;
         let throttle = Arc::new(MemoryThrottle::new(config.login));
         Ok(Accounts::new(Arc::new(directory), keys, settings(config)).with_throttle(throttle))
@@ -249,20 +263,19 @@ impl Accounts {
             expires_at,
             spent: false,
         };
-        let inserted = directory::blocking(self.directory.store(), move |store| {
-            match store.insert_session(&session, &record) {
-                Ok(()) => Ok(true),
-                Err(StoreError::Conflict(_)) => Ok(false),
-                Err(err) => Err(err),
+        match self
+            .directory
+            .store()
+            .insert_session(&session, &record)
+            .await
+        {
+            // The user was disabled, or the password changed, or the user was removed,
+            // while we verified.
+            Err(StoreError::Conflict(Conflict::UserDisabled)) => {
+                return Err(AccountError::AccountDisabled)
             }
-        })
-        .await?;
-        if !inserted {
-            // The password changed, or the user was disabled or removed, while we verified.
-            return Err(match self.directory.view().user(&user.id) {
-                Some(current) if !current.enabled => AccountError::AccountDisabled,
-                _ => AccountError::InvalidCredentials,
-            });
+            Err(StoreError::Conflict(_)) => return Err(AccountError::InvalidCredentials),
+            written => self.directory.applied(written).await?,
         }
         let (username, roles) = match self.directory.view().user(&user.id) {
             Some(current) => (current.username.clone(), current.roles.clone()),
@@ -304,16 +317,15 @@ impl Accounts {
         let presented_hash = refresh_token_hash(presented);
         let (next_token, next_hash) = new_refresh_token();
         let next_expires_at = now.saturating_add(self.settings.refresh_ttl.as_secs());
-        let taken = directory::blocking(self.directory.store(), move |store| {
-            store.take_refresh(&presented_hash, now, &next_hash, next_expires_at)
-        })
-        .await?;
-        let session = match taken {
+        let taken = self
+            .directory
+            .store()
+            .take_refresh(&presented_hash, now, &next_hash, next_expires_at)
+            .await;
+        // A reuse ended the session: the feed carries that to the view before we answer.
+        let session = match self.directory.applied(taken).await? {
             Taken::Invalid => return Err(AccountError::InvalidGrant),
             Taken::Reused(session) => {
-                self.directory
-                    .view()
-                    .end_session(&session.family, now.saturating_add(self.directory.grace()));
                 tracing::warn!(
                     user_id = %session.user_id,
                     "a spent refresh token was presented again; its login session is ended (RFC 9700 §4.14.2)"
@@ -352,10 +364,7 @@ impl Accounts {
     ) -> Result<(), AccountError> {
         if let Some(token) = refresh_token.filter(|t| t.len() <= MAX_REFRESH_TOKEN_LEN) {
             let hash = refresh_token_hash(token);
-            let found = directory::blocking(self.directory.store(), move |store| {
-                store.find_refresh(&hash)
-            })
-            .await?;
+            let found = self.directory.store().find_refresh(&hash).await?;
             if let Some(record) = found {
                 self.directory
                     .end_session(&record.user_id, &record.family)
@@ -388,9 +397,7 @@ impl Accounts {
             .hasher()
             .check_policy(&new)
             .map_err(AccountError::Policy)?;
-        let id = identity.sub().to_string();
-        let user =
-            directory::blocking(self.directory.store(), move |store| store.find_user(&id)).await?;
+        let user = self.directory.store().find_user(identity.sub()).await?;
         let Some(user) = user else {
             return Err(AccountError::InvalidCredentials);
         };
@@ -414,7 +421,7 @@ impl Accounts {
         password: Password,
         client: IpAddr,
     ) -> Result<UserSummary, AccountError> {
-        if let Err(retry_after) = self.throttle.check_registration(client) {
+        if let Err(retry_after) = self.throttle.check_registration(client).await {
             return Err(AccountError::TooManyAttempts {
                 retry_after_secs: retry_after.as_secs().max(1),
             });
@@ -431,7 +438,7 @@ impl Accounts {
 
     /// Makes every write durable (shutdown; writes are flushed as they happen anyway).
     pub async fn flush(&self) -> Result<(), AccountError> {
-        directory::blocking(self.directory.store(), |store| store.flush()).await
+        Ok(self.directory.store().flush().await?)
     }
 }
 
@@ -454,14 +461,19 @@ pub fn settings(config: &Config) -> AccountSettings {
 /// How often expired refresh tokens, sessions and revocations are swept.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
-/// Sweeps expired token records every ten minutes (first at start) until `shutdown`
-/// turns true, so the store and the in-memory view stay bounded.
+/// Until `shutdown` turns true: follows the store's change feed every
+/// [`feed::FOLLOW_EVERY`] (changes written by anyone sharing the store reach the view),
+/// and sweeps expired token records and old feed entries every ten minutes (first at
+/// start), so the store and the in-memory view stay bounded.
 pub async fn maintain(accounts: Arc<Accounts>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(PURGE_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut purge = tokio::time::interval(PURGE_EVERY);
+    purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut follow = tokio::time::interval(feed::FOLLOW_EVERY);
+    follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticker.tick() => {
+            _ = follow.tick() => accounts.directory.follow().await,
+            _ = purge.tick() => {
                 if let Err(err) = accounts.purge().await {
                     tracing::warn!(error = %err, "could not remove expired token records");
                 }

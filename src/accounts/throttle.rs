@@ -33,10 +33,13 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::future::ready;
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::future::BoxFuture;
 
 use super::login::LoginThrottle;
 use crate::config::LoginSettings;
@@ -311,28 +314,60 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-impl LoginThrottle for MemoryThrottle {
-    fn check(&self, username: Option<&str>, client: IpAddr) -> Result<(), Duration> {
-        self.check_at(username, client, Instant::now())
-    }
+// The counting itself is synchronous (in memory); the trait's futures are ready at once.
+impl MemoryThrottle {
+    /// [`LoginThrottle::record_failure`]: nothing to do, the attempt was counted when it
+    /// was admitted.
+    pub fn record_failure(&self, _username: Option<&str>, _client: IpAddr) {}
 
-    fn record_failure(&self, _username: Option<&str>, _client: IpAddr) {
-        // Already counted when the attempt was admitted.
-    }
-
-    fn record_success(&self, username: Option<&str>, client: IpAddr) {
+    /// [`LoginThrottle::record_success`]: gives the address its attempt back and resets
+    /// the username's count.
+    pub fn record_success(&self, username: Option<&str>, client: IpAddr) {
         self.addresses.give_back(&canonical_ip(client));
         if let Some(name) = username {
             self.usernames.reset(&name.to_string());
         }
     }
 
-    fn unlock(&self, username: &str) -> bool {
+    /// [`LoginThrottle::unlock`].
+    pub fn unlock(&self, username: &str) -> bool {
         self.usernames.forget(&username.to_string())
     }
+}
 
-    fn check_registration(&self, client: IpAddr) -> Result<(), Duration> {
-        self.check_registration_at(client, Instant::now())
+impl LoginThrottle for MemoryThrottle {
+    fn check<'a>(
+        &'a self,
+        username: Option<&'a str>,
+        client: IpAddr,
+    ) -> BoxFuture<'a, Result<(), Duration>> {
+        Box::pin(ready(self.check_at(username, client, Instant::now())))
+    }
+
+    fn record_failure<'a>(
+        &'a self,
+        username: Option<&'a str>,
+        client: IpAddr,
+    ) -> BoxFuture<'a, ()> {
+        MemoryThrottle::record_failure(self, username, client);
+        Box::pin(ready(()))
+    }
+
+    fn record_success<'a>(
+        &'a self,
+        username: Option<&'a str>,
+        client: IpAddr,
+    ) -> BoxFuture<'a, ()> {
+        MemoryThrottle::record_success(self, username, client);
+        Box::pin(ready(()))
+    }
+
+    fn unlock<'a>(&'a self, username: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(ready(MemoryThrottle::unlock(self, username)))
+    }
+
+    fn check_registration(&self, client: IpAddr) -> BoxFuture<'_, Result<(), Duration>> {
+        Box::pin(ready(self.check_registration_at(client, Instant::now())))
     }
 }
 

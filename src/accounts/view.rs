@@ -1,12 +1,15 @@
 //! The in-process view of what every request checks (SPEC §4 validation): for each user
 //! id its name, current roles, enabled flag, last password change and generation; the
-//! revoked access-token ids; the ended login sessions. Loaded from the store at start and
-//! kept in step with every store write by [`super::Directory`], so a bearer check is a few
-//! hash lookups under read locks, never a disk read.
+//! revoked access-token ids; the ended login sessions. Built from the store's
+//! [`Loaded`] state at start and changed only by applying the store's change feed
+//! ([`View::apply`], driven by [`super::feed::Follower`]), so a bearer check is a few
+//! hash lookups under read locks, never a disk read, and every process that follows the
+//! feed holds the same view.
 //!
-//! Consistency rule: the store is written (durably) first, the view second, and the write
-//! is acknowledged only after both. A request racing an admin change sees either the old
-//! or the new state; every request that starts after the acknowledgement sees the new one.
+//! Consistency rule: the store is written (durably) first; the writer then applies the
+//! feed up to its own change, and only then acknowledges. A request racing an admin
+//! change sees either the old or the new state; every request that starts after the
+//! acknowledgement sees the new one.
 
 // foldhash, not SipHash: keys are ids we generated (users, jti, sid), looked up on every
 // proxied request; SipHash over them was measurable (benches/RESULTS.md).
@@ -17,7 +20,7 @@ use http::HeaderValue;
 
 use crate::auth::jwt::AccessClaims;
 use crate::error::TokenRejection;
-use crate::store::UserRecord;
+use crate::store::{ChangeKind, Loaded, UserRecord, UserState};
 
 /// What a request needs to know about a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +47,12 @@ pub struct IdentityValues {
 
 impl From<&UserRecord> for UserView {
     fn from(record: &UserRecord) -> Self {
+        UserView::from(&UserState::from(record))
+    }
+}
+
+impl From<&UserState> for UserView {
+    fn from(record: &UserState) -> Self {
         UserView {
             username: record.username.clone(),
             roles: record.roles.clone(),
@@ -108,24 +117,71 @@ impl View {
         read(&self.users).get(id).cloned()
     }
 
-    /// Records a user's new state (after the store has it).
-    pub fn put_user(&self, record: &UserRecord) {
-        write(&self.users).insert(record.id.clone(), Arc::new(UserView::from(record)));
+    /// Applies one change of the store's feed. `now` and `grace` decide what is already
+    /// past remembering: an ended session is remembered `grace` seconds after its end,
+    /// a revoked id until it expires.
+    pub fn apply(&self, change: &ChangeKind, now: u64, grace: u64) {
+        match change {
+            ChangeKind::UserPut(user) => {
+                write(&self.users).insert(user.id.clone(), Arc::new(UserView::from(user)));
+            }
+            // Every token naming a removed user fails from now on.
+            ChangeKind::UserRemoved { id } => {
+                write(&self.users).remove(id);
+            }
+            ChangeKind::SessionPut(session) => {
+                if let Some(ended_at) = session.ended_at {
+                    let until = ended_at.saturating_add(grace);
+                    if until >= now {
+                        write(&self.ended).insert(session.family.clone(), until);
+                    }
+                }
+            }
+            ChangeKind::Revoked(revoked) => {
+                if revoked.expires_at >= now {
+                    write(&self.revoked).insert(revoked.jti.clone(), revoked.expires_at);
+                }
+            }
+            // The user is gone already (its tokens fail on that); the secret is not ours.
+            ChangeKind::SessionsRemoved { .. } | ChangeKind::SecretKept => {}
+        }
     }
 
-    /// Forgets a removed user: every token naming it fails from now on.
-    pub fn remove_user(&self, id: &str) {
-        write(&self.users).remove(id);
-    }
-
-    /// Refuses an access token id until `until`.
-    pub fn revoke(&self, jti: &str, until: u64) {
-        write(&self.revoked).insert(jti.to_string(), until);
-    }
-
-    /// Refuses every access token of a session until `until`.
-    pub fn end_session(&self, sid: &str, until: u64) {
-        write(&self.ended).insert(sid.to_string(), until);
+    /// Replaces everything with a full load (start, or a feed trimmed past our cursor).
+    /// A live session made under an older user generation, or of a disabled user (a
+    /// password change or disable whose sessions were not all ended yet), counts as
+    /// ended from `now`.
+    pub fn replace(&self, loaded: &Loaded, now: u64, grace: u64) {
+        let users: HashMap<String, Arc<UserView>> = loaded
+            .users
+            .iter()
+            .map(|user| (user.id.clone(), Arc::new(UserView::from(user))))
+            .collect();
+        let revoked: HashMap<String, u64> = loaded
+            .revoked
+            .iter()
+            .filter(|revoked| revoked.expires_at >= now)
+            .map(|revoked| (revoked.jti.clone(), revoked.expires_at))
+            .collect();
+        let mut ended: HashMap<String, u64> = HashMap::default();
+        for session in &loaded.sessions {
+            let ended_at = match session.ended_at {
+                Some(ended_at) => ended_at,
+                None => match users.get(&session.user_id) {
+                    Some(user) if user.enabled && user.generation == session.generation => continue,
+                    // A missing user fails every check on its own.
+                    None => continue,
+                    Some(_) => now,
+                },
+            };
+            let until = ended_at.saturating_add(grace);
+            if until >= now {
+                ended.insert(session.family.clone(), until);
+            }
+        }
+        *write(&self.users) = users;
+        *write(&self.revoked) = revoked;
+        *write(&self.ended) = ended;
     }
 
     /// True when the session was ended.
@@ -164,24 +220,41 @@ mod tests {
         }
     }
 
-    fn record(changed: u64) -> UserRecord {
-        UserRecord {
+    fn record(changed: u64) -> ChangeKind {
+        ChangeKind::UserPut(UserState {
             id: "u1".into(),
             username: "Alice".into(),
             canonical: "alice".into(),
-            password_hash: String::new(),
             roles: vec!["new".into()],
             enabled: true,
             created: 1,
             password_changed_at: changed,
             generation: 0,
-        }
+        })
+    }
+
+    fn ended(sid: &str, at: u64) -> ChangeKind {
+        ChangeKind::SessionPut(crate::store::SessionRecord {
+            family: sid.into(),
+            user_id: "u1".into(),
+            created: 1,
+            generation: 0,
+            expires_at: at + 1000,
+            ended_at: Some(at),
+        })
+    }
+
+    fn revoked(jti: &str, until: u64) -> ChangeKind {
+        ChangeKind::Revoked(crate::store::RevokedRecord {
+            jti: jti.into(),
+            expires_at: until,
+        })
     }
 
     #[test]
     fn current_roles_come_from_the_view_not_the_token() {
         let view = View::default();
-        view.put_user(&record(100));
+        view.apply(&record(100), 100, 0);
         let user = view.check(&claims(100)).expect("valid");
         assert_eq!(user.roles, vec!["new".to_string()]);
     }
@@ -189,7 +262,7 @@ mod tests {
     #[test]
     fn a_token_from_the_same_second_as_the_password_change_still_works() {
         let view = View::default();
-        view.put_user(&record(100));
+        view.apply(&record(100), 100, 0);
         assert!(view.check(&claims(100)).is_ok());
         assert_eq!(view.check(&claims(99)), Err(TokenRejection::Revoked));
     }
@@ -198,12 +271,55 @@ mod tests {
     fn revoked_ids_ended_sessions_and_missing_users_are_refused() {
         let view = View::default();
         assert_eq!(view.check(&claims(100)), Err(TokenRejection::Revoked));
-        view.put_user(&record(1));
-        view.end_session("s1", 200);
+        view.apply(&record(1), 100, 0);
+        view.apply(&ended("s1", 150), 100, 50);
         assert_eq!(view.check(&claims(100)), Err(TokenRejection::Revoked));
         view.forget_expired(201);
         assert!(view.check(&claims(100)).is_ok());
-        view.revoke("j1", 300);
+        view.apply(&revoked("j1", 300), 100, 0);
         assert_eq!(view.check(&claims(100)), Err(TokenRejection::Revoked));
+    }
+
+    #[test]
+    fn a_removed_user_fails_every_token() {
+        let view = View::default();
+        view.apply(&record(1), 100, 0);
+        assert!(view.check(&claims(100)).is_ok());
+        view.apply(&ChangeKind::UserRemoved { id: "u1".into() }, 100, 0);
+        assert_eq!(view.check(&claims(100)), Err(TokenRejection::Revoked));
+    }
+
+    #[test]
+    fn a_full_load_counts_live_sessions_of_an_older_generation_as_ended() {
+        let ChangeKind::UserPut(mut user) = record(1) else {
+            unreachable!()
+        };
+        user.generation = 1;
+        let session = |sid: &str, generation: u64| crate::store::SessionRecord {
+            family: sid.into(),
+            user_id: "u1".into(),
+            created: 1,
+            generation,
+            expires_at: 1000,
+            ended_at: None,
+        };
+        let loaded = Loaded {
+            users: vec![user],
+            sessions: vec![session("s1", 0), session("current", 1)],
+            revoked: vec![],
+            cursor: 7,
+        };
+        let view = View::default();
+        view.apply(&revoked("j1", 300), 100, 0);
+        view.replace(&loaded, 100, 50);
+        assert!(view.session_ended("s1"));
+        assert!(!view.session_ended("current"));
+        assert_eq!(view.check(&claims(100)), Err(TokenRejection::Revoked));
+        let mut fresh = claims(100);
+        fresh.sid = Some("current".into());
+        assert!(
+            view.check(&fresh).is_ok(),
+            "the reload replaced the revocations too"
+        );
     }
 }

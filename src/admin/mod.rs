@@ -26,7 +26,7 @@ use crate::accounts::{Directory, UserSummary};
 use crate::auth::password::PasswordHasher;
 use crate::cli::UserCommand;
 use crate::config::Config;
-use crate::store::{sled_store, SledStore, Store};
+use crate::store::OpenError;
 use protocol::{Reply, Request};
 
 /// How long the CLI keeps trying while a gateway holds the store but its socket is not
@@ -114,12 +114,16 @@ fn read_password(name: &str, from_stdin: bool) -> Result<Zeroizing<String>, Stri
 fn deliver(config: &Config, request: &Request) -> Result<Reply, String> {
     let socket = socket::socket_path(&config.store.path);
     let deadline = Instant::now() + LOCKED_RETRY;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the runtime: {err}"))?;
     loop {
         if let Some(reply) = socket::connect(&socket, request)? {
             return Ok(reply);
         }
-        match open_directory(config) {
-            Ok(directory) => return apply_directly(directory, request),
+        match runtime.block_on(open_directory(config)) {
+            Ok(directory) => return runtime.block_on(apply_directly(directory, request)),
             Err(Opened::Locked(message)) if Instant::now() >= deadline => {
                 return Err(format!(
                     "{message}; another process holds the store and no gateway answers on {}",
@@ -137,26 +141,26 @@ enum Opened {
     Failed(String),
 }
 
-fn open_directory(config: &Config) -> Result<Directory, Opened> {
-    let store = SledStore::open(&config.store.path).map_err(|err| {
-        if sled_store::is_locked(&err) {
-            Opened::Locked(err.to_string())
-        } else {
-            Opened::Failed(err.to_string())
-        }
-    })?;
-    let store: Arc<dyn Store> = Arc::new(store);
+async fn open_directory(config: &Config) -> Result<Directory, Opened> {
+    let store = crate::store::open(&config.store)
+        .await
+        .map_err(|err| match err {
+            OpenError::Locked(message) => Opened::Locked(message),
+            OpenError::Failed(message) => Opened::Failed(message),
+        })?;
     let hasher = PasswordHasher::new(config.passwords).map_err(Opened::Failed)?;
     let grace = crate::accounts::grace(config.tokens.access_ttl, config.tokens.leeway);
-    Directory::open(store, Arc::new(hasher), grace).map_err(|err| {
-        Opened::Failed(format!(
-            "cannot load the store at {}: {err}",
-            config.store.path.display()
-        ))
-    })
+    Directory::open(store, Arc::new(hasher), grace)
+        .await
+        .map_err(|err| {
+            Opened::Failed(format!(
+                "cannot load the store at {}: {err}",
+                config.store.path.display()
+            ))
+        })
 }
 
-fn apply_directly(directory: Directory, request: &Request) -> Result<Reply, String> {
+async fn apply_directly(directory: Directory, request: &Request) -> Result<Reply, String> {
     if let Request::Unlock { username } = request {
         // Lockouts live in a running gateway's memory: with none running there is none.
         return Ok(match crate::accounts::canonical_username(username) {
@@ -166,23 +170,18 @@ fn apply_directly(directory: Directory, request: &Request) -> Result<Reply, Stri
             None => Reply::failed(format!("`{username}` is not a valid username")),
         });
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| format!("cannot start the runtime: {err}"))?;
-    runtime.block_on(async move {
-        let target = protocol::AdminTarget {
-            directory: Arc::new(directory),
-            throttle: Arc::new(crate::accounts::Unthrottled),
-        };
-        let reply = protocol::execute(&target, request).await;
-        target
-            .directory
-            .store()
-            .flush()
-            .map_err(|err| format!("cannot flush the store: {err}"))?;
-        Ok(reply)
-    })
+    let target = protocol::AdminTarget {
+        directory: Arc::new(directory),
+        throttle: Arc::new(crate::accounts::Unthrottled),
+    };
+    let reply = protocol::execute(&target, request).await;
+    target
+        .directory
+        .store()
+        .flush()
+        .await
+        .map_err(|err| format!("cannot flush the store: {err}"))?;
+    Ok(reply)
 }
 
 fn print_users(users: &[UserSummary], json: bool) -> Result<(), String> {

@@ -160,7 +160,7 @@ pub async fn execute(target: &AdminTarget, request: &Request) -> Reply {
             .map(|()| format!("user {username} removed")),
         Request::Unlock { username } => match canonical_username(username) {
             Some(canonical) => {
-                let message = if target.throttle.unlock(&canonical) {
+                let message = if target.throttle.unlock(&canonical).await {
                     format!("login failures and lockout of {username} cleared")
                 } else {
                     format!("{username} had no login failures to clear")

@@ -1,35 +1,74 @@
-//! Persistence of accounts and token state, behind a narrow trait ([`Store`]) so the
-//! accounts layer does not know which database sits under it. [`SledStore`] is the
-//! embedded backend; a PostgreSQL backend for multi-replica deployments will sit beside it.
+//! Persistence of accounts and token state, behind a narrow async trait ([`Store`]) so
+//! the accounts layer does not know which database sits under it, and a change feed
+//! ([`feed`]) through which every process keeps its in-memory view current. [`SledStore`]
+//! is the embedded backend (one process); a PostgreSQL backend for replicas (SPEC §8) will
+//! sit beside it and pass the same contract suite (`tests/store_contract.rs`).
 //!
-//! Record kinds, one sled `Tree` each (see [`sled_store`] for keys):
-//! users (+ a unique index of canonical names), refresh tokens (only the SHA-256 of the
-//! token), login sessions (refresh-token families), revoked access-token ids, and meta
-//! (the generated signing secret). Every value is encoded as a version byte followed by
-//! serde_json (`codec`), so later formats can migrate record by record.
+//! Record kinds (see [`sled_store`] for the sled layout): users (+ a unique index of
+//! canonical names), refresh tokens (only the SHA-256 of the token), login sessions
+//! (refresh-token families), revoked access-token ids, meta (the generated signing
+//! secret, the feed's counters) and the change log. Every value is encoded as a version
+//! byte followed by serde_json (`codec`), so later formats can migrate record by record.
 //!
-//! Contract of every write verb: it returns only once the write is durable (flushed), so
-//! the caller may acknowledge it (SPEC §7: a crash loses no acknowledged write). The
-//! store holds no policy: which user may log in, when a token is too old, how long things
-//! live are the accounts layer's rules. The two exceptions are atomic by necessity:
-//! [`Store::insert_session`] (compare the user's generation, then insert) and
+//! Contract of every write verb:
+//! - it returns only once the write is durable, so the caller may acknowledge it (SPEC §7:
+//!   a crash loses no acknowledged write);
+//! - when it changed anything, it appended exactly one [`Change`] to the feed *in the same
+//!   transaction* as the data, and returns that change's sequence number in
+//!   [`Written::seq`]; a change is never visible without its data, nor before a change
+//!   with a smaller number. The writer applies the feed up to that number before it
+//!   acknowledges (see `accounts::feed`).
+//!
+//! The store holds no policy: which user may log in, when a token is too old, how long
+//! things live are the accounts layer's rules. The exceptions are atomic by necessity and
+//! written down once here for every backend: [`UserChange::apply`] (the generation bump
+//! rules), [`Store::insert_session`] (compare the user's state, then insert) and
 //! [`Store::take_refresh`] (rotation with reuse detection, RFC 9700 §4.14.2), each one
 //! transaction.
+//!
+//! Async without a macro crate: every verb returns a [`BoxFuture`] (`Pin<Box<dyn Future +
+//! Send>>`), which is what `Arc<dyn Store>` needs (native `async fn` in traits is not
+//! object-safe) and costs one allocation per call on paths that do I/O anyway. A verb's
+//! future borrows only the store, never its arguments, so callers may pass temporaries.
 
 mod codec;
+pub mod feed;
 pub mod sled_store;
 
+pub use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+pub use feed::{Change, ChangeKind, Feed, Seq, FEED_RETENTION};
 pub use sled_store::SledStore;
 
-/// A store failure. `Conflict` is an expected outcome (a unique name taken, a stale
-/// generation); the others are faults.
+/// Why a conditional write did not happen. An expected outcome, not a fault: nothing was
+/// written and no change was published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// [`Store::insert_user`]: another user has this canonical name.
+    #[error("username taken")]
+    UsernameTaken,
+    /// [`Store::insert_user`]: a user with this id exists.
+    #[error("user id taken")]
+    UserIdTaken,
+    /// [`Store::insert_session`]: the user no longer exists.
+    #[error("the user no longer exists")]
+    NoSuchUser,
+    /// [`Store::insert_session`]: the user is disabled.
+    #[error("the user is disabled")]
+    UserDisabled,
+    /// [`Store::insert_session`]: the user's generation moved on since the password was
+    /// verified (a password change or a disable in between).
+    #[error("the user changed since (stale generation)")]
+    StaleGeneration,
+}
+
+/// A store failure. `Conflict` is an expected outcome; the others are faults.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness or compare-and-set condition failed; nothing was written.
     #[error("conflict: {0}")]
-    Conflict(&'static str),
+    Conflict(Conflict),
     /// A record could not be decoded (unknown version or damaged data).
     #[error("corrupt record in {tree}: {detail}")]
     Corrupt { tree: &'static str, detail: String },
@@ -40,6 +79,21 @@ pub enum StoreError {
 
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The result of a write verb: what it returns, and the sequence number of the change it
+/// published (`None` when it changed nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written<T> {
+    pub value: T,
+    pub seq: Option<Seq>,
+}
+
+impl<T> Written<T> {
+    /// A write that changed nothing.
+    pub fn unchanged(value: T) -> Self {
+        Written { value, seq: None }
+    }
+}
 
 /// A user account.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -131,6 +185,109 @@ pub struct RevokedRecord {
     pub expires_at: u64,
 }
 
+/// A user as the change feed publishes it and the in-memory view needs it: everything
+/// of a [`UserRecord`] but the password hash, which never leaves the store except to
+/// verify a password.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserState {
+    pub id: String,
+    pub username: String,
+    pub canonical: String,
+    pub roles: Vec<String>,
+    pub enabled: bool,
+    pub created: u64,
+    pub password_changed_at: u64,
+    pub generation: u64,
+}
+
+impl From<&UserRecord> for UserState {
+    fn from(user: &UserRecord) -> Self {
+        UserState {
+            id: user.id.clone(),
+            username: user.username.clone(),
+            canonical: user.canonical.clone(),
+            roles: user.roles.clone(),
+            enabled: user.enabled,
+            created: user.created,
+            password_changed_at: user.password_changed_at,
+            generation: user.generation,
+        }
+    }
+}
+
+/// One change to a user, applied by the store inside its transaction
+/// ([`Store::update_user`]). The rules of which change ends the user's sessions (bumps
+/// [`UserRecord::generation`]) live here, once, for every backend.
+#[derive(Clone, PartialEq, Eq)]
+pub enum UserChange {
+    /// A new password (`user passwd`, `/auth/password`): the hash, the change time (access
+    /// tokens issued earlier are refused) and a generation bump (sessions made earlier
+    /// are refused).
+    SetPassword { hash: String, changed_at: u64 },
+    /// A rehash after a login under older argon2 parameters: the hash is replaced only
+    /// while it is still `from` (the password did not change meanwhile). Not a password
+    /// change: no generation bump, no change time.
+    Rehash { from: String, to: String },
+    /// Enable or disable. Disabling an enabled user bumps the generation (its sessions
+    /// end and stay dead if it is enabled again); enabling does not.
+    SetEnabled(bool),
+    /// Replaces the roles.
+    SetRoles(Vec<String>),
+}
+
+impl std::fmt::Debug for UserChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserChange::SetPassword { changed_at, .. } => f
+                .debug_struct("SetPassword")
+                .field("changed_at", changed_at)
+                .finish_non_exhaustive(),
+            UserChange::Rehash { .. } => f.debug_struct("Rehash").finish_non_exhaustive(),
+            UserChange::SetEnabled(enabled) => f.debug_tuple("SetEnabled").field(enabled).finish(),
+            UserChange::SetRoles(roles) => f.debug_tuple("SetRoles").field(roles).finish(),
+        }
+    }
+}
+
+impl UserChange {
+    /// Applies the change to `user`; false when it left the record as it was (then the
+    /// store writes nothing and publishes no change).
+    pub fn apply(&self, user: &mut UserRecord) -> bool {
+        match self {
+            UserChange::SetPassword { hash, changed_at } => {
+                user.password_hash.clone_from(hash);
+                user.password_changed_at = *changed_at;
+                user.generation += 1;
+                true
+            }
+            UserChange::Rehash { from, to } => {
+                if user.password_hash != *from || user.password_hash == *to {
+                    return false;
+                }
+                user.password_hash.clone_from(to);
+                true
+            }
+            UserChange::SetEnabled(enabled) => {
+                if user.enabled == *enabled {
+                    return false;
+                }
+                if user.enabled && !enabled {
+                    user.generation += 1;
+                }
+                user.enabled = *enabled;
+                true
+            }
+            UserChange::SetRoles(roles) => {
+                if user.roles == *roles {
+                    return false;
+                }
+                user.roles.clone_from(roles);
+                true
+            }
+        }
+    }
+}
+
 /// What [`Store::take_refresh`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Taken {
@@ -149,90 +306,148 @@ pub struct Purged {
     pub refresh_tokens: usize,
     pub sessions: usize,
     pub revoked: usize,
+    /// Change-log entries older than [`FEED_RETENTION`].
+    pub changes: usize,
 }
 
-/// The persistence interface the accounts layer depends on. Verbs: find, list, insert,
-/// update, take, end, remove. Every write is durable when it returns.
+/// Everything the in-memory view is built from, read as of one feed position: a view
+/// loaded from it and then fed every change after `cursor` is current (list, then watch).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loaded {
+    pub users: Vec<UserState>,
+    pub sessions: Vec<SessionRecord>,
+    pub revoked: Vec<RevokedRecord>,
+    /// The sequence number of the last change reflected in the lists.
+    pub cursor: Seq,
+}
+
+/// The persistence interface the accounts layer depends on. Verbs: find, list, load,
+/// insert, update, take, end, remove; and the feed. Every write is durable when its
+/// future resolves and publishes one change when it changed anything (see the module
+/// docs). Methods that take no `now` use the store's clock only to stamp changes.
 pub trait Store: Send + Sync + 'static {
     /// A user by id.
-    fn find_user(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    fn find_user(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<UserRecord>>>;
     /// A user by canonical (lower-case) name.
-    fn find_user_by_name(&self, canonical: &str) -> StoreResult<Option<UserRecord>>;
+    fn find_user_by_name(&self, canonical: &str) -> BoxFuture<'_, StoreResult<Option<UserRecord>>>;
     /// Every user.
-    fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
-    /// Adds a user; `Conflict` when the canonical name is taken.
-    fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
-    /// Read-modify-write of one user, atomically; `None` when there is no such user.
-    /// `change` may run more than once (transaction retries), so it must be pure.
+    fn list_users(&self) -> BoxFuture<'_, StoreResult<Vec<UserRecord>>>;
+    /// Adds a user; `Conflict::UsernameTaken` when the canonical name is taken,
+    /// `Conflict::UserIdTaken` when the id is. Publishes [`ChangeKind::UserPut`].
+    fn insert_user(&self, user: &UserRecord) -> BoxFuture<'_, StoreResult<Written<()>>>;
+    /// Applies `change` to one user atomically ([`UserChange::apply`]); the user as it is
+    /// now, or `None` when there is no such user. Publishes [`ChangeKind::UserPut`] when
+    /// the record changed.
     fn update_user(
         &self,
         id: &str,
-        change: &dyn Fn(&mut UserRecord),
-    ) -> StoreResult<Option<UserRecord>>;
-    /// Deletes a user and its name; returns what was removed.
-    fn remove_user(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+        change: UserChange,
+    ) -> BoxFuture<'_, StoreResult<Written<Option<UserRecord>>>>;
+    /// Deletes a user and its name; returns what was removed. Publishes
+    /// [`ChangeKind::UserRemoved`].
+    fn remove_user(&self, id: &str) -> BoxFuture<'_, StoreResult<Written<Option<UserRecord>>>>;
 
     /// Starts a login session with its first refresh token, in one transaction that
     /// first checks the user still exists, is enabled and is at `session.generation`
-    /// (else `Conflict`, nothing written).
-    fn insert_session(&self, session: &SessionRecord, token: &RefreshRecord) -> StoreResult<()>;
+    /// (else the matching `Conflict`, nothing written). Publishes
+    /// [`ChangeKind::SessionPut`].
+    fn insert_session(
+        &self,
+        session: &SessionRecord,
+        token: &RefreshRecord,
+    ) -> BoxFuture<'_, StoreResult<Written<()>>>;
     /// A refresh token by hash (constant-time confirmed).
-    fn find_refresh(&self, token_hash: &[u8; 32]) -> StoreResult<Option<RefreshRecord>>;
+    fn find_refresh(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> BoxFuture<'_, StoreResult<Option<RefreshRecord>>>;
     /// Single-use exchange of a refresh token, in one transaction (RFC 6749 §6,
     /// RFC 9700 §4.14.2): a live token is marked spent and a successor with
     /// `next_hash`/`next_expires_at` is stored in its family; a spent one ends its family.
+    /// Publishes [`ChangeKind::SessionPut`] unless the result is `Invalid`.
     fn take_refresh(
         &self,
         token_hash: &[u8; 32],
         now: u64,
         next_hash: &[u8; 32],
         next_expires_at: u64,
-    ) -> StoreResult<Taken>;
+    ) -> BoxFuture<'_, StoreResult<Written<Taken>>>;
     /// Every session of one user.
-    fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<SessionRecord>>;
-    /// Every session (for loading the in-memory view at start).
-    fn list_sessions(&self) -> StoreResult<Vec<SessionRecord>>;
+    fn sessions_of(&self, user_id: &str) -> BoxFuture<'_, StoreResult<Vec<SessionRecord>>>;
     /// Marks a session ended at `now` (idempotent); `None` when there is no such session.
+    /// Publishes [`ChangeKind::SessionPut`] when it ended it.
     fn end_session(
         &self,
         user_id: &str,
         family: &str,
         now: u64,
-    ) -> StoreResult<Option<SessionRecord>>;
-    /// Deletes every session of a user (the user is gone).
-    fn remove_sessions_of(&self, user_id: &str) -> StoreResult<usize>;
+    ) -> BoxFuture<'_, StoreResult<Written<Option<SessionRecord>>>>;
+    /// Deletes every session of a user (the user is gone); how many. Publishes
+    /// [`ChangeKind::SessionsRemoved`] when there were any.
+    fn remove_sessions_of(&self, user_id: &str) -> BoxFuture<'_, StoreResult<Written<usize>>>;
 
-    /// Records a revoked access-token id.
-    fn insert_revoked(&self, record: &RevokedRecord) -> StoreResult<()>;
-    /// Every revoked id still recorded.
-    fn list_revoked(&self) -> StoreResult<Vec<RevokedRecord>>;
+    /// Records a revoked access-token id. Publishes [`ChangeKind::Revoked`].
+    fn insert_revoked(&self, record: &RevokedRecord) -> BoxFuture<'_, StoreResult<Written<()>>>;
 
     /// The signing secret generated at first start, if any.
-    fn find_secret(&self) -> StoreResult<Option<Vec<u8>>>;
+    fn find_secret(&self) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>>;
     /// Keeps `secret` unless one is kept already; returns the one kept (first wins).
-    fn insert_secret(&self, secret: &[u8]) -> StoreResult<Vec<u8>>;
+    /// Publishes [`ChangeKind::SecretKept`] (without the secret) when it kept this one.
+    fn insert_secret(&self, secret: &[u8]) -> BoxFuture<'_, StoreResult<Written<Vec<u8>>>>;
+
+    /// Users, sessions and revoked ids as of one feed position (start, and a replica that
+    /// fell behind a trimmed log).
+    fn load(&self) -> BoxFuture<'_, StoreResult<Loaded>>;
+    /// Up to `limit` changes with a sequence number above `cursor`, in order, or
+    /// [`Feed::Trimmed`] when the log no longer holds all of them. Only durable changes
+    /// are returned.
+    fn changes_since(&self, cursor: Seq, limit: usize) -> BoxFuture<'_, StoreResult<Feed>>;
 
     /// Removes refresh tokens past their expiry (or whose session is gone), sessions
     /// whose `expires_at` (live) or `ended_at` (ended) lies more than `grace` seconds
-    /// before `now`, and revoked ids past their expiry.
-    fn remove_expired(&self, now: u64, grace: u64) -> StoreResult<Purged>;
+    /// before `now`, revoked ids past their expiry, and change-log entries older than
+    /// [`FEED_RETENTION`]. Publishes no change: it removes only what every view forgets
+    /// by the clock on its own.
+    fn remove_expired(&self, now: u64, grace: u64) -> BoxFuture<'_, StoreResult<Purged>>;
 
     /// Makes every earlier write durable (shutdown).
-    fn flush(&self) -> StoreResult<()>;
+    fn flush(&self) -> BoxFuture<'_, StoreResult<()>>;
 }
 
-/// Opens the embedded store at `path` off the async workers (sled's open reads and locks
-/// files). The error names the path and, when another process holds it, says so.
-pub async fn open(path: &std::path::Path) -> Result<std::sync::Arc<dyn Store>, String> {
-    let path = path.to_path_buf();
+/// Why [`open`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// Another process holds the store (sled: its lock file).
+    Locked(String),
+    /// Anything else: the message says what.
+    Failed(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Locked(err) => write!(
+                f,
+                "store.path: {err}; is another gatehouse serving this store?"
+            ),
+            OpenError::Failed(err) => write!(f, "store.path: {err}"),
+        }
+    }
+}
+
+/// Opens the store `[store]` names. Only the embedded backend exists today (SPEC §2's
+/// `backend = "postgres"` is not built yet, and `[store]` takes no `backend` key until it
+/// is); the PostgreSQL backend will be chosen here, and nowhere else.
+pub async fn open(
+    settings: &crate::config::StoreSettings,
+) -> Result<std::sync::Arc<dyn Store>, OpenError> {
+    let path = settings.path.clone();
     let opened = tokio::task::spawn_blocking(move || SledStore::open(&path))
         .await
-        .map_err(|err| format!("store: the open task failed: {err}"))?;
+        .map_err(|err| OpenError::Failed(format!("the open task failed: {err}")))?;
     match opened {
         Ok(store) => Ok(std::sync::Arc::new(store)),
-        Err(err) if sled_store::is_locked(&err) => Err(format!(
-            "store.path: {err}; is another gatehouse serving this store?"
-        )),
-        Err(err) => Err(format!("store.path: {err}")),
+        Err(err) if sled_store::is_locked(&err) => Err(OpenError::Locked(err.to_string())),
+        Err(err) => Err(OpenError::Failed(err.to_string())),
     }
 }

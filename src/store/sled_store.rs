@@ -8,16 +8,31 @@
 //! | `refresh_tokens` | SHA-256 of token (32 B)  | v1 [`RefreshRecord`]                |
 //! | `sessions`       | `<user id>/<session id>` | v1 [`SessionRecord`]                |
 //! | `revoked`        | access-token `jti`       | v1 [`RevokedRecord`]                |
+//! | `changes`        | sequence number (u64 BE) | v1 `{"at": secs, "kind": …}`        |
 //! | `meta`           | `signing_secret`         | v1 `{"secret": base64}`             |
+//! |                  | `feed_head`              | v1 last sequence number given out   |
+//! |                  | `feed_trimmed`           | v1 highest sequence number trimmed  |
 //!
 //! Sessions are keyed under their user so a password change or a disable finds all of a
-//! user's sessions with one prefix scan. Every write verb calls `flush()` (fsync) before
-//! returning: callers acknowledge only durable writes.
+//! user's sessions with one prefix scan.
+//!
+//! Writes: each write verb is one sled transaction over its data trees plus `meta` and
+//! `changes`, which reads `feed_head`, appends the change under the next number and
+//! stores the new head, so data and change commit together (sled makes a committed
+//! multi-tree transaction visible at once). Writers are also serialized by a mutex around
+//! the transaction (not the fsync), so numbers are handed out in commit order. Then the
+//! verb flushes (fsync) before returning: callers acknowledge only durable writes.
+//! [`Store::changes_since`] returns only changes up to the highest number known flushed,
+//! so the feed never shows a change a crash could still take back.
+//!
+//! sled is synchronous: every verb runs on tokio's blocking pool, here and only here.
 //!
 //! sled lets one process open a database; a second `open` fails with "could not acquire
 //! lock" ([`is_locked`]), which is how the CLI learns that a gateway holds the store.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -27,8 +42,9 @@ use subtle::ConstantTimeEq;
 
 use super::codec::{decode, encode};
 use super::{
-    Purged, RefreshRecord, RevokedRecord, SessionRecord, Store, StoreError, StoreResult, Taken,
-    UserRecord,
+    BoxFuture, Change, ChangeKind, Conflict, Feed, Loaded, Purged, RefreshRecord, RevokedRecord,
+    Seq, SessionRecord, Store, StoreError, StoreResult, Taken, UserChange, UserRecord, UserState,
+    Written, FEED_RETENTION,
 };
 
 const USERS: &str = "users";
@@ -36,11 +52,19 @@ const USERNAMES: &str = "usernames";
 const REFRESH: &str = "refresh_tokens";
 const SESSIONS: &str = "sessions";
 const REVOKED: &str = "revoked";
+const CHANGES: &str = "changes";
 const META: &str = "meta";
 const SECRET_KEY: &[u8] = b"signing_secret";
+const FEED_HEAD: &[u8] = b"feed_head";
+const FEED_TRIMMED: &[u8] = b"feed_trimmed";
 
-/// The sled-backed [`Store`].
+/// The sled-backed [`Store`]. Cheap to clone: the handles are shared.
+#[derive(Clone)]
 pub struct SledStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     path: PathBuf,
     db: sled::Db,
     users: sled::Tree,
@@ -48,13 +72,18 @@ pub struct SledStore {
     refresh: sled::Tree,
     sessions: sled::Tree,
     revoked: sled::Tree,
+    changes: sled::Tree,
     meta: sled::Tree,
+    /// Held around each publishing transaction: one writer hands out numbers at a time.
+    writer: Mutex<()>,
+    /// Every change up to this number is flushed to disk.
+    durable: AtomicU64,
 }
 
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SledStore")
-            .field("path", &self.path)
+            .field("path", &self.inner.path)
             .finish_non_exhaustive()
     }
 }
@@ -62,6 +91,19 @@ impl std::fmt::Debug for SledStore {
 #[derive(Serialize, Deserialize)]
 struct SecretRecord {
     secret: String,
+}
+
+/// A change as written to the `changes` tree (its number is the key).
+#[derive(Serialize)]
+struct ChangeOut<'a> {
+    at: u64,
+    kind: &'a ChangeKind,
+}
+
+#[derive(Deserialize)]
+struct ChangeIn {
+    at: u64,
+    kind: ChangeKind,
 }
 
 fn backend(err: sled::Error) -> StoreError {
@@ -115,6 +157,10 @@ fn abort<T>(err: StoreError) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(err))
 }
 
+fn conflict<T>(conflict: Conflict) -> TxResult<T> {
+    abort(StoreError::Conflict(conflict))
+}
+
 fn tx_decode<T: serde::de::DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> TxResult<T> {
     decode(tree, bytes).map_err(ConflictableTransactionError::Abort)
 }
@@ -150,8 +196,42 @@ fn tx_get<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Unix seconds by the store's clock (stamps changes for trimming).
+fn clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Appends `kind` to the change log inside the caller's transaction, under the number
+/// after `feed_head`; returns that number.
+fn publish(
+    meta: &TransactionalTree,
+    changes: &TransactionalTree,
+    kind: &ChangeKind,
+) -> TxResult<Seq> {
+    let head: Seq = tx_get(meta, META, FEED_HEAD)?.unwrap_or(0);
+    let seq = head + 1;
+    meta.insert(FEED_HEAD, tx_encode(&seq)?)?;
+    changes.insert(
+        &seq.to_be_bytes()[..],
+        tx_encode(&ChangeOut { at: clock(), kind })?,
+    )?;
+    Ok(seq)
+}
+
+fn seq_of(key: &[u8]) -> StoreResult<Seq> {
+    let bytes: [u8; 8] = key.try_into().map_err(|_| StoreError::Corrupt {
+        tree: CHANGES,
+        detail: format!("a key of {} bytes is no sequence number", key.len()),
+    })?;
+    Ok(Seq::from_be_bytes(bytes))
+}
+
 impl SledStore {
-    /// Opens (creating if needed) the store at `path`.
+    /// Opens (creating if needed) the store at `path`. Blocking: call it off the async
+    /// workers (`store::open` does).
     pub fn open(path: &Path) -> StoreResult<Self> {
         prepare_dir(path)?;
         let db = open_db(path).map_err(|err| {
@@ -161,25 +241,86 @@ impl SledStore {
             ))
         })?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
-        Ok(SledStore {
+        let inner = Inner {
             path: path.to_path_buf(),
             users: tree(USERS)?,
             usernames: tree(USERNAMES)?,
             refresh: tree(REFRESH)?,
             sessions: tree(SESSIONS)?,
             revoked: tree(REVOKED)?,
+            changes: tree(CHANGES)?,
             meta: tree(META)?,
+            writer: Mutex::new(()),
+            durable: AtomicU64::new(0),
             db,
+        };
+        // What sled recovered from disk is durable.
+        let head = inner.head()?;
+        inner.durable.store(head, Ordering::Release);
+        Ok(SledStore {
+            inner: Arc::new(inner),
         })
     }
 
     /// The directory the store lives in.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
-    fn durable(&self) -> StoreResult<()> {
+    /// Runs `op` on the blocking pool.
+    fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Inner) -> StoreResult<T> + Send + 'static,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || op(&inner))
+                .await
+                .map_err(|err| StoreError::Backend(format!("the store task failed: {err}")))?
+        })
+    }
+}
+
+impl Inner {
+    fn head(&self) -> StoreResult<Seq> {
+        match self.meta.get(FEED_HEAD).map_err(backend)? {
+            Some(bytes) => decode(META, &bytes),
+            None => Ok(0),
+        }
+    }
+
+    fn trimmed(&self) -> StoreResult<Seq> {
+        match self.meta.get(FEED_TRIMMED).map_err(backend)? {
+            Some(bytes) => decode(META, &bytes),
+            None => Ok(0),
+        }
+    }
+
+    fn flush(&self) -> StoreResult<()> {
         self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    /// Runs one publishing transaction under the writer lock, then makes it durable and
+    /// lets the feed show it. `txn` returns the verb's value and the number of the change
+    /// it published, if it changed anything.
+    fn write<T>(
+        &self,
+        txn: impl FnOnce() -> Result<(T, Option<Seq>), TransactionError<StoreError>>,
+    ) -> StoreResult<Written<T>> {
+        let (value, seq) = {
+            let _writer = self
+                .writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            txn().map_err(tx_error)?
+        };
+        if let Some(seq) = seq {
+            // A flush persists everything committed before it, so every number up to
+            // ours (handed out in commit order) is durable once it returns.
+            self.flush()?;
+            self.durable.fetch_max(seq, Ordering::AcqRel);
+        }
+        Ok(Written { value, seq })
     }
 
     fn all<T: serde::de::DeserializeOwned>(
@@ -191,9 +332,7 @@ impl SledStore {
             .map(|value| decode(name, &value.map_err(backend)?))
             .collect()
     }
-}
 
-impl Store for SledStore {
     fn find_user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
         match self.users.get(id).map_err(backend)? {
             Some(bytes) => Ok(Some(decode(USERS, &bytes)?)),
@@ -208,86 +347,95 @@ impl Store for SledStore {
         }
     }
 
-    fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
-        Self::all(&self.users, USERS)
-    }
-
-    fn insert_user(&self, user: &UserRecord) -> StoreResult<()> {
+    fn insert_user(&self, user: &UserRecord) -> StoreResult<Written<()>> {
         let value = encode(user)?;
-        (&self.users, &self.usernames)
-            .transaction(|(users, usernames)| {
-                if usernames.get(user.canonical.as_bytes())?.is_some() {
-                    return abort(StoreError::Conflict("username taken"));
-                }
-                if users.get(user.id.as_bytes())?.is_some() {
-                    return abort(StoreError::Conflict("user id taken"));
-                }
-                usernames.insert(user.canonical.as_bytes(), user.id.as_bytes())?;
-                users.insert(user.id.as_bytes(), value.clone())?;
-                Ok(())
-            })
-            .map_err(tx_error)?;
-        self.durable()
+        let change = ChangeKind::UserPut(UserState::from(user));
+        self.write(|| {
+            (&self.users, &self.usernames, &self.meta, &self.changes).transaction(
+                |(users, usernames, meta, changes)| {
+                    if usernames.get(user.canonical.as_bytes())?.is_some() {
+                        return conflict(Conflict::UsernameTaken);
+                    }
+                    if users.get(user.id.as_bytes())?.is_some() {
+                        return conflict(Conflict::UserIdTaken);
+                    }
+                    usernames.insert(user.canonical.as_bytes(), user.id.as_bytes())?;
+                    users.insert(user.id.as_bytes(), value.clone())?;
+                    Ok(((), Some(publish(meta, changes, &change)?)))
+                },
+            )
+        })
     }
 
     fn update_user(
         &self,
         id: &str,
-        change: &dyn Fn(&mut UserRecord),
-    ) -> StoreResult<Option<UserRecord>> {
-        let updated = self
-            .users
-            .transaction(|users| {
+        change: &UserChange,
+    ) -> StoreResult<Written<Option<UserRecord>>> {
+        self.write(|| {
+            (&self.users, &self.meta, &self.changes).transaction(|(users, meta, changes)| {
                 let Some(mut user) = tx_get::<UserRecord>(users, USERS, id.as_bytes())? else {
-                    return Ok(None);
+                    return Ok((None, None));
                 };
-                change(&mut user);
-                users.insert(id.as_bytes(), tx_encode(&user)?)?;
-                Ok(Some(user))
-            })
-            .map_err(tx_error)?;
-        if updated.is_some() {
-            self.durable()?;
-        }
-        Ok(updated)
-    }
-
-    fn remove_user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
-        let removed = (&self.users, &self.usernames)
-            .transaction(|(users, usernames)| {
-                let Some(user) = tx_get::<UserRecord>(users, USERS, id.as_bytes())? else {
-                    return Ok(None);
-                };
-                users.remove(id.as_bytes())?;
-                if usernames.get(user.canonical.as_bytes())?.as_deref() == Some(id.as_bytes()) {
-                    usernames.remove(user.canonical.as_bytes())?;
+                if !change.apply(&mut user) {
+                    return Ok((Some(user), None));
                 }
-                Ok(Some(user))
+                users.insert(id.as_bytes(), tx_encode(&user)?)?;
+                let seq = publish(meta, changes, &ChangeKind::UserPut(UserState::from(&user)))?;
+                Ok((Some(user), Some(seq)))
             })
-            .map_err(tx_error)?;
-        if removed.is_some() {
-            self.durable()?;
-        }
-        Ok(removed)
+        })
     }
 
-    fn insert_session(&self, session: &SessionRecord, token: &RefreshRecord) -> StoreResult<()> {
+    fn remove_user(&self, id: &str) -> StoreResult<Written<Option<UserRecord>>> {
+        let change = ChangeKind::UserRemoved { id: id.to_string() };
+        self.write(|| {
+            (&self.users, &self.usernames, &self.meta, &self.changes).transaction(
+                |(users, usernames, meta, changes)| {
+                    let Some(user) = tx_get::<UserRecord>(users, USERS, id.as_bytes())? else {
+                        return Ok((None, None));
+                    };
+                    users.remove(id.as_bytes())?;
+                    if usernames.get(user.canonical.as_bytes())?.as_deref() == Some(id.as_bytes()) {
+                        usernames.remove(user.canonical.as_bytes())?;
+                    }
+                    Ok((Some(user), Some(publish(meta, changes, &change)?)))
+                },
+            )
+        })
+    }
+
+    fn insert_session(
+        &self,
+        session: &SessionRecord,
+        token: &RefreshRecord,
+    ) -> StoreResult<Written<()>> {
         let session_value = encode(session)?;
         let token_value = encode(token)?;
         let key = session_key(&session.user_id, &session.family);
-        (&self.users, &self.sessions, &self.refresh)
-            .transaction(|(users, sessions, refresh)| {
-                let user = tx_get::<UserRecord>(users, USERS, session.user_id.as_bytes())?;
-                match user {
-                    Some(user) if user.enabled && user.generation == session.generation => {}
-                    _ => return abort(StoreError::Conflict("the user changed")),
-                }
-                sessions.insert(key.as_slice(), session_value.clone())?;
-                refresh.insert(&token.token_hash[..], token_value.clone())?;
-                Ok(())
-            })
-            .map_err(tx_error)?;
-        self.durable()
+        let change = ChangeKind::SessionPut(session.clone());
+        self.write(|| {
+            (
+                &self.users,
+                &self.sessions,
+                &self.refresh,
+                &self.meta,
+                &self.changes,
+            )
+                .transaction(|(users, sessions, refresh, meta, changes)| {
+                    match tx_get::<UserRecord>(users, USERS, session.user_id.as_bytes())? {
+                        None => return conflict(Conflict::NoSuchUser),
+                        Some(user) if !user.enabled => return conflict(Conflict::UserDisabled),
+                        Some(user) if user.generation != session.generation => {
+                            return conflict(Conflict::StaleGeneration)
+                        }
+                        Some(_) => {}
+                    }
+                    sessions.insert(key.as_slice(), session_value.clone())?;
+                    refresh.insert(&token.token_hash[..], token_value.clone())?;
+                    Ok(((), Some(publish(meta, changes, &change)?)))
+                })
+        })
     }
 
     fn find_refresh(&self, token_hash: &[u8; 32]) -> StoreResult<Option<RefreshRecord>> {
@@ -308,51 +456,53 @@ impl Store for SledStore {
         now: u64,
         next_hash: &[u8; 32],
         next_expires_at: u64,
-    ) -> StoreResult<Taken> {
-        let taken = (&self.refresh, &self.sessions)
-            .transaction(|(refresh, sessions)| {
-                let Some(mut token) = tx_get::<RefreshRecord>(refresh, REFRESH, token_hash)? else {
-                    return Ok(Taken::Invalid);
-                };
-                if !bool::from(token.token_hash.ct_eq(token_hash)) {
-                    return Ok(Taken::Invalid);
-                }
-                let key = session_key(&token.user_id, &token.family);
-                let Some(mut session) = tx_get::<SessionRecord>(sessions, SESSIONS, &key)? else {
-                    return Ok(Taken::Invalid);
-                };
-                if session.ended_at.is_some() {
-                    return Ok(Taken::Invalid);
-                }
-                if token.spent {
-                    // RFC 9700 §4.14.2: a spent token presented again means one of two
-                    // parties holds a stolen copy; end the whole family.
-                    session.ended_at = Some(now);
+    ) -> StoreResult<Written<Taken>> {
+        self.write(|| {
+            (&self.refresh, &self.sessions, &self.meta, &self.changes).transaction(
+                |(refresh, sessions, meta, changes)| {
+                    let Some(mut token) = tx_get::<RefreshRecord>(refresh, REFRESH, token_hash)?
+                    else {
+                        return Ok((Taken::Invalid, None));
+                    };
+                    if !bool::from(token.token_hash.ct_eq(token_hash)) {
+                        return Ok((Taken::Invalid, None));
+                    }
+                    let key = session_key(&token.user_id, &token.family);
+                    let Some(mut session) = tx_get::<SessionRecord>(sessions, SESSIONS, &key)?
+                    else {
+                        return Ok((Taken::Invalid, None));
+                    };
+                    if session.ended_at.is_some() {
+                        return Ok((Taken::Invalid, None));
+                    }
+                    if token.spent {
+                        // RFC 9700 §4.14.2: a spent token presented again means one of two
+                        // parties holds a stolen copy; end the whole family.
+                        session.ended_at = Some(now);
+                        sessions.insert(key.as_slice(), tx_encode(&session)?)?;
+                        let seq = publish(meta, changes, &ChangeKind::SessionPut(session.clone()))?;
+                        return Ok((Taken::Reused(session), Some(seq)));
+                    }
+                    if token.expires_at <= now {
+                        return Ok((Taken::Invalid, None));
+                    }
+                    token.spent = true;
+                    refresh.insert(&token_hash[..], tx_encode(&token)?)?;
+                    let next = RefreshRecord {
+                        token_hash: *next_hash,
+                        family: token.family.clone(),
+                        user_id: token.user_id.clone(),
+                        expires_at: next_expires_at,
+                        spent: false,
+                    };
+                    refresh.insert(&next_hash[..], tx_encode(&next)?)?;
+                    session.expires_at = session.expires_at.max(next_expires_at);
                     sessions.insert(key.as_slice(), tx_encode(&session)?)?;
-                    return Ok(Taken::Reused(session));
-                }
-                if token.expires_at <= now {
-                    return Ok(Taken::Invalid);
-                }
-                token.spent = true;
-                refresh.insert(&token_hash[..], tx_encode(&token)?)?;
-                let next = RefreshRecord {
-                    token_hash: *next_hash,
-                    family: token.family.clone(),
-                    user_id: token.user_id.clone(),
-                    expires_at: next_expires_at,
-                    spent: false,
-                };
-                refresh.insert(&next_hash[..], tx_encode(&next)?)?;
-                session.expires_at = session.expires_at.max(next_expires_at);
-                sessions.insert(key.as_slice(), tx_encode(&session)?)?;
-                Ok(Taken::Rotated(session))
-            })
-            .map_err(tx_error)?;
-        if taken != Taken::Invalid {
-            self.durable()?;
-        }
-        Ok(taken)
+                    let seq = publish(meta, changes, &ChangeKind::SessionPut(session.clone()))?;
+                    Ok((Taken::Rotated(session), Some(seq)))
+                },
+            )
+        })
     }
 
     fn sessions_of(&self, user_id: &str) -> StoreResult<Vec<SessionRecord>> {
@@ -363,60 +513,61 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn list_sessions(&self) -> StoreResult<Vec<SessionRecord>> {
-        Self::all(&self.sessions, SESSIONS)
-    }
-
     fn end_session(
         &self,
         user_id: &str,
         family: &str,
         now: u64,
-    ) -> StoreResult<Option<SessionRecord>> {
+    ) -> StoreResult<Written<Option<SessionRecord>>> {
         let key = session_key(user_id, family);
-        let (session, changed) = self
-            .sessions
-            .transaction(|sessions| {
+        self.write(|| {
+            (&self.sessions, &self.meta, &self.changes).transaction(|(sessions, meta, changes)| {
                 let Some(mut session) = tx_get::<SessionRecord>(sessions, SESSIONS, &key)? else {
-                    return Ok((None, false));
+                    return Ok((None, None));
                 };
                 if session.ended_at.is_some() {
-                    return Ok((Some(session), false));
+                    return Ok((Some(session), None));
                 }
                 session.ended_at = Some(now);
                 sessions.insert(key.as_slice(), tx_encode(&session)?)?;
-                Ok((Some(session), true))
+                let seq = publish(meta, changes, &ChangeKind::SessionPut(session.clone()))?;
+                Ok((Some(session), Some(seq)))
             })
-            .map_err(tx_error)?;
-        if changed {
-            self.durable()?;
-        }
-        Ok(session)
+        })
     }
 
-    fn remove_sessions_of(&self, user_id: &str) -> StoreResult<usize> {
-        let mut removed = 0;
-        for key in self.sessions.scan_prefix(user_prefix(user_id)).keys() {
-            self.sessions
-                .remove(key.map_err(backend)?)
-                .map_err(backend)?;
-            removed += 1;
-        }
-        if removed > 0 {
-            self.durable()?;
-        }
-        Ok(removed)
+    fn remove_sessions_of(&self, user_id: &str) -> StoreResult<Written<usize>> {
+        let change = ChangeKind::SessionsRemoved {
+            user_id: user_id.to_string(),
+        };
+        self.write(|| {
+            let keys = self
+                .sessions
+                .scan_prefix(user_prefix(user_id))
+                .keys()
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(TransactionError::Storage)?;
+            if keys.is_empty() {
+                return Ok((0, None));
+            }
+            (&self.sessions, &self.meta, &self.changes).transaction(|(sessions, meta, changes)| {
+                for key in &keys {
+                    sessions.remove(key.clone())?;
+                }
+                Ok((keys.len(), Some(publish(meta, changes, &change)?)))
+            })
+        })
     }
 
-    fn insert_revoked(&self, record: &RevokedRecord) -> StoreResult<()> {
-        self.revoked
-            .insert(record.jti.as_bytes(), encode(record)?)
-            .map_err(backend)?;
-        self.durable()
-    }
-
-    fn list_revoked(&self) -> StoreResult<Vec<RevokedRecord>> {
-        Self::all(&self.revoked, REVOKED)
+    fn insert_revoked(&self, record: &RevokedRecord) -> StoreResult<Written<()>> {
+        let value = encode(record)?;
+        let change = ChangeKind::Revoked(record.clone());
+        self.write(|| {
+            (&self.revoked, &self.meta, &self.changes).transaction(|(revoked, meta, changes)| {
+                revoked.insert(record.jti.as_bytes(), value.clone())?;
+                Ok(((), Some(publish(meta, changes, &change)?)))
+            })
+        })
     }
 
     fn find_secret(&self) -> StoreResult<Option<Vec<u8>>> {
@@ -426,24 +577,74 @@ impl Store for SledStore {
         }
     }
 
-    fn insert_secret(&self, secret: &[u8]) -> StoreResult<Vec<u8>> {
+    fn insert_secret(&self, secret: &[u8]) -> StoreResult<Written<Vec<u8>>> {
         let value = encode(&SecretRecord {
             secret: base64::engine::general_purpose::STANDARD.encode(secret),
         })?;
-        let swapped = self
-            .meta
-            .compare_and_swap(SECRET_KEY, None as Option<&[u8]>, Some(value))
-            .map_err(backend)?;
-        match swapped {
-            Ok(()) => {
-                self.durable()?;
-                Ok(secret.to_vec())
+        let written = self.write(|| {
+            (&self.meta, &self.changes).transaction(|(meta, changes)| {
+                if let Some(existing) = meta.get(SECRET_KEY)? {
+                    return Ok((Some(existing), None));
+                }
+                meta.insert(SECRET_KEY, value.clone())?;
+                Ok((None, Some(publish(meta, changes, &ChangeKind::SecretKept)?)))
+            })
+        })?;
+        let kept = match &written.value {
+            Some(existing) => decode_secret(existing)?,
+            None => secret.to_vec(),
+        };
+        Ok(Written {
+            value: kept,
+            seq: written.seq,
+        })
+    }
+
+    fn load(&self) -> StoreResult<Loaded> {
+        // No publishing transaction can commit while the writer lock is held, so the
+        // lists and the cursor describe one state.
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let cursor = self.head()?;
+        let users: Vec<UserRecord> = Self::all(&self.users, USERS)?;
+        Ok(Loaded {
+            users: users.iter().map(UserState::from).collect(),
+            sessions: Self::all(&self.sessions, SESSIONS)?,
+            revoked: Self::all(&self.revoked, REVOKED)?,
+            cursor,
+        })
+    }
+
+    fn changes_since(&self, cursor: Seq, limit: usize) -> StoreResult<Feed> {
+        let durable = self.durable.load(Ordering::Acquire);
+        let mut changes = Vec::new();
+        let from = cursor.saturating_add(1).to_be_bytes();
+        for entry in self.changes.range(&from[..]..) {
+            let (key, value) = entry.map_err(backend)?;
+            let seq = seq_of(&key)?;
+            if seq > durable {
+                break;
             }
-            Err(existing) => match existing.current {
-                Some(bytes) => decode_secret(&bytes),
-                None => Err(StoreError::Backend("the kept secret vanished".into())),
-            },
+            let stored: ChangeIn = decode(CHANGES, &value)?;
+            changes.push(Change {
+                seq,
+                at: stored.at,
+                kind: stored.kind,
+            });
+            if changes.len() >= limit.max(1) {
+                break;
+            }
         }
+        // Read after the scan: the trim records its bound before it removes anything, so
+        // a scan that a trim cut into sees the bound here. A cursor beyond the head comes
+        // from another log (a store restored from elsewhere): reload too.
+        if self.trimmed()? > cursor || cursor > self.head()? {
+            return Ok(Feed::Trimmed);
+        }
+        let next = changes.last().map_or(cursor, |change| change.seq);
+        Ok(Feed::Changes { changes, next })
     }
 
     fn remove_expired(&self, now: u64, grace: u64) -> StoreResult<Purged> {
@@ -480,14 +681,154 @@ impl Store for SledStore {
                 purged.revoked += 1;
             }
         }
+        purged.changes = self.trim(now)?;
         if purged != Purged::default() {
-            self.durable()?;
+            self.flush()?;
         }
         Ok(purged)
     }
 
-    fn flush(&self) -> StoreResult<()> {
-        self.durable()
+    /// Removes changes older than [`FEED_RETENTION`], recording the highest removed
+    /// number first (see `changes_since`).
+    fn trim(&self, now: u64) -> StoreResult<usize> {
+        let mut old = Vec::new();
+        for entry in self.changes.iter() {
+            let (key, value) = entry.map_err(backend)?;
+            let stored: ChangeIn = decode(CHANGES, &value)?;
+            if stored.at.saturating_add(FEED_RETENTION) >= now {
+                break;
+            }
+            old.push(seq_of(&key)?);
+        }
+        let Some(&last) = old.last() else {
+            return Ok(0);
+        };
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last > self.trimmed()? {
+            self.meta
+                .insert(FEED_TRIMMED, encode(&last)?)
+                .map_err(backend)?;
+        }
+        for seq in &old {
+            self.changes.remove(seq.to_be_bytes()).map_err(backend)?;
+        }
+        Ok(old.len())
+    }
+}
+
+impl Store for SledStore {
+    fn find_user(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<UserRecord>>> {
+        let id = id.to_string();
+        self.run(move |store| store.find_user(&id))
+    }
+
+    fn find_user_by_name(&self, canonical: &str) -> BoxFuture<'_, StoreResult<Option<UserRecord>>> {
+        let canonical = canonical.to_string();
+        self.run(move |store| store.find_user_by_name(&canonical))
+    }
+
+    fn list_users(&self) -> BoxFuture<'_, StoreResult<Vec<UserRecord>>> {
+        self.run(|store| Inner::all(&store.users, USERS))
+    }
+
+    fn insert_user(&self, user: &UserRecord) -> BoxFuture<'_, StoreResult<Written<()>>> {
+        let user = user.clone();
+        self.run(move |store| store.insert_user(&user))
+    }
+
+    fn update_user(
+        &self,
+        id: &str,
+        change: UserChange,
+    ) -> BoxFuture<'_, StoreResult<Written<Option<UserRecord>>>> {
+        let id = id.to_string();
+        self.run(move |store| store.update_user(&id, &change))
+    }
+
+    fn remove_user(&self, id: &str) -> BoxFuture<'_, StoreResult<Written<Option<UserRecord>>>> {
+        let id = id.to_string();
+        self.run(move |store| store.remove_user(&id))
+    }
+
+    fn insert_session(
+        &self,
+        session: &SessionRecord,
+        token: &RefreshRecord,
+    ) -> BoxFuture<'_, StoreResult<Written<()>>> {
+        let (session, token) = (session.clone(), token.clone());
+        self.run(move |store| store.insert_session(&session, &token))
+    }
+
+    fn find_refresh(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> BoxFuture<'_, StoreResult<Option<RefreshRecord>>> {
+        let token_hash = *token_hash;
+        self.run(move |store| store.find_refresh(&token_hash))
+    }
+
+    fn take_refresh(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+        next_hash: &[u8; 32],
+        next_expires_at: u64,
+    ) -> BoxFuture<'_, StoreResult<Written<Taken>>> {
+        let (token_hash, next_hash) = (*token_hash, *next_hash);
+        self.run(move |store| store.take_refresh(&token_hash, now, &next_hash, next_expires_at))
+    }
+
+    fn sessions_of(&self, user_id: &str) -> BoxFuture<'_, StoreResult<Vec<SessionRecord>>> {
+        let user_id = user_id.to_string();
+        self.run(move |store| store.sessions_of(&user_id))
+    }
+
+    fn end_session(
+        &self,
+        user_id: &str,
+        family: &str,
+        now: u64,
+    ) -> BoxFuture<'_, StoreResult<Written<Option<SessionRecord>>>> {
+        let (user_id, family) = (user_id.to_string(), family.to_string());
+        self.run(move |store| store.end_session(&user_id, &family, now))
+    }
+
+    fn remove_sessions_of(&self, user_id: &str) -> BoxFuture<'_, StoreResult<Written<usize>>> {
+        let user_id = user_id.to_string();
+        self.run(move |store| store.remove_sessions_of(&user_id))
+    }
+
+    fn insert_revoked(&self, record: &RevokedRecord) -> BoxFuture<'_, StoreResult<Written<()>>> {
+        let record = record.clone();
+        self.run(move |store| store.insert_revoked(&record))
+    }
+
+    fn find_secret(&self) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>> {
+        self.run(|store| store.find_secret())
+    }
+
+    fn insert_secret(&self, secret: &[u8]) -> BoxFuture<'_, StoreResult<Written<Vec<u8>>>> {
+        let secret = zeroize::Zeroizing::new(secret.to_vec());
+        self.run(move |store| store.insert_secret(&secret))
+    }
+
+    fn load(&self) -> BoxFuture<'_, StoreResult<Loaded>> {
+        self.run(|store| store.load())
+    }
+
+    fn changes_since(&self, cursor: Seq, limit: usize) -> BoxFuture<'_, StoreResult<Feed>> {
+        self.run(move |store| store.changes_since(cursor, limit))
+    }
+
+    fn remove_expired(&self, now: u64, grace: u64) -> BoxFuture<'_, StoreResult<Purged>> {
+        self.run(move |store| store.remove_expired(now, grace))
+    }
+
+    fn flush(&self) -> BoxFuture<'_, StoreResult<()>> {
+        self.run(|store| store.flush())
     }
 }
 
@@ -522,15 +863,11 @@ fn open_db(path: &Path) -> sled::Result<sled::Db> {
     }
 }
 
+// The behaviour every backend owes is tested once for all in `tests/store_contract.rs`;
+// what is particular to sled is tested here.
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn store() -> (tempfile::TempDir, SledStore) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(&dir.path().join("data")).expect("open");
-        (dir, store)
-    }
 
     fn user(id: &str, name: &str) -> UserRecord {
         UserRecord {
@@ -546,174 +883,37 @@ mod tests {
         }
     }
 
-    fn session(user_id: &str, family: &str, expires_at: u64) -> SessionRecord {
-        SessionRecord {
-            family: family.into(),
-            user_id: user_id.into(),
-            created: 1,
-            generation: 0,
-            expires_at,
-            ended_at: None,
-        }
-    }
-
-    fn token(hash: u8, user_id: &str, family: &str, expires_at: u64) -> RefreshRecord {
-        RefreshRecord {
-            token_hash: [hash; 32],
-            family: family.into(),
-            user_id: user_id.into(),
-            expires_at,
-            spent: false,
-        }
-    }
-
-    #[test]
-    fn usernames_are_unique_by_canonical_name() {
-        let (_dir, store) = store();
-        store.insert_user(&user("u1", "Alice")).expect("insert");
-        assert!(matches!(
-            store.insert_user(&user("u2", "ALICE")),
-            Err(StoreError::Conflict(_))
-        ));
-        let found = store
-            .find_user_by_name("alice")
-            .expect("find")
-            .expect("some");
-        assert_eq!(found.username, "Alice");
-        store.remove_user("u1").expect("remove");
-        assert!(store.find_user_by_name("alice").expect("find").is_none());
-        store
-            .insert_user(&user("u2", "alice"))
-            .expect("name free again");
-    }
-
-    #[test]
-    fn rotation_spends_the_token_and_reuse_ends_the_family() {
-        let (_dir, store) = store();
-        store.insert_user(&user("u1", "alice")).expect("insert");
-        store
-            .insert_session(&session("u1", "f1", 100), &token(1, "u1", "f1", 100))
-            .expect("session");
-        let rotated = store
-            .take_refresh(&[1; 32], 10, &[2; 32], 200)
-            .expect("take");
-        assert!(matches!(rotated, Taken::Rotated(ref s) if s.expires_at == 200));
-        assert!(
-            store
-                .find_refresh(&[1; 32])
-                .expect("find")
-                .expect("some")
-                .spent
-        );
-        // Replaying the spent token ends the family, so the successor is dead too.
-        assert!(matches!(
-            store
-                .take_refresh(&[1; 32], 11, &[3; 32], 300)
-                .expect("take"),
-            Taken::Reused(_)
-        ));
-        assert_eq!(
-            store
-                .take_refresh(&[2; 32], 12, &[4; 32], 400)
-                .expect("take"),
-            Taken::Invalid
-        );
-    }
-
-    #[test]
-    fn expired_and_unknown_tokens_are_invalid() {
-        let (_dir, store) = store();
-        store.insert_user(&user("u1", "alice")).expect("insert");
-        store
-            .insert_session(&session("u1", "f1", 100), &token(1, "u1", "f1", 100))
-            .expect("session");
-        assert_eq!(
-            store
-                .take_refresh(&[1; 32], 100, &[2; 32], 200)
-                .expect("take"),
-            Taken::Invalid
-        );
-        assert_eq!(
-            store
-                .take_refresh(&[9; 32], 1, &[2; 32], 200)
-                .expect("take"),
-            Taken::Invalid
-        );
-    }
-
-    #[test]
-    fn sessions_need_the_users_current_generation() {
-        let (_dir, store) = store();
-        store.insert_user(&user("u1", "alice")).expect("insert");
-        store
-            .update_user("u1", &|u| u.generation += 1)
-            .expect("update");
-        assert!(matches!(
-            store.insert_session(&session("u1", "f1", 100), &token(1, "u1", "f1", 100)),
-            Err(StoreError::Conflict(_))
-        ));
-    }
-
-    #[test]
-    fn purge_removes_expired_records_only() {
-        let (_dir, store) = store();
-        store.insert_user(&user("u1", "alice")).expect("insert");
-        store
-            .insert_session(&session("u1", "old", 10), &token(1, "u1", "old", 10))
-            .expect("session");
-        store
-            .insert_session(&session("u1", "new", 1000), &token(2, "u1", "new", 1000))
-            .expect("session");
-        store
-            .insert_revoked(&RevokedRecord {
-                jti: "j".into(),
-                expires_at: 10,
-            })
-            .expect("revoke");
-        let purged = store.remove_expired(100, 5).expect("purge");
-        assert_eq!(
-            purged,
-            Purged {
-                refresh_tokens: 1,
-                sessions: 1,
-                revoked: 1
-            }
-        );
-        assert_eq!(store.sessions_of("u1").expect("list").len(), 1);
-    }
-
-    #[test]
-    fn the_first_kept_secret_wins() {
-        let (_dir, store) = store();
-        assert!(store.find_secret().expect("find").is_none());
-        assert_eq!(store.insert_secret(b"first").expect("insert"), b"first");
-        assert_eq!(store.insert_secret(b"second").expect("insert"), b"first");
-        assert_eq!(
-            store.find_secret().expect("find").as_deref(),
-            Some(&b"first"[..])
-        );
-    }
-
-    #[test]
-    fn a_dropped_store_can_be_reopened_at_once_in_the_same_process() {
+    #[tokio::test]
+    async fn a_dropped_store_can_be_reopened_at_once_in_the_same_process() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("data");
         for round in 0..5 {
             let store = SledStore::open(&path).expect("open");
             store
                 .insert_user(&user(&format!("u{round}"), &format!("n{round}")))
+                .await
                 .expect("insert");
             drop(store);
         }
         let store = SledStore::open(&path).expect("open");
-        assert_eq!(store.list_users().expect("list").len(), 5);
+        assert_eq!(store.list_users().await.expect("list").len(), 5);
+    }
+
+    #[test]
+    fn a_second_open_of_a_held_store_says_it_is_locked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data");
+        let _held = SledStore::open(&path).expect("open");
+        let err = SledStore::open(&path).expect_err("locked");
+        assert!(is_locked(&err), "{err}");
     }
 
     #[cfg(unix)]
     #[test]
     fn the_store_directory_is_private() {
         use std::os::unix::fs::PermissionsExt as _;
-        let (dir, _store) = store();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _store = SledStore::open(&dir.path().join("data")).expect("open");
         let mode = std::fs::metadata(dir.path().join("data"))
             .expect("meta")
             .permissions()

@@ -1,0 +1,825 @@
+//! The store contract: what every [`Store`] backend must do, written once against the
+//! trait and instantiated per backend with [`contract_suite!`]. sled runs it here on a
+//! temp dir; the PostgreSQL backend adds one line (`contract_suite!(postgres, …)`) with a
+//! backend that starts or empties its database.
+//!
+//! Covered: each verb, typed conflicts, the generation rules of `UserChange`, the atomic
+//! refresh rotation with reuse detection (also under concurrency), durability across a
+//! reopen, and the change feed (a change for every write verb and none for a write that
+//! changed nothing, order and numbering, cursor resume, load + cursor, trimming and the
+//! trimmed signal, numbers never reused after a reopen).
+
+use std::sync::Arc;
+
+use gatehouse::store::{
+    ChangeKind, Conflict, Feed, Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, Store,
+    StoreError, Taken, UserChange, UserRecord, UserState, FEED_RETENTION,
+};
+
+/// A backend under test.
+pub trait Backend {
+    /// The store, opened (the first call gets an empty one).
+    fn open(&self) -> impl std::future::Future<Output = Arc<dyn Store>> + Send;
+}
+
+/// sled in a temp dir.
+pub struct Sled {
+    dir: tempfile::TempDir,
+}
+
+impl Sled {
+    pub async fn new() -> Self {
+        Sled {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+}
+
+impl Backend for Sled {
+    async fn open(&self) -> Arc<dyn Store> {
+        let settings = gatehouse::config::StoreSettings {
+            path: self.dir.path().join("data"),
+        };
+        gatehouse::store::open(&settings).await.expect("open sled")
+    }
+}
+
+/// One `#[tokio::test]` per contract check, for the backend `$make` builds.
+#[macro_export]
+macro_rules! contract_suite {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            use super::*;
+            contract_suite!(@tests $make;
+                users_are_found_by_id_and_canonical_name,
+                names_and_ids_are_unique_and_a_removed_name_is_free_again,
+                user_changes_follow_the_generation_rules,
+                a_session_needs_the_user_enabled_and_at_its_generation,
+                rotation_spends_the_token_and_reuse_ends_the_family,
+                expired_unknown_and_ended_tokens_are_invalid_and_change_nothing,
+                a_token_presented_concurrently_rotates_exactly_once,
+                sessions_end_once_and_go_with_their_user,
+                the_first_kept_secret_wins,
+                the_purge_removes_expired_records_only,
+                acknowledged_writes_survive_a_reopen,
+                every_write_verb_publishes_one_change_in_order,
+                the_feed_resumes_from_any_cursor,
+                load_returns_the_state_and_the_cursor_it_reflects,
+                a_trimmed_log_tells_a_reader_behind_it_to_reload,
+                concurrent_writes_get_distinct_numbers_in_commit_order,
+                numbers_are_never_reused_after_a_reopen,
+            );
+        }
+    };
+    (@tests $make:expr; $($check:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let backend = $make;
+                contract::$check(&backend).await;
+            }
+        )+
+    };
+}
+
+contract_suite!(sled, Sled::new().await);
+
+pub mod contract {
+    use super::*;
+
+    fn user(id: &str, name: &str) -> UserRecord {
+        UserRecord {
+            id: id.into(),
+            username: name.into(),
+            canonical: name.to_lowercase(),
+            password_hash: format!("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ${id}"),
+            roles: vec!["reader".into()],
+            enabled: true,
+            created: 1,
+            password_changed_at: 1,
+            generation: 0,
+        }
+    }
+
+    fn session(user_id: &str, family: &str, expires_at: u64) -> SessionRecord {
+        SessionRecord {
+            family: family.into(),
+            user_id: user_id.into(),
+            created: 1,
+            generation: 0,
+            expires_at,
+            ended_at: None,
+        }
+    }
+
+    fn token(hash: u8, user_id: &str, family: &str, expires_at: u64) -> RefreshRecord {
+        RefreshRecord {
+            token_hash: [hash; 32],
+            family: family.into(),
+            user_id: user_id.into(),
+            expires_at,
+            spent: false,
+        }
+    }
+
+    async fn add(store: &dyn Store, id: &str, name: &str) -> Seq {
+        store
+            .insert_user(&user(id, name))
+            .await
+            .expect("insert user")
+            .seq
+            .expect("a change")
+    }
+
+    fn conflict<T: std::fmt::Debug>(result: Result<T, StoreError>) -> Conflict {
+        match result {
+            Err(StoreError::Conflict(conflict)) => conflict,
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+
+    /// Every change after `cursor`, asserting the feed is not trimmed.
+    async fn changes(store: &dyn Store, cursor: Seq) -> Vec<gatehouse::store::Change> {
+        match store.changes_since(cursor, 10_000).await.expect("feed") {
+            Feed::Changes { changes, .. } => changes,
+            Feed::Trimmed => panic!("the feed says trimmed at {cursor}"),
+        }
+    }
+
+    async fn head(store: &dyn Store) -> Seq {
+        store.load().await.expect("load").cursor
+    }
+
+    pub async fn users_are_found_by_id_and_canonical_name(backend: &impl Backend) {
+        let store = backend.open().await;
+        add(store.as_ref(), "u1", "Alice").await;
+        add(store.as_ref(), "u2", "bob").await;
+        let by_id = store.find_user("u1").await.expect("find").expect("some");
+        assert_eq!(by_id, user("u1", "Alice"));
+        let by_name = store
+            .find_user_by_name("alice")
+            .await
+            .expect("find")
+            .expect("some");
+        assert_eq!(by_name.username, "Alice");
+        assert!(store.find_user("nobody").await.expect("find").is_none());
+        assert!(store
+            .find_user_by_name("ALICE")
+            .await
+            .expect("find")
+            .is_none());
+        let mut names: Vec<String> = store
+            .list_users()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|u| u.username)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["Alice", "bob"]);
+    }
+
+    pub async fn names_and_ids_are_unique_and_a_removed_name_is_free_again(backend: &impl Backend) {
+        let store = backend.open().await;
+        add(store.as_ref(), "u1", "Alice").await;
+        let before = head(store.as_ref()).await;
+        assert_eq!(
+            conflict(store.insert_user(&user("u2", "ALICE")).await),
+            Conflict::UsernameTaken
+        );
+        assert_eq!(
+            conflict(store.insert_user(&user("u1", "other")).await),
+            Conflict::UserIdTaken
+        );
+        assert_eq!(
+            head(store.as_ref()).await,
+            before,
+            "a conflict publishes nothing"
+        );
+        let removed = store.remove_user("u1").await.expect("remove");
+        assert_eq!(removed.value.expect("removed").id, "u1");
+        assert!(removed.seq.is_some());
+        assert!(store
+            .find_user_by_name("alice")
+            .await
+            .expect("find")
+            .is_none());
+        let again = store.remove_user("u1").await.expect("remove again");
+        assert_eq!(again.value, None);
+        assert_eq!(again.seq, None, "removing nothing publishes nothing");
+        add(store.as_ref(), "u2", "alice").await;
+    }
+
+    pub async fn user_changes_follow_the_generation_rules(backend: &impl Backend) {
+        let store = backend.open().await;
+        add(store.as_ref(), "u1", "alice").await;
+        let update = |change: UserChange| {
+            let store = store.clone();
+            async move { store.update_user("u1", change).await.expect("update") }
+        };
+
+        let changed = update(UserChange::SetPassword {
+            hash: "h2".into(),
+            changed_at: 50,
+        })
+        .await;
+        let user = changed.value.expect("user");
+        assert!(changed.seq.is_some());
+        assert_eq!(
+            (
+                user.password_hash.as_str(),
+                user.password_changed_at,
+                user.generation
+            ),
+            ("h2", 50, 1)
+        );
+
+        // A rehash replaces only the hash it was computed from, and is no password change.
+        let stale = update(UserChange::Rehash {
+            from: "h1".into(),
+            to: "h3".into(),
+        })
+        .await;
+        assert_eq!(stale.value.expect("user").password_hash, "h2");
+        assert_eq!(stale.seq, None);
+        let rehashed = update(UserChange::Rehash {
+            from: "h2".into(),
+            to: "h3".into(),
+        })
+        .await;
+        let user = rehashed.value.expect("user");
+        assert_eq!(
+            (
+                user.password_hash.as_str(),
+                user.password_changed_at,
+                user.generation
+            ),
+            ("h3", 50, 1)
+        );
+
+        // Disabling bumps the generation; enabling and repeating do not.
+        let disabled = update(UserChange::SetEnabled(false))
+            .await
+            .value
+            .expect("user");
+        assert_eq!((disabled.enabled, disabled.generation), (false, 2));
+        let repeated = update(UserChange::SetEnabled(false)).await;
+        assert_eq!(repeated.seq, None);
+        assert_eq!(repeated.value.expect("user").generation, 2);
+        let enabled = update(UserChange::SetEnabled(true))
+            .await
+            .value
+            .expect("user");
+        assert_eq!((enabled.enabled, enabled.generation), (true, 2));
+
+        let roles = update(UserChange::SetRoles(vec!["admin".into()])).await;
+        assert!(roles.seq.is_some());
+        let user = roles.value.expect("user");
+        assert_eq!(
+            (user.roles.clone(), user.generation),
+            (vec!["admin".to_string()], 2)
+        );
+        assert_eq!(
+            store.find_user("u1").await.expect("find").expect("user"),
+            user
+        );
+
+        let missing = store
+            .update_user("nobody", UserChange::SetEnabled(false))
+            .await
+            .expect("update");
+        assert_eq!((missing.value, missing.seq), (None, None));
+    }
+
+    pub async fn a_session_needs_the_user_enabled_and_at_its_generation(backend: &impl Backend) {
+        let store = backend.open().await;
+        assert_eq!(
+            conflict(
+                store
+                    .insert_session(&session("u1", "f0", 100), &token(9, "u1", "f0", 100))
+                    .await
+            ),
+            Conflict::NoSuchUser
+        );
+        add(store.as_ref(), "u1", "alice").await;
+        store
+            .update_user("u1", UserChange::SetEnabled(false))
+            .await
+            .expect("disable");
+        let mut at_generation_1 = session("u1", "f1", 100);
+        at_generation_1.generation = 1;
+        assert_eq!(
+            conflict(
+                store
+                    .insert_session(&at_generation_1, &token(1, "u1", "f1", 100))
+                    .await
+            ),
+            Conflict::UserDisabled
+        );
+        store
+            .update_user("u1", UserChange::SetEnabled(true))
+            .await
+            .expect("enable");
+        assert_eq!(
+            conflict(
+                store
+                    .insert_session(&session("u1", "f2", 100), &token(2, "u1", "f2", 100))
+                    .await
+            ),
+            Conflict::StaleGeneration
+        );
+        assert!(store.sessions_of("u1").await.expect("list").is_empty());
+        assert!(store.find_refresh(&[2; 32]).await.expect("find").is_none());
+        let written = store
+            .insert_session(&at_generation_1, &token(1, "u1", "f1", 100))
+            .await
+            .expect("current generation");
+        assert!(written.seq.is_some());
+        assert_eq!(
+            store.sessions_of("u1").await.expect("list"),
+            vec![at_generation_1]
+        );
+        let found = store
+            .find_refresh(&[1; 32])
+            .await
+            .expect("find")
+            .expect("token");
+        assert_eq!((found.family.as_str(), found.spent), ("f1", false));
+    }
+
+    pub async fn rotation_spends_the_token_and_reuse_ends_the_family(backend: &impl Backend) {
+        let store = backend.open().await;
+        add(store.as_ref(), "u1", "alice").await;
+        store
+            .insert_session(&session("u1", "f1", 100), &token(1, "u1", "f1", 100))
+            .await
+            .expect("session");
+        let rotated = store
+            .take_refresh(&[1; 32], 10, &[2; 32], 200)
+            .await
+            .expect("take");
+        assert!(matches!(rotated.value, Taken::Rotated(ref s) if s.expires_at == 200));
+        assert!(rotated.seq.is_some());
+        assert!(
+            store
+                .find_refresh(&[1; 32])
+                .await
+                .expect("find")
+                .expect("some")
+                .spent
+        );
+        let next = store
+            .find_refresh(&[2; 32])
+            .await
+            .expect("find")
+            .expect("some");
+        assert_eq!(
+            (next.family.as_str(), next.expires_at, next.spent),
+            ("f1", 200, false)
+        );
+        // Replaying the spent token ends the family, so the successor is dead too.
+        let reused = store
+            .take_refresh(&[1; 32], 11, &[3; 32], 300)
+            .await
+            .expect("take");
+        assert!(matches!(reused.value, Taken::Reused(ref s) if s.ended_at == Some(11)));
+        assert!(reused.seq.is_some());
+        assert_eq!(
+            store
+                .take_refresh(&[2; 32], 12, &[4; 32], 400)
+                .await
+                .expect("take")
+                .value,
+            Taken::Invalid
+        );
+        assert!(store.find_refresh(&[3; 32]).await.expect("find").is_none());
+    }
+
+    pub async fn expired_unknown_and_ended_tokens_are_invalid_and_change_nothing(
+        backend: &impl Backend,
+    ) {
+        let store = backend.open().await;
+        add(store.as_ref(), "u1", "alice").await;
+        store
+            .insert_session(&session("u1", "f1", 100), &token(1, "u1", "f1", 100))
+            .await
+            .expect("session");
+        store
+            .insert_session(&session("u1", "f2", 100), &token(2, "u1", "f2", 100))
+            .await
+            .expect("session");
+        store.end_session("u1", "f2", 5).await.expect("end");
+        let before = head(store.as_ref()).await;
+        for (hash, now) in [(1u8, 100u64), (9, 1), (2, 6)] {
+            let taken = store
+                .take_refresh(&[hash; 32], now, &[7; 32], 200)
+                .await
+                .expect("take");
+            assert_eq!((taken.value, taken.seq), (Taken::Invalid, None));
+        }
+        assert!(store.find_refresh(&[7; 32]).await.expect("find").is_none());
+        assert_eq!(head(store.as_ref()).await, before);
+    }
+
+    pub async fn a_token_presented_concurrently_rotates_exactly_once(backend: &impl Backend) {
+        let store = backend.open().await;
+        add(store.as_ref(), "u1", "alice").await;
+        store
+            .insert_session(&session("u1", "f1", 100), &token(1, "u1", "f1", 100))
+            .await
+            .expect("session");
+        let attempts = (0..8u8).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .take_refresh(&[1; 32], 10, &[100 + i; 32], 200)
+                    .await
+                    .expect("take")
+                    .value
+            })
+        });
+        let mut rotated = 0;
+        for attempt in attempts.collect::<Vec<_>>() {
+            match attempt.await.expect("join") {
+                Taken::Rotated(_) => rotated += 1,
+                // Presented again after the rotation: reuse (or, once ended, invalid).
+                Taken::Reused(_) | Taken::Invalid => {}
+            }
+        }
+        assert_eq!(rotated, 1);
+        let sessions = store.sessions_of("u1").await.expect("list");
+        assert!(
+            sessions[0].ended_at.is_some(),
+            "the replays ended the family"
+        );
+    }
+
+    pub async fn sessions_end_once_and_go_with_their_user(backend: &impl Backend) {
+        let store = backend.open().await;
+        add(store.as_ref(), "u1", "alice").await;
+        add(store.as_ref(), "u2", "bob").await;
+        for (family, hash) in [("f1", 1u8), ("f2", 2)] {
+            store
+                .insert_session(&session("u1", family, 100), &token(hash, "u1", family, 100))
+                .await
+                .expect("session");
+        }
+        store
+            .insert_session(&session("u2", "g1", 100), &token(3, "u2", "g1", 100))
+            .await
+            .expect("session");
+        let ended = store.end_session("u1", "f1", 7).await.expect("end");
+        assert_eq!(ended.value.expect("session").ended_at, Some(7));
+        assert!(ended.seq.is_some());
+        let again = store.end_session("u1", "f1", 9).await.expect("end again");
+        assert_eq!(
+            again.value.expect("session").ended_at,
+            Some(7),
+            "ended once"
+        );
+        assert_eq!(again.seq, None);
+        let missing = store.end_session("u1", "nope", 9).await.expect("end");
+        assert_eq!((missing.value, missing.seq), (None, None));
+
+        let removed = store.remove_sessions_of("u1").await.expect("remove");
+        assert_eq!(removed.value, 2);
+        assert!(removed.seq.is_some());
+        assert!(store.sessions_of("u1").await.expect("list").is_empty());
+        assert_eq!(store.sessions_of("u2").await.expect("list").len(), 1);
+        let none = store.remove_sessions_of("u1").await.expect("remove");
+        assert_eq!((none.value, none.seq), (0, None));
+    }
+
+    pub async fn the_first_kept_secret_wins(backend: &impl Backend) {
+        let store = backend.open().await;
+        assert!(store.find_secret().await.expect("find").is_none());
+        let first = store.insert_secret(b"first").await.expect("insert");
+        assert_eq!(first.value, b"first");
+        assert!(first.seq.is_some());
+        let second = store.insert_secret(b"second").await.expect("insert");
+        assert_eq!((second.value.as_slice(), second.seq), (&b"first"[..], None));
+        assert_eq!(
+            store.find_secret().await.expect("find").as_deref(),
+            Some(&b"first"[..])
+        );
+        let published = changes(store.as_ref(), 0).await;
+        assert_eq!(published.len(), 1);
+        assert_eq!(
+            published[0].kind,
+            ChangeKind::SecretKept,
+            "never the secret"
+        );
+    }
+
+    pub async fn the_purge_removes_expired_records_only(backend: &impl Backend) {
+        let store = backend.open().await;
+        add(store.as_ref(), "u1", "alice").await;
+        store
+            .insert_session(&session("u1", "old", 10), &token(1, "u1", "old", 10))
+            .await
+            .expect("session");
+        store
+            .insert_session(&session("u1", "new", 1000), &token(2, "u1", "new", 1000))
+            .await
+            .expect("session");
+        store
+            .insert_revoked(&RevokedRecord {
+                jti: "j".into(),
+                expires_at: 10,
+            })
+            .await
+            .expect("revoke");
+        let before = head(store.as_ref()).await;
+        let purged = store.remove_expired(100, 5).await.expect("purge");
+        assert_eq!(
+            purged,
+            Purged {
+                refresh_tokens: 1,
+                sessions: 1,
+                revoked: 1,
+                changes: 0,
+            }
+        );
+        assert_eq!(store.sessions_of("u1").await.expect("list").len(), 1);
+        assert!(store.find_refresh(&[2; 32]).await.expect("find").is_some());
+        assert!(store.load().await.expect("load").revoked.is_empty());
+        assert_eq!(
+            head(store.as_ref()).await,
+            before,
+            "a purge publishes nothing"
+        );
+    }
+
+    pub async fn acknowledged_writes_survive_a_reopen(backend: &impl Backend) {
+        let store = backend.open().await;
+        add(store.as_ref(), "u1", "alice").await;
+        store
+            .update_user("u1", UserChange::SetRoles(vec!["admin".into()]))
+            .await
+            .expect("roles");
+        store
+            .insert_session(&session("u1", "f1", 100), &token(1, "u1", "f1", 100))
+            .await
+            .expect("session");
+        store
+            .take_refresh(&[1; 32], 10, &[2; 32], 200)
+            .await
+            .expect("take");
+        store.end_session("u1", "f1", 20).await.expect("end");
+        store
+            .insert_revoked(&RevokedRecord {
+                jti: "j1".into(),
+                expires_at: 500,
+            })
+            .await
+            .expect("revoke");
+        store.insert_secret(b"kept").await.expect("secret");
+        let loaded = store.load().await.expect("load");
+        drop(store);
+
+        let store = backend.open().await;
+        assert_eq!(store.load().await.expect("load"), loaded);
+        let user = store.find_user("u1").await.expect("find").expect("user");
+        assert_eq!(user.roles, ["admin"]);
+        assert!(
+            store
+                .find_refresh(&[1; 32])
+                .await
+                .expect("find")
+                .expect("token")
+                .spent
+        );
+        assert_eq!(
+            store.find_secret().await.expect("secret").as_deref(),
+            Some(&b"kept"[..])
+        );
+        assert_eq!(loaded.sessions[0].ended_at, Some(20));
+        assert_eq!(loaded.revoked.len(), 1);
+    }
+
+    pub async fn every_write_verb_publishes_one_change_in_order(backend: &impl Backend) {
+        let store = backend.open().await;
+        let start = head(store.as_ref()).await;
+        let mut seqs = Vec::new();
+        let alice = user("u1", "alice");
+        seqs.push(store.insert_user(&alice).await.expect("insert").seq);
+        let renamed = store
+            .update_user("u1", UserChange::SetRoles(vec!["admin".into()]))
+            .await
+            .expect("roles");
+        seqs.push(renamed.seq);
+        let live = session("u1", "f1", 100);
+        seqs.push(
+            store
+                .insert_session(&live, &token(1, "u1", "f1", 100))
+                .await
+                .expect("session")
+                .seq,
+        );
+        seqs.push(
+            store
+                .take_refresh(&[1; 32], 10, &[2; 32], 200)
+                .await
+                .expect("take")
+                .seq,
+        );
+        seqs.push(store.end_session("u1", "f1", 20).await.expect("end").seq);
+        let revoked = RevokedRecord {
+            jti: "j1".into(),
+            expires_at: 500,
+        };
+        seqs.push(store.insert_revoked(&revoked).await.expect("revoke").seq);
+        seqs.push(store.insert_secret(b"s").await.expect("secret").seq);
+        seqs.push(store.remove_user("u1").await.expect("remove").seq);
+        seqs.push(store.remove_sessions_of("u1").await.expect("sessions").seq);
+
+        let expected: Vec<Option<Seq>> = (1..=9).map(|n| Some(start + n)).collect();
+        assert_eq!(seqs, expected, "one number per write, consecutive");
+        let published = changes(store.as_ref(), start).await;
+        let numbers: Vec<Seq> = published.iter().map(|c| c.seq).collect();
+        assert_eq!(numbers, (start + 1..=start + 9).collect::<Vec<_>>());
+        let mut with_roles = alice.clone();
+        with_roles.roles = vec!["admin".into()];
+        let mut rotated = live.clone();
+        rotated.expires_at = 200;
+        let mut ended = rotated.clone();
+        ended.ended_at = Some(20);
+        let kinds: Vec<ChangeKind> = published.into_iter().map(|c| c.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ChangeKind::UserPut(UserState::from(&alice)),
+                ChangeKind::UserPut(UserState::from(&with_roles)),
+                ChangeKind::SessionPut(live),
+                ChangeKind::SessionPut(rotated),
+                ChangeKind::SessionPut(ended),
+                ChangeKind::Revoked(revoked),
+                ChangeKind::SecretKept,
+                ChangeKind::UserRemoved { id: "u1".into() },
+                ChangeKind::SessionsRemoved {
+                    user_id: "u1".into()
+                },
+            ]
+        );
+    }
+
+    pub async fn the_feed_resumes_from_any_cursor(backend: &impl Backend) {
+        let store = backend.open().await;
+        let start = head(store.as_ref()).await;
+        for i in 0..7 {
+            add(store.as_ref(), &format!("u{i}"), &format!("n{i}")).await;
+        }
+        let mut cursor = start;
+        let mut seen = Vec::new();
+        loop {
+            let Feed::Changes { changes, next } =
+                store.changes_since(cursor, 3).await.expect("feed")
+            else {
+                panic!("trimmed");
+            };
+            assert!(changes.len() <= 3);
+            if changes.is_empty() {
+                assert_eq!(next, cursor, "caught up: the cursor stays");
+                break;
+            }
+            assert_eq!(next, changes.last().map(|c| c.seq).expect("last"));
+            seen.extend(changes.iter().map(|c| c.seq));
+            cursor = next;
+        }
+        assert_eq!(seen, (start + 1..=start + 7).collect::<Vec<_>>());
+        let tail = changes(store.as_ref(), start + 4).await;
+        assert_eq!(
+            tail.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            vec![start + 5, start + 6, start + 7]
+        );
+        assert!(matches!(
+            &tail[0].kind,
+            ChangeKind::UserPut(user) if user.id == "u4"
+        ));
+    }
+
+    pub async fn load_returns_the_state_and_the_cursor_it_reflects(backend: &impl Backend) {
+        let store = backend.open().await;
+        add(store.as_ref(), "u1", "alice").await;
+        store
+            .insert_session(&session("u1", "f1", 100), &token(1, "u1", "f1", 100))
+            .await
+            .expect("session");
+        let seq = store
+            .insert_revoked(&RevokedRecord {
+                jti: "j1".into(),
+                expires_at: 500,
+            })
+            .await
+            .expect("revoke")
+            .seq
+            .expect("a change");
+        let loaded = store.load().await.expect("load");
+        assert_eq!(loaded.cursor, seq);
+        assert_eq!(loaded.users, vec![UserState::from(&user("u1", "alice"))]);
+        assert_eq!(loaded.sessions, vec![session("u1", "f1", 100)]);
+        assert_eq!(loaded.revoked.len(), 1);
+        assert!(changes(store.as_ref(), loaded.cursor).await.is_empty());
+        let next = add(store.as_ref(), "u2", "bob").await;
+        let after = changes(store.as_ref(), loaded.cursor).await;
+        assert_eq!(after.iter().map(|c| c.seq).collect::<Vec<_>>(), [next]);
+    }
+
+    pub async fn a_trimmed_log_tells_a_reader_behind_it_to_reload(backend: &impl Backend) {
+        let store = backend.open().await;
+        let start = head(store.as_ref()).await;
+        add(store.as_ref(), "u1", "alice").await;
+        let last = add(store.as_ref(), "u2", "bob").await;
+        let written_at = changes(store.as_ref(), start).await[0].at;
+        // Nothing is trimmed while it is younger than the retention.
+        let kept = store
+            .remove_expired(written_at + FEED_RETENTION - 1, 0)
+            .await
+            .expect("purge");
+        assert_eq!(kept.changes, 0);
+        assert_eq!(changes(store.as_ref(), start).await.len(), 2);
+        let purged = store
+            .remove_expired(written_at + FEED_RETENTION + 10, 0)
+            .await
+            .expect("purge");
+        assert_eq!(purged.changes, 2);
+        for behind in [start, last - 1] {
+            assert_eq!(
+                store.changes_since(behind, 10).await.expect("feed"),
+                Feed::Trimmed,
+                "cursor {behind}"
+            );
+        }
+        // A reader at the head lost nothing, and a reload gives a cursor to follow from.
+        assert!(changes(store.as_ref(), last).await.is_empty());
+        let loaded = store.load().await.expect("load");
+        assert_eq!((loaded.cursor, loaded.users.len()), (last, 2));
+        let next = add(store.as_ref(), "u3", "carol").await;
+        assert_eq!(next, last + 1, "numbering goes on after a trim");
+        assert_eq!(
+            changes(store.as_ref(), loaded.cursor)
+                .await
+                .iter()
+                .map(|c| c.seq)
+                .collect::<Vec<_>>(),
+            [next]
+        );
+    }
+
+    pub async fn concurrent_writes_get_distinct_numbers_in_commit_order(backend: &impl Backend) {
+        let store = backend.open().await;
+        let start = head(store.as_ref()).await;
+        let writers = (0..16).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let written = store
+                    .insert_user(&user(&format!("u{i}"), &format!("n{i}")))
+                    .await
+                    .expect("insert");
+                (written.seq.expect("a change"), format!("u{i}"))
+            })
+        });
+        let mut returned = Vec::new();
+        for writer in writers.collect::<Vec<_>>() {
+            returned.push(writer.await.expect("join"));
+        }
+        returned.sort();
+        let published: Vec<(Seq, String)> = changes(store.as_ref(), start)
+            .await
+            .into_iter()
+            .map(|change| match change.kind {
+                ChangeKind::UserPut(user) => (change.seq, user.id),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            published, returned,
+            "each writer's number names its own change"
+        );
+        assert_eq!(
+            published.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+            (start + 1..=start + 16).collect::<Vec<_>>()
+        );
+    }
+
+    pub async fn numbers_are_never_reused_after_a_reopen(backend: &impl Backend) {
+        let store = backend.open().await;
+        let first = add(store.as_ref(), "u1", "alice").await;
+        let written_at = changes(store.as_ref(), first - 1).await[0].at;
+        // Trim everything, so the head survives only as the store's own counter.
+        store
+            .remove_expired(written_at + FEED_RETENTION + 10, 0)
+            .await
+            .expect("purge");
+        drop(store);
+        let store = backend.open().await;
+        assert_eq!(head(store.as_ref()).await, first);
+        let second = add(store.as_ref(), "u2", "bob").await;
+        assert_eq!(second, first + 1);
+        assert_eq!(
+            store.changes_since(first - 1, 10).await.expect("feed"),
+            Feed::Trimmed
+        );
+        assert_eq!(changes(store.as_ref(), first).await.len(), 1);
+    }
+}
