@@ -52,8 +52,8 @@
 //!    `graceful_shutdown()` on a connection with no request in flight (hyper's keep-alive
 //!    state idle, even with part of a next request head already buffered) makes the
 //!    connection future resolve `Ok(())` after flushing what was already written and
-//!    calling `poll_shutdown` on the IO — it writes nothing more and reads nothing more.
-//!    [`io::ConnIo`] answers that `poll_shutdown` with a flush while `keep_open` is set, so
+//!    calling `poll_shutdown` on the IO — it writes nothing more.
+//!    `io::ConnIo` answers that `poll_shutdown` with a flush while `keep_open` is set, so
 //!    the socket stays open and untouched for the next request.
 //! 2. **Nothing read is lost.** `into_parts()` then returns `Some(Parts)` (it is `None`
 //!    only after an upgrade, whose socket belongs to the `Upgraded` — parking never
@@ -62,18 +62,19 @@
 //!    front of the next hyper connection. `read_buf` is a slice of hyper's read buffer, so
 //!    it is copied out: holding it would keep the whole buffer alive.
 //! 3. **A response is done when its body is dropped.** hyper drops the response body once
-//!    it has taken its last frame, before the bytes reach the client, so
-//!    `activity::TrackedBody`'s drop marks the exchange finished (in-flight count,
-//!    eager-parking signal).
+//!    it has taken its last frame — possibly before those bytes are flushed; a shutdown
+//!    asked for then still flushes them first (point 1) — so `activity::TrackedBody`'s drop
+//!    marks the exchange finished (in-flight count, eager-parking signal).
 //! 4. **A request without a body is end-of-stream.** `Incoming::is_end_stream()` is true
 //!    for a request with neither `Content-Length` nor `Transfer-Encoding`, and false for one
 //!    with a body; it is how a connection whose last request had a body is kept from
 //!    parking.
 //!
-//! `Connection::without_shutdown` is not used: it would keep hyper's state until the
-//! connection ends for another reason, where parking needs hyper to end an idle connection
-//! on request. hyper's own `header_read_timeout` starts at a head's first byte, not at
-//! accept, which is why the first request has its own deadline (`drive.rs`).
+//! `Connection::without_shutdown` (and `poll_without_shutdown`) would make the held-back
+//! shutdown unnecessary, but hyper offers them only on a connection without upgrades
+//! (`UpgradeableConnection` has neither) and WebSocket needs upgrades; hence `keep_open`.
+//! hyper's own `header_read_timeout` starts at a head's first byte, not at accept, which is
+//! why the first request has its own deadline (`drive.rs`).
 
 mod activity;
 mod dispatch;
