@@ -10,8 +10,9 @@ use http::{header, HeaderValue, Response, StatusCode};
 use crate::http::{json_bytes, Body};
 
 /// Why a presented access token was refused. Kept apart from [`GatewayError`] so metrics
-/// can count rejections by reason without parsing descriptions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// can count rejections by reason without parsing descriptions (it is the `reason` label
+/// of `gatehouse_token_rejections_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TokenRejection {
     /// Larger than the cap we are willing to decode.
     Oversized,
@@ -52,7 +53,12 @@ impl TokenRejection {
             TokenRejection::Expired => "the access token has expired",
             TokenRejection::NotYetValid => "the access token is not valid yet",
             TokenRejection::Revoked => "the access token has been revoked",
-            _ => "the access token is invalid",
+            TokenRejection::Oversized
+            | TokenRejection::Malformed
+            | TokenRejection::WrongAlgorithm
+            | TokenRejection::BadSignature
+            | TokenRejection::WrongIssuer
+            | TokenRejection::WrongAudience => "the access token is invalid",
         }
     }
 }
@@ -76,14 +82,10 @@ pub enum GatewayError {
     InvalidForwardedRequest(String),
     #[error("request body too large")]
     PayloadTooLarge,
-    #[error("request header fields too large")]
-    HeadersTooLarge,
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed(&'static str),
-    #[error("unsupported media type")]
-    UnsupportedMediaType,
     #[error("invalid username or password")]
     InvalidCredentials,
     #[error("account disabled")]
@@ -104,8 +106,6 @@ pub enum GatewayError {
     BadGateway,
     #[error("upstream timed out")]
     GatewayTimeout,
-    #[error("service unavailable")]
-    Unavailable,
     /// A fault of ours (store I/O, a task that died). The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -127,10 +127,8 @@ impl GatewayError {
             GatewayError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::InvalidForwardedRequest(_) => StatusCode::FORBIDDEN,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            GatewayError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatewayError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             GatewayError::AccountDisabled => StatusCode::FORBIDDEN,
             GatewayError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -140,12 +138,12 @@ impl GatewayError {
             GatewayError::UsernameTaken => StatusCode::CONFLICT,
             GatewayError::BadGateway => StatusCode::BAD_GATEWAY,
             GatewayError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// The `error` code of the JSON body (SPEC §5; RFC 6749 §5.2 and RFC 6750 §3 names).
+    /// Exhaustive with no `_` arm, as every mapping here.
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::Unauthorized => "unauthorized",
@@ -155,10 +153,8 @@ impl GatewayError {
             GatewayError::InvalidRequest(_) => "invalid_request",
             GatewayError::InvalidForwardedRequest(_) => "invalid_request",
             GatewayError::PayloadTooLarge => "payload_too_large",
-            GatewayError::HeadersTooLarge => "headers_too_large",
             GatewayError::NotFound => "not_found",
             GatewayError::MethodNotAllowed(_) => "method_not_allowed",
-            GatewayError::UnsupportedMediaType => "invalid_request",
             GatewayError::InvalidCredentials => "invalid_credentials",
             GatewayError::AccountDisabled => "account_disabled",
             GatewayError::TooManyAttempts { .. } => "too_many_attempts",
@@ -168,7 +164,6 @@ impl GatewayError {
             GatewayError::UsernameTaken => "username_taken",
             GatewayError::BadGateway => "bad_gateway",
             GatewayError::GatewayTimeout => "gateway_timeout",
-            GatewayError::Unavailable => "unavailable",
             GatewayError::Internal(_) => "internal_error",
         }
     }
@@ -184,12 +179,8 @@ impl GatewayError {
             GatewayError::InvalidRequest(text) => text,
             GatewayError::InvalidForwardedRequest(text) => text,
             GatewayError::PayloadTooLarge => "the request body is larger than 16 KiB",
-            GatewayError::HeadersTooLarge => "the request header fields are too large",
             GatewayError::NotFound => "no such endpoint",
             GatewayError::MethodNotAllowed(_) => "this endpoint does not take that method",
-            GatewayError::UnsupportedMediaType => {
-                "send the body as application/json or application/x-www-form-urlencoded"
-            }
             GatewayError::InvalidCredentials => "invalid username or password",
             GatewayError::AccountDisabled => "this account is disabled",
             GatewayError::TooManyAttempts { .. } => "too many failed attempts; try again later",
@@ -199,12 +190,12 @@ impl GatewayError {
             GatewayError::UsernameTaken => "that username is taken",
             GatewayError::BadGateway => "the upstream service could not be reached",
             GatewayError::GatewayTimeout => "the upstream service did not answer in time",
-            GatewayError::Unavailable => "the gateway is not ready",
             GatewayError::Internal(_) => "an internal error occurred",
         }
     }
 
-    /// Renders the SPEC §5 JSON body with its headers.
+    /// Renders the SPEC §5 JSON body with its headers: the extra headers of each outcome
+    /// (exhaustive, no `_` arm), then `Cache-Control: no-store` on all.
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         let body = json_bytes(&serde_json::json!({
@@ -245,10 +236,20 @@ impl GatewayError {
             GatewayError::MethodNotAllowed(allow) => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            _ => {}
-        }
-        if matches!(self, GatewayError::InvalidRequest(_)) {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            GatewayError::InvalidRequest(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            GatewayError::Forbidden
+            | GatewayError::InvalidForwardedRequest(_)
+            | GatewayError::PayloadTooLarge
+            | GatewayError::NotFound
+            | GatewayError::AccountDisabled
+            | GatewayError::InvalidGrant
+            | GatewayError::UnsupportedGrantType
+            | GatewayError::UsernameTaken
+            | GatewayError::BadGateway
+            | GatewayError::GatewayTimeout
+            | GatewayError::Internal(_) => {}
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response

@@ -6,6 +6,8 @@
 //! upgrade on a resumed connection is spliced and closes cleanly. Attack cases: a refused
 //! request's unread body (whole, or still arriving when the connection could park) is
 //! never read as a request of its own (hyper drains or closes; parking must not undo that).
+//! Parking is watched on `gatehouse_parked_connections` (ops listener): it counts a parked
+//! connection from when hyper lets go of it until it resumes or closes.
 
 mod common;
 
@@ -16,8 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const PUBLIC: &str = "[[routes]]\npath = \"/**\"\naccess = \"public\"\n";
-/// Longer than the park delay (1 s) plus one clock period (0.5 s).
-const PARKED: Duration = Duration::from_millis(1800);
+/// Longer than the park delay (1 s) plus one clock period (0.5 s): for connections that
+/// must NOT park, how long they are given to do it wrongly.
+const PARK_WINDOW: Duration = Duration::from_millis(1800);
 
 /// Reads until `count` whole responses from the echo upstream (JSON bodies) have arrived.
 async fn read_responses(stream: &mut TcpStream, count: usize) -> String {
@@ -61,9 +64,11 @@ async fn a_parked_connection_serves_its_next_requests() {
             response.contains(&format!("\"target\":\"{path}\"")),
             "{response}"
         );
-        tokio::time::sleep(PARKED).await;
+        gateway.wait_for_parked(1).await;
     }
     assert_eq!(gateway.upstream.count(), 3);
+    drop(stream);
+    gateway.wait_for_parked(0).await;
 }
 
 #[tokio::test]
@@ -79,7 +84,7 @@ async fn back_to_back_requests_on_one_connection_are_all_answered() {
                 "{response}"
             );
         }
-        tokio::time::sleep(PARKED).await;
+        gateway.wait_for_parked(1).await;
     }
     assert_eq!(gateway.upstream.count(), 60);
 }
@@ -90,7 +95,7 @@ async fn a_request_split_across_reads_after_parking_is_read_whole() {
     let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
     send(&mut stream, &get("/first")).await;
     read_responses(&mut stream, 1).await;
-    tokio::time::sleep(PARKED).await;
+    gateway.wait_for_parked(1).await;
     send(&mut stream, b"GET /spl").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     send(&mut stream, b"it?q=1 HTTP/1.1\r\nHost: x\r\n").await;
@@ -108,7 +113,7 @@ async fn pipelined_and_large_requests_after_parking_are_all_answered_in_order() 
     let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
     send(&mut stream, &get("/first")).await;
     read_responses(&mut stream, 1).await;
-    tokio::time::sleep(PARKED).await;
+    gateway.wait_for_parked(1).await;
     // Far more than a parked connection reads at once, then a second request behind it.
     let large = format!(
         "GET /large HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\n\r\n",
@@ -137,6 +142,7 @@ async fn parked_connections_still_close_at_idle_timeout() {
     send(&mut stream, &get("/a")).await;
     read_responses(&mut stream, 1).await;
     let started = Instant::now();
+    gateway.wait_for_parked(1).await;
     let mut buffer = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
         .await
@@ -151,6 +157,7 @@ async fn parked_connections_still_close_at_idle_timeout() {
         closed < Duration::from_secs(6),
         "closed too late: {closed:?}"
     );
+    gateway.wait_for_parked(0).await;
 }
 
 #[tokio::test]
@@ -164,7 +171,12 @@ async fn a_connection_whose_last_request_had_a_body_keeps_working_after_idling()
     .await;
     let response = read_responses(&mut stream, 1).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    tokio::time::sleep(PARKED).await;
+    tokio::time::sleep(PARK_WINDOW).await;
+    assert_eq!(
+        gateway.parked_connections().await,
+        0,
+        "served on, not parked"
+    );
     send(&mut stream, &get("/next")).await;
     let response = read_responses(&mut stream, 1).await;
     assert!(response.contains("\"target\":\"/next\""), "{response}");
@@ -178,7 +190,7 @@ async fn shutdown_closes_parked_connections_at_once() {
     let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
     send(&mut stream, &get("/a")).await;
     read_responses(&mut stream, 1).await;
-    tokio::time::sleep(PARKED).await;
+    gateway.wait_for_parked(1).await;
     let started = Instant::now();
     gateway.stop().await;
     let stopped = started.elapsed();
@@ -199,7 +211,7 @@ async fn a_websocket_upgrade_on_a_resumed_connection_is_spliced_and_closes_clean
     let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
     send(&mut stream, &get("/first")).await;
     read_responses(&mut stream, 1).await;
-    tokio::time::sleep(PARKED).await;
+    gateway.wait_for_parked(1).await;
     send(
         &mut stream,
         b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
@@ -221,6 +233,11 @@ async fn a_websocket_upgrade_on_a_resumed_connection_is_spliced_and_closes_clean
         .expect("echo in time")
         .expect("echo");
     assert_eq!(&echoed, b"ping after parking");
+    assert_eq!(
+        gateway.parked_connections().await,
+        0,
+        "resumed, then spliced"
+    );
     // Closing our side ends the splice, and the gateway's close reaches us (no socket
     // left half-open by the held-back shutdown of a parked connection).
     stream.shutdown().await.expect("shutdown");
@@ -251,7 +268,8 @@ async fn refused_post_with_a_smuggled_request(split: bool) {
         assert!(read > 0, "closed before the 401");
         got.extend_from_slice(&buffer[..read]);
     }
-    tokio::time::sleep(PARKED).await;
+    tokio::time::sleep(PARK_WINDOW).await;
+    assert_eq!(gateway.parked_connections().await, 0, "never parked");
     // The rest of the body may meet a closed socket: that is one of the right outcomes.
     let _ = stream.write_all(later).await;
     let more = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buffer)).await;

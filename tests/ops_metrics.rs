@@ -1,7 +1,8 @@
 //! `/metrics` on the ops listener (SPEC §6): after real traffic, the Prometheus text holds
 //! requests by access decision and status class, token rejections by reason, the upstream
 //! latency histogram, login outcomes and open connections, with the exact counts the
-//! traffic implies, and no label value taken from a raw path or a username.
+//! traffic implies, and no label value taken from a raw path or a username; the parked
+//! connections gauge follows idle keep-alive connections as they park, resume and close.
 
 mod common;
 mod ops_support;
@@ -243,6 +244,76 @@ async fn open_connections_gauge_follows_client_connections() {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Polls `/metrics` until the unlabelled series `name` reads `want`.
+async fn wait_for_gauge(gateway: &TestGateway, name: &str, want: f64) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let (_, text) = scrape(gateway).await;
+        if value(&parse(&text), name, &[]) == Some(want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never reached {want}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Sends one request on a kept-alive socket and reads its answer (the echo's JSON body).
+async fn exchange(stream: &mut tokio::net::TcpStream, request: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await.expect("write");
+    let mut got = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !(got.starts_with(b"HTTP/1.1 200") && got.ends_with(b"}")) {
+        let read = tokio::time::timeout(DEADLINE, stream.read(&mut buffer))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(read > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buffer[..read]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_connections_gauge_follows_parking_resuming_and_closing() {
+    let gateway = TestGateway::start(&routes(free_addr())).await;
+    let (_, text) = scrape(&gateway).await;
+    let parked = value(&parse(&text), "gatehouse_parked_connections", &[]);
+    assert_eq!(parked, Some(0.0), "exported from the start:\n{text}");
+
+    // One request and silence: both connections park right after their answer.
+    let mut first = tokio::net::TcpStream::connect(gateway.addr)
+        .await
+        .expect("connect");
+    let mut second = tokio::net::TcpStream::connect(gateway.addr)
+        .await
+        .expect("connect");
+    exchange(&mut first, b"GET /pub/a HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    exchange(&mut second, b"GET /pub/b HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    wait_for_gauge(&gateway, "gatehouse_parked_connections", 2.0).await;
+
+    // The first resumes; a request with a body keeps it served (never parked again).
+    exchange(
+        &mut first,
+        b"POST /pub/c HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+    )
+    .await;
+    let (_, text) = scrape(&gateway).await;
+    let parked = value(&parse(&text), "gatehouse_parked_connections", &[]);
+    assert_eq!(parked, Some(1.0), "resumed before it was answered:\n{text}");
+
+    // A parked connection that closes, then a served one: back to zero, and it stays.
+    drop(second);
+    wait_for_gauge(&gateway, "gatehouse_parked_connections", 0.0).await;
+    drop(first);
+    wait_for_gauge(&gateway, "gatehouse_open_connections", 0.0).await;
+    let (_, text) = scrape(&gateway).await;
+    let parked = value(&parse(&text), "gatehouse_parked_connections", &[]);
+    assert_eq!(parked, Some(0.0), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,7 +37,7 @@ pub async fn handle(
         match body::parse(&parts.headers, body, Accepts::JsonOrForm, EXPECTED).await {
             Ok(credentials) => credentials,
             Err(err) => {
-                metrics.login("invalid_request");
+                metrics.login(crate::telemetry::metrics::LoginOutcome::InvalidRequest);
                 return Err(err);
             }
         };

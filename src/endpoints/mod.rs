@@ -30,6 +30,7 @@ use crate::accounts::{AccountError, TokenPair};
 use crate::error::GatewayError;
 use crate::http::{json_response, Body};
 use crate::proxy::{ConnInfo, Gateway, Record, Snapshot};
+use crate::telemetry::metrics::LoginOutcome;
 
 /// What an endpoint may use.
 pub struct EndpointContext<'a> {
@@ -128,14 +129,14 @@ fn account_error(err: AccountError) -> GatewayError {
 }
 
 /// The `gatehouse_logins_total{outcome}` label of a login attempt.
-fn login_outcome<T>(result: &Result<T, AccountError>) -> &'static str {
+fn login_outcome<T>(result: &Result<T, AccountError>) -> LoginOutcome {
     match result {
-        Ok(_) => "success",
-        Err(AccountError::InvalidCredentials) => "invalid_credentials",
-        Err(AccountError::AccountDisabled) => "disabled",
-        Err(AccountError::TooManyAttempts { .. }) => "throttled",
-        Err(AccountError::Policy(_)) => "invalid_request",
-        Err(_) => "error",
+        Ok(_) => LoginOutcome::Success,
+        Err(AccountError::InvalidCredentials) => LoginOutcome::InvalidCredentials,
+        Err(AccountError::AccountDisabled) => LoginOutcome::Disabled,
+        Err(AccountError::TooManyAttempts { .. }) => LoginOutcome::Throttled,
+        Err(AccountError::Policy(_)) => LoginOutcome::InvalidRequest,
+        Err(_) => LoginOutcome::Error,
     }
 }
 

@@ -61,7 +61,10 @@ pub async fn handle(
         // RFC 6749 §4.3.2.
         Some("password") => {
             let (Some(username), Some(password)) = (form.username, form.password) else {
-                context.gateway.metrics.login("invalid_request");
+                context
+                    .gateway
+                    .metrics
+                    .login(crate::telemetry::metrics::LoginOutcome::InvalidRequest);
                 return Err(GatewayError::invalid_request(
                     "the password grant needs username and password",
                 ));

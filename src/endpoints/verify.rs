@@ -142,15 +142,14 @@ fn answer(context: &EndpointContext<'_>, identity: Option<&Identity>) -> Respons
 }
 
 /// Keeps a refusal within what a forward-auth proxy understands: 401 and 403 pass as
-/// they are (and 503 `unavailable`, SPEC §8); a malformed request becomes 403
-/// `invalid_request`; anything else 403 `forbidden`.
+/// they are (503 `unavailable` will, once the PostgreSQL store of SPEC §8 can produce
+/// it); a malformed request becomes 403 `invalid_request`; anything else 403 `forbidden`.
 fn fail_closed(err: GatewayError, record: &mut Record) -> GatewayError {
     match err {
         GatewayError::Unauthorized
         | GatewayError::InvalidToken(_)
         | GatewayError::InsufficientScope
-        | GatewayError::Forbidden
-        | GatewayError::Unavailable => err,
+        | GatewayError::Forbidden => err,
         GatewayError::InvalidForwardedRequest(_) => {
             record.decided(Decision::Rejected, None);
             err
@@ -164,7 +163,18 @@ fn fail_closed(err: GatewayError, record: &mut Record) -> GatewayError {
             record.decided(Decision::Rejected, None);
             GatewayError::Forbidden
         }
-        _ => {
+        GatewayError::PayloadTooLarge
+        | GatewayError::NotFound
+        | GatewayError::MethodNotAllowed(_)
+        | GatewayError::InvalidCredentials
+        | GatewayError::AccountDisabled
+        | GatewayError::TooManyAttempts { .. }
+        | GatewayError::InvalidGrant
+        | GatewayError::RefreshRejected
+        | GatewayError::UnsupportedGrantType
+        | GatewayError::UsernameTaken
+        | GatewayError::BadGateway
+        | GatewayError::GatewayTimeout => {
             record.decided(Decision::Rejected, None);
             GatewayError::Forbidden
         }

@@ -127,7 +127,7 @@ impl Gateway {
             Ok(response) => response,
             Err(err) => {
                 if let GatewayError::InvalidToken(reason) = &err {
-                    self.metrics.token_rejected(reason.as_str());
+                    self.metrics.token_rejected(*reason);
                 }
                 if let GatewayError::Internal(detail) = &err {
                     tracing::error!(request_id = %request_id.to_str().unwrap_or("-"), error = %detail, "internal error");
@@ -474,7 +474,7 @@ fn splice_upgrade(
             }
         };
         // The client side carries the connection's `max_connections` slot and its count in
-        // `open_connections` (server::conn_io): both end when it is dropped here.
+        // `open_connections` (server::conn::io): both end when it is dropped here.
         let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
         if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {

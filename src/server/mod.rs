@@ -1,6 +1,7 @@
-//! The accept loop: connection limit, TLS handshake, graceful shutdown. Each connection is
-//! served by [`connection::serve`]: HTTP/1.1 with upgrades, h2c (prior knowledge) and,
-//! over TLS, h2 by ALPN.
+//! The accept loop: connection limit, TLS handshake, graceful shutdown, and the protocol
+//! settings every connection is served with. Each connection is served by [`conn::serve`]:
+//! HTTP/1.1 with upgrades (parked while idle), h2c (prior knowledge) and, over TLS, h2 by
+//! ALPN.
 //!
 //! Slow or stuck clients: `header_timeout` bounds the time to receive a request head
 //! (from accept for the first one; hyper's header read timer for later ones);
@@ -8,8 +9,7 @@
 //! is a semaphore taken before `accept`, so excess connections wait in the kernel backlog
 //! instead of starving the ones being served.
 
-mod conn_io;
-pub mod connection;
+pub mod conn;
 pub mod tls;
 
 use std::sync::Arc;
@@ -21,8 +21,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::config::ServerSettings;
 use crate::proxy::{ConnInfo, Gateway};
-use conn_io::OpenConnection;
-use connection::{Shared, Timeouts};
+use conn::{OpenConnection, Shared, Timeouts};
 use tls::TlsAcceptorCell;
 
 /// Largest request head accepted; larger heads get 431 from hyper.
@@ -71,7 +70,7 @@ pub async fn run(
             None => {
                 tokio::spawn(async move {
                     let conn = ConnInfo { peer, https: false };
-                    connection::serve(stream, open, conn, false, shared, stop).await;
+                    conn::serve(stream, open, conn, false, shared, stop).await;
                 });
             }
             Some(acceptor) => {
@@ -115,7 +114,7 @@ async fn serve_tls(
         Ok(Ok(stream)) => {
             let conn = ConnInfo { peer, https: true };
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            connection::serve(stream, open, conn, h2, shared, stop).await;
+            conn::serve(stream, open, conn, h2, shared, stop).await;
         }
         Ok(Err(err)) => tracing::debug!(peer = %peer, error = %err, "tls handshake failed"),
         Err(_) => tracing::debug!(peer = %peer, "tls handshake timed out"),
@@ -124,10 +123,23 @@ async fn serve_tls(
 
 /// The protocol settings every connection is served with.
 fn shared(gateway: Arc<Gateway>, settings: &ServerSettings) -> Shared {
+    Shared {
+        gateway,
+        http1: http1_builder(settings.header_timeout),
+        http2: http2_builder(),
+        timeouts: Timeouts {
+            header: settings.header_timeout,
+            idle: settings.idle_timeout,
+        },
+    }
+}
+
+/// HTTP/1: keep-alive, hyper's header read timer, the head limits (larger heads get 431).
+pub(crate) fn http1_builder(header_timeout: Duration) -> hyper::server::conn::http1::Builder {
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_timeout)
+        .header_read_timeout(header_timeout)
         .keep_alive(true)
         // One contiguous buffer per write instead of head + body as separate iovecs: the
         // loopback TCP path is cheaper for it (A/B with hardware counters: 70.3k → 64.7k
@@ -136,18 +148,15 @@ fn shared(gateway: Arc<Gateway>, settings: &ServerSettings) -> Shared {
         .writev(false)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS);
+    http1
+}
+
+/// HTTP/2: the head limit and at most 256 concurrent streams per connection.
+fn http2_builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http2
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEAD_BYTES as u32)
         .max_concurrent_streams(256);
-    Shared {
-        gateway,
-        http1,
-        http2,
-        timeouts: Timeouts {
-            header: settings.header_timeout,
-            idle: settings.idle_timeout,
-        },
-    }
+    http2
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics (SPEC §6) through `prometheus-client`. Label values come from
-//! closed sets (decisions, status classes, rejection reasons, configured upstream names):
-//! never a raw path or a username, so cardinality stays bounded.
+//! closed sets — enums ([`Decision`], [`TokenRejection`], [`LoginOutcome`],
+//! [`LockoutKind`]), status classes, configured upstream names — never a raw path or a
+//! username, so cardinality stays bounded.
 
 use http::StatusCode;
 use std::fmt::Write as _;
@@ -11,6 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::error::TokenRejection;
 
 /// How a request was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,9 +83,15 @@ struct RequestLabels {
     status: &'static str,
 }
 
+impl EncodeLabelValue for TokenRejection {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReasonLabels {
-    reason: &'static str,
+    reason: TokenRejection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -119,27 +128,60 @@ struct LockoutLabels {
     kind: LockoutKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: &'static str,
+/// How a login attempt ended (`gatehouse_logins_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoginOutcome {
+    Success,
+    InvalidCredentials,
+    Disabled,
+    Throttled,
+    /// A body that is not a login request, or a policy refusal.
+    InvalidRequest,
+    /// A fault of ours.
+    Error,
 }
 
-/// The `outcome` label values of `gatehouse_logins_total`.
-pub const LOGIN_OUTCOMES: [&str; 6] = [
-    "success",
-    "invalid_credentials",
-    "disabled",
-    "throttled",
-    "invalid_request",
-    "error",
-];
+impl LoginOutcome {
+    /// Every outcome, in the order they are exported.
+    pub const ALL: [LoginOutcome; 6] = [
+        LoginOutcome::Success,
+        LoginOutcome::InvalidCredentials,
+        LoginOutcome::Disabled,
+        LoginOutcome::Throttled,
+        LoginOutcome::InvalidRequest,
+        LoginOutcome::Error,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginOutcome::Success => "success",
+            LoginOutcome::InvalidCredentials => "invalid_credentials",
+            LoginOutcome::Disabled => "disabled",
+            LoginOutcome::Throttled => "throttled",
+            LoginOutcome::InvalidRequest => "invalid_request",
+            LoginOutcome::Error => "error",
+        }
+    }
+}
+
+impl EncodeLabelValue for LoginOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: LoginOutcome,
+}
 
 /// Every series gatehouse exports.
 ///
 /// `gatehouse_requests_total{decision,status}`, `gatehouse_token_rejections_total{reason}`,
 /// `gatehouse_upstream_duration_seconds{upstream}` (histogram),
 /// `gatehouse_logins_total{outcome}`, `gatehouse_lockouts_total{kind}`,
-/// `gatehouse_open_connections`.
+/// `gatehouse_open_connections`, `gatehouse_parked_connections`.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -151,6 +193,7 @@ pub struct Metrics {
     logins: Family<OutcomeLabels, Counter>,
     lockouts: Family<LockoutLabels, Counter>,
     open_connections: Gauge,
+    parked_connections: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -192,7 +235,7 @@ impl Metrics {
         );
         let logins = Family::<OutcomeLabels, Counter>::default();
         registry.register("logins", "Login attempts by outcome", logins.clone());
-        for outcome in LOGIN_OUTCOMES {
+        for outcome in LoginOutcome::ALL {
             let _ = logins.get_or_create(&OutcomeLabels { outcome });
         }
         let lockouts = Family::<LockoutLabels, Counter>::default();
@@ -210,6 +253,12 @@ impl Metrics {
             "Client connections open on the main listener",
             open_connections.clone(),
         );
+        let parked_connections = Gauge::default();
+        registry.register(
+            "parked_connections",
+            "Idle HTTP/1 client connections parked: socket kept, no HTTP state held",
+            parked_connections.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -219,6 +268,7 @@ impl Metrics {
             logins,
             lockouts,
             open_connections,
+            parked_connections,
         }
     }
 
@@ -243,8 +293,8 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one refused bearer token; `reason` is a `TokenRejection` label.
-    pub fn token_rejected(&self, reason: &'static str) {
+    /// Counts one refused bearer token by its reason.
+    pub fn token_rejected(&self, reason: TokenRejection) {
         self.token_rejections
             .get_or_create(&ReasonLabels { reason })
             .inc();
@@ -261,9 +311,8 @@ impl Metrics {
             .clone()
     }
 
-    /// Counts one login attempt; `outcome` is one of [`LOGIN_OUTCOMES`]: success,
-    /// invalid_credentials, disabled, throttled, invalid_request, error.
-    pub fn login(&self, outcome: &'static str) {
+    /// Counts one login attempt by its outcome.
+    pub fn login(&self, outcome: LoginOutcome) {
         self.logins.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
@@ -282,6 +331,21 @@ impl Metrics {
         self.open_connections.dec();
     }
 
+    /// An idle HTTP/1 connection parked (hyper let go of it; the socket is kept).
+    pub fn connection_parked(&self) {
+        self.parked_connections.inc();
+    }
+
+    /// A parked connection resumed (its next bytes arrived) or closed.
+    pub fn connection_unparked(&self) {
+        self.parked_connections.dec();
+    }
+
+    /// Connections parked right now.
+    pub fn parked_connections(&self) -> i64 {
+        self.parked_connections.get()
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -289,5 +353,72 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_outcomes_start_at_zero_with_their_exported_labels() {
+        let text = Metrics::new().render();
+        for label in [
+            "success",
+            "invalid_credentials",
+            "disabled",
+            "throttled",
+            "invalid_request",
+            "error",
+        ] {
+            let line = format!("gatehouse_logins_total{{outcome=\"{label}\"}} 0\n");
+            assert!(text.contains(&line), "{line} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn token_rejections_are_exported_with_their_reason_labels() {
+        let metrics = Metrics::new();
+        let reasons = [
+            (TokenRejection::Oversized, "oversized"),
+            (TokenRejection::Malformed, "malformed"),
+            (TokenRejection::WrongAlgorithm, "wrong_algorithm"),
+            (TokenRejection::BadSignature, "bad_signature"),
+            (TokenRejection::Expired, "expired"),
+            (TokenRejection::NotYetValid, "not_yet_valid"),
+            (TokenRejection::WrongIssuer, "wrong_issuer"),
+            (TokenRejection::WrongAudience, "wrong_audience"),
+            (TokenRejection::Revoked, "revoked"),
+        ];
+        assert!(
+            !metrics.render().contains("reason="),
+            "none before the first"
+        );
+        for (reason, _) in reasons {
+            metrics.token_rejected(reason);
+        }
+        metrics.login(LoginOutcome::Throttled);
+        let text = metrics.render();
+        for (_, label) in reasons {
+            let line = format!("gatehouse_token_rejections_total{{reason=\"{label}\"}} 1\n");
+            assert!(text.contains(&line), "{line} missing from:\n{text}");
+        }
+        assert!(text.contains("gatehouse_logins_total{outcome=\"throttled\"} 1\n"));
+    }
+
+    #[test]
+    fn the_parked_gauge_goes_up_and_back_down() {
+        let metrics = Metrics::new();
+        metrics.connection_parked();
+        metrics.connection_parked();
+        assert!(metrics
+            .render()
+            .contains("gatehouse_parked_connections 2\n"));
+        metrics.connection_unparked();
+        metrics.connection_unparked();
+        assert_eq!(metrics.parked_connections(), 0);
+        assert!(metrics
+            .render()
+            .contains("gatehouse_parked_connections 0\n"));
     }
 }

@@ -362,3 +362,33 @@ impl TestGateway {
 pub fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}")
 }
+
+impl TestGateway {
+    /// `gatehouse_parked_connections` from the ops listener's `/metrics`.
+    pub async fn parked_connections(&self) -> i64 {
+        let response = request(self.ops_addr, "GET", "/metrics", &[], b"").await;
+        assert_eq!(response.status, 200, "scrape /metrics");
+        let text = String::from_utf8_lossy(&response.body);
+        text.lines()
+            .find_map(|line| line.strip_prefix("gatehouse_parked_connections "))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("gatehouse_parked_connections in /metrics")
+    }
+
+    /// Polls `/metrics` until exactly `count` connections are parked (10 s deadline), so a
+    /// test can see parking happen instead of sleeping past the park delay.
+    pub async fn wait_for_parked(&self, count: i64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let parked = self.parked_connections().await;
+            if parked == count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{parked} parked connections, never {count}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

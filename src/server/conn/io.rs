@@ -1,6 +1,6 @@
 //! The client socket as hyper sees it: bytes already read by the connection task are
 //! replayed first, a shutdown can be suppressed so hyper may let go of a keep-alive
-//! connection without closing it (parking, see `connection.rs`), and the connection's
+//! connection without closing it (parking, see the `conn` module docs), and the connection's
 //! `max_connections` slot lives exactly as long as the socket.
 
 use std::io;
