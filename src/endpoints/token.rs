@@ -51,9 +51,9 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = request.into_parts();
-    let client = context.client_ip(&parts.headers);
+    let client = context.client_ip;
     let form: TokenRequest = body::parse(&parts.headers, body, Accepts::FormOnly, EXPECTED).await?;
-    let accounts = &context.gateway.accounts;
+    let accounts = &context.accounts;
     match form.grant_type.as_deref() {
         None | Some("") => Err(GatewayError::invalid_request(
             "grant_type is required (password or refresh_token)",
@@ -61,13 +61,13 @@ pub async fn handle(
         // RFC 6749 §4.3.2.
         Some("password") => {
             let (Some(username), Some(password)) = (form.username, form.password) else {
-                context.gateway.metrics.login("invalid_request");
+                context.metrics.login("invalid_request");
                 return Err(GatewayError::invalid_request(
                     "the password grant needs username and password",
                 ));
             };
             let result = accounts.login(&username, password, client).await;
-            context.gateway.metrics.login(login_outcome(&result));
+            context.metrics.login(login_outcome(&result));
             result.map(token_response).map_err(grant_error)
         }
         // RFC 6749 §6.

@@ -2,27 +2,23 @@
 //! returns `Result<_, GatewayError>`, and only the funnel renders errors, counts metrics
 //! and writes the access line.
 //!
-//! Phases, in order (1 and 2 run on every request):
-//! 1. normalize the path — what is matched is what is forwarded; one Host (RFC 9112 §3.2);
-//! 2. strip forgeable identity headers, and forwarding headers from untrusted peers
-//!    (for gatehouse's own endpoints, first noting whether an untrusted peer named an
+//! The phases are plain functions over one per-request [`RequestCtx`] (request id, start,
+//! path, access verdict and user, upstream), in order — 1 and 2 run on every request:
+//! 1. [`normalize`] the path — what is matched is what is forwarded; one Host (RFC 9112 §3.2);
+//! 2. [`screen`]: strip forgeable identity headers, and forwarding headers from untrusted
+//!    peers (for gatehouse's own endpoints, first noting whether an untrusted peer named an
 //!    original request for forward-auth, which `/auth/verify` then refuses);
-//! 3. divert `auth_prefix` to gatehouse's own endpoints (never forwarded; `/auth/verify`
-//!    fills the access decision and user of the [`Record`] like a proxied request);
-//! 4. match the route and decide access (token, roles);
-//! 5. prepare the upstream request (hop-by-hop out, forwarding and identity in);
-//! 6. forward, streaming both bodies; splice upgraded connections;
-//! 7. clean the response.
+//! 3. [`Gateway::own_endpoint`]: divert `auth_prefix` to gatehouse's own endpoints (never
+//!    forwarded; `/auth/verify` fills the verdict like a proxied request);
+//! 4. match the route and decide access ([`access::decide`]: route, token, roles);
+//! 5. [`prepare`] the upstream request (hop-by-hop out, forwarding and identity in);
+//! 6. forward, streaming both bodies; splice upgraded connections ([`proxy`]);
+//! 7. [`clean`] the response.
+//!
+//! The reloadable state is one [`Snapshot`], loaded once per request.
 
-pub mod forwarded;
-pub mod hop;
-pub mod identity;
-pub mod path;
-pub mod route;
-pub mod upstream;
+mod snapshot;
 
-use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,59 +27,26 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use ipnet::IpNet;
 use tokio_util::task::TaskTracker;
 
-use crate::accounts::{Accounts, Identity};
-use crate::config::Config;
+use crate::access::{self, Allowed, Verdict};
+use crate::accounts::Accounts;
+use crate::endpoints::{self, EndpointContext};
 use crate::error::GatewayError;
 use crate::http::Body;
+use crate::proxy::upstream::{Upstream, UpstreamBody};
+use crate::proxy::{forwarded, hop};
+use crate::routing::{is_under, normalized_path, NormalizedPath};
 use crate::telemetry::metrics::{Decision, Metrics};
-use identity::IdentityHeaders;
-use route::{Access, RouteTable};
-use upstream::Upstream;
+pub use snapshot::Snapshot;
 
 static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// What a connection tells the pipeline about itself.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
-    pub peer: SocketAddr,
+    pub peer: std::net::SocketAddr,
     pub https: bool,
-}
-
-/// The part of the configuration SIGHUP swaps atomically: routes, upstreams, headers.
-pub struct Snapshot {
-    pub routes: RouteTable,
-    pub upstreams: Vec<Upstream>,
-    pub identity: IdentityHeaders,
-    pub trusted_proxies: Vec<IpNet>,
-    pub forward_authorization: bool,
-}
-
-impl Snapshot {
-    /// Compiles the reloadable part of a config (takes its route table).
-    pub fn from_config(config: &mut Config, metrics: &Metrics) -> Result<Self, String> {
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(|settings| Upstream::new(settings, metrics))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Snapshot {
-            routes: std::mem::replace(&mut config.routes, RouteTable::new(Vec::new())),
-            upstreams,
-            identity: IdentityHeaders::new(&config.headers),
-            trusted_proxies: config.headers.trusted_proxies.clone(),
-            forward_authorization: config.headers.forward_authorization,
-        })
-    }
-}
-
-/// What the access decision found: who is calling (if anyone) and where it goes.
-pub struct Decided {
-    pub identity: Option<Identity>,
-    pub upstream: usize,
 }
 
 /// The gateway: shared by every connection.
@@ -97,11 +60,28 @@ pub struct Gateway {
     pub upgrades: TaskTracker,
 }
 
-/// Per-request facts for the access line and metrics.
-pub struct Record {
-    decision: Decision,
-    user: Option<Arc<crate::accounts::view::UserView>>,
+/// Per-request facts: what the phases found, for the access line and metrics.
+struct RequestCtx {
+    request_id: HeaderValue,
+    started: Instant,
+    method: Method,
+    conn: ConnInfo,
+    /// The normalized path, as the access line shows it (empty when refused).
+    path: String,
+    verdict: Verdict,
     upstream: Option<Arc<str>>,
+}
+
+/// The client side of a requested upgrade and the protocol asked for (phase 5 → 6).
+type ClientUpgrade = Option<(hyper::upgrade::OnUpgrade, HeaderValue)>;
+
+/// What phase 2 learned about the peer.
+#[derive(Clone, Copy)]
+struct Screened {
+    /// The peer is a trusted proxy: its `X-Forwarded-*` headers were kept.
+    trusted: bool,
+    /// An untrusted peer named an original request for forward-auth (own endpoints only).
+    untrusted_original_request: bool,
 }
 
 impl Gateway {
@@ -111,18 +91,87 @@ impl Gateway {
         request: Request<Incoming>,
         conn: ConnInfo,
     ) -> Response<Body> {
-        let started = Instant::now();
-        let method = request.method().clone();
-        let request_id = request_id(request.headers());
-        let mut record = Record {
-            decision: Decision::Rejected,
-            user: None,
+        let mut ctx = RequestCtx {
+            request_id: request_id(request.headers()),
+            started: Instant::now(),
+            method: request.method().clone(),
+            conn,
+            path: String::new(),
+            verdict: Verdict::default(),
             upstream: None,
         };
-        let mut shown_path = String::new();
-        let result = self
-            .pipeline(request, conn, &request_id, &mut record, &mut shown_path)
-            .await;
+        let result = self.pipeline(request, &mut ctx).await;
+        self.finish(ctx, result)
+    }
+
+    /// The phases, in order; any of them may end the request early with an error.
+    async fn pipeline(
+        &self,
+        mut request: Request<Incoming>,
+        ctx: &mut RequestCtx,
+    ) -> Result<Response<Body>, GatewayError> {
+        let snapshot = self.snapshot.load_full();
+        let uri = request.uri().clone();
+        let client_version = request.version();
+        // 1. Normalize: the one path we match and forward.
+        let path = normalize(&uri, &mut request, ctx)?;
+        // 2. Strip what a client could forge.
+        let own = is_under(&path, &self.auth_prefix);
+        let screened = screen(&snapshot, &mut request, ctx.conn, own);
+        // 3. gatehouse's own endpoints.
+        if own {
+            return self
+                .own_endpoint(&snapshot, request, &path, screened, ctx)
+                .await;
+        }
+        // 4. Route and access decision.
+        let route = snapshot.routes.decide(request.method(), &path);
+        let allowed = access::decide(&self.accounts, &route, request.headers(), &mut ctx.verdict)?;
+        let upstream = snapshot.upstream(allowed.upstream)?;
+        ctx.upstream = Some(upstream.name.clone());
+        // 5. Prepare the upstream request.
+        let (outbound, upgrade) = prepare(
+            &snapshot, request, &path, &uri, upstream, &allowed, screened, ctx,
+        )?;
+        // 6. Forward; a 101 answer to an upgrade request is spliced.
+        let mut response = upstream.send(outbound).await?;
+        let upgraded = self.splice(&mut response, upgrade);
+        // 7. Clean the response.
+        Ok(clean(response, client_version, upgraded))
+    }
+
+    /// Phase 6, second half: when the upstream answers `101` to an upgrade request, joins
+    /// the two upgraded connections (on [`Gateway::upgrades`]) and returns the protocol.
+    fn splice(
+        &self,
+        response: &mut Response<UpstreamBody>,
+        upgrade: ClientUpgrade,
+    ) -> Option<HeaderValue> {
+        let (client, protocol) = upgrade?;
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return None;
+        }
+        let upstream = hyper::upgrade::on(response);
+        crate::proxy::splice_upgrade(&self.upgrades, client, upstream);
+        Some(protocol)
+    }
+
+    /// The funnel: renders an error as its SPEC §5 response, counts the request and writes
+    /// the access line — once per request, never a secret.
+    fn finish(
+        &self,
+        ctx: RequestCtx,
+        result: Result<Response<Body>, GatewayError>,
+    ) -> Response<Body> {
+        let RequestCtx {
+            request_id,
+            started,
+            method,
+            conn,
+            path,
+            verdict,
+            upstream,
+        } = ctx;
         let mut response = match result {
             Ok(response) => response,
             Err(err) => {
@@ -139,265 +188,157 @@ impl Gateway {
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.clone());
         let status = response.status();
-        self.metrics.request(record.decision, status);
+        self.metrics.request(verdict.decision, status);
         tracing::info!(
             target: "gatehouse::access",
             request_id = %request_id.to_str().unwrap_or("-"),
             peer = %conn.peer.ip(),
             method = %method,
-            path = %shown_path,
+            path = %path,
             status = status.as_u16(),
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            user = record.user.as_ref().map_or("-", |user| user.username.as_str()),
-            decision = record.decision.as_str(),
-            upstream = record.upstream.as_deref().unwrap_or("-"),
+            user = verdict.user.as_ref().map_or("-", |user| user.username.as_str()),
+            decision = verdict.decision.as_str(),
+            upstream = upstream.as_deref().unwrap_or("-"),
             "request"
         );
         response
     }
 
-    async fn pipeline(
-        &self,
-        mut request: Request<Incoming>,
-        conn: ConnInfo,
-        request_id: &HeaderValue,
-        record: &mut Record,
-        shown_path: &mut String,
-    ) -> Result<Response<Body>, GatewayError> {
-        let snapshot = self.snapshot.load_full();
-
-        // 1. Normalize: the one path we match and forward (SPEC §3.1).
-        let uri = request.uri().clone();
-        let client_version = request.version();
-        let path = normalized_path(&uri)?;
-        shown_path.push_str(&path);
-        check_host(client_version, request.headers())?;
-        if let Some(authority) = uri.authority() {
-            // Absolute-form (RFC 9112 §3.2.2) and HTTP/2 `:authority` replace Host.
-            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                request.headers_mut().insert(header::HOST, host);
-            }
-        }
-
-        // 2. Strip what a client could forge. Forward-auth must fail closed when an
-        //    untrusted peer names the original request, so look before the strip erases
-        //    the evidence; only for gatehouse's own endpoints (proxied requests pay nothing).
-        let trusted = forwarded::is_trusted(conn.peer.ip(), &snapshot.trusted_proxies);
-        let own = is_under(&path, &self.auth_prefix);
-        snapshot.identity.strip(request.headers_mut());
-        let mut untrusted_original_request = false;
-        if !trusted {
-            untrusted_original_request =
-                own && forwarded::names_original_request(request.headers());
-            forwarded::strip_untrusted(request.headers_mut());
-        }
-
-        // 3. gatehouse's own endpoints.
-        if own {
-            record.decision = Decision::AuthEndpoint;
-            let sub_path = &path[self.auth_prefix.len()..];
-            let context = crate::endpoints::EndpointContext {
-                gateway: self,
-                snapshot: &snapshot,
-                conn,
-                trusted,
-                untrusted_original_request,
-            };
-            return crate::endpoints::dispatch(&context, sub_path, request, record).await;
-        }
-
-        // 4. Route and access decision.
-        let decided = self.decide(
-            &snapshot,
-            request.method(),
-            &path,
-            request.headers(),
-            record,
-        )?;
-        let upstream = snapshot
-            .upstreams
-            .get(decided.upstream)
-            .ok_or_else(|| GatewayError::Internal("route points at a missing upstream".into()))?;
-        record.upstream = Some(upstream.name.clone());
-
-        // 5. Prepare the upstream request.
-        let upgrade = hop::requested_upgrade(request.version(), request.headers());
-        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
-        let (mut parts, body) = request.into_parts();
-        let headers = &mut parts.headers;
-        hop::remove_hop_headers(headers);
-        if let Some(protocol) = upgrade.clone() {
-            hop::restore_upgrade(headers, protocol);
-        }
-        if !snapshot.forward_authorization {
-            headers.remove(header::AUTHORIZATION);
-        }
-        let host = headers.get(header::HOST).cloned();
-        forwarded::stamp(headers, conn.peer.ip(), trusted, conn.https, host.as_ref());
-        if let Some(identity) = &decided.identity {
-            snapshot.identity.stamp(headers, identity);
-        }
-        headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-        parts.uri = upstream.uri(&path, uri.query())?;
-        parts.version = Version::HTTP_11;
-        let outbound = Request::from_parts(parts, body);
-
-        // 6. Forward; a 101 answer to an upgrade request is spliced.
-        let mut response = upstream.send(outbound).await?;
-        let mut upgraded = None;
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let (Some(client_upgrade), Some(protocol)) = (client_upgrade, upgrade) {
-                splice_upgrade(
-                    &self.upgrades,
-                    client_upgrade,
-                    hyper::upgrade::on(&mut response),
-                );
-                upgraded = Some(protocol);
-            }
-        }
-
-        // 7. Clean the response (a spliced upgrade keeps its Upgrade headers). It is ours
-        //    to frame: in the client's HTTP version, not the upstream's (an HTTP/1.0
-        //    upstream must not turn the client's keep-alive connection into a closing one).
-        let (mut parts, body) = response.into_parts();
-        parts.version = client_version;
-        hop::remove_hop_headers(&mut parts.headers);
-        if let Some(protocol) = upgraded {
-            hop::restore_upgrade(&mut parts.headers, protocol);
-        }
-        Ok(Response::from_parts(parts, body.boxed()))
-    }
-
-    /// Route match + access decision (SPEC §2 "Routes", §4 validation). Shared by the
-    /// proxy and by `/auth/verify`, so forward-auth answers exactly as proxying would.
-    pub fn decide(
+    /// Phase 3: gatehouse's own endpoints, with only what they use.
+    async fn own_endpoint(
         &self,
         snapshot: &Snapshot,
-        method: &Method,
+        request: Request<Incoming>,
         path: &str,
-        headers: &HeaderMap,
-        record: &mut Record,
-    ) -> Result<Decided, GatewayError> {
-        let (access, roles, upstream): (Access, &[String], usize) =
-            match snapshot.routes.find(method, path) {
-                Some((_, route)) => (route.access, &route.roles, route.upstream),
-                // Unmatched: a valid token is required (default deny for anonymous users).
-                None => (Access::Authenticated, &[], 0),
-            };
-        match access {
-            Access::Deny => {
-                record.decision = Decision::Denied;
-                Err(GatewayError::Forbidden)
-            }
-            Access::Public => {
-                record.decision = Decision::Public;
-                // A valid token still yields identity headers; a bad one is ignored.
-                let identity = match bearer_token(headers) {
-                    Ok(Some(token)) => self.accounts.authenticate(token).ok(),
-                    _ => None,
-                };
-                record.user = identity.as_ref().map(|i| i.user.clone());
-                Ok(Decided { identity, upstream })
-            }
-            Access::Authenticated => {
-                record.decision = Decision::Unauthenticated;
-                let identity = self.authenticate(headers)?;
-                record.user = Some(identity.user.clone());
-                if !roles.is_empty() && !identity.roles().iter().any(|r| roles.contains(r)) {
-                    record.decision = Decision::Denied;
-                    return Err(GatewayError::InsufficientScope);
-                }
-                record.decision = Decision::Authenticated;
-                Ok(Decided {
-                    identity: Some(identity),
-                    upstream,
-                })
-            }
+        screened: Screened,
+        ctx: &mut RequestCtx,
+    ) -> Result<Response<Body>, GatewayError> {
+        ctx.verdict.decision = Decision::AuthEndpoint;
+        let peer = ctx.conn.peer.ip();
+        // The client's address for brute-force counting: the peer, or — when the peer is
+        // a trusted proxy — the `X-Forwarded-For` entry that proxy appended (the last one).
+        // A client-written entry is never believed: from untrusted peers the header was
+        // stripped in phase 2, and a trusted proxy appends after whatever the client sent.
+        let client_ip = if screened.trusted {
+            forwarded::reported_client(request.headers()).unwrap_or(peer)
+        } else {
+            peer
+        };
+        let context = EndpointContext {
+            accounts: &self.accounts,
+            metrics: &self.metrics,
+            routes: &snapshot.routes,
+            identity_headers: &snapshot.identity,
+            peer,
+            client_ip,
+            untrusted_original_request: screened.untrusted_original_request,
+        };
+        let sub_path = &path[self.auth_prefix.len()..];
+        endpoints::dispatch(&context, sub_path, request, &mut ctx.verdict).await
+    }
+}
+
+/// Phase 1: the one path we match and forward (SPEC §3.1), one Host (RFC 9112 §3.2).
+fn normalize<'u>(
+    uri: &'u Uri,
+    request: &mut Request<Incoming>,
+    ctx: &mut RequestCtx,
+) -> Result<NormalizedPath<'u>, GatewayError> {
+    let path = normalized_path(uri)?;
+    ctx.path.push_str(&path);
+    check_host(request.version(), request.headers())?;
+    if let Some(authority) = uri.authority() {
+        // Absolute-form (RFC 9112 §3.2.2) and HTTP/2 `:authority` replace Host.
+        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+            request.headers_mut().insert(header::HOST, host);
         }
     }
+    Ok(path)
+}
 
-    /// The caller's identity from a required bearer token.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, GatewayError> {
-        let token = bearer_token(headers)?.ok_or(GatewayError::Unauthorized)?;
-        self.accounts
-            .authenticate(token)
-            .map_err(GatewayError::InvalidToken)
+/// Phase 2: strip what a client could forge. Forward-auth must fail closed when an
+/// untrusted peer names the original request, so look before the strip erases the
+/// evidence; only for gatehouse's own endpoints (proxied requests pay nothing).
+fn screen(
+    snapshot: &Snapshot,
+    request: &mut Request<Incoming>,
+    conn: ConnInfo,
+    own: bool,
+) -> Screened {
+    let trusted = forwarded::is_trusted(conn.peer.ip(), &snapshot.trusted_proxies);
+    snapshot.identity.strip(request.headers_mut());
+    let mut untrusted_original_request = false;
+    if !trusted {
+        untrusted_original_request = own && forwarded::names_original_request(request.headers());
+        forwarded::strip_untrusted(request.headers_mut());
+    }
+    Screened {
+        trusted,
+        untrusted_original_request,
     }
 }
 
-impl Record {
-    /// Records a decision made outside [`Gateway::decide`] (forward-auth without a
-    /// forwarded request, or refused before routing).
-    pub fn decided(&mut self, decision: Decision, identity: Option<&Identity>) {
-        self.decision = decision;
-        self.user = identity.map(|identity| identity.user.clone());
+/// Phase 5: the upstream request — hop-by-hop headers out, forwarding and identity
+/// headers in, the normalized path — and the client side of a requested upgrade.
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    snapshot: &Snapshot,
+    mut request: Request<Incoming>,
+    path: &str,
+    uri: &Uri,
+    upstream: &Upstream,
+    allowed: &Allowed,
+    screened: Screened,
+    ctx: &RequestCtx,
+) -> Result<(Request<Incoming>, ClientUpgrade), GatewayError> {
+    let upgrade = hop::requested_upgrade(request.version(), request.headers());
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+    let headers = &mut parts.headers;
+    hop::remove_hop_headers(headers);
+    if let Some(protocol) = upgrade.clone() {
+        hop::restore_upgrade(headers, protocol);
     }
+    if !snapshot.forward_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    let host = headers.get(header::HOST).cloned();
+    let conn = ctx.conn;
+    forwarded::stamp(
+        headers,
+        conn.peer.ip(),
+        screened.trusted,
+        conn.https,
+        host.as_ref(),
+    );
+    if let Some(identity) = &allowed.identity {
+        snapshot.identity.stamp(headers, identity);
+    }
+    headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+    parts.uri = upstream.uri(path, uri.query())?;
+    parts.version = Version::HTTP_11;
+    Ok((
+        Request::from_parts(parts, body),
+        client_upgrade.zip(upgrade),
+    ))
 }
 
-/// The bearer token of a request: `Ok(None)` when there is no Authorization header or it
-/// uses another scheme; an error when there are several (RFC 6750 §3.1 `invalid_request`)
-/// or the Bearer credentials are empty or not a token68.
-pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
-    let malformed = || GatewayError::InvalidToken(crate::error::TokenRejection::Malformed);
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(GatewayError::invalid_request(
-            "send exactly one Authorization header",
-        ));
+/// Phase 7: the response is ours to frame — in the client's HTTP version, not the
+/// upstream's (an HTTP/1.0 upstream must not turn the client's keep-alive connection into
+/// a closing one) — without hop-by-hop headers (a spliced upgrade keeps its Upgrade).
+fn clean(
+    response: Response<UpstreamBody>,
+    client_version: Version,
+    upgraded: Option<HeaderValue>,
+) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    parts.version = client_version;
+    hop::remove_hop_headers(&mut parts.headers);
+    if let Some(protocol) = upgraded {
+        hop::restore_upgrade(&mut parts.headers, protocol);
     }
-    let bytes = value.as_bytes();
-    let Some(space) = bytes.iter().position(|b| *b == b' ') else {
-        return if bytes.eq_ignore_ascii_case(b"bearer") {
-            Err(malformed())
-        } else {
-            Ok(None)
-        };
-    };
-    if !bytes[..space].eq_ignore_ascii_case(b"bearer") {
-        return Ok(None);
-    }
-    let credentials = &bytes[space + 1..];
-    let start = credentials
-        .iter()
-        .position(|b| *b != b' ')
-        .unwrap_or(credentials.len());
-    let end = credentials
-        .iter()
-        .rposition(|b| *b != b' ')
-        .map_or(start, |i| i + 1);
-    let token = &credentials[start..end];
-    // The token68 alphabet is checked by `TokenKeys::verify`, only for tokens it has not
-    // verified before: a token equal to a verified one is well-formed (measured: the
-    // per-byte check was 5% of a proxied request's instructions).
-    if token.is_empty() {
-        return Err(malformed());
-    }
-    std::str::from_utf8(token)
-        .map(Some)
-        .map_err(|_| malformed())
-}
-
-/// The normalized path of a request-target, or why it is refused (SPEC §3.1). Origin-form
-/// and absolute-form are accepted; asterisk-form and authority-form are not.
-pub fn normalized_path(uri: &Uri) -> Result<Cow<'_, str>, GatewayError> {
-    if uri
-        .scheme()
-        .is_some_and(|s| s.as_str() != "http" && s.as_str() != "https")
-    {
-        return Err(GatewayError::invalid_request(
-            "the request target must be a path or an http(s) URL",
-        ));
-    }
-    if uri.path_and_query().is_none() && uri.authority().is_some() {
-        return Err(GatewayError::invalid_request(
-            "authority-form request targets are not accepted",
-        ));
-    }
-    path::normalize(uri.path())
-        .map_err(|rejection| GatewayError::invalid_request(rejection.to_string()))
+    Response::from_parts(parts, body.boxed())
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, and any request with more than
@@ -414,13 +355,6 @@ pub fn check_host(version: Version, headers: &HeaderMap) -> Result<(), GatewayEr
         )),
         _ => Ok(()),
     }
-}
-
-/// True for the prefix itself and anything below it (`/auth`, `/auth/`, `/auth/x`), not
-/// for `/authors`.
-pub fn is_under(path: &str, prefix: &str) -> bool {
-    path.strip_prefix(prefix)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The client's `X-Request-Id` when it is a sane token, else a fresh one.
@@ -454,64 +388,4 @@ fn fresh_request_id() -> HeaderValue {
         *byte = HEX[(nibble & 0xf) as usize];
     }
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
-}
-
-/// Joins the client's and the upstream's upgraded connections and copies both ways until
-/// either side closes. The task runs on `tracker`, so shutdown can wait for it; the client
-/// socket still holds its connection slot, so it counts against `max_connections` and in
-/// `open_connections` until the splice ends.
-fn splice_upgrade(
-    tracker: &TaskTracker,
-    client: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
-) {
-    tracker.spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
-            Err(err) => {
-                tracing::debug!(error = %err, "upgrade failed");
-                return;
-            }
-        };
-        // The client side carries the connection's `max_connections` slot and its count in
-        // `open_connections` (server::conn_io): both end when it is dropped here.
-        let mut client = TokioIo::new(client);
-        let mut upstream = TokioIo::new(upstream);
-        if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            tracing::debug!(error = %err, "upgraded connection ended");
-        }
-    });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_boundaries() {
-        assert!(is_under("/auth", "/auth"));
-        assert!(is_under("/auth/login", "/auth"));
-        assert!(!is_under("/authors", "/auth"));
-    }
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive_and_single() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("bEaReR abc.def.ghi"),
-        );
-        assert_eq!(bearer_token(&headers).ok().flatten(), Some("abc.def.ghi"));
-        headers.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
-        assert!(matches!(
-            bearer_token(&headers),
-            Err(GatewayError::InvalidRequest(_))
-        ));
-        let mut basic = HeaderMap::new();
-        basic.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Basic dXNlcjpwYXNz"),
-        );
-        assert_eq!(bearer_token(&basic).ok().flatten(), None);
-    }
 }

@@ -44,8 +44,8 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant as Deadline;
 
 use super::conn_io::{ConnIo, OpenConnection};
+use crate::gateway::{ConnInfo, Gateway};
 use crate::http::Body;
-use crate::proxy::{ConnInfo, Gateway};
 
 /// How long a busy HTTP/1 connection with nothing in flight keeps hyper's buffers before it
 /// is parked, and how long a connection must have been quiet for its next response to park

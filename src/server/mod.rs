@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::ServerSettings;
-use crate::proxy::{ConnInfo, Gateway};
+use crate::gateway::{ConnInfo, Gateway};
 use conn_io::OpenConnection;
 use connection::{Shared, Timeouts};
 use tls::TlsAcceptorCell;
