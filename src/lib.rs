@@ -4,8 +4,8 @@
 //! # Layers
 //!
 //! Dependencies point one way, downwards: a module imports only from modules in rows
-//! below its own (siblings in one row do not import each other, except `server`, which
-//! drives the `gateway` it serves).
+//! below its own; modules in one row do not import each other. `tests/layers.rs` reads
+//! this diagram and fails when a module names one in its own row or above.
 //!
 //! ```text
 //! main
@@ -20,7 +20,8 @@
 //! telemetry                tracing, access log, metrics
 //! config                   gateway.toml → Config; into_parts() → (Startup, Reloadable)
 //! routing  names           policy types: path, patterns, route table; Username, Role
-//! error  http              GatewayError (SPEC §5); body type, response builders
+//! error                    GatewayError: the closed set of outcomes (SPEC §5)
+//! http                     body type, response builders, shared header names
 //! ```
 //!
 //! Every request runs the pipeline in [`gateway`]: normalize the path, strip forgeable

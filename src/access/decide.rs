@@ -1,14 +1,14 @@
 //! The one access decision (SPEC §2 "Routes", §4): route, then credential.
 //!
-//! 1. [`RouteTable::decide`] — pure, no credentials: which route, what access, which
+//! 1. [`RouteTable::decide`](crate::routing::RouteTable::decide) — pure, no credentials: which route, what access, which
 //!    roles, which upstream; the default for an unmatched request is written there and
 //!    nowhere else. `gatehouse explain` prints this part.
-//! 2. [`decide`] — the credential part: `deny` is 403 for everyone; `public` passes (a
+//! 2. [`decide()`] — the credential part: `deny` is 403 for everyone; `public` passes (a
 //!    valid token still yields an identity, a bad one is ignored); `authenticated` needs a
 //!    valid bearer token and, if the route lists roles, one of them (else 403
 //!    `insufficient_scope`).
 //!
-//! The proxy pipeline and `/auth/verify` both call [`decide`], so forward-auth answers
+//! The proxy pipeline and `/auth/verify` both call [`decide()`], so forward-auth answers
 //! exactly as proxying would. What was decided lands in a [`Verdict`] (also on refusal)
 //! for the access line and `gatehouse_requests_total{decision}`.
 
@@ -41,7 +41,7 @@ impl Default for Verdict {
 }
 
 impl Verdict {
-    /// Records a decision made outside [`decide`] (forward-auth without a forwarded
+    /// Records a decision made outside [`decide()`] (forward-auth without a forwarded
     /// request, or refused before routing).
     pub fn decided(&mut self, decision: Decision, identity: Option<&Identity>) {
         self.decision = decision;

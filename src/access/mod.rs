@@ -2,7 +2,7 @@
 //!
 //! - [`credentials`]: reading a credential off a request (a bearer token today) and
 //!   turning it into a verified [`Identity`](crate::accounts::Identity);
-//! - [`decide`]: the ONE decision — the route table's answer ([`RouteTable::decide`],
+//! - [`mod@decide`]: the ONE decision — the route table's answer ([`RouteTable::decide`],
 //!   where the default for unmatched requests is written) followed by the credential
 //!   check — used by the pipeline, `/auth/verify` and (its route-level part)
 //!   `gatehouse explain`;

@@ -1,8 +1,8 @@
 //! gatehouse's own endpoints under `auth_prefix` (SPEC §4). Each file turns HTTP into a
-//! typed call on the accounts layer; none touches sled, argon2 or JWT directly. They see
-//! only an [`EndpointContext`] (accounts, metrics, the snapshot's routes and identity
-//! header names, the peer), never the gateway itself. Bodies
-//! are read through [`body`] (at most 16 KiB, JSON or form).
+//! typed call on the accounts layer; none touches sled, argon2 or JWT directly. Bodies
+//! are read through [`body`] (at most 16 KiB, JSON or form). Endpoints see only an
+//! [`EndpointContext`] (accounts, metrics, the snapshot's routes and identity header
+//! names, the peer and client address), never the gateway itself.
 //!
 //! | path        | method    | file          |
 //! |-------------|-----------|---------------|

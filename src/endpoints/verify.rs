@@ -4,7 +4,7 @@
 //! - **Trusted proxy** (`headers.trusted_proxies`): the original request's method and URI,
 //!   from `X-Forwarded-Method` / `X-Forwarded-Uri` or `X-Original-Method` /
 //!   `X-Original-URI` (nginx ingress style), are decided exactly as the proxy path would
-//!   decide them ([`access::decide`](crate::access::decide)), public and deny
+//!   decide them ([`access::decide`](fn@crate::access::decide)), public and deny
 //!   routes included. When both families name the method (or the URI) they must agree,
 //!   byte for byte, else 403 `invalid_request`: a proxy that sets one family may pass a
 //!   client's copy of the other through, so neither may silently win. Without a forwarded

@@ -2,18 +2,18 @@
 //! returns `Result<_, GatewayError>`, and only the funnel renders errors, counts metrics
 //! and writes the access line.
 //!
-//! The phases are plain functions over one per-request [`RequestCtx`] (request id, start,
+//! The phases are plain functions over one per-request `RequestCtx` (request id, start,
 //! path, access verdict and user, upstream), in order — 1 and 2 run on every request:
-//! 1. [`normalize`] the path — what is matched is what is forwarded; one Host (RFC 9112 §3.2);
-//! 2. [`screen`]: strip forgeable identity headers, and forwarding headers from untrusted
+//! 1. `normalize` the path — what is matched is what is forwarded; one Host (RFC 9112 §3.2);
+//! 2. `screen`: strip forgeable identity headers, and forwarding headers from untrusted
 //!    peers (for gatehouse's own endpoints, first noting whether an untrusted peer named an
 //!    original request for forward-auth, which `/auth/verify` then refuses);
-//! 3. [`Gateway::own_endpoint`]: divert `auth_prefix` to gatehouse's own endpoints (never
+//! 3. `Gateway::own_endpoint`: divert `auth_prefix` to gatehouse's own endpoints (never
 //!    forwarded; `/auth/verify` fills the verdict like a proxied request);
-//! 4. match the route and decide access ([`access::decide`]: route, token, roles);
-//! 5. [`prepare`] the upstream request (hop-by-hop out, forwarding and identity in);
-//! 6. forward, streaming both bodies; splice upgraded connections ([`proxy`]);
-//! 7. [`clean`] the response.
+//! 4. match the route and decide access ([`access::decide`](fn@crate::access::decide): route, token, roles);
+//! 5. `prepare` the upstream request (hop-by-hop out, forwarding and identity in);
+//! 6. forward, streaming both bodies; splice upgraded connections ([`crate::proxy`]);
+//! 7. `clean` the response.
 //!
 //! The reloadable state is one [`Snapshot`], loaded once per request.
 
