@@ -9,13 +9,13 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use gatehouse::access::IdentityHeaders;
 use gatehouse::accounts::view::UserView;
 use gatehouse::accounts::Identity;
 use gatehouse::auth::jwt::TokenKeys;
 use gatehouse::config::{HeaderSettings, TokenSettings};
-use gatehouse::proxy::identity::IdentityHeaders;
-use gatehouse::proxy::path::normalize;
-use gatehouse::proxy::route::{Access, Pattern, Route, RouteTable};
+use gatehouse::routing::path::normalize;
+use gatehouse::routing::{Access, Pattern, Route, RouteTable};
 use gatehouse::store::UserRecord;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 

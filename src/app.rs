@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 
 use crate::accounts::{Accounts, MemoryThrottle};
 use crate::config::{self, Config, TlsFiles};
+use crate::gateway::{Gateway, Snapshot};
 use crate::ops::OpsState;
-use crate::proxy::{Gateway, Snapshot};
 use crate::server::tls::TlsAcceptorCell;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::LogControl;
@@ -45,7 +45,7 @@ impl App {
     /// Starts serving on the given listeners. `config_path` is what SIGHUP re-reads.
     pub async fn start(
         config_path: &Path,
-        mut config: Config,
+        config: Config,
         listener: std::net::TcpListener,
         ops_listener: std::net::TcpListener,
         log: LogControl,
@@ -64,12 +64,13 @@ impl App {
             Some(files) => Some((TlsAcceptorCell::load(files)?, files.clone())),
             None => None,
         };
-        let snapshot = Snapshot::from_config(&mut config, &metrics)?;
+        let (startup, reloadable) = config.into_parts();
+        let snapshot = Snapshot::new(reloadable, &metrics)?;
         let gateway = Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             accounts,
             metrics: metrics.clone(),
-            auth_prefix: config.server.auth_prefix.clone(),
+            auth_prefix: startup.server.auth_prefix.clone(),
             upgrades: tokio_util::task::TaskTracker::new(),
         });
         let ops = Arc::new(OpsState {
@@ -91,12 +92,12 @@ impl App {
             tokio::spawn(crate::server::run(
                 listener,
                 gateway.clone(),
-                config.server.clone(),
+                startup.server.clone(),
                 tls.as_ref().map(|(cell, _)| cell.clone()),
                 shutdown.subscribe(),
             )),
             crate::admin::socket::start(
-                &config.store.path,
+                &startup.store.path,
                 crate::admin::protocol::AdminTarget {
                     directory: gateway.accounts.directory().clone(),
                     throttle: gateway.accounts.throttle().clone(),
@@ -133,13 +134,15 @@ impl AppHandle {
     /// Re-reads the config file and swaps routes, upstreams, headers and log level; the
     /// TLS certificate is re-read too. On any problem the running config stays.
     pub fn reload(&self) -> Result<(), String> {
-        let mut config = config::load(&self.config_path).map_err(|err| err.to_string())?;
-        let snapshot = Snapshot::from_config(&mut config, &self.gateway.metrics)?;
+        let config = config::load(&self.config_path).map_err(|err| err.to_string())?;
+        let (_, reloadable) = config.into_parts();
+        let level = reloadable.log.level.clone();
+        let snapshot = Snapshot::new(reloadable, &self.gateway.metrics)?;
         if let Some((cell, files)) = &self.tls {
             cell.reload(files)?;
         }
         self.gateway.snapshot.store(Arc::new(snapshot));
-        self.log.set_level(&config.log.level);
+        self.log.set_level(&level);
         tracing::info!(config = %self.config_path.display(), "configuration reloaded");
         Ok(())
     }

@@ -10,9 +10,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use http::Method;
 
+use crate::admin::UserCommand;
 use crate::app::App;
 use crate::config::{self, access_label, Config};
-use crate::proxy::route::Access;
+use crate::routing::{is_under, normalized_path, Access, PathRejection};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,43 +57,6 @@ enum Command {
         /// Readiness URL [default: http://<ops_listen>/readyz]
         #[arg(long)]
         url: Option<String>,
-    },
-}
-
-/// `gatehouse user …` (SPEC §1).
-#[derive(Debug, Subcommand)]
-pub enum UserCommand {
-    /// Create a user; asks twice for the password, or reads one line from stdin
-    Add {
-        name: String,
-        /// A role to grant (repeatable)
-        #[arg(long = "role")]
-        roles: Vec<String>,
-        /// Read the password from the first line of stdin
-        #[arg(long)]
-        password_stdin: bool,
-    },
-    /// Set a new password; every token issued before stops working
-    Passwd {
-        name: String,
-        #[arg(long)]
-        password_stdin: bool,
-    },
-    /// Disable a user: its tokens stop working on the next request
-    Disable { name: String },
-    /// Enable a disabled user
-    Enable { name: String },
-    /// Replace a user's roles (none given: no roles)
-    Roles { name: String, roles: Vec<String> },
-    /// Delete a user; its tokens stop working
-    Remove { name: String },
-    /// Clear a username's login failures and end its lockout early
-    Unlock { name: String },
-    /// List users
-    List {
-        /// A JSON array of {"username","roles","enabled","created"}
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -205,7 +169,7 @@ fn explain(path: &Path, method: &str, target: &str) -> Result<(), String> {
     // http's URI parser silently drops a fragment; a request-target never has one (RFC 9112
     // §3.2), so a raw `#` is refused here before the parsed URI could hide it (SPEC §3.1).
     let normalized = match raw_hash(target).map_or_else(
-        || crate::proxy::normalized_path(&uri).map_err(|err| err.description().to_string()),
+        || normalized_path(&uri).map_err(|err| err.description().to_string()),
         Err,
     ) {
         Ok(normalized) => normalized,
@@ -218,7 +182,7 @@ fn explain(path: &Path, method: &str, target: &str) -> Result<(), String> {
     };
     let _ = writeln!(out, "request:    {method} {target}");
     let _ = writeln!(out, "path:       {normalized}");
-    if crate::proxy::is_under(&normalized, &config.server.auth_prefix) {
+    if is_under(&normalized, &config.server.auth_prefix) {
         let _ = writeln!(
             out,
             "route:      gatehouse endpoint (below auth_prefix {})",
@@ -230,27 +194,25 @@ fn explain(path: &Path, method: &str, target: &str) -> Result<(), String> {
         );
         return Ok(());
     }
-    let (access, roles, upstream) = match config.routes.find(&method, &normalized) {
+    // The route-level part of the access decision the gateway makes (no token here).
+    let decided = config.routes.decide(&method, &normalized);
+    let (access, roles) = (decided.access, decided.roles);
+    match decided.matched {
         Some((index, route)) => {
             let _ = writeln!(
                 out,
                 "route:      routes[{index}] {}",
                 route.pattern.as_str()
             );
-            (
-                route.access,
-                route.roles.clone(),
-                route.upstream_name.clone(),
-            )
         }
         None => {
             let _ = writeln!(
                 out,
-                "route:      none matches (default: a valid token is required)"
+                "route:      none matches (default: {})",
+                requirement(access, roles)
             );
-            (Access::Authenticated, Vec::new(), "default".to_string())
         }
-    };
+    }
     let decision = match access {
         Access::Deny => "403 forbidden for everyone, never forwarded".to_string(),
         Access::Public => {
@@ -265,15 +227,12 @@ fn explain(path: &Path, method: &str, target: &str) -> Result<(), String> {
             roles.join(", ")
         ),
     };
-    let _ = writeln!(out, "access:     {}", access_label(access, &roles));
+    let _ = writeln!(out, "access:     {}", access_label(access, roles));
     let _ = writeln!(out, "decision:   {decision}");
     if access != Access::Deny {
-        let authority = config
-            .upstreams
-            .iter()
-            .find(|u| u.name == upstream)
-            .map(|u| u.authority.as_str())
-            .unwrap_or("?");
+        let (upstream, authority) = config
+            .upstream(decided.upstream)
+            .map_or(("?", "?"), |u| (u.name.as_str(), u.authority.as_str()));
         let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
         let _ = writeln!(
             out,
@@ -283,12 +242,22 @@ fn explain(path: &Path, method: &str, target: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What an access reads as when no route matches, in `explain`'s words.
+fn requirement(access: Access, roles: &[String]) -> &'static str {
+    match access {
+        Access::Authenticated if roles.is_empty() => "a valid token is required",
+        Access::Authenticated => "a valid token with one of the roles is required",
+        Access::Public => "public",
+        Access::Deny => "denied",
+    }
+}
+
 /// Why a request-target holding a raw `#` is refused, or `None` when it holds none.
 fn raw_hash(target: &str) -> Option<String> {
     let hash = target.find('#')?;
     let in_path = target.find('?').is_none_or(|query| hash < query);
     Some(if in_path {
-        crate::proxy::path::PathRejection::RawHash.to_string()
+        PathRejection::RawHash.to_string()
     } else {
         "query contains a raw '#' (a request-target never carries a fragment)".to_string()
     })

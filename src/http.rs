@@ -1,8 +1,9 @@
 //! Body type and response builders shared by the proxy, the `/auth` endpoints and the ops
-//! listener, so every response gatehouse writes itself is built the same way.
+//! listener, so every response gatehouse writes itself is built the same way; header
+//! names and header-map helpers more than one layer needs.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 
 /// The one response body type: streamed upstream bodies and our own small bodies alike.
@@ -52,4 +53,25 @@ pub fn empty_response(status: StatusCode) -> Response<Body> {
     let mut response = Response::new(empty());
     *response.status_mut() = status;
     response
+}
+
+/// Forward-auth: the original request's method and URI (Traefik, Caddy style).
+pub static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+pub static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+/// Forward-auth: the original request's method and URI (nginx ingress style).
+pub static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+pub static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+
+/// Removes every header whose name satisfies `doomed`, all values of it. Allocates only
+/// when something is removed.
+pub fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let mut found: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if doomed(name) {
+            found.push(name.clone());
+        }
+    }
+    for name in found {
+        headers.remove(&name);
+    }
 }

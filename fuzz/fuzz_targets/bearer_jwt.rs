@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gatehouse::auth::jwt::TokenKeys;
 use gatehouse::config::TokenSettings;
-use gatehouse::proxy::bearer_token;
+use gatehouse::access::bearer_token;
 use http::{header, HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 

@@ -2,8 +2,8 @@
 //! any compiled pattern never panics and `/**` matches everything.
 #![no_main]
 
-use gatehouse::proxy::path::normalize;
-use gatehouse::proxy::route::Pattern;
+use gatehouse::routing::path::normalize;
+use gatehouse::routing::pattern::Pattern;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

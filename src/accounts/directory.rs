@@ -23,20 +23,8 @@ use crate::store::{
     UserState, Written,
 };
 
-/// Longest username (SPEC §4).
-pub const MAX_USERNAME_LEN: usize = 64;
-
-/// The canonical (lower-case) form of a username, or `None` when it is not 1–64
-/// characters of `A-Z a-z 0-9 . _ @ -` (SPEC §4). Names compare by this form everywhere.
-pub fn canonical_username(name: &str) -> Option<String> {
-    let valid = (1..=MAX_USERNAME_LEN).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'));
-    valid.then(|| name.to_ascii_lowercase())
-}
-
-const USERNAME_RULE: &str = "a username is 1-64 characters of A-Z a-z 0-9 . _ @ -";
+pub use crate::names::{canonical_username, MAX_USERNAME_LEN};
+use crate::names::{Role, ROLE_RULE, USERNAME_RULE};
 
 /// What `user list` shows of a user.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -355,12 +343,9 @@ impl Directory {
 }
 
 fn check_roles(roles: &[String]) -> Result<(), AccountError> {
-    match roles
-        .iter()
-        .find(|role| !crate::proxy::identity::is_valid_role(role))
-    {
+    match roles.iter().find(|role| !Role::is_valid(role)) {
         Some(role) => Err(AccountError::Policy(format!(
-            "`{role}` is not a role name; use 1-64 of A-Z a-z 0-9 . _ : -"
+            "`{role}` is not a role name; {ROLE_RULE}"
         ))),
         None => Ok(()),
     }
@@ -382,23 +367,5 @@ impl From<StoreError> for AccountError {
             StoreError::Conflict(Conflict::UsernameTaken) => AccountError::UsernameTaken,
             other => AccountError::Internal(other.to_string()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn usernames_follow_the_spec_alphabet_and_fold_case() {
-        assert_eq!(
-            canonical_username("Alice.B_c@d-1").as_deref(),
-            Some("alice.b_c@d-1")
-        );
-        assert!(canonical_username("").is_none());
-        assert!(canonical_username("has space").is_none());
-        assert!(canonical_username("ünïcode").is_none());
-        assert!(canonical_username(&"a".repeat(64)).is_some());
-        assert!(canonical_username(&"a".repeat(65)).is_none());
     }
 }

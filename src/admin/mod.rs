@@ -13,6 +13,7 @@
 //! Exit codes: 0 done, 1 failed (message on stderr). Confirmations go to stderr too, so
 //! stdout carries only `list` output.
 
+mod command;
 pub mod protocol;
 pub mod socket;
 
@@ -24,9 +25,9 @@ use zeroize::Zeroizing;
 
 use crate::accounts::{Directory, UserSummary};
 use crate::auth::password::PasswordHasher;
-use crate::cli::UserCommand;
 use crate::config::Config;
 use crate::store::OpenError;
+pub use command::UserCommand;
 use protocol::{Reply, Request};
 
 /// How long the CLI keeps trying while a gateway holds the store but its socket is not

@@ -5,7 +5,8 @@
 //! relative file paths (`store.path`, `tokens.secret_file`, `server.tls_cert`,
 //! `server.tls_key`) against the directory holding the file, never the working directory.
 //! The validated [`Config`] holds ready values (compiled routes, header names, durations,
-//! absolute file paths): no request parses a config string.
+//! absolute file paths): no request parses a config string. [`Config::into_parts`] hands
+//! the running gateway its [`Startup`] and [`Reloadable`] parts by value.
 
 mod file;
 mod units;
@@ -20,7 +21,7 @@ use http::HeaderName;
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
-use crate::proxy::route::{Access, RouteTable};
+use crate::routing::{Access, RouteTable, UNMATCHED};
 pub use units::parse_duration;
 pub use validate::Problem;
 
@@ -38,6 +39,28 @@ pub struct Config {
     /// `default` is always first.
     pub upstreams: Vec<UpstreamSettings>,
     pub routes: RouteTable,
+}
+
+/// What a running gateway reads once, at start: changing it needs a restart.
+#[derive(Debug)]
+pub struct Startup {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub tokens: TokenSettings,
+    pub passwords: PasswordSettings,
+    pub login: LoginSettings,
+    pub registration: RegistrationSettings,
+}
+
+/// What SIGHUP swaps: routes, upstreams, headers, log level. Handed over by value
+/// ([`Config::into_parts`]), so nothing is left behind half-taken.
+#[derive(Debug)]
+pub struct Reloadable {
+    /// `default` is always first.
+    pub upstreams: Vec<UpstreamSettings>,
+    pub routes: RouteTable,
+    pub headers: HeaderSettings,
+    pub log: LogSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -267,6 +290,39 @@ impl Config {
         }
     }
 
+    /// Splits the config into what is read once at start and what SIGHUP swaps; start
+    /// and reload both compile the running state from these.
+    pub fn into_parts(self) -> (Startup, Reloadable) {
+        let Config {
+            server,
+            store,
+            tokens,
+            passwords,
+            login,
+            registration,
+            headers,
+            log,
+            upstreams,
+            routes,
+        } = self;
+        (
+            Startup {
+                server,
+                store,
+                tokens,
+                passwords,
+                login,
+                registration,
+            },
+            Reloadable {
+                upstreams,
+                routes,
+                headers,
+                log,
+            },
+        )
+    }
+
     /// The route table in match order, as `check-config` prints it, with a warning for
     /// each route an earlier one shadows entirely.
     pub fn describe_routes(&self) -> (String, Vec<String>) {
@@ -292,8 +348,11 @@ impl Config {
         }
         let _ = writeln!(
             out,
-            "  -  {:<30} {:<12} {:<28} -> default",
-            "(anything else)", "*", "authenticated"
+            "  -  {:<30} {:<12} {:<28} -> {}",
+            "(anything else)",
+            "*",
+            access_label(UNMATCHED.access, &[]),
+            UNMATCHED.upstream_name
         );
         let warnings = self
             .routes

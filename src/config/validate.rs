@@ -14,7 +14,8 @@ use jsonwebtoken::Algorithm;
 use super::file::{FileConfig, RouteFile};
 use super::units::parse_duration;
 use super::*;
-use crate::proxy::route::{Access, Pattern, Route, RouteTable};
+use crate::names::{Role, ROLE_RULE};
+use crate::routing::{Access, Pattern, Route, RouteTable};
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,7 +172,7 @@ fn server(file: &FileConfig, problems: &mut Problems) -> ServerSettings {
     };
     let auth_prefix = raw.auth_prefix.trim_end_matches('/').to_string();
     let prefix_ok = auth_prefix.starts_with('/')
-        && matches!(crate::proxy::path::normalize(&auth_prefix), Ok(ref n) if *n == auth_prefix);
+        && matches!(crate::routing::path::normalize(&auth_prefix), Ok(ref n) if n.as_str() == auth_prefix);
     if !prefix_ok {
         problems.push(
             "server.auth_prefix",
@@ -508,10 +509,10 @@ fn routes(
 
 fn roles(problems: &mut Problems, key: &str, roles: &[String]) -> Vec<String> {
     for (index, role) in roles.iter().enumerate() {
-        if !crate::proxy::identity::is_valid_role(role) {
+        if !Role::is_valid(role) {
             problems.push(
                 format!("{key}[{index}]"),
-                format!("`{role}` is not a role name; use 1-64 of A-Z a-z 0-9 . _ : -"),
+                format!("`{role}` is not a role name; {ROLE_RULE}"),
             );
         }
     }

@@ -30,9 +30,9 @@ pub async fn handle(
     context: &EndpointContext<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
-    let metrics = &context.gateway.metrics;
+    let metrics = &context.metrics;
     let (parts, body) = request.into_parts();
-    let client = context.client_ip(&parts.headers);
+    let client = context.client_ip;
     let credentials: Credentials =
         match body::parse(&parts.headers, body, Accepts::JsonOrForm, EXPECTED).await {
             Ok(credentials) => credentials,
@@ -42,7 +42,6 @@ pub async fn handle(
             }
         };
     let result = context
-        .gateway
         .accounts
         .login(&credentials.username, credentials.password, client)
         .await;

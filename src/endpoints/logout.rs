@@ -26,7 +26,7 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = request.into_parts();
-    let access_token = crate::proxy::bearer_token(&parts.headers)?;
+    let access_token = crate::access::bearer_token(&parts.headers)?;
     let form: Option<LogoutRequest> =
         body::parse_optional(&parts.headers, body, Accepts::JsonOrForm, EXPECTED).await?;
     let refresh_token = form
@@ -38,7 +38,6 @@ pub async fn handle(
         ));
     }
     context
-        .gateway
         .accounts
         .logout(refresh_token.as_deref(), access_token)
         .await

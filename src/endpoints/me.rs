@@ -12,7 +12,7 @@ pub fn handle(
     context: &EndpointContext<'_>,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
-    let identity = context.gateway.authenticate(request.headers())?;
+    let identity = context.authenticate(request.headers())?;
     let mut response = json_response(
         StatusCode::OK,
         &json!({

@@ -1,6 +1,8 @@
 //! gatehouse's own endpoints under `auth_prefix` (SPEC §4). Each file turns HTTP into a
 //! typed call on the accounts layer; none touches sled, argon2 or JWT directly. Bodies
-//! are read through [`body`] (at most 16 KiB, JSON or form).
+//! are read through [`body`] (at most 16 KiB, JSON or form). Endpoints see only an
+//! [`EndpointContext`] (accounts, metrics, the snapshot's routes and identity header
+//! names, the peer and client address), never the gateway itself.
 //!
 //! | path        | method    | file          |
 //! |-------------|-----------|---------------|
@@ -26,19 +28,26 @@ mod verify;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::accounts::{AccountError, TokenPair};
+use crate::access::{IdentityHeaders, Verdict};
+use crate::accounts::{AccountError, Accounts, Identity, TokenPair};
 use crate::error::GatewayError;
 use crate::http::{json_response, Body};
-use crate::proxy::{ConnInfo, Gateway, Record, Snapshot};
-use crate::telemetry::metrics::LoginOutcome;
+use crate::routing::RouteTable;
+use crate::telemetry::metrics::{LoginOutcome, Metrics};
 
-/// What an endpoint may use.
+/// What an endpoint may use: handed over by the pipeline, nothing more.
 pub struct EndpointContext<'a> {
-    pub gateway: &'a Gateway,
-    pub snapshot: &'a Snapshot,
-    pub conn: ConnInfo,
-    /// The peer is a trusted proxy: its `X-Forwarded-*` headers were kept.
-    pub trusted: bool,
+    pub accounts: &'a Accounts,
+    pub metrics: &'a Metrics,
+    /// The snapshot's route table (`/auth/verify` decides with it).
+    pub routes: &'a RouteTable,
+    /// The snapshot's identity header names (`/auth/verify` answers with them).
+    pub identity_headers: &'a IdentityHeaders,
+    /// The connection's peer.
+    pub peer: std::net::IpAddr,
+    /// The client's address for brute-force counting: the peer, or — when the peer is a
+    /// trusted proxy — the `X-Forwarded-For` entry that proxy appended.
+    pub client_ip: std::net::IpAddr,
     /// An untrusted peer sent headers naming an original request for forward-auth
     /// (`X-Forwarded-Method/-Uri`, `X-Original-Method/-URI`); seen before phase 2
     /// stripped them, so `/auth/verify` can refuse instead of ignoring them.
@@ -46,33 +55,25 @@ pub struct EndpointContext<'a> {
 }
 
 impl EndpointContext<'_> {
-    /// The client's address for brute-force counting: the peer, or — when the peer is a
-    /// trusted proxy — the `X-Forwarded-For` entry that proxy appended (the last one).
-    /// A client-written entry is never believed: from untrusted peers the header was
-    /// stripped in phase 2, and a trusted proxy appends after whatever the client sent.
-    pub fn client_ip(&self, headers: &http::HeaderMap) -> std::net::IpAddr {
-        let peer = self.conn.peer.ip();
-        if self.trusted {
-            crate::proxy::forwarded::reported_client(headers).unwrap_or(peer)
-        } else {
-            peer
-        }
+    /// The caller's identity from a required bearer token.
+    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Identity, GatewayError> {
+        crate::access::authenticate(self.accounts, headers)
     }
 }
 
-/// Routes `sub_path` (the normalized path below `auth_prefix`) to its endpoint. `record`
+/// Routes `sub_path` (the normalized path below `auth_prefix`) to its endpoint. `verdict`
 /// is the access line's: `/auth/verify` fills in its decision and user.
 pub async fn dispatch(
     context: &EndpointContext<'_>,
     sub_path: &str,
     request: Request<Incoming>,
-    record: &mut Record,
+    verdict: &mut Verdict,
 ) -> Result<Response<Body>, GatewayError> {
     let method = request.method().clone();
     match sub_path {
         "/me" => only(&method, &[Method::GET, Method::HEAD], "GET, HEAD")
             .and_then(|()| me::handle(context, &request)),
-        "/verify" => verify::handle(context, &request, record),
+        "/verify" => verify::handle(context, &request, verdict),
         "/login" => {
             only(&method, &[Method::POST], "POST")?;
             login::handle(context, request).await
@@ -93,7 +94,7 @@ pub async fn dispatch(
             only(&method, &[Method::POST], "POST")?;
             password::handle(context, request).await
         }
-        "/register" if context.gateway.accounts.registration_enabled() => {
+        "/register" if context.accounts.registration_enabled() => {
             only(&method, &[Method::POST], "POST")?;
             register::handle(context, request).await
         }

@@ -28,11 +28,10 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = request.into_parts();
-    let identity = context.gateway.authenticate(&parts.headers)?;
+    let identity = context.authenticate(&parts.headers)?;
     let change: PasswordChange =
         body::parse(&parts.headers, body, Accepts::JsonOrForm, EXPECTED).await?;
     context
-        .gateway
         .accounts
         .change_password(&identity, change.current_password, change.new_password)
         .await

@@ -29,7 +29,6 @@ pub async fn handle(
     let form: RefreshRequest =
         body::parse(&parts.headers, body, Accepts::JsonOrForm, EXPECTED).await?;
     context
-        .gateway
         .accounts
         .refresh(&form.refresh_token)
         .await

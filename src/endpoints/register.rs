@@ -22,11 +22,10 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = request.into_parts();
-    let client = context.client_ip(&parts.headers);
+    let client = context.client_ip;
     let registration: Credentials =
         body::parse(&parts.headers, body, Accepts::JsonOrForm, EXPECTED).await?;
     let user = context
-        .gateway
         .accounts
         .register(&registration.username, registration.password, client)
         .await

@@ -51,9 +51,9 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = request.into_parts();
-    let client = context.client_ip(&parts.headers);
+    let client = context.client_ip;
     let form: TokenRequest = body::parse(&parts.headers, body, Accepts::FormOnly, EXPECTED).await?;
-    let accounts = &context.gateway.accounts;
+    let accounts = &context.accounts;
     match form.grant_type.as_deref() {
         None | Some("") => Err(GatewayError::invalid_request(
             "grant_type is required (password or refresh_token)",
@@ -62,7 +62,6 @@ pub async fn handle(
         Some("password") => {
             let (Some(username), Some(password)) = (form.username, form.password) else {
                 context
-                    .gateway
                     .metrics
                     .login(crate::telemetry::metrics::LoginOutcome::InvalidRequest);
                 return Err(GatewayError::invalid_request(
@@ -70,7 +69,7 @@ pub async fn handle(
                 ));
             };
             let result = accounts.login(&username, password, client).await;
-            context.gateway.metrics.login(login_outcome(&result));
+            context.metrics.login(login_outcome(&result));
             result.map(token_response).map_err(grant_error)
         }
         // RFC 6749 §6.

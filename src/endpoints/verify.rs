@@ -4,7 +4,7 @@
 //! - **Trusted proxy** (`headers.trusted_proxies`): the original request's method and URI,
 //!   from `X-Forwarded-Method` / `X-Forwarded-Uri` or `X-Original-Method` /
 //!   `X-Original-URI` (nginx ingress style), are decided exactly as the proxy path would
-//!   decide them ([`Gateway::decide`](crate::proxy::Gateway::decide)), public and deny
+//!   decide them ([`access::decide`](fn@crate::access::decide)), public and deny
 //!   routes included. When both families name the method (or the URI) they must agree,
 //!   byte for byte, else 403 `invalid_request`: a proxy that sets one family may pass a
 //!   client's copy of the other through, so neither may silently win. Without a forwarded
@@ -21,30 +21,30 @@
 //!   (anonymous on a public route), so a proxy that copies them never passes a client's own
 //!   copy through.
 //!
-//! The decision and user land in the request's [`Record`], so the access line and the
+//! The decision and user land in the request's [`Verdict`], so the access line and the
 //! `gatehouse_requests_total{decision}` counter show what forward-auth decided.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
 use super::EndpointContext;
+use crate::access::{self, Verdict};
 use crate::accounts::Identity;
 use crate::error::GatewayError;
-use crate::http::{empty_response, Body};
-use crate::proxy::forwarded::{
-    X_FORWARDED_METHOD, X_FORWARDED_URI, X_ORIGINAL_METHOD, X_ORIGINAL_URI,
+use crate::http::{
+    empty_response, Body, X_FORWARDED_METHOD, X_FORWARDED_URI, X_ORIGINAL_METHOD, X_ORIGINAL_URI,
 };
-use crate::proxy::{normalized_path, Record};
+use crate::routing::normalized_path;
 use crate::telemetry::metrics::Decision;
 
 pub fn handle(
     context: &EndpointContext<'_>,
     request: &Request<Incoming>,
-    record: &mut Record,
+    verdict: &mut Verdict,
 ) -> Result<Response<Body>, GatewayError> {
-    match decide(context, request.headers(), record) {
+    match decide(context, request.headers(), verdict) {
         Ok(identity) => Ok(answer(context, identity.as_ref())),
-        Err(err) => Err(fail_closed(err, record)),
+        Err(err) => Err(fail_closed(err, verdict)),
     }
 }
 
@@ -52,12 +52,12 @@ pub fn handle(
 fn decide(
     context: &EndpointContext<'_>,
     headers: &HeaderMap,
-    record: &mut Record,
+    verdict: &mut Verdict,
 ) -> Result<Option<Identity>, GatewayError> {
     if context.untrusted_original_request {
-        record.decided(Decision::Rejected, None);
+        verdict.decided(Decision::Rejected, None);
         tracing::warn!(
-            peer = %context.conn.peer.ip(),
+            peer = %context.peer,
             "forward-auth refused (403): X-Forwarded-Method/-Uri or X-Original-Method/-URI \
              came from a peer that is not a trusted proxy, so the route rules cannot be \
              applied; add the proxy's address to headers.trusted_proxies"
@@ -81,9 +81,9 @@ fn decide(
     };
     let Some(uri) = uri else {
         // No original request named: a valid token is all that is asked.
-        record.decided(Decision::Unauthenticated, None);
-        let identity = context.gateway.authenticate(headers)?;
-        record.decided(Decision::Authenticated, Some(&identity));
+        verdict.decided(Decision::Unauthenticated, None);
+        let identity = context.authenticate(headers)?;
+        verdict.decided(Decision::Authenticated, Some(&identity));
         return Ok(Some(identity));
     };
     let uri = uri
@@ -93,10 +93,9 @@ fn decide(
         .and_then(|text| text.parse::<Uri>().ok())
         .ok_or_else(|| invalid("the forwarded URI is not a request target"))?;
     let path = normalized_path(&uri)?;
-    let decided = context
-        .gateway
-        .decide(context.snapshot, &method, &path, headers, record)?;
-    Ok(decided.identity)
+    let route = context.routes.decide(&method, &path);
+    let allowed = access::decide(context.accounts, &route, headers, verdict)?;
+    Ok(allowed.identity)
 }
 
 /// The one value given for the original method or URI, by either family of headers.
@@ -129,7 +128,7 @@ fn invalid(description: impl Into<String>) -> GatewayError {
 
 /// 200 with every identity header: the identity's values, or empty.
 fn answer(context: &EndpointContext<'_>, identity: Option<&Identity>) -> Response<Body> {
-    let names = &context.snapshot.identity;
+    let names = context.identity_headers;
     let mut response = empty_response(StatusCode::OK);
     let headers = response.headers_mut();
     for name in [&names.user, &names.subject, &names.roles] {
@@ -144,23 +143,23 @@ fn answer(context: &EndpointContext<'_>, identity: Option<&Identity>) -> Respons
 /// Keeps a refusal within what a forward-auth proxy understands: 401 and 403 pass as
 /// they are (503 `unavailable` will, once the PostgreSQL store of SPEC §8 can produce
 /// it); a malformed request becomes 403 `invalid_request`; anything else 403 `forbidden`.
-fn fail_closed(err: GatewayError, record: &mut Record) -> GatewayError {
+fn fail_closed(err: GatewayError, verdict: &mut Verdict) -> GatewayError {
     match err {
         GatewayError::Unauthorized
         | GatewayError::InvalidToken(_)
         | GatewayError::InsufficientScope
         | GatewayError::Forbidden => err,
         GatewayError::InvalidForwardedRequest(_) => {
-            record.decided(Decision::Rejected, None);
+            verdict.decided(Decision::Rejected, None);
             err
         }
         GatewayError::InvalidRequest(description) => {
-            record.decided(Decision::Rejected, None);
+            verdict.decided(Decision::Rejected, None);
             GatewayError::InvalidForwardedRequest(description)
         }
         GatewayError::Internal(detail) => {
             tracing::error!(error = %detail, "forward-auth failed; answering 403");
-            record.decided(Decision::Rejected, None);
+            verdict.decided(Decision::Rejected, None);
             GatewayError::Forbidden
         }
         GatewayError::PayloadTooLarge
@@ -175,7 +174,7 @@ fn fail_closed(err: GatewayError, record: &mut Record) -> GatewayError {
         | GatewayError::UsernameTaken
         | GatewayError::BadGateway
         | GatewayError::GatewayTimeout => {
-            record.decided(Decision::Rejected, None);
+            verdict.decided(Decision::Rejected, None);
             GatewayError::Forbidden
         }
     }

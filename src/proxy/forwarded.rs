@@ -15,15 +15,11 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
-use super::identity::remove_where;
+use crate::http::remove_where;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
-pub static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
-pub static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
-pub static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 
 /// The names that tell forward-auth which request to decide about.
 const ORIGINAL_REQUEST: [&str; 4] = [

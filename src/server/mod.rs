@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::ServerSettings;
-use crate::proxy::{ConnInfo, Gateway};
+use crate::gateway::{ConnInfo, Gateway};
 use conn::{OpenConnection, Shared, Timeouts};
 use tls::TlsAcceptorCell;
 

@@ -23,7 +23,7 @@ use super::drive::{drive, Ended};
 use super::io::{ConnIo, OpenConnection};
 use super::park::PARK_AFTER;
 use super::Shared;
-use crate::proxy::{ConnInfo, Gateway};
+use crate::gateway::{ConnInfo, Gateway};
 
 /// What every HTTP/2 connection starts with (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -94,7 +94,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant as Deadline;
 
-use crate::proxy::{ConnInfo, Gateway};
+use crate::gateway::{ConnInfo, Gateway};
 use activity::Activity;
 use dispatch::{Http1End, Http1Start};
 pub use io::OpenConnection;

@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderName};
 
 use crate::accounts::Identity;
 use crate::config::HeaderSettings;
+use crate::http::remove_where;
 
 /// The identity header names, computed once per config load.
 #[derive(Debug, Clone)]
@@ -74,28 +75,6 @@ fn folds_to(name: &str, target: &str) -> bool {
             .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
 }
 
-/// Removes every header whose name satisfies `doomed`, all values of it. Allocates only
-/// when something is removed.
-pub fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
-    let mut found: Vec<HeaderName> = Vec::new();
-    for name in headers.keys() {
-        if doomed(name) {
-            found.push(name.clone());
-        }
-    }
-    for name in found {
-        headers.remove(&name);
-    }
-}
-
-/// A role name: 1–64 of `A-Z a-z 0-9 . _ : -` (safe in a comma-separated header).
-pub fn is_valid_role(role: &str) -> bool {
-    (1..=64).contains(&role.len())
-        && role
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,14 +112,5 @@ mod tests {
         let mut left: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["accept", "x-auth-username"]);
-    }
-
-    #[test]
-    fn roles_are_validated() {
-        assert!(is_valid_role("admin"));
-        assert!(is_valid_role("team:billing-ro"));
-        assert!(!is_valid_role(""));
-        assert!(!is_valid_role("a,b"));
-        assert!(!is_valid_role("a b"));
     }
 }

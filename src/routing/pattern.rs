@@ -1,10 +1,9 @@
-//! The compiled route table (SPEC §2 "Routes"): which rule decides a request.
+//! Route patterns (SPEC §2 "Routes"): compiling a `path = "..."` once, when the
+//! configuration is loaded, matching it against a normalized path, and deciding whether one
+//! pattern covers another (for `check-config`'s shadowing warnings). Matching walks
+//! borrowed slices of the already-normalized path (see [`super::path`]) and never
+//! allocates. Which route decides a request is [`super::table`]'s business.
 //!
-//! Patterns are compiled once, when the configuration is loaded; matching a request
-//! walks borrowed slices of the already-normalized path (see [`super::path`]) and never
-//! allocates. Routes are checked in file order and the first whose pattern and methods
-//! both match decides; a request that matches none is left to the caller's default
-//! (a valid token is required).
 //!
 //! # Pattern language
 //!
@@ -28,20 +27,7 @@
 
 use std::fmt;
 
-use http::Method;
-
 use super::path::{self, PathRejection};
-
-/// What a matching route does with a request (SPEC §2, `access`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// A valid bearer token is required (and one of the route's roles, if any). The default.
-    Authenticated,
-    /// No token needed; a valid token still yields identity headers.
-    Public,
-    /// 403 for everyone; never forwarded.
-    Deny,
-}
 
 /// One compiled segment of a pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +147,7 @@ impl Pattern {
         // `*` is an ordinary sub-delim to the normalizer, so a pattern is well-formed
         // exactly when it is its own normal form: then normalized request paths can
         // equal it segment for segment.
-        match path::normalize(source) {
+        match path::normalize(source).map(path::NormalizedPath::into_cow) {
             Err(rejection) => return Err(PatternError::NeverMatches(rejection)),
             Ok(std::borrow::Cow::Owned(normal)) => {
                 return Err(PatternError::NotNormalized {
@@ -356,94 +342,10 @@ fn normalization_problem(source: &str) -> &'static str {
     "a `.` or `..` segment"
 }
 
-/// One `[[routes]]` entry, compiled (SPEC §2 "Routes").
-#[derive(Debug, Clone)]
-pub struct Route {
-    /// The path pattern.
-    pub pattern: Pattern,
-    /// The methods this route applies to; `None` means every method.
-    pub methods: Option<Vec<Method>>,
-    /// What happens to a matching request.
-    pub access: Access,
-    /// With [`Access::Authenticated`]: the token must carry at least one of these (if any).
-    pub roles: Vec<String>,
-    /// Index into the configured upstream list.
-    pub upstream: usize,
-    /// The upstream's name under `[upstreams]`, for logs and `check-config`.
-    pub upstream_name: String,
-}
-
-impl Route {
-    /// Whether this route applies to `method` (exact comparison: `GET` does not imply `HEAD`).
-    pub fn allows_method(&self, method: &Method) -> bool {
-        match &self.methods {
-            None => true,
-            Some(methods) => methods.contains(method),
-        }
-    }
-}
-
-/// The routes in file order; the first whose pattern and methods both match decides.
-#[derive(Debug, Clone, Default)]
-pub struct RouteTable {
-    routes: Vec<Route>,
-}
-
-impl RouteTable {
-    /// A table checked in the given order.
-    pub fn new(routes: Vec<Route>) -> Self {
-        RouteTable { routes }
-    }
-
-    /// The first route whose pattern and methods both match, with its index (file
-    /// order). `None`: no route matches, so the default applies (token required).
-    /// Allocation free.
-    pub fn find(&self, method: &Method, normalized_path: &str) -> Option<(usize, &Route)> {
-        self.routes
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.allows_method(method) && r.pattern.matches(normalized_path))
-    }
-
-    /// Every route, in match order.
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
-    }
-
-    /// `(shadowed index, earlier index that shadows it entirely)` for every route that an
-    /// earlier one makes unreachable: the earlier pattern covers the later one and the
-    /// earlier methods include the later ones (`None` = all methods). Reports the first
-    /// such earlier route. An approximation for warnings: a route shadowed only by the
-    /// union of several earlier ones is not reported.
-    pub fn shadowed(&self) -> Vec<(usize, usize)> {
-        let mut found = Vec::new();
-        for (later, route) in self.routes.iter().enumerate() {
-            let by = self.routes[..later].iter().position(|earlier| {
-                methods_include(&earlier.methods, &route.methods)
-                    && earlier.pattern.covers(&route.pattern)
-            });
-            if let Some(earlier) = by {
-                found.push((later, earlier));
-            }
-        }
-        found
-    }
-}
-
-/// Whether the method set `outer` includes every method of `inner` (`None` = all).
-fn methods_include(outer: &Option<Vec<Method>>, inner: &Option<Vec<Method>>) -> bool {
-    match (outer, inner) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(outer), Some(inner)) => inner.iter().all(|m| outer.contains(m)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::time::{Duration, Instant};
 
     fn pat(source: &str) -> Pattern {
         match Pattern::compile(source) {
@@ -457,21 +359,6 @@ mod tests {
             Ok(p) => panic!("{source:?} compiled to {p:?}"),
             Err(e) => e,
         }
-    }
-
-    fn route(source: &str, methods: Option<&[Method]>, access: Access) -> Route {
-        Route {
-            pattern: pat(source),
-            methods: methods.map(<[Method]>::to_vec),
-            access,
-            roles: Vec::new(),
-            upstream: 0,
-            upstream_name: "default".to_owned(),
-        }
-    }
-
-    fn all(source: &str) -> Route {
-        route(source, None, Access::Authenticated)
     }
 
     #[test]
@@ -660,59 +547,6 @@ mod tests {
     }
 
     #[test]
-    fn first_matching_route_wins() {
-        let table = RouteTable::new(vec![
-            route("/health", None, Access::Public),
-            route("/admin/**", None, Access::Authenticated),
-            route("/admin/public", None, Access::Public),
-            route("/**", None, Access::Deny),
-        ]);
-        let find = |path| table.find(&Method::GET, path).map(|(i, r)| (i, r.access));
-        assert_eq!(find("/health"), Some((0, Access::Public)));
-        assert_eq!(find("/admin/public"), Some((1, Access::Authenticated)));
-        assert_eq!(find("/admin"), Some((1, Access::Authenticated)));
-        assert_eq!(find("/other"), Some((3, Access::Deny)));
-        assert_eq!(table.routes().len(), 4);
-        assert_eq!(table.routes()[2].pattern.as_str(), "/admin/public");
-    }
-
-    #[test]
-    fn no_matching_route_gives_none() {
-        let table = RouteTable::new(vec![all("/a"), all("/b/**")]);
-        assert!(table.find(&Method::GET, "/c").is_none());
-        assert!(table.find(&Method::GET, "/bb").is_none());
-        assert!(RouteTable::new(Vec::new())
-            .find(&Method::GET, "/")
-            .is_none());
-    }
-
-    #[test]
-    fn methods_filter_before_first_match() {
-        let get_head: &[Method] = &[Method::GET, Method::HEAD];
-        let table = RouteTable::new(vec![
-            route("/static/**", Some(get_head), Access::Public),
-            route("/static/**", None, Access::Deny),
-        ]);
-        let access = |m: Method| table.find(&m, "/static/a.css").map(|(i, _)| i);
-        assert_eq!(access(Method::GET), Some(0));
-        assert_eq!(access(Method::HEAD), Some(0));
-        assert_eq!(access(Method::POST), Some(1));
-        assert_eq!(
-            access(Method::from_bytes(b"PURGE").expect("valid method")),
-            Some(1)
-        );
-        // `GET` does not imply `HEAD`; extension methods compare exactly.
-        let only_get = route("/x", Some(&[Method::GET]), Access::Public);
-        assert!(only_get.allows_method(&Method::GET));
-        assert!(!only_get.allows_method(&Method::HEAD));
-        assert!(all("/x").allows_method(&Method::DELETE));
-        let purge = Method::from_bytes(b"PURGE").expect("valid method");
-        let purge_only = route("/x", Some(std::slice::from_ref(&purge)), Access::Public);
-        assert!(purge_only.allows_method(&purge));
-        assert!(!purge_only.allows_method(&Method::GET));
-    }
-
-    #[test]
     fn covers_examples() {
         assert!(pat("/a/*").covers(&pat("/a/b")));
         assert!(!pat("/a/b").covers(&pat("/a/*")));
@@ -733,45 +567,6 @@ mod tests {
         assert!(pat("/**/*.css").covers(&pat("/static/**/x.css")));
         assert!(pat("/x").covers(&pat("/x")));
         assert!(!pat("/x").covers(&pat("/x/")));
-    }
-
-    #[test]
-    fn shadowed_routes_are_reported_with_the_first_shadowing_route() {
-        let get: &[Method] = &[Method::GET];
-        let get_post: &[Method] = &[Method::GET, Method::POST];
-        let table = RouteTable::new(vec![
-            route("/a/*", Some(get_post), Access::Public),     // 0
-            route("/a/b", Some(get), Access::Public),          // 1: shadowed by 0
-            route("/a/c", None, Access::Public),               // 2: 0 lacks methods
-            route("/a/*", None, Access::Public),               // 3: nothing covers all methods
-            route("/a/d", Some(&[Method::PUT]), Access::Deny), // 4: shadowed by 3
-            route("/**", None, Access::Deny),                  // 5
-            route("/z", Some(get), Access::Public),            // 6: shadowed by 5
-            route("/**", None, Access::Public),                // 7: shadowed by 5
-        ]);
-        assert_eq!(table.shadowed(), vec![(1, 0), (4, 3), (6, 5), (7, 5)]);
-        let none = RouteTable::new(vec![all("/a/b"), all("/a/*"), all("/b/**")]);
-        assert!(none.shadowed().is_empty());
-    }
-
-    #[test]
-    fn pathological_paths_finish_fast() {
-        let start = Instant::now();
-        let deep = format!("/{}", "a/".repeat(20_000));
-        let nested = pat("/**/a/**/b/**");
-        assert!(!nested.matches(&deep));
-        assert!(!pat("/**/a/**/a/**/a/**/a/**/b").matches(&deep));
-        assert!(pat("/**/a/**/a/**/a/**/a/**/").matches(&deep));
-        let long_segment = format!("/{}", "a".repeat(50_000));
-        assert!(!pat("/*a*a*a*a*a*a*b").matches(&long_segment));
-        assert!(pat("/*a*a*a*a*a*a*").matches(&long_segment));
-        let table = RouteTable::new((0..200).map(|_| all("/**/a/**/b/**")).collect());
-        assert!(table.find(&Method::GET, &deep[..4_000]).is_none());
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            start.elapsed()
-        );
     }
 
     /// Normalized paths built from a small alphabet, so they collide often.

@@ -9,7 +9,8 @@
 //! back ends …) exploits a path that the gateway reads one way and the upstream another.
 //! gatehouse closes that gap by construction:
 //!
-//! * the path is normalized once, in the RFC 3986 §6.2.2 sense, by [`normalize`];
+//! * the path is normalized once, in the RFC 3986 §6.2.2 sense, by [`normalize`] (and
+//!   [`normalized_path`], which takes a whole request-target and answers SPEC §5's 400);
 //! * the *normalized* path is what routes are matched against **and** what is sent
 //!   upstream, so the upstream sees exactly the path that was authorized;
 //! * anything whose meaning differs between common servers (encoded `/`, `\` or `#`,
@@ -27,6 +28,10 @@
 
 use std::borrow::Cow;
 use std::fmt;
+
+use http::Uri;
+
+use crate::error::GatewayError;
 
 /// Why a request path was refused (answered with 400 `invalid_request`, SPEC §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,14 +101,86 @@ impl std::error::Error for PathRejection {}
 ///   segment (`/a/b/..` → `/a/`);
 /// * refuses everything listed in [`PathRejection`].
 ///
-/// Returns `Cow::Borrowed` without allocating when `path` is already normal. The result
-/// is a fixed point: normalizing it again returns it borrowed and unchanged.
-pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathRejection> {
+/// Borrows without allocating when `path` is already normal. The result is a fixed point:
+/// normalizing it again returns it borrowed and unchanged.
+pub fn normalize(path: &str) -> Result<NormalizedPath<'_>, PathRejection> {
     if is_normal(path.as_bytes()) {
-        Ok(Cow::Borrowed(path))
+        Ok(NormalizedPath(Cow::Borrowed(path)))
     } else {
-        normalize_slow(path.as_bytes()).map(Cow::Owned)
+        normalize_slow(path.as_bytes()).map(|path| NormalizedPath(Cow::Owned(path)))
     }
+}
+
+/// A request path in SPEC §3.1 normal form: the path routes are matched against and the
+/// path forwarded. Its only constructor is [`normalize`] (and [`normalized_path`], which
+/// calls it), so holding one proves the normalization ran. Borrowed from the request when
+/// it was already normal (nearly always); reads as a `str`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizedPath<'a>(Cow<'a, str>);
+
+impl<'a> NormalizedPath<'a> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the path was already normal, so nothing was allocated.
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.0, Cow::Borrowed(_))
+    }
+
+    pub fn into_cow(self) -> Cow<'a, str> {
+        self.0
+    }
+
+    pub fn into_owned(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+impl std::ops::Deref for NormalizedPath<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for NormalizedPath<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NormalizedPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The normalized path of a request-target, or why it is refused (SPEC §3.1). Origin-form
+/// and absolute-form are accepted; asterisk-form and authority-form are not.
+pub fn normalized_path(uri: &Uri) -> Result<NormalizedPath<'_>, GatewayError> {
+    if uri
+        .scheme()
+        .is_some_and(|s| s.as_str() != "http" && s.as_str() != "https")
+    {
+        return Err(GatewayError::invalid_request(
+            "the request target must be a path or an http(s) URL",
+        ));
+    }
+    if uri.path_and_query().is_none() && uri.authority().is_some() {
+        return Err(GatewayError::invalid_request(
+            "authority-form request targets are not accepted",
+        ));
+    }
+    normalize(uri.path()).map_err(|rejection| GatewayError::invalid_request(rejection.to_string()))
+}
+
+/// True for the prefix itself and anything below it (`/auth`, `/auth/`, `/auth/x`), not
+/// for `/authors`.
+pub fn is_under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The hot path: true when `normalize` would return `path` unchanged. Conservative in
@@ -351,10 +428,17 @@ mod tests {
             "/%252e",
         ] {
             assert!(
-                matches!(normalize(p), Ok(Cow::Borrowed(s)) if s == p),
+                matches!(normalize(p).map(NormalizedPath::into_cow), Ok(Cow::Borrowed(s)) if s == p),
                 "{p}"
             );
         }
+    }
+
+    #[test]
+    fn prefix_boundaries() {
+        assert!(is_under("/auth", "/auth"));
+        assert!(is_under("/auth/login", "/auth"));
+        assert!(!is_under("/authors", "/auth"));
     }
 
     #[test]
@@ -610,8 +694,8 @@ mod tests {
         #[test]
         fn normalizing_is_idempotent_and_the_result_borrows(s in candidate_paths()) {
             if let Ok(n) = normalize(&s) {
-                let again = normalize(&n);
-                prop_assert!(matches!(&again, Ok(Cow::Borrowed(x)) if *x == n.as_ref()),
+                let again = normalize(&n).map(NormalizedPath::into_cow);
+                prop_assert!(matches!(&again, Ok(Cow::Borrowed(x)) if *x == n.as_str()),
                     "{:?} -> {:?} -> {:?}", s, n, again);
             }
         }
@@ -638,7 +722,7 @@ mod tests {
         #[test]
         fn owned_results_differ_from_their_input(s in candidate_paths()) {
             // i.e. an already-normal input is always returned borrowed.
-            if let Ok(Cow::Owned(n)) = normalize(&s) {
+            if let Ok(Cow::Owned(n)) = normalize(&s).map(NormalizedPath::into_cow) {
                 prop_assert_ne!(n, s);
             }
         }

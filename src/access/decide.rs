@@ -1,0 +1,98 @@
+//! The one access decision (SPEC §2 "Routes", §4): route, then credential.
+//!
+//! 1. [`RouteTable::decide`](crate::routing::RouteTable::decide) — pure, no credentials: which route, what access, which
+//!    roles, which upstream; the default for an unmatched request is written there and
+//!    nowhere else. `gatehouse explain` prints this part.
+//! 2. [`decide()`] — the credential part: `deny` is 403 for everyone; `public` passes (a
+//!    valid token still yields an identity, a bad one is ignored); `authenticated` needs a
+//!    valid bearer token and, if the route lists roles, one of them (else 403
+//!    `insufficient_scope`).
+//!
+//! The proxy pipeline and `/auth/verify` both call [`decide()`], so forward-auth answers
+//! exactly as proxying would. What was decided lands in a [`Verdict`] (also on refusal)
+//! for the access line and `gatehouse_requests_total{decision}`.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use super::credentials::{authenticate, bearer_token};
+use crate::accounts::view::UserView;
+use crate::accounts::{Accounts, Identity};
+use crate::error::GatewayError;
+use crate::routing::{Access, RouteDecision};
+use crate::telemetry::metrics::Decision;
+
+/// What the decision found, for the access line and metrics: filled in whether the
+/// request is allowed or refused.
+pub struct Verdict {
+    pub decision: Decision,
+    pub user: Option<Arc<UserView>>,
+}
+
+impl Default for Verdict {
+    /// Nothing decided yet: a request refused before routing counts as `rejected`.
+    fn default() -> Self {
+        Verdict {
+            decision: Decision::Rejected,
+            user: None,
+        }
+    }
+}
+
+impl Verdict {
+    /// Records a decision made outside [`decide()`] (forward-auth without a forwarded
+    /// request, or refused before routing).
+    pub fn decided(&mut self, decision: Decision, identity: Option<&Identity>) {
+        self.decision = decision;
+        self.user = identity.map(|identity| identity.user.clone());
+    }
+}
+
+/// May pass: who is calling (if anyone) and which upstream it goes to.
+pub struct Allowed {
+    pub identity: Option<Identity>,
+    /// Index into the upstream list.
+    pub upstream: usize,
+}
+
+/// The credential part of the access decision, on the route table's answer `route`.
+pub fn decide(
+    accounts: &Accounts,
+    route: &RouteDecision<'_>,
+    headers: &HeaderMap,
+    verdict: &mut Verdict,
+) -> Result<Allowed, GatewayError> {
+    let upstream = route.upstream;
+    match route.access {
+        Access::Deny => {
+            verdict.decision = Decision::Denied;
+            Err(GatewayError::Forbidden)
+        }
+        Access::Public => {
+            verdict.decision = Decision::Public;
+            // A valid token still yields identity headers; a bad one is ignored.
+            let identity = match bearer_token(headers) {
+                Ok(Some(token)) => accounts.authenticate(token).ok(),
+                _ => None,
+            };
+            verdict.user = identity.as_ref().map(|i| i.user.clone());
+            Ok(Allowed { identity, upstream })
+        }
+        Access::Authenticated => {
+            verdict.decision = Decision::Unauthenticated;
+            let identity = authenticate(accounts, headers)?;
+            verdict.user = Some(identity.user.clone());
+            let roles = route.roles;
+            if !roles.is_empty() && !identity.roles().iter().any(|r| roles.contains(r)) {
+                verdict.decision = Decision::Denied;
+                return Err(GatewayError::InsufficientScope);
+            }
+            verdict.decision = Decision::Authenticated;
+            Ok(Allowed {
+                identity: Some(identity),
+                upstream,
+            })
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Access decisions (SPEC §2 "Routes", §3.2, §4): who is calling and whether they may.
+//!
+//! - [`credentials`]: reading a credential off a request (a bearer token today) and
+//!   turning it into a verified [`Identity`](crate::accounts::Identity);
+//! - [`mod@decide`]: the ONE decision — the route table's answer ([`RouteTable::decide`],
+//!   where the default for unmatched requests is written) followed by the credential
+//!   check — used by the pipeline, `/auth/verify` and (its route-level part)
+//!   `gatehouse explain`;
+//! - [`identity`]: strip, then stamp — identity headers removed from every request and
+//!   set only from a verified identity.
+//!
+//! Below the pipeline and the endpoints; above accounts and the routing types.
+//!
+//! [`RouteTable::decide`]: crate::routing::RouteTable::decide
+
+pub mod credentials;
+pub mod decide;
+pub mod identity;
+
+pub use credentials::{authenticate, bearer_token};
+pub use decide::{decide, Allowed, Verdict};
+pub use identity::IdentityHeaders;

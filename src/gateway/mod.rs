@@ -1,0 +1,391 @@
+//! The request pipeline (SPEC §3). [`Gateway::handle`] is the one funnel: every phase
+//! returns `Result<_, GatewayError>`, and only the funnel renders errors, counts metrics
+//! and writes the access line.
+//!
+//! The phases are plain functions over one per-request `RequestCtx` (request id, start,
+//! path, access verdict and user, upstream), in order — 1 and 2 run on every request:
+//! 1. `normalize` the path — what is matched is what is forwarded; one Host (RFC 9112 §3.2);
+//! 2. `screen`: strip forgeable identity headers, and forwarding headers from untrusted
+//!    peers (for gatehouse's own endpoints, first noting whether an untrusted peer named an
+//!    original request for forward-auth, which `/auth/verify` then refuses);
+//! 3. `Gateway::own_endpoint`: divert `auth_prefix` to gatehouse's own endpoints (never
+//!    forwarded; `/auth/verify` fills the verdict like a proxied request);
+//! 4. match the route and decide access ([`access::decide`](fn@crate::access::decide): route, token, roles);
+//! 5. `prepare` the upstream request (hop-by-hop out, forwarding and identity in);
+//! 6. forward, streaming both bodies; splice upgraded connections ([`crate::proxy`]);
+//! 7. `clean` the response.
+//!
+//! The reloadable state is one [`Snapshot`], loaded once per request.
+
+mod snapshot;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio_util::task::TaskTracker;
+
+use crate::access::{self, Allowed, Verdict};
+use crate::accounts::Accounts;
+use crate::endpoints::{self, EndpointContext};
+use crate::error::GatewayError;
+use crate::http::Body;
+use crate::proxy::upstream::{Upstream, UpstreamBody};
+use crate::proxy::{forwarded, hop};
+use crate::routing::{is_under, normalized_path, NormalizedPath};
+use crate::telemetry::metrics::{Decision, Metrics};
+pub use snapshot::Snapshot;
+
+static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// What a connection tells the pipeline about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: std::net::SocketAddr,
+    pub https: bool,
+}
+
+/// The gateway: shared by every connection.
+pub struct Gateway {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub accounts: Arc<Accounts>,
+    pub metrics: Arc<Metrics>,
+    pub auth_prefix: String,
+    /// Spliced upgraded (WebSocket) connections. They outlive the HTTP connection that
+    /// carried the upgrade, so the drain waits for them here, up to `shutdown_grace`.
+    pub upgrades: TaskTracker,
+}
+
+/// Per-request facts: what the phases found, for the access line and metrics.
+struct RequestCtx {
+    request_id: HeaderValue,
+    started: Instant,
+    method: Method,
+    conn: ConnInfo,
+    /// The normalized path, as the access line shows it (empty when refused).
+    path: String,
+    verdict: Verdict,
+    upstream: Option<Arc<str>>,
+}
+
+/// The client side of a requested upgrade and the protocol asked for (phase 5 → 6).
+type ClientUpgrade = Option<(hyper::upgrade::OnUpgrade, HeaderValue)>;
+
+/// What phase 2 learned about the peer.
+#[derive(Clone, Copy)]
+struct Screened {
+    /// The peer is a trusted proxy: its `X-Forwarded-*` headers were kept.
+    trusted: bool,
+    /// An untrusted peer named an original request for forward-auth (own endpoints only).
+    untrusted_original_request: bool,
+}
+
+impl Gateway {
+    /// Handles one request: never fails, every error becomes its SPEC §5 response.
+    pub async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Response<Body> {
+        let mut ctx = RequestCtx {
+            request_id: request_id(request.headers()),
+            started: Instant::now(),
+            method: request.method().clone(),
+            conn,
+            path: String::new(),
+            verdict: Verdict::default(),
+            upstream: None,
+        };
+        let result = self.pipeline(request, &mut ctx).await;
+        self.finish(ctx, result)
+    }
+
+    /// The phases, in order; any of them may end the request early with an error.
+    async fn pipeline(
+        &self,
+        mut request: Request<Incoming>,
+        ctx: &mut RequestCtx,
+    ) -> Result<Response<Body>, GatewayError> {
+        let snapshot = self.snapshot.load_full();
+        let uri = request.uri().clone();
+        let client_version = request.version();
+        // 1. Normalize: the one path we match and forward.
+        let path = normalize(&uri, &mut request, ctx)?;
+        // 2. Strip what a client could forge.
+        let own = is_under(&path, &self.auth_prefix);
+        let screened = screen(&snapshot, &mut request, ctx.conn, own);
+        // 3. gatehouse's own endpoints.
+        if own {
+            return self
+                .own_endpoint(&snapshot, request, &path, screened, ctx)
+                .await;
+        }
+        // 4. Route and access decision.
+        let route = snapshot.routes.decide(request.method(), &path);
+        let allowed = access::decide(&self.accounts, &route, request.headers(), &mut ctx.verdict)?;
+        let upstream = snapshot.upstream(allowed.upstream)?;
+        ctx.upstream = Some(upstream.name.clone());
+        // 5. Prepare the upstream request.
+        let (outbound, upgrade) = prepare(
+            &snapshot, request, &path, &uri, upstream, &allowed, screened, ctx,
+        )?;
+        // 6. Forward; a 101 answer to an upgrade request is spliced.
+        let mut response = upstream.send(outbound).await?;
+        let upgraded = self.splice(&mut response, upgrade);
+        // 7. Clean the response.
+        Ok(clean(response, client_version, upgraded))
+    }
+
+    /// Phase 6, second half: when the upstream answers `101` to an upgrade request, joins
+    /// the two upgraded connections (on [`Gateway::upgrades`]) and returns the protocol.
+    fn splice(
+        &self,
+        response: &mut Response<UpstreamBody>,
+        upgrade: ClientUpgrade,
+    ) -> Option<HeaderValue> {
+        let (client, protocol) = upgrade?;
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return None;
+        }
+        let upstream = hyper::upgrade::on(response);
+        crate::proxy::splice_upgrade(&self.upgrades, client, upstream);
+        Some(protocol)
+    }
+
+    /// The funnel: renders an error as its SPEC §5 response, counts the request and writes
+    /// the access line — once per request, never a secret.
+    fn finish(
+        &self,
+        ctx: RequestCtx,
+        result: Result<Response<Body>, GatewayError>,
+    ) -> Response<Body> {
+        let RequestCtx {
+            request_id,
+            started,
+            method,
+            conn,
+            path,
+            verdict,
+            upstream,
+        } = ctx;
+        let mut response = match result {
+            Ok(response) => response,
+            Err(err) => {
+                if let GatewayError::InvalidToken(reason) = &err {
+                    self.metrics.token_rejected(*reason);
+                }
+                if let GatewayError::Internal(detail) = &err {
+                    tracing::error!(request_id = %request_id.to_str().unwrap_or("-"), error = %detail, "internal error");
+                }
+                err.into_response()
+            }
+        };
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
+        let status = response.status();
+        self.metrics.request(verdict.decision, status);
+        tracing::info!(
+            target: "gatehouse::access",
+            request_id = %request_id.to_str().unwrap_or("-"),
+            peer = %conn.peer.ip(),
+            method = %method,
+            path = %path,
+            status = status.as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            user = verdict.user.as_ref().map_or("-", |user| user.username.as_str()),
+            decision = verdict.decision.as_str(),
+            upstream = upstream.as_deref().unwrap_or("-"),
+            "request"
+        );
+        response
+    }
+
+    /// Phase 3: gatehouse's own endpoints, with only what they use.
+    async fn own_endpoint(
+        &self,
+        snapshot: &Snapshot,
+        request: Request<Incoming>,
+        path: &str,
+        screened: Screened,
+        ctx: &mut RequestCtx,
+    ) -> Result<Response<Body>, GatewayError> {
+        ctx.verdict.decision = Decision::AuthEndpoint;
+        let peer = ctx.conn.peer.ip();
+        // The client's address for brute-force counting: the peer, or — when the peer is
+        // a trusted proxy — the `X-Forwarded-For` entry that proxy appended (the last one).
+        // A client-written entry is never believed: from untrusted peers the header was
+        // stripped in phase 2, and a trusted proxy appends after whatever the client sent.
+        let client_ip = if screened.trusted {
+            forwarded::reported_client(request.headers()).unwrap_or(peer)
+        } else {
+            peer
+        };
+        let context = EndpointContext {
+            accounts: &self.accounts,
+            metrics: &self.metrics,
+            routes: &snapshot.routes,
+            identity_headers: &snapshot.identity,
+            peer,
+            client_ip,
+            untrusted_original_request: screened.untrusted_original_request,
+        };
+        let sub_path = &path[self.auth_prefix.len()..];
+        endpoints::dispatch(&context, sub_path, request, &mut ctx.verdict).await
+    }
+}
+
+/// Phase 1: the one path we match and forward (SPEC §3.1), one Host (RFC 9112 §3.2).
+fn normalize<'u>(
+    uri: &'u Uri,
+    request: &mut Request<Incoming>,
+    ctx: &mut RequestCtx,
+) -> Result<NormalizedPath<'u>, GatewayError> {
+    let path = normalized_path(uri)?;
+    ctx.path.push_str(&path);
+    check_host(request.version(), request.headers())?;
+    if let Some(authority) = uri.authority() {
+        // Absolute-form (RFC 9112 §3.2.2) and HTTP/2 `:authority` replace Host.
+        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+            request.headers_mut().insert(header::HOST, host);
+        }
+    }
+    Ok(path)
+}
+
+/// Phase 2: strip what a client could forge. Forward-auth must fail closed when an
+/// untrusted peer names the original request, so look before the strip erases the
+/// evidence; only for gatehouse's own endpoints (proxied requests pay nothing).
+fn screen(
+    snapshot: &Snapshot,
+    request: &mut Request<Incoming>,
+    conn: ConnInfo,
+    own: bool,
+) -> Screened {
+    let trusted = forwarded::is_trusted(conn.peer.ip(), &snapshot.trusted_proxies);
+    snapshot.identity.strip(request.headers_mut());
+    let mut untrusted_original_request = false;
+    if !trusted {
+        untrusted_original_request = own && forwarded::names_original_request(request.headers());
+        forwarded::strip_untrusted(request.headers_mut());
+    }
+    Screened {
+        trusted,
+        untrusted_original_request,
+    }
+}
+
+/// Phase 5: the upstream request — hop-by-hop headers out, forwarding and identity
+/// headers in, the normalized path — and the client side of a requested upgrade.
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    snapshot: &Snapshot,
+    mut request: Request<Incoming>,
+    path: &str,
+    uri: &Uri,
+    upstream: &Upstream,
+    allowed: &Allowed,
+    screened: Screened,
+    ctx: &RequestCtx,
+) -> Result<(Request<Incoming>, ClientUpgrade), GatewayError> {
+    let upgrade = hop::requested_upgrade(request.version(), request.headers());
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+    let headers = &mut parts.headers;
+    hop::remove_hop_headers(headers);
+    if let Some(protocol) = upgrade.clone() {
+        hop::restore_upgrade(headers, protocol);
+    }
+    if !snapshot.forward_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    let host = headers.get(header::HOST).cloned();
+    let conn = ctx.conn;
+    forwarded::stamp(
+        headers,
+        conn.peer.ip(),
+        screened.trusted,
+        conn.https,
+        host.as_ref(),
+    );
+    if let Some(identity) = &allowed.identity {
+        snapshot.identity.stamp(headers, identity);
+    }
+    headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+    parts.uri = upstream.uri(path, uri.query())?;
+    parts.version = Version::HTTP_11;
+    Ok((
+        Request::from_parts(parts, body),
+        client_upgrade.zip(upgrade),
+    ))
+}
+
+/// Phase 7: the response is ours to frame — in the client's HTTP version, not the
+/// upstream's (an HTTP/1.0 upstream must not turn the client's keep-alive connection into
+/// a closing one) — without hop-by-hop headers (a spliced upgrade keeps its Upgrade).
+fn clean(
+    response: Response<UpstreamBody>,
+    client_version: Version,
+    upgraded: Option<HeaderValue>,
+) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    parts.version = client_version;
+    hop::remove_hop_headers(&mut parts.headers);
+    if let Some(protocol) = upgraded {
+        hop::restore_upgrade(&mut parts.headers, protocol);
+    }
+    Response::from_parts(parts, body.boxed())
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, and any request with more than
+/// one, is answered 400 and never forwarded (two Hosts are the raw material of cache
+/// poisoning and routing confusion between gatehouse and the upstream).
+pub fn check_host(version: Version, headers: &HeaderMap) -> Result<(), GatewayError> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err(GatewayError::invalid_request(
+            "send exactly one Host header (RFC 9112 §3.2)",
+        )),
+        (None, _) if version == Version::HTTP_11 => Err(GatewayError::invalid_request(
+            "an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The client's `X-Request-Id` when it is a sane token, else a fresh one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(&X_REQUEST_ID)
+        .filter(|id| {
+            (1..=128).contains(&id.len()) && id.as_bytes().iter().all(u8::is_ascii_graphic)
+        })
+        .cloned()
+        .unwrap_or_else(fresh_request_id)
+}
+
+/// A unique id without a system call or `fmt`: a random per-process prefix and a
+/// counter, in hex. Request ids need to be unique, not secret.
+fn fresh_request_id() -> HeaderValue {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let prefix = u64::from(*PREFIX.get_or_init(rand::random::<u32>));
+    let sequence = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut text = [0u8; 20];
+    for (index, byte) in text.iter_mut().enumerate() {
+        let nibble = if index < 8 {
+            prefix >> (4 * (7 - index))
+        } else {
+            sequence >> (4 * (19 - index))
+        };
+        *byte = HEX[(nibble & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}

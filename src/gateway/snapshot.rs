@@ -1,0 +1,51 @@
+//! The part of the running state SIGHUP swaps atomically: routes, upstreams, identity and
+//! forwarding header settings. Compiled from [`Reloadable`] by value; loaded once per
+//! request (one `Arc<Snapshot>`).
+
+use ipnet::IpNet;
+
+use crate::access::IdentityHeaders;
+use crate::config::Reloadable;
+use crate::error::GatewayError;
+use crate::proxy::upstream::Upstream;
+use crate::routing::RouteTable;
+use crate::telemetry::metrics::Metrics;
+
+/// Routes, upstreams, headers: what one request reads of the configuration.
+pub struct Snapshot {
+    pub routes: RouteTable,
+    pub upstreams: Vec<Upstream>,
+    pub identity: IdentityHeaders,
+    pub trusted_proxies: Vec<IpNet>,
+    pub forward_authorization: bool,
+}
+
+impl Snapshot {
+    /// Compiles the reloadable part of a config (start and SIGHUP alike).
+    pub fn new(reloadable: Reloadable, metrics: &Metrics) -> Result<Self, String> {
+        let Reloadable {
+            upstreams,
+            routes,
+            headers,
+            log: _,
+        } = reloadable;
+        let upstreams = upstreams
+            .iter()
+            .map(|settings| Upstream::new(settings, metrics))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Snapshot {
+            routes,
+            upstreams,
+            identity: IdentityHeaders::new(&headers),
+            trusted_proxies: headers.trusted_proxies,
+            forward_authorization: headers.forward_authorization,
+        })
+    }
+
+    /// The upstream a route decision points at.
+    pub fn upstream(&self, index: usize) -> Result<&Upstream, GatewayError> {
+        self.upstreams
+            .get(index)
+            .ok_or_else(|| GatewayError::Internal("route points at a missing upstream".into()))
+    }
+}
