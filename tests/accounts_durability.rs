@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use accounts::*;
 use common::bearer;
+use common::binary::*;
 
 fn setup(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -29,7 +30,7 @@ fn field(value: &serde_json::Value, name: &str) -> String {
 async fn a_user_added_by_the_cli_is_there_when_a_gateway_starts() {
     let (dir, config) = setup("");
     cli_add_user(&config, "alice", &["admin"], PASSWORD);
-    let served = Served::start(dir.path(), &config, &[]).await;
+    let served = Gatehouse::start(dir.path(), &config, &[]).await;
     let tokens = served.login_ok("alice", PASSWORD).await;
     let me = served.me(&field(&tokens, "access_token")).await;
     assert_eq!(me.json()["roles"], serde_json::json!(["admin"]));
@@ -38,7 +39,7 @@ async fn a_user_added_by_the_cli_is_there_when_a_gateway_starts() {
 #[tokio::test]
 async fn writes_a_gateway_acknowledged_survive_kill_9() {
     let (dir, config) = setup("[registration]\nenabled = true\n");
-    let mut served = Served::start(dir.path(), &config, &[]).await;
+    let mut served = Gatehouse::start(dir.path(), &config, &[]).await;
     cli_add_user(&config, "alice", &[], PASSWORD);
 
     // A registration, a logout, a reuse-detected session and a password change, each
@@ -82,7 +83,7 @@ async fn writes_a_gateway_acknowledged_survive_kill_9() {
     let after_change = response.json();
 
     served.kill_9();
-    let served = Served::start(dir.path(), &config, &[]).await;
+    let served = Gatehouse::start(dir.path(), &config, &[]).await;
 
     // Registration and password change stuck.
     served.login_ok("bob", PASSWORD).await;
@@ -129,7 +130,7 @@ async fn writes_a_gateway_acknowledged_survive_kill_9() {
 async fn a_refresh_rotation_acknowledged_before_kill_9_stays_spent() {
     let (dir, config) = setup("");
     cli_add_user(&config, "carol", &[], PASSWORD);
-    let mut served = Served::start(dir.path(), &config, &[]).await;
+    let mut served = Gatehouse::start(dir.path(), &config, &[]).await;
     let first = served.login_ok("carol", PASSWORD).await;
     let rotated = served
         .post_json(
@@ -141,7 +142,7 @@ async fn a_refresh_rotation_acknowledged_before_kill_9_stays_spent() {
     assert_eq!(rotated.status, 200);
     let second = rotated.json();
     served.kill_9();
-    let served = Served::start(dir.path(), &config, &[]).await;
+    let served = Gatehouse::start(dir.path(), &config, &[]).await;
     // Replaying the spent token after the restart is still reuse: the family ends.
     let replay = served
         .post_json(
@@ -165,7 +166,7 @@ async fn a_refresh_rotation_acknowledged_before_kill_9_stays_spent() {
 async fn tokens_survive_a_restart_with_the_generated_secret() {
     let (dir, config) = setup("");
     cli_add_user(&config, "dave", &[], PASSWORD);
-    let mut served = Served::start(dir.path(), &config, &[]).await;
+    let mut served = Gatehouse::start(dir.path(), &config, &[]).await;
     assert!(
         served.log().contains("replicas must share one secret"),
         "a generated secret is warned about:\n{}",
@@ -173,7 +174,7 @@ async fn tokens_survive_a_restart_with_the_generated_secret() {
     );
     let tokens = served.login_ok("dave", PASSWORD).await;
     assert_eq!(served.terminate().await, Some(0));
-    let served = Served::start(dir.path(), &config, &[]).await;
+    let served = Gatehouse::start(dir.path(), &config, &[]).await;
     assert_eq!(served.me(&field(&tokens, "access_token")).await.status, 200);
     // The secret never reaches the log.
     assert!(!served.log().contains("signing_secret"), "{}", served.log());
@@ -187,15 +188,15 @@ async fn the_environment_secret_wins_and_tokens_from_another_secret_fail() {
         "GATEHOUSE_SECRET",
         "an-environment-secret-of-40-bytes-length!",
     );
-    let mut served = Served::start(dir.path(), &config, &[env_secret]).await;
+    let mut served = Gatehouse::start(dir.path(), &config, &[env_secret]).await;
     let tokens = served.login_ok("erin", PASSWORD).await;
     assert_eq!(served.terminate().await, Some(0));
     // Same secret: still valid.
-    let mut served = Served::start(dir.path(), &config, &[env_secret]).await;
+    let mut served = Gatehouse::start(dir.path(), &config, &[env_secret]).await;
     assert_eq!(served.me(&field(&tokens, "access_token")).await.status, 200);
     assert_eq!(served.terminate().await, Some(0));
     // The stored (generated) secret is another one: the token does not verify.
-    let served = Served::start(dir.path(), &config, &[]).await;
+    let served = Gatehouse::start(dir.path(), &config, &[]).await;
     let me = served.me(&field(&tokens, "access_token")).await;
     assert_eq!(me.status, 401);
     assert_eq!(me.error_code(), "invalid_token");
@@ -245,11 +246,11 @@ async fn default_argon2_parameters_work_and_unknown_users_take_as_long_as_wrong_
     assert!(!text.contains("[passwords]"));
     let config = write_config(dir.path(), &text);
     cli_add_user(&config, "frank", &[], PASSWORD);
-    let served = Served::start(dir.path(), &config, &[]).await;
+    let served = Gatehouse::start(dir.path(), &config, &[]).await;
     let tokens = served.login_ok("frank", PASSWORD).await;
     assert!(claims_of(&field(&tokens, "access_token"))["sub"].is_string());
 
-    async fn timed(served: &Served, username: &str) -> (Duration, Vec<u8>) {
+    async fn timed(served: &Gatehouse, username: &str) -> (Duration, Vec<u8>) {
         let started = Instant::now();
         let response = served
             .post_json(

@@ -9,10 +9,8 @@
 
 mod common;
 
-use common::accounts::{
-    add_user, binary_config, cli_add_user, login, post_form, post_json, run_cli, write_config,
-    Served, PASSWORD,
-};
+use common::accounts::{add_user, login, post_form, post_json, PASSWORD};
+use common::binary::{binary_config, cli_add_user, run_cli, write_config, Gatehouse};
 use common::TestGateway;
 
 const LIMITS: &str =
@@ -295,7 +293,7 @@ async fn a_lockout_is_logged_counted_and_ended_by_user_unlock() {
         ),
     );
     let secret = ("GATEHOUSE_SECRET", common::SECRET);
-    let mut served = Served::start(dir.path(), &config, &[secret]).await;
+    let mut served = Gatehouse::start(dir.path(), &config, &[secret]).await;
     cli_add_user(&config, "Grace", &[], PASSWORD);
     for _ in 0..2 {
         let response = served

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::accounts::{cli_add_user, write_config, Served};
+use common::binary::{cli_add_user, write_config, Gatehouse};
 use common::{raw, EchoUpstream};
 
 const SECRET: &str = "leak-test-signing-secret-0123456789-abcdef";
@@ -48,7 +48,7 @@ async fn a_full_session_at_trace_level_logs_no_secret() {
         ),
     );
     cli_add_user(&config, "leaky", &[], PASSWORD);
-    let mut served = Served::start(
+    let mut served = Gatehouse::start(
         dir.path(),
         &config,
         &[("RUST_LOG", "trace"), ("GATEHOUSE_SECRET", SECRET)],

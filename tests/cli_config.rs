@@ -2,19 +2,11 @@
 //! once with key paths and exits 1; `explain` shows what a request would meet; usage
 //! errors exit 2.
 
-use std::process::Command;
+mod common;
 
 fn gatehouse(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(args)
-        .env_remove("GATEHOUSE_CONFIG")
-        .output()
-        .expect("run gatehouse");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).to_string(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    )
+    let output = common::binary::run(args, "", |_| {});
+    (output.code, output.stdout, output.stderr)
 }
 
 fn write(text: &str) -> (tempfile::TempDir, String) {

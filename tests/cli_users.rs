@@ -7,6 +7,7 @@ mod common;
 use common::accounts;
 
 use accounts::*;
+use common::binary::*;
 
 fn setup(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -150,7 +151,7 @@ fn user_command_failures_exit_1_with_a_message_and_usage_errors_exit_2() {
 #[tokio::test]
 async fn user_commands_apply_at_once_to_a_serving_gateway() {
     let (dir, config) = setup("");
-    let served = Served::start(dir.path(), &config, &[]).await;
+    let served = Gatehouse::start(dir.path(), &config, &[]).await;
     let cli = |args: Vec<&'static str>, stdin: &'static str| {
         let config = config.clone();
         async move {
@@ -221,7 +222,7 @@ async fn the_admin_socket_is_private_and_removed_on_shutdown() {
     let (dir, config) = setup("");
     let data = dir.path().join("data");
     let socket = data.join("admin.sock");
-    let mut served = Served::start(dir.path(), &config, &[]).await;
+    let mut served = Gatehouse::start(dir.path(), &config, &[]).await;
     let meta = std::fs::symlink_metadata(&socket).expect("socket exists while serving");
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
@@ -237,7 +238,7 @@ async fn the_admin_socket_is_private_and_removed_on_shutdown() {
 #[tokio::test]
 async fn a_stale_socket_left_by_a_killed_gateway_does_not_block_the_cli_or_a_restart() {
     let (dir, config) = setup("");
-    let mut served = Served::start(dir.path(), &config, &[]).await;
+    let mut served = Gatehouse::start(dir.path(), &config, &[]).await;
     served.kill_9();
     assert!(
         dir.path().join("data/admin.sock").exists(),
@@ -246,7 +247,7 @@ async fn a_stale_socket_left_by_a_killed_gateway_does_not_block_the_cli_or_a_res
     // Nobody answers on it: the CLI falls back to the store.
     cli_add_user(&config, "hank", &[], PASSWORD);
     // A new gateway replaces the stale socket and serves the user.
-    let served = Served::start(dir.path(), &config, &[]).await;
+    let served = Gatehouse::start(dir.path(), &config, &[]).await;
     served.login_ok("hank", PASSWORD).await;
     let out = tokio::task::spawn_blocking(move || {
         run_cli(&config, &["user", "disable", "hank"], "", &[])

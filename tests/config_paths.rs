@@ -5,24 +5,22 @@
 //! `GATEHOUSE_CONFIG`; SIGHUP re-reads the same file the same way.
 
 mod common;
-mod ops_support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::EchoUpstream;
-use ops_support::{free_addr, get, Gatehouse, DEADLINE, SECRET};
+use common::binary::{run, Gatehouse, Output};
+use common::{get, EchoUpstream, DEADLINE, SECRET};
 
 const PASSWORD: &str = "correct horse battery";
 
-/// A config whose store is the relative `data`, plus `extra`.
-fn relative_config(listen: &str, ops: &str, upstream: &str, extra: &str) -> String {
+/// A config whose store is the relative `data`, listeners on port 0, plus `extra`.
+fn relative_config(upstream: &str, extra: &str) -> String {
     format!(
         r#"
 [server]
-listen = "{listen}"
-ops_listen = "{ops}"
+listen = "127.0.0.1:0"
+ops_listen = "127.0.0.1:0"
 shutdown_grace = "2s"
 
 [store]
@@ -41,38 +39,14 @@ connect_timeout = "1s"
     )
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// `gatehouse ARGS…` run in `cwd`, `stdin` written to it; `GATEHOUSE_CONFIG` only as given.
-fn gatehouse_in(cwd: &Path, args: &[&str], config_env: Option<&str>, stdin: &str) -> Run {
-    use std::io::Write as _;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    command
-        .current_dir(cwd)
-        .args(args)
-        .env_remove("GATEHOUSE_CONFIG")
-        .env_remove("GATEHOUSE_SECRET")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(config) = config_env {
-        command.env("GATEHOUSE_CONFIG", config);
-    }
-    let mut child = command.spawn().expect("spawn gatehouse");
-    if let Some(mut input) = child.stdin.take() {
-        let _ = input.write_all(stdin.as_bytes());
-    }
-    let output = child.wait_with_output().expect("wait");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).to_string(),
-        stderr: String::from_utf8_lossy(&output.stderr).to_string(),
-    }
+fn gatehouse_in(cwd: &Path, args: &[&str], config_env: Option<&str>, stdin: &str) -> Output {
+    run(args, stdin, |command| {
+        command.current_dir(cwd);
+        if let Some(config) = config_env {
+            command.env("GATEHOUSE_CONFIG", config);
+        }
+    })
 }
 
 /// `root/conf/gateway.toml` (relative store) and two unrelated working directories.
@@ -82,11 +56,7 @@ fn layout() -> (tempfile::TempDir, std::path::PathBuf) {
         std::fs::create_dir(root.path().join(dir)).expect("mkdir");
     }
     let config = root.path().join("conf/gateway.toml");
-    std::fs::write(
-        &config,
-        relative_config("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:9", ""),
-    )
-    .expect("write config");
+    std::fs::write(&config, relative_config("127.0.0.1:9", "")).expect("write config");
     (root, config)
 }
 
@@ -155,31 +125,12 @@ fn a_relative_gatehouse_config_is_found_from_the_cwd_and_its_store_next_to_it() 
 }
 
 /// `gatehouse -c conf/gateway.toml serve` started in `root`.
-fn serve_relative(root: &Path, config: &str) -> Gatehouse {
-    let addr = free_addr();
-    let ops = free_addr();
+async fn serve_relative(root: &Path, config: &str) -> Gatehouse {
     let config_path = root.join("conf/gateway.toml");
-    std::fs::write(
-        &config_path,
-        config
-            .replace("{LISTEN}", &addr.to_string())
-            .replace("{OPS}", &ops.to_string()),
-    )
-    .expect("write config");
-    let stderr_path = root.join("gatehouse.stderr");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    command
-        .current_dir(root)
-        .args(["-c", "conf/gateway.toml", "serve"])
-        .env_remove("GATEHOUSE_SECRET")
-        .env_remove("GATEHOUSE_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(&stderr_path).expect("stderr file"),
-        ));
-    Gatehouse::launch(command, addr, ops, config_path, stderr_path)
+    std::fs::write(&config_path, config).expect("write config");
+    let mut command = Gatehouse::command(Path::new("conf/gateway.toml"));
+    command.current_dir(root);
+    Gatehouse::launch(command, config_path, root.join("gatehouse.stderr")).await
 }
 
 #[tokio::test]
@@ -189,12 +140,10 @@ async fn serve_reads_the_secret_file_and_store_next_to_the_config_and_sighup_rer
     std::fs::create_dir(root.path().join("conf")).expect("mkdir");
     std::fs::write(root.path().join("conf/secret"), format!("{SECRET}\n")).expect("secret");
     let text = relative_config(
-        "{LISTEN}",
-        "{OPS}",
         &upstream.addr.to_string(),
         "[tokens]\nsecret_file = \"secret\"\n",
     );
-    let mut gateway = serve_relative(root.path(), &text);
+    let mut gateway = serve_relative(root.path(), &text).await;
     // Started in `root`, where no `secret` exists: an unreadable secret_file stops the
     // start, so ready means conf/secret was read.
     gateway.wait_ready().await;
@@ -207,14 +156,9 @@ async fn serve_reads_the_secret_file_and_store_next_to_the_config_and_sighup_rer
     assert_eq!(status, 401, "no route yet: a token is required");
 
     // SIGHUP re-reads conf/gateway.toml (a relative -c path) with the same resolution.
+    // (The same port-0 listen keys: listeners are not reloaded, the running ones stay.)
     let reloaded = format!("{text}\n[[routes]]\npath = \"/open/**\"\naccess = \"public\"\n");
-    std::fs::write(
-        &gateway.config_path,
-        reloaded
-            .replace("{LISTEN}", &gateway.addr.to_string())
-            .replace("{OPS}", &gateway.ops_addr.to_string()),
-    )
-    .expect("rewrite config");
+    std::fs::write(&gateway.config_path, reloaded).expect("rewrite config");
     gateway.signal("HUP");
     let deadline = Instant::now() + DEADLINE;
     loop {
@@ -244,11 +188,11 @@ async fn serve_finds_relative_tls_files_next_to_the_config() {
         generated.signing_key.serialize_pem(),
     )
     .expect("key");
-    let text = relative_config("{LISTEN}", "{OPS}", "127.0.0.1:9", "").replace(
+    let text = relative_config("127.0.0.1:9", "").replace(
         "shutdown_grace = \"2s\"",
         "shutdown_grace = \"2s\"\ntls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"",
     );
-    let mut gateway = serve_relative(root.path(), &text);
+    let mut gateway = serve_relative(root.path(), &text).await;
     // Started in `root`, where no `tls/` exists: it starts only if the files were found
     // next to the config.
     gateway.wait_ready().await;

@@ -14,16 +14,15 @@
 //! test FAILS, it does not skip: a forward-auth contract nobody ran is not verified.
 
 mod common;
-mod ops_support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::accounts::{claims_of, serve_with_users};
-use common::{EchoUpstream, Received};
-use ops_support::{free_addr, get, send_signal, DEADLINE};
+use common::accounts::claims_of;
+use common::binary::{send_signal, serve_with_users, third_party_listen_addr};
+use common::{get, EchoUpstream, Received, DEADLINE};
 
 const GATEWAY_CONFIG: &str = r#"
 [headers]
@@ -202,7 +201,9 @@ async fn caddy_forward_auth_lets_gatehouse_decide_and_copies_only_its_identity_u
     let [alice, root, nobody] = <[String; 3]>::try_from(tokens).expect("three tokens");
     let alice_sub = claims_of(&alice)["sub"].as_str().expect("sub").to_string();
     let dir = tempfile::tempdir().expect("tempdir");
-    let listen = free_addr();
+    // Caddy (admin endpoint off) cannot say which port a `:0` listener got: the one
+    // bind-and-release left.
+    let listen = third_party_listen_addr();
     let mut caddy = Caddy::start(
         dir.path(),
         &caddyfile(listen, gatehouse.addr, upstream.addr),

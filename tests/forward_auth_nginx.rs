@@ -10,16 +10,15 @@
 //! this test FAILS, it does not skip: a forward-auth contract nobody ran is not verified.
 
 mod common;
-mod ops_support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::accounts::{claims_of, serve_with_users, Served};
-use common::EchoUpstream;
-use ops_support::{free_addr, get, send_signal, DEADLINE};
+use common::accounts::claims_of;
+use common::binary::{send_signal, serve_with_users, third_party_listen_addr, Gatehouse};
+use common::{get, EchoUpstream, DEADLINE};
 
 const TRUSTED: &str = r#"
 [headers]
@@ -42,7 +41,7 @@ roles = ["admin"]
 
 /// The gatehouse binary in front of a fresh echo upstream, with users alice (staff),
 /// root (admin) and nobody (no roles); their tokens in that order.
-async fn start_gatehouse(dir: &Path, headers: &str) -> (Served, EchoUpstream, [String; 3]) {
+async fn start_gatehouse(dir: &Path, headers: &str) -> (Gatehouse, EchoUpstream, [String; 3]) {
     let upstream = EchoUpstream::start().await;
     let (served, tokens) = serve_with_users(
         dir,
@@ -214,7 +213,8 @@ async fn nginx_auth_request_lets_gatehouse_decide_and_copies_the_identity_upstre
     let (gatehouse, upstream, [alice, root, nobody]) =
         start_gatehouse(gatehouse_dir.path(), TRUSTED).await;
     let dir = nginx_dir();
-    let listen = free_addr();
+    // nginx cannot say which port a `:0` listener got: the one bind-and-release left.
+    let listen = third_party_listen_addr();
     let mut nginx = Nginx::start(
         dir.path(),
         &nginx_config(dir.path(), listen, gatehouse.addr, upstream.addr),
@@ -339,7 +339,8 @@ async fn nginx_recipe_without_trusted_proxies_fails_closed_and_says_why() {
     let gatehouse_dir = tempfile::tempdir().expect("tempdir");
     let (gatehouse, upstream, [alice, root, _]) = start_gatehouse(gatehouse_dir.path(), "").await;
     let dir = nginx_dir();
-    let listen = free_addr();
+    // nginx cannot say which port a `:0` listener got: the one bind-and-release left.
+    let listen = third_party_listen_addr();
     let mut nginx = Nginx::start(
         dir.path(),
         &nginx_config(dir.path(), listen, gatehouse.addr, upstream.addr),

@@ -16,7 +16,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::accounts::{claims_of, serve_with_users, Served};
+use common::accounts::claims_of;
+use common::binary::{serve_with_users, Gatehouse};
 use common::{bearer, EchoUpstream, Response};
 
 const ROUTES: &str = r#"
@@ -42,7 +43,7 @@ const TRUSTED: &str = "[headers]\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
 
 /// A gateway (the binary) with `extra` config and users alice (staff), root (admin) and
 /// nobody (no roles). The temp dir must outlive it.
-async fn start(extra: &str) -> (Served, Tokens, tempfile::TempDir, EchoUpstream) {
+async fn start(extra: &str) -> (Gatehouse, Tokens, tempfile::TempDir, EchoUpstream) {
     let upstream = EchoUpstream::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (served, tokens) = serve_with_users(
@@ -115,7 +116,7 @@ fn identity(response: &Response) -> [Option<&str>; 3] {
 
 /// The JSON log lines once `count` of them satisfy `wanted` (polled with a deadline).
 async fn log_lines(
-    served: &Served,
+    served: &Gatehouse,
     count: usize,
     wanted: impl Fn(&serde_json::Value) -> bool,
 ) -> Vec<serde_json::Value> {

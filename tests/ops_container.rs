@@ -13,13 +13,13 @@
 //!   passes, and SIGTERM (`docker stop`) exits 0.
 
 mod common;
-mod ops_support;
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use ops_support::{free_addr, get, Gatehouse, DEADLINE, SECRET};
+use common::binary::{binary, Gatehouse};
+use common::{get, DEADLINE, SECRET};
 
 /// The uid and gid the Dockerfile runs as.
 const IMAGE_UID: u32 = 10001;
@@ -256,7 +256,7 @@ fn the_container_config_is_valid_and_listens_on_all_interfaces_with_the_store_in
     ] {
         assert!(text.contains(expected), "{expected} missing");
     }
-    let output = Command::new(ops_support::binary())
+    let output = Command::new(binary())
         .arg("check-config")
         .arg("-c")
         .arg(&config)
@@ -317,7 +317,7 @@ async fn binary_runs_as_the_image_does_unprivileged_with_a_read_only_config() {
         std::fs::create_dir_all(dir).expect("mkdir");
     }
     let program = bin.join("gatehouse");
-    std::fs::copy(ops_support::binary(), &program).expect("copy binary");
+    std::fs::copy(binary(), &program).expect("copy binary");
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     std::fs::create_dir(&data).expect("mkdir data");
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).expect("chmod");
@@ -327,14 +327,20 @@ async fn binary_runs_as_the_image_does_unprivileged_with_a_read_only_config() {
         eprintln!("not root: the uid switch is not exercised; everything else is");
     }
 
-    // The shipped container config, with addresses this test may use.
-    let (addr, ops) = (free_addr(), free_addr());
+    // The shipped container config, listening on port 0 of 127.0.0.1 (where the gateway
+    // serves is learned from its log, below).
     let shipped =
         std::fs::read_to_string(repo().join("deploy/gateway.container.toml")).expect("config");
     let mut config = shipped.clone();
     for (from, to) in [
-        ("\"0.0.0.0:8080\"".to_string(), format!("\"{addr}\"")),
-        ("\"0.0.0.0:9091\"".to_string(), format!("\"{ops}\"")),
+        (
+            "\"0.0.0.0:8080\"".to_string(),
+            "\"127.0.0.1:0\"".to_string(),
+        ),
+        (
+            "\"0.0.0.0:9091\"".to_string(),
+            "\"127.0.0.1:0\"".to_string(),
+        ),
         (
             "path = \"/data\"".to_string(),
             format!("path = \"{}\"", data.display()),
@@ -370,10 +376,22 @@ async fn binary_runs_as_the_image_does_unprivileged_with_a_read_only_config() {
     command
         .arg("serve")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"));
-    let mut gatehouse = Gatehouse::launch(command, addr, ops, config_path.clone(), stderr_path);
+        .stdout(Stdio::null());
+    let mut gatehouse = Gatehouse::launch(command, config_path.clone(), stderr_path).await;
     gatehouse.wait_ready().await;
+    let addr = gatehouse.addr;
+    // The image's argument-less HEALTHCHECK reads ops_listen from the config, as a real
+    // image's config names its real port: write the port the gateway reported into it (the
+    // running gateway does not re-read the file; listeners are never reloaded).
+    let learned = config.replace(
+        "ops_listen = \"127.0.0.1:0\"",
+        &format!("ops_listen = \"{}\"", gatehouse.ops_addr),
+    );
+    assert_ne!(learned, config, "no ops_listen to fill in");
+    config = learned;
+    std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::write(&config_path, &config).expect("write config");
+    std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o444)).expect("chmod");
     if is_root() {
         assert_eq!(
             uid_of(gatehouse.pid()),

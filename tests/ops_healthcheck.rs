@@ -2,12 +2,11 @@
 //! gateway's `/readyz` answers 200, 1 when nothing listens or the gateway is draining.
 
 mod common;
-mod ops_support;
 
 use std::time::{Duration, Instant};
 
-use common::TestGateway;
-use ops_support::{free_addr, run_cli, DEADLINE};
+use common::binary::run_blocking;
+use common::{ClosedPort, TestGateway, DEADLINE};
 
 const ROUTES: &str = r#"
 [[routes]]
@@ -16,7 +15,8 @@ access = "public"
 "#;
 
 async fn healthcheck(url: String) -> (i32, String) {
-    run_cli(vec!["healthcheck".into(), "--url".into(), url], Vec::new()).await
+    let output = run_blocking(vec!["healthcheck".into(), "--url".into(), url]).await;
+    (output.code, output.stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,7 +28,8 @@ async fn healthcheck_exits_zero_against_a_running_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_exits_one_when_nothing_listens() {
-    let url = format!("http://{}/readyz", free_addr());
+    let nothing = ClosedPort::reserve();
+    let url = format!("http://{}/readyz", nothing.addr);
     let (code, stderr) = healthcheck(url.clone()).await;
     assert_eq!(code, 1, "stderr: {stderr}");
     assert!(

@@ -5,13 +5,11 @@
 //! connections gauge follows idle keep-alive connections as they park, resume and close.
 
 mod common;
-mod ops_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{bearer, mint_with, TestGateway};
-use ops_support::{free_addr, get, KeepAlive, DEADLINE};
+use common::{bearer, get, mint_with, ClosedPort, KeepAlive, TestGateway, DEADLINE};
 
 /// One sample: metric name and sorted labels.
 type Series = (String, BTreeSet<(String, String)>);
@@ -89,7 +87,8 @@ upstream = "dead"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_rejections_latency_and_connections_after_traffic() {
-    let gateway = TestGateway::start(&routes(free_addr())).await;
+    let dead = ClosedPort::reserve();
+    let gateway = TestGateway::start(&routes(dead.addr)).await;
     let alice = gateway.user("alice", &["staff"]).await;
     let mut expired = TestGateway::claims_for(&alice);
     expired["exp"] = serde_json::json!(common::now() - 3600);
@@ -216,7 +215,8 @@ async fn metrics_count_requests_rejections_latency_and_connections_after_traffic
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_connections_gauge_follows_client_connections() {
-    let gateway = TestGateway::start(&routes(free_addr())).await;
+    let dead = ClosedPort::reserve();
+    let gateway = TestGateway::start(&routes(dead.addr)).await;
     let open = |text: &str| value(&parse(text), "gatehouse_open_connections", &[]);
 
     let mut first = KeepAlive::connect(gateway.addr).await;
@@ -280,7 +280,8 @@ async fn exchange(stream: &mut tokio::net::TcpStream, request: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_connections_gauge_follows_parking_resuming_and_closing() {
-    let gateway = TestGateway::start(&routes(free_addr())).await;
+    let dead = ClosedPort::reserve();
+    let gateway = TestGateway::start(&routes(dead.addr)).await;
     let (_, text) = scrape(&gateway).await;
     let parked = value(&parse(&text), "gatehouse_parked_connections", &[]);
     assert_eq!(parked, Some(0.0), "exported from the start:\n{text}");
@@ -318,7 +319,8 @@ async fn parked_connections_gauge_follows_parking_resuming_and_closing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_on_the_ops_listener_only() {
-    let gateway = TestGateway::start(&routes(free_addr())).await;
+    let dead = ClosedPort::reserve();
+    let gateway = TestGateway::start(&routes(dead.addr)).await;
     let on_main = gateway.get("/metrics", &[]).await;
     assert_eq!(
         on_main.status, 401,

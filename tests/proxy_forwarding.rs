@@ -94,9 +94,10 @@ async fn authorization_is_withheld_from_the_upstream_unless_configured() {
 
 #[tokio::test]
 async fn an_unreachable_upstream_is_502_with_the_json_body() {
+    let dead = common::ClosedPort::reserve();
     let gateway = TestGateway::start(&format!(
         "[upstreams.dead]\nurl = \"http://127.0.0.1:{}\"\nconnect_timeout = \"500ms\"\n\n[[routes]]\npath = \"/dead/**\"\naccess = \"public\"\nupstream = \"dead\"\n",
-        free_port()
+        dead.addr.port()
     ))
     .await;
     let response = gateway.get("/dead/x", &[]).await;
@@ -250,12 +251,4 @@ async fn keep_alive_clients_are_served_many_requests_on_one_connection() {
         assert!(got.starts_with(b"HTTP/1.1 200"));
     }
     assert_eq!(gateway.upstream.count(), 5);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }

@@ -9,8 +9,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::accounts::{binary_config, cli_add_user, write_config, Served, DEADLINE};
-use common::bearer;
+use common::binary::{binary_config, cli_add_user, write_config, Gatehouse};
+use common::{bearer, DEADLINE};
 
 /// The example binary: `cargo test` builds examples next to the test binaries' `deps/`.
 fn echo_binary() -> PathBuf {
@@ -80,14 +80,14 @@ impl Drop for Echo {
 }
 
 /// A gatehouse binary in front of `echo`, with `extra` routes.
-async fn gateway(dir: &Path, echo: &Echo, extra: &str) -> Served {
+async fn gateway(dir: &Path, echo: &Echo, extra: &str) -> Gatehouse {
     let text = binary_config(dir, extra).replace(
         "url = \"http://127.0.0.1:9\"",
         &format!("url = \"http://{}\"", echo.addr),
     );
     assert!(text.contains(&echo.addr.to_string()), "upstream replaced");
     let config = write_config(dir, &text);
-    Served::start(dir, &config, &[("GATEHOUSE_SECRET", common::SECRET)]).await
+    Gatehouse::start(dir, &config, &[("GATEHOUSE_SECRET", common::SECRET)]).await
 }
 
 fn echoed(body: &[u8]) -> serde_json::Value {

@@ -4,13 +4,12 @@
 //! dropping a connection; a broken file is logged and the running config stays).
 
 mod common;
-mod ops_support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::EchoUpstream;
-use ops_support::{config_text, free_addr, get, status_of, Gatehouse, KeepAlive, DEADLINE};
+use common::binary::Gatehouse;
+use common::{config_text, get, status_of, EchoUpstream, KeepAlive, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -41,9 +40,7 @@ struct Running {
 async fn start(server_extra: &str, extra: &str) -> Running {
     let upstream = EchoUpstream::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (addr, ops) = (free_addr(), free_addr());
-    let text = config_text(addr, ops, dir.path(), upstream.addr, server_extra, extra);
-    let mut gatehouse = Gatehouse::spawn(dir.path(), &text, addr, ops);
+    let mut gatehouse = Gatehouse::serve(dir.path(), upstream.addr, server_extra, extra, &[]).await;
     gatehouse.wait_ready().await;
     Running {
         gatehouse,
@@ -53,16 +50,10 @@ async fn start(server_extra: &str, extra: &str) -> Running {
 }
 
 impl Running {
-    /// Rewrites the config file in place (same addresses) and sends SIGHUP.
+    /// Rewrites the config file in place (the same port-0 listen keys: listeners are not
+    /// reloaded, the running ones stay) and sends SIGHUP.
     fn reload_with(&self, upstream: SocketAddr, server_extra: &str, extra: &str) {
-        let text = config_text(
-            self.gatehouse.addr,
-            self.gatehouse.ops_addr,
-            self.dir.path(),
-            upstream,
-            server_extra,
-            extra,
-        );
+        let text = config_text(&upstream.to_string(), self.dir.path(), server_extra, extra);
         std::fs::write(&self.gatehouse.config_path, text).expect("rewrite config");
         self.gatehouse.signal("HUP");
     }

@@ -5,7 +5,6 @@
 //! trusted by a rustls client whose root store holds exactly them.
 
 mod common;
-mod ops_support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,8 +18,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use common::TestGateway;
-use ops_support::{config_text, free_addr, Gatehouse, DEADLINE};
+use common::binary::Gatehouse;
+use common::{TestGateway, DEADLINE};
 
 const ROUTES: &str = r#"
 [[routes]]
@@ -300,17 +299,10 @@ async fn sighup_rotates_the_certificate_of_the_running_binary() {
     let files = CertFiles::new(&old);
     let upstream = common::EchoUpstream::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (addr, ops) = (free_addr(), free_addr());
-    let text = config_text(
-        addr,
-        ops,
-        dir.path(),
-        upstream.addr,
-        &files.server_keys(),
-        ROUTES,
-    );
-    let mut gatehouse = Gatehouse::spawn(dir.path(), &text, addr, ops);
+    let mut gatehouse =
+        Gatehouse::serve(dir.path(), upstream.addr, &files.server_keys(), ROUTES, &[]).await;
     gatehouse.wait_ready().await;
+    let addr = gatehouse.addr;
     let trust_both = client_config(&[&old.der, &new.der], &[b"h2", b"http/1.1"]);
 
     let stream = connect(addr, trust_both.clone()).await;

@@ -1,11 +1,13 @@
-//! Test harness: a real echo upstream that records what it received, a real gateway
-//! started in process on `127.0.0.1:0` listeners with a temp sled store, and a raw HTTP/1.1
+//! The one test harness: a real echo upstream that records what it received, a real
+//! gateway started in process on `127.0.0.1:0` listeners with a temp sled store
+//! ([`TestGateway`]), the real binary as a child process ([`binary`]), and a raw HTTP/1.1
 //! client that sends bytes exactly as written (attack inputs must not be "fixed" by a
-//! client library on the way).
+//! client library on the way), for any listener of either.
 
 #![allow(dead_code, unused_imports)]
 
 pub mod accounts;
+pub mod binary;
 pub mod upstream;
 
 use std::path::PathBuf;
@@ -16,8 +18,12 @@ use tokio::net::TcpStream;
 
 pub use upstream::{EchoUpstream, Received};
 
-/// The HS256 secret the harness writes to `secret_file` (≥ 32 bytes).
+/// The HS256 secret the harness writes to `secret_file` (≥ 32 bytes), for the in-process
+/// gateway and the binary alike, so tokens minted here verify in either.
 pub const SECRET: &str = "test-secret-test-secret-test-secret!";
+
+/// Generous deadline for anything a healthy gateway does at once.
+pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A gateway under test with its upstream.
 pub struct TestGateway {
@@ -266,25 +272,60 @@ pub async fn request(
 pub async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> Response {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(request).await.expect("write");
+    parse_response(&read_to_close(&mut stream).await)
+}
+
+/// As [`raw`], but `None` when the connection is refused or no response head arrives
+/// (draining gateways refuse connections on purpose).
+pub async fn try_raw(addr: std::net::SocketAddr, request: &[u8]) -> Option<Response> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    stream.write_all(request).await.ok()?;
+    try_parse_response(&read_to_close(&mut stream).await)
+}
+
+async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
-    parse_response(&out)
+    out
+}
+
+/// `GET path` with extra header lines and `Connection: close` to any listener;
+/// `(status, head, body)`, or `None` when refused (see [`try_raw`]).
+pub async fn get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[&str],
+) -> Option<(u16, String, Vec<u8>)> {
+    let mut text = format!("GET {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n");
+    for header in headers {
+        text.push_str(header);
+        text.push_str("\r\n");
+    }
+    text.push_str("\r\n");
+    let response = try_raw(addr, text.as_bytes()).await?;
+    let split = response.raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&response.raw[..split]).to_string();
+    Some((response.status, head, response.body))
+}
+
+/// The status of `GET path`, or `None` when refused.
+pub async fn status_of(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
+    get(addr, path, &[]).await.map(|(status, _, _)| status)
 }
 
 /// Parses one HTTP/1.1 response (Content-Length, chunked, or until close).
 pub fn parse_response(bytes: &[u8]) -> Response {
-    let split = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(bytes)));
+    try_parse_response(bytes)
+        .unwrap_or_else(|| panic!("no response in {:?}", String::from_utf8_lossy(bytes)))
+}
+
+/// As [`parse_response`]; `None` without a response head and status line.
+pub fn try_parse_response(bytes: &[u8]) -> Option<Response> {
+    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&bytes[..split]).to_string();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let status = status_line.split_whitespace().nth(1)?.parse().ok()?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
@@ -298,12 +339,12 @@ pub fn parse_response(bytes: &[u8]) -> Response {
     } else {
         rest.to_vec()
     };
-    Response {
+    Some(Response {
         status,
         headers,
         body,
         raw: bytes.to_vec(),
-    }
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
@@ -334,6 +375,82 @@ pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> b
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     check()
+}
+
+/// A keep-alive HTTP/1.1 connection that sends one request at a time and reads exactly one
+/// `Content-Length` response back, so a test can prove the same connection survives.
+pub struct KeepAlive {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl KeepAlive {
+    pub async fn connect(addr: std::net::SocketAddr) -> KeepAlive {
+        KeepAlive {
+            stream: TcpStream::connect(addr).await.expect("connect"),
+            buffer: Vec::new(),
+        }
+    }
+
+    /// `GET path` on this connection; `(status, head, body)`, or `None` if the connection
+    /// was closed.
+    pub async fn get(&mut self, path: &str, headers: &[&str]) -> Option<(u16, String, Vec<u8>)> {
+        let mut request = format!("GET {path} HTTP/1.1\r\nHost: gateway.test\r\n");
+        for header in headers {
+            request.push_str(header);
+            request.push_str("\r\n");
+        }
+        request.push_str("\r\n");
+        self.stream.write_all(request.as_bytes()).await.ok()?;
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(split) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buffer[..split]).to_string();
+                let length: usize = head
+                    .lines()
+                    .filter_map(|line| line.split_once(':'))
+                    .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, value)| value.trim().parse().ok())
+                    .unwrap_or(0);
+                if self.buffer.len() >= split + 4 + length {
+                    let body = self.buffer[split + 4..split + 4 + length].to_vec();
+                    self.buffer.drain(..split + 4 + length);
+                    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+                    return Some((status, head, body));
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            let read = tokio::time::timeout_at(deadline.into(), self.stream.read(&mut chunk))
+                .await
+                .ok()?
+                .ok()?;
+            if read == 0 {
+                return None;
+            }
+            self.buffer.extend_from_slice(&chunk[..read]);
+        }
+    }
+}
+
+/// An address on 127.0.0.1 where nothing listens, reserved while this value lives: a
+/// socket bound to port 0 that never listens, so connecting to it is refused and no other
+/// process can take the port meanwhile (no bind-and-release race).
+pub struct ClosedPort {
+    pub addr: std::net::SocketAddr,
+    _socket: tokio::net::TcpSocket,
+}
+
+impl ClosedPort {
+    pub fn reserve() -> ClosedPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind 127.0.0.1:0");
+        ClosedPort {
+            addr: socket.local_addr().expect("local addr"),
+            _socket: socket,
+        }
+    }
 }
 
 /// A user the gateway knows, with a valid access token.
