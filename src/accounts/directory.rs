@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::view::View;
 use super::AccountError;
-use crate::auth::jwt::now_secs;
+use crate::auth::now_secs;
 use crate::auth::password::{Password, PasswordHasher};
 use crate::store::{Store, StoreError, StoreResult, UserRecord};
 
