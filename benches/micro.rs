@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use gatehouse::access::IdentityHeaders;
 use gatehouse::accounts::view::UserView;
 use gatehouse::accounts::Identity;
-use gatehouse::auth::jwt::TokenKeys;
+use gatehouse::auth::keys::TokenKeys;
 use gatehouse::config::{HeaderSettings, TokenSettings};
 use gatehouse::routing::path::normalize;
 use gatehouse::routing::{Access, Pattern, Route, RouteTable};
@@ -130,9 +130,10 @@ fn identity(c: &mut Criterion) {
     }
     let settings = token_settings();
     let keys = TokenKeys::new(b"bench-secret-bench-secret-bench-secret", &settings).expect("keys");
-    let (_, claims) = keys
+    let (token, _) = keys
         .issue("u-123", "alice", &["reader".into()], None)
         .expect("issue");
+    let verified = keys.verify(&token).expect("verify");
     let user = UserRecord {
         id: "u-123".into(),
         username: "alice".into(),
@@ -144,10 +145,7 @@ fn identity(c: &mut Criterion) {
         password_changed_at: 0,
         generation: 0,
     };
-    let identity = Identity {
-        user: std::sync::Arc::new(UserView::from(&user)),
-        claims: std::sync::Arc::new(claims),
-    };
+    let identity = Identity::new(std::sync::Arc::new(UserView::from(&user)), verified);
     c.bench_function("identity_strip_and_stamp", |b| {
         b.iter_batched(
             || request.clone(),

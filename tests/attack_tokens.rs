@@ -1,6 +1,7 @@
-//! Token attacks (SPEC §4 validation): every forged, tampered, expired, misaddressed or
-//! oversized token gets 401 `invalid_token` with the RFC 6750 §3 challenge, and the
-//! upstream never sees the request.
+//! Token attacks (SPEC §4 validation, §9 header rules): every forged, tampered, expired,
+//! misaddressed or oversized token, and every token whose header names or carries its own
+//! key or demands extensions, gets 401 `invalid_token` with the RFC 6750 §3 challenge, and
+//! the upstream never sees the request.
 
 mod common;
 
@@ -10,6 +11,22 @@ use jsonwebtoken::Algorithm;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A token with exactly this header text, correctly signed with the gateway's secret.
+fn signed_with_header(header: &str, claims: &serde_json::Value) -> String {
+    let message = format!(
+        "{}.{}",
+        b64(header.as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        Algorithm::HS256,
+    )
+    .expect("sign");
+    format!("{message}.{signature}")
 }
 
 async fn assert_invalid_token(gateway: &TestGateway, token: &str, why: &str) {
@@ -279,4 +296,58 @@ async fn authorization_header_shapes() {
         "tokens come only from the Authorization header"
     );
     assert_eq!(gateway.upstream.count(), before);
+}
+
+/// RFC 8725 §3.1 / SPEC §9: a token may not point at (`jku`, `x5u`) or carry (`jwk`, `x5c`)
+/// the key to check it with, nor list extensions the verifier must understand (`crit`);
+/// gatehouse writes none of them, fetches no key, and refuses them before any crypto —
+/// even on a token signed with the right secret.
+#[tokio::test]
+async fn header_members_that_name_a_key_or_are_critical_are_refused() {
+    let gateway = TestGateway::start("").await;
+    let alice = gateway.user("alice", &[]).await;
+    let claims = TestGateway::claims_for(&alice);
+    let plain = signed_with_header(r#"{"alg":"HS256","typ":"JWT"}"#, &claims);
+    let response = gateway.get("/api/data", &[&bearer(&plain)]).await;
+    assert_eq!(
+        response.status, 200,
+        "the same header without the member passes"
+    );
+    for member in [
+        r#""jku":"http://127.0.0.1:9/jwks.json""#,
+        r#""x5u":"http://127.0.0.1:9/cert.pem""#,
+        r#""jwk":{"kty":"oct","k":"c2VjcmV0"}"#,
+        r#""x5c":["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"]"#,
+        r#""crit":["exp"]"#,
+    ] {
+        let header = format!(r#"{{"alg":"HS256","typ":"JWT",{member}}}"#);
+        assert_invalid_token(&gateway, &signed_with_header(&header, &claims), &header).await;
+    }
+}
+
+/// With HS* the `kid` is advisory, as it always was: the one shared secret checks a token
+/// whatever `kid` it names, or none (other tools minting with the shared secret write
+/// none). Pinned so the key-set lookup keeps it until key pairs (SPEC §9) arrive.
+#[tokio::test]
+async fn an_hmac_tokens_kid_is_advisory() {
+    let gateway = TestGateway::start("").await;
+    let alice = gateway.user("alice", &[]).await;
+    let claims = TestGateway::claims_for(&alice);
+    for header in [
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        r#"{"alg":"HS256","typ":"JWT","kid":"some-other-key"}"#,
+        r#"{"alg":"HS256","kid":""}"#,
+    ] {
+        let response = gateway
+            .get(
+                "/api/data",
+                &[&bearer(&signed_with_header(header, &claims))],
+            )
+            .await;
+        assert_eq!(response.status, 200, "{header}");
+    }
+    let own_kid = jsonwebtoken::decode_header(&alice.token)
+        .expect("header")
+        .kid;
+    assert!(own_kid.is_some(), "gatehouse writes a kid");
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gatehouse::auth::jwt::TokenKeys;
+use gatehouse::auth::keys::TokenKeys;
 use gatehouse::config::TokenSettings;
 use gatehouse::access::bearer_token;
 use http::{header, HeaderMap, HeaderValue};

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::feed::Follower;
 use super::view::View;
 use super::AccountError;
-use crate::auth::jwt::now_secs;
+use crate::auth::now_secs;
 use crate::auth::password::{Password, PasswordHasher};
 use crate::store::{
     Conflict, Purged, RevokedRecord, Store, StoreError, StoreResult, UserChange, UserRecord,

@@ -31,7 +31,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::auth::jwt::{now_secs, AccessClaims, TokenKeys};
+use crate::auth::keys::{TokenKeys, VerifiedToken};
+use crate::auth::now_secs;
 use crate::auth::password::{HashError, Password, PasswordHasher};
 use crate::auth::{new_refresh_token, refresh_token_hash, MAX_REFRESH_TOKEN_LEN};
 use crate::config::Config;
@@ -42,19 +43,25 @@ pub use login::{LoginThrottle, Unthrottled};
 pub use throttle::MemoryThrottle;
 use view::UserView;
 
-/// A caller whose token verified. `roles` are the user's current roles.
+/// A caller whose token verified: the user's current state and what the token
+/// established (not its raw claims: the roles and username frozen in a token play no part).
 #[derive(Debug, Clone)]
 pub struct Identity {
     /// Shared with the in-memory view: nothing is copied per request.
     pub user: Arc<UserView>,
     /// Shared with the verified-token cache.
-    pub claims: Arc<AccessClaims>,
+    token: Arc<VerifiedToken>,
 }
 
 impl Identity {
+    /// The identity of a verified token's user, as the view has it now.
+    pub fn new(user: Arc<UserView>, token: Arc<VerifiedToken>) -> Self {
+        Identity { user, token }
+    }
+
     /// The user id (`sub`).
     pub fn sub(&self) -> &str {
-        &self.claims.sub
+        &self.token.sub
     }
 
     pub fn username(&self) -> &str {
@@ -64,6 +71,26 @@ impl Identity {
     /// The user's current roles (from the store, not the token).
     pub fn roles(&self) -> &[String] {
         &self.user.roles
+    }
+
+    /// The login session the token belongs to (`sid`), if any.
+    pub fn sid(&self) -> Option<&str> {
+        self.token.sid.as_deref()
+    }
+
+    /// The token's id (`jti`).
+    pub fn jti(&self) -> &str {
+        &self.token.jti
+    }
+
+    /// When the token was issued (`iat`, Unix seconds).
+    pub fn iat(&self) -> u64 {
+        self.token.iat
+    }
+
+    /// When the token expires (`exp`, Unix seconds).
+    pub fn exp(&self) -> u64 {
+        self.token.exp
     }
 }
 
@@ -235,9 +262,9 @@ impl Accounts {
     /// Checks a bearer token: signature and claims, then revocation, session, user state
     /// and password change, from memory (SPEC §4 validation).
     pub fn authenticate(&self, token: &str) -> Result<Identity, TokenRejection> {
-        let claims = self.keys.verify(token)?;
-        let user = self.directory.view().check(&claims)?;
-        Ok(Identity { user, claims })
+        let token = self.keys.verify(token)?;
+        let user = self.directory.view().check(&token)?;
+        Ok(Identity::new(user, token))
     }
 
     /// Starts a login session for a user whose password was just verified: stores the

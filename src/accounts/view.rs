@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use http::HeaderValue;
 
-use crate::auth::jwt::AccessClaims;
+use crate::auth::keys::VerifiedToken;
 use crate::error::TokenRejection;
 use crate::store::{ChangeKind, Loaded, UserRecord, UserState};
 
@@ -93,7 +93,7 @@ impl View {
     /// The store-backed part of token validation: `jti` not revoked, session not ended,
     /// user exists and is enabled, token issued at or after the last password change.
     /// One rejection reason for all, so a response never tells which.
-    pub fn check(&self, claims: &AccessClaims) -> Result<Arc<UserView>, TokenRejection> {
+    pub fn check(&self, claims: &VerifiedToken) -> Result<Arc<UserView>, TokenRejection> {
         if read(&self.revoked).contains_key(&claims.jti) {
             return Err(TokenRejection::Revoked);
         }
@@ -205,18 +205,13 @@ impl View {
 mod tests {
     use super::*;
 
-    fn claims(iat: u64) -> AccessClaims {
-        AccessClaims {
-            iss: "i".into(),
-            aud: "a".into(),
+    fn claims(iat: u64) -> VerifiedToken {
+        VerifiedToken {
             sub: "u1".into(),
-            username: "alice".into(),
-            roles: vec!["old".into()],
-            iat,
-            nbf: iat,
-            exp: iat + 60,
-            jti: "j1".into(),
             sid: Some("s1".into()),
+            jti: "j1".into(),
+            iat,
+            exp: iat + 60,
         }
     }
 

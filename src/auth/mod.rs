@@ -1,14 +1,25 @@
-//! Pure primitives for authentication: JWT signing and checking, argon2id password
-//! hashing, secret source selection, random identifiers and refresh-token hashes.
+//! Pure primitives for authentication: access-token keys ([`keys`]: signing key, key set
+//! by `kid`, verified-token cache), argon2id password hashing, secret source selection,
+//! random identifiers and refresh-token hashes, the clock in Unix seconds.
 //! No HTTP, no store rules.
 
-pub mod jwt;
+pub mod keys;
 pub mod password;
 pub mod secret;
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 /// `bytes` of OS randomness, base64url without padding.
 pub fn random_id(bytes: usize) -> String {

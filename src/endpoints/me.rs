@@ -19,8 +19,8 @@ pub fn handle(
             "sub": identity.sub(),
             "username": identity.username(),
             "roles": identity.roles(),
-            "iat": identity.claims.iat,
-            "exp": identity.claims.exp,
+            "iat": identity.iat(),
+            "exp": identity.exp(),
         }),
     );
     response.headers_mut().insert(
