@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::view::View;
-use crate::auth::jwt::now_secs;
+use crate::auth::now_secs;
 use crate::store::{Feed, Loaded, Seq, Store, StoreError, StoreResult};
 
 /// How many changes one read of the feed asks for.
