@@ -1,13 +1,15 @@
 //! The command line (SPEC §1): `serve` (the default), `check-config`, `explain` (a raw `#`
 //! is refused as the gateway would; a lowercase standard method gets a note), `user …`,
-//! `healthcheck`. Exit codes: 0 ok, 1 error (stderr says what and where), 2 usage.
+//! `healthcheck`, and `completions SHELL` / `man`, generated from these clap definitions
+//! (clap_complete, clap_mangen) so they never drift from the real options. Exit codes: 0
+//! ok, 1 error (stderr says what and where), 2 usage.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use http::Method;
 
 use crate::admin::UserCommand;
@@ -58,6 +60,13 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Print a shell completion script to stdout, e.g. `gatehouse completions bash`
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, e.g. `gatehouse man > gatehouse.1`
+    Man,
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -77,6 +86,8 @@ pub fn run() -> i32 {
             load(&cli.config).and_then(|config| crate::admin::run(&config, command))
         }
         Command::Healthcheck { url } => healthcheck(&cli.config, url.as_deref()),
+        Command::Completions { shell } => completions(shell),
+        Command::Man => man_page(),
     };
     match result {
         Ok(()) => 0,
@@ -349,4 +360,31 @@ fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| format!("{url}: not an HTTP response"))
+}
+
+/// `gatehouse completions SHELL`: the completion script for this command line.
+fn completions(shell: clap_complete::Shell) -> Result<(), String> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "gatehouse", &mut script);
+    write_stdout(&script)
+}
+
+/// `gatehouse man`: the roff man page for this command line.
+fn man_page() -> Result<(), String> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut page)
+        .map_err(|err| format!("cannot render the man page: {err}"))?;
+    write_stdout(&page)
+}
+
+/// Writes generated text to stdout; a closed pipe (`gatehouse man | head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write to stdout: {err}"))
+        }
+        _ => Ok(()),
+    }
 }
