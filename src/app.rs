@@ -23,6 +23,26 @@ use crate::telemetry::LogControl;
 /// Entry point for embedding and tests.
 pub struct App;
 
+/// The one loader of `serve`, `check-config` and reload: [`config::load_with`] plus what
+/// start would refuse about the files the config names (the signing secret's source and
+/// length, the TLS certificate and key), each problem with its key path.
+pub fn load_config(path: &Path) -> Result<Config, config::ConfigError> {
+    config::load_with(path, startup_problems)
+}
+
+fn startup_problems(config: &Config) -> Vec<config::Problem> {
+    let mut problems = Vec::new();
+    if let Err(problem) = crate::auth::secret::configured(&config.tokens) {
+        problems.push(problem);
+    }
+    if let Some(files) = &config.server.tls {
+        if let Err(problem) = crate::server::tls::check(files) {
+            problems.push(problem);
+        }
+    }
+    problems
+}
+
 /// A running gateway.
 pub struct AppHandle {
     /// Where the main listener listens.
@@ -134,7 +154,7 @@ impl AppHandle {
     /// Re-reads the config file and swaps routes, upstreams, headers and log level; the
     /// TLS certificate is re-read too. On any problem the running config stays.
     pub fn reload(&self) -> Result<(), String> {
-        let config = config::load(&self.config_path).map_err(|err| err.to_string())?;
+        let config = load_config(&self.config_path).map_err(|err| err.to_string())?;
         let (_, reloadable) = config.into_parts();
         let level = reloadable.log.level.clone();
         let snapshot = Snapshot::new(reloadable, &self.gateway.metrics)?;

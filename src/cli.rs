@@ -91,8 +91,14 @@ fn load(path: &Path) -> Result<Config, String> {
     config::load(path).map_err(|err| err.to_string())
 }
 
+/// The loader `serve`, `check-config` and reload share: it also refuses the secret and TLS
+/// files that start would refuse.
+fn load_checked(path: &Path) -> Result<Config, String> {
+    crate::app::load_config(path).map_err(|err| err.to_string())
+}
+
 fn serve(path: &Path) -> Result<(), String> {
-    let config = load(path)?;
+    let config = load_checked(path)?;
     let log = crate::telemetry::init(&config.log);
     let bind = |addr: SocketAddr, key: &str| {
         std::net::TcpListener::bind(addr)
@@ -141,7 +147,7 @@ async fn wait_for_signals(_handle: &crate::app::AppHandle) -> Result<(), String>
 }
 
 fn check_config(path: &Path) -> Result<(), String> {
-    let config = load(path)?;
+    let config = load_checked(path)?;
     let (table, warnings) = config.describe_routes();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}: ok", path.display());

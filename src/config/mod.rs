@@ -1,7 +1,9 @@
 //! Configuration: `gateway.toml` read, checked and compiled once (SPEC §2).
 //!
 //! `serve`, `check-config`, `explain`, `user …` and SIGHUP all go through [`load`], so
-//! what `check-config` accepts is exactly what the gateway will run. [`load`] also resolves
+//! what `check-config` accepts is exactly what the gateway will run; `serve`,
+//! `check-config` and reload use [`load_with`] with the file checks of the layers above
+//! (the secret's source and length, the TLS files), so they refuse the same things. [`load`] also resolves
 //! relative file paths (`store.path`, `tokens.secret_file`, `server.tls_cert`,
 //! `server.tls_key`) against the directory holding the file, never the working directory.
 //! The validated [`Config`] holds ready values (compiled routes, header names, durations,
@@ -180,8 +182,20 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Reads and validates a config file; relative file paths in it are resolved against the
-/// directory that holds it (SPEC §2), whatever the working directory.
+/// directory that holds it (SPEC §2), whatever the working directory. The files it names
+/// are not opened: [`load_with`] runs such checks.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, |_| Vec::new())
+}
+
+/// [`load`], then `files` on the resolved config: the checks that need more than the text
+/// (reading the secret and TLS files). The problems of both are reported together. The
+/// running gateway's loader (`serve`, `check-config`, reload) passes the checks that live
+/// in the layers above this one.
+pub fn load_with(
+    path: &Path,
+    files: impl FnOnce(&Config) -> Vec<Problem>,
+) -> Result<Config, ConfigError> {
     let fail = |problems: Vec<Problem>| ConfigError {
         file: path.to_path_buf(),
         problems,
@@ -192,7 +206,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             problem: format!("cannot read the config file: {err}"),
         }])
     })?;
-    parse_relative_to(&text, &config_dir(path)).map_err(fail)
+    let (config, mut problems) = compile(&text);
+    let Some(mut config) = config else {
+        return Err(fail(problems));
+    };
+    config.resolve_paths(&config_dir(path));
+    problems.extend(files(&config));
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(fail(problems))
+    }
 }
 
 /// The absolute directory holding a config file (`gateway.toml` alone: the working
@@ -216,6 +240,15 @@ pub fn parse_relative_to(text: &str, base: &Path) -> Result<Config, Vec<Problem>
 /// Validates config text; file paths stay as written (relative ones are left to the
 /// working directory: [`load`] and [`parse_relative_to`] resolve them).
 pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+    match compile(text) {
+        (Some(config), problems) if problems.is_empty() => Ok(config),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// Every problem in the text, and the compiled config (with placeholders where values were
+/// refused) unless the text could not be deserialized at all.
+fn compile(text: &str) -> (Option<Config>, Vec<Problem>) {
     let mut problems = validate::Problems::default();
     let mut unknown = Vec::new();
     let deserializer = toml::Deserializer::new(text);
@@ -232,13 +265,11 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
                 String::new(),
                 err.message().trim().to_string() + &location(text, &err),
             );
-            return Err(problems.0);
+            return (None, problems.0);
         }
     };
-    match validate::validate(file, &mut problems) {
-        Some(config) if problems.0.is_empty() => Ok(config),
-        _ => Err(problems.0),
-    }
+    let config = validate::validate(file, &mut problems);
+    (Some(config), problems.0)
 }
 
 fn location(text: &str, err: &toml::de::Error) -> String {
