@@ -133,7 +133,7 @@ async fn wait_for_signals(handle: &crate::app::AppHandle) -> Result<(), String> 
             _ = terminate.recv() => { tracing::info!("SIGTERM: draining"); return Ok(()); }
             _ = interrupt.recv() => { tracing::info!("SIGINT: draining"); return Ok(()); }
             _ = hangup.recv() => {
-                if let Err(err) = handle.reload() {
+                if let Err(err) = handle.reload().map(drop) {
                     tracing::error!(error = %err, "SIGHUP: the new configuration was refused; the running one stays");
                 }
             }

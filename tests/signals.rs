@@ -1,7 +1,8 @@
 //! Signals against the REAL binary (SPEC §6): SIGTERM / SIGINT drain (readiness 503, no
 //! new connections, in-flight requests and open WebSockets finish within `shutdown_grace`,
 //! exit 0) and SIGHUP reload (routes, upstreams, headers and log level swapped without
-//! dropping a connection; a broken file is logged and the running config stays).
+//! dropping a connection; a broken file is logged and the running config stays; each
+//! changed restart-only key is named in a WARN line).
 
 mod common;
 
@@ -370,5 +371,56 @@ async fn sighup_with_a_broken_file_logs_it_and_keeps_the_running_config() {
     assert!(
         wait_status(addr, "/b/x", 200).await,
         "a later valid reload was not applied"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_names_each_changed_restart_only_key_in_a_warn_line_and_applies_the_rest() {
+    let running = start("", ROUTES_A).await;
+    let addr = running.gatehouse.addr;
+    assert_eq!(status_of(addr, "/b/x").await, Some(403));
+
+    // Two restart-only keys changed, and one route: the route applies, the keys are named.
+    let routes = ROUTES_A.replace(
+        "path = \"/b/**\"\naccess = \"deny\"",
+        "path = \"/b/**\"\naccess = \"public\"",
+    );
+    let text = config_text(
+        &running.upstream.addr.to_string(),
+        running.dir.path(),
+        "",
+        &format!("[login]\nmax_failures = 9\n{routes}"),
+    )
+    .replacen("[tokens]\n", "[tokens]\naccess_ttl = \"5m\"\n", 1);
+    std::fs::write(&running.gatehouse.config_path, text).expect("rewrite config");
+    running.gatehouse.signal("HUP");
+    assert!(
+        wait_status(addr, "/b/x", 200).await,
+        "the route change was not applied"
+    );
+    let log = &running.gatehouse;
+    for key in ["tokens.access_ttl", "login.max_failures"] {
+        let warning = format!("{key} changed: needs a restart; the running value stays");
+        assert!(
+            log.wait_for_log(&warning).await,
+            "no {warning:?} in:\n{}",
+            log.log()
+        );
+    }
+    let warn_lines: Vec<String> = log
+        .log()
+        .lines()
+        .filter(|line| line.contains("needs a restart"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(warn_lines.len(), 2, "only the changed keys: {warn_lines:?}");
+    assert!(
+        warn_lines.iter().all(|line| line.contains("WARN")),
+        "{warn_lines:?}"
+    );
+    assert!(
+        log.log().contains("configuration reloaded"),
+        "{}",
+        log.log()
     );
 }

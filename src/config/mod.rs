@@ -321,8 +321,58 @@ impl Config {
         }
     }
 
+    /// Every key a running gateway reads only at start (SPEC §6: changing it needs a
+    /// restart), with its value rendered for comparison only (never logged: no secret is
+    /// among them, but the renderings are not meant for people). Reload compares the
+    /// running list with the new file's and names each key that differs.
+    pub fn restart_only(&self) -> Vec<(&'static str, String)> {
+        let (s, t, p, l, r) = (
+            &self.server,
+            &self.tokens,
+            &self.passwords,
+            &self.login,
+            &self.registration,
+        );
+        let tls = s.tls.as_ref();
+        vec![
+            ("server.listen", s.listen.to_string()),
+            ("server.tls_cert", format!("{:?}", tls.map(|f| &f.cert))),
+            ("server.tls_key", format!("{:?}", tls.map(|f| &f.key))),
+            ("server.ops_listen", s.ops_listen.to_string()),
+            ("server.auth_prefix", s.auth_prefix.clone()),
+            ("server.header_timeout", format!("{:?}", s.header_timeout)),
+            ("server.idle_timeout", format!("{:?}", s.idle_timeout)),
+            ("server.max_connections", s.max_connections.to_string()),
+            ("server.shutdown_grace", format!("{:?}", s.shutdown_grace)),
+            ("store.path", format!("{:?}", self.store.path)),
+            ("tokens.issuer", t.issuer.clone()),
+            ("tokens.audience", t.audience.clone()),
+            ("tokens.algorithm", format!("{:?}", t.algorithm)),
+            ("tokens.secret_file", format!("{:?}", t.secret_file)),
+            ("tokens.access_ttl", format!("{:?}", t.access_ttl)),
+            ("tokens.refresh_ttl", format!("{:?}", t.refresh_ttl)),
+            ("tokens.leeway", format!("{:?}", t.leeway)),
+            ("passwords.memory_kib", p.memory_kib.to_string()),
+            ("passwords.iterations", p.iterations.to_string()),
+            ("passwords.parallelism", p.parallelism.to_string()),
+            ("passwords.min_length", p.min_length.to_string()),
+            ("passwords.max_length", p.max_length.to_string()),
+            ("login.max_failures", l.max_failures.to_string()),
+            (
+                "login.max_failures_per_address",
+                l.max_failures_per_address.to_string(),
+            ),
+            ("login.window", format!("{:?}", l.window)),
+            ("login.lockout", format!("{:?}", l.lockout)),
+            ("registration.enabled", r.enabled.to_string()),
+            ("registration.roles", format!("{:?}", r.roles)),
+            ("log.format", format!("{:?}", self.log.format)),
+        ]
+    }
+
     /// Splits the config into what is read once at start and what SIGHUP swaps; start
-    /// and reload both compile the running state from these.
+    /// and reload both compile the running state from these. (`log.format` travels with
+    /// the reloadable log level but is read at start only: see [`Config::restart_only`].)
     pub fn into_parts(self) -> (Startup, Reloadable) {
         let Config {
             server,
@@ -416,9 +466,37 @@ pub fn access_label(access: Access, roles: &[String]) -> String {
     }
 }
 
+/// The restart-only keys whose value differs between the running config and a new one
+/// (both from [`Config::restart_only`]), in the order of the list.
+pub fn changed_restart_only(
+    running: &[(&'static str, String)],
+    new: &[(&'static str, String)],
+) -> Vec<&'static str> {
+    running
+        .iter()
+        .zip(new)
+        .filter(|(old, new)| old != new)
+        .map(|((key, _), _)| *key)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_restart_only_keys_are_named_and_reloadable_ones_are_not() {
+        let running = parse(MINIMAL).expect("valid").restart_only();
+        let text = format!(
+            "{MINIMAL}[tokens]\naccess_ttl = \"5m\"\n[login]\nmax_failures = 9\n\
+             [log]\nlevel = \"debug\"\nformat = \"json\"\n[[routes]]\npath = \"/x\"\n"
+        );
+        let new = parse(&text).expect("valid").restart_only();
+        assert_eq!(
+            changed_restart_only(&running, &new),
+            ["tokens.access_ttl", "login.max_failures", "log.format"]
+        );
+    }
 
     const MINIMAL: &str = "[upstreams.default]\nurl = \"http://127.0.0.1:3000\"\n";
 
