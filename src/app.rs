@@ -129,6 +129,10 @@ impl App {
                 crate::admin::protocol::AdminTarget {
                     directory: gateway.accounts.directory().clone(),
                     throttle: gateway.accounts.throttle().clone(),
+                    reload: Some({
+                        let reloader = reloader.clone();
+                        Arc::new(move || reloader.reload())
+                    }),
                 },
                 shutdown.subscribe(),
             )?,

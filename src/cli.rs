@@ -1,6 +1,6 @@
 //! The command line (SPEC §1): `serve` (the default), `check-config`, `explain` (a raw `#`
 //! is refused as the gateway would; a lowercase standard method gets a note), `user …`,
-//! `healthcheck`. Exit codes: 0 ok, 1 error (stderr says what and where), 2 usage.
+//! `healthcheck`, `reload`. Exit codes: 0 ok, 1 error (stderr says what and where), 2 usage.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -58,6 +58,8 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Ask the running gateway to reload its config, as SIGHUP does (no `kill` needed)
+    Reload,
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -77,6 +79,12 @@ pub fn run() -> i32 {
             load(&cli.config).and_then(|config| crate::admin::run(&config, command))
         }
         Command::Healthcheck { url } => healthcheck(&cli.config, url.as_deref()),
+        Command::Reload => match load(&cli.config) {
+            Ok(config) => crate::admin::reload(&config),
+            Err(problems) => Err(format!(
+                "{problems}\nno gateway was asked to reload it; a running one keeps its configuration"
+            )),
+        },
     };
     match result {
         Ok(()) => 0,
