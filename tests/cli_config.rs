@@ -320,3 +320,44 @@ fn file_problems_are_reported_together_with_the_others() {
     assert!(err.contains("tokens.secret_file: cannot read "), "{err}");
     assert!(err.contains("routes[0].access: "), "{err}");
 }
+
+/// Type errors name their key path in plain words, all at once (SPEC §2), and the
+/// unknown-key hint points to no document the operator does not have.
+#[test]
+fn type_errors_are_named_by_key_path_in_plain_words_all_at_once() {
+    let (_dir, path) = write(
+        r#"
+[server]
+max_connections = "many"
+colour = "blue"
+
+[login]
+max_failures = "five"
+
+[upstreams.default]
+url = "http://127.0.0.1:3000"
+
+[[routes]]
+path = "/a"
+
+[[routes]]
+path = "/b"
+
+[[routes]]
+path = "/c"
+methods = "GET"
+"#,
+    );
+    let (code, _, err) = gatehouse(&["check-config", "-c", &path]);
+    assert_eq!(code, 1);
+    for expected in [
+        "login.max_failures: expected a whole number, found a string",
+        "server.max_connections: expected a whole number, found a string",
+        "routes[2].methods: expected a list, found a string",
+        "server.colour: unknown key",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(err.contains("4 problems"), "{err}");
+    assert!(!err.contains("SPEC") && !err.contains("i64"), "{err}");
+}

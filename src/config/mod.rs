@@ -248,18 +248,16 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
 
 /// Every problem in the text, and the compiled config (with placeholders where values were
 /// refused) unless the text could not be deserialized at all.
+///
+/// The TOML syntax is parsed by `toml` (a syntax error stops there, with its line). Then
+/// the table is deserialized into the raw mirror with `serde_path_to_error` tracking the
+/// key path; a value of the wrong type is reported at its path in plain words and removed
+/// (its default applies), and deserializing runs again, so every type error in the file is
+/// reported at once. Validation then adds the range and format problems.
 fn compile(text: &str) -> (Option<Config>, Vec<Problem>) {
     let mut problems = validate::Problems::default();
-    let mut unknown = Vec::new();
-    let deserializer = toml::Deserializer::new(text);
-    let parsed: Result<file::FileConfig, _> = serde_ignored::deserialize(deserializer, |path| {
-        unknown.push(dotted(&path));
-    });
-    for key in unknown {
-        problems.push(key, "unknown key; check its spelling against SPEC §2");
-    }
-    let file = match parsed {
-        Ok(file) => file,
+    let mut table: toml::Table = match toml::from_str(text) {
+        Ok(table) => table,
         Err(err) => {
             problems.push(
                 String::new(),
@@ -268,8 +266,153 @@ fn compile(text: &str) -> (Option<Config>, Vec<Problem>) {
             return (None, problems.0);
         }
     };
-    let config = validate::validate(file, &mut problems);
+    let mut mistyped: Vec<String> = Vec::new();
+    let mut unknown = Vec::new();
+    let file = loop {
+        unknown.clear();
+        let mut track = serde_path_to_error::Track::new();
+        let value = toml::Value::Table(table.clone());
+        let mut note = |path: serde_ignored::Path<'_>| unknown.push(dotted(&path));
+        let ignored = serde_ignored::Deserializer::new(value, &mut note);
+        let result = <file::FileConfig as serde::Deserialize>::deserialize(
+            serde_path_to_error::Deserializer::new(ignored, &mut track),
+        );
+        match result {
+            Ok(file) => break file,
+            Err(err) => {
+                let path = track.path();
+                let key = key_path(&path);
+                problems.push(key.clone(), plain_words(err.message()));
+                // Drop the value (its default applies) and try again; a path that
+                // removes nothing cannot make progress, so stop there.
+                if !remove(&mut table, &path) {
+                    return (None, problems.0);
+                }
+                mistyped.push(key);
+            }
+        }
+    };
+    for key in unknown {
+        problems.push(
+            key,
+            "unknown key; check its spelling and the table it is in",
+        );
+    }
+    let mut checks = validate::Problems::default();
+    let config = validate::validate(file, &mut checks);
+    // A removed value's default may fail validation (a required key): said once already.
+    let said = |path: &str| {
+        mistyped.iter().any(|key| {
+            path == key
+                || path
+                    .strip_prefix(key.as_str())
+                    .is_some_and(|rest| rest.starts_with(['.', '[']))
+        })
+    };
+    problems
+        .0
+        .extend(checks.0.into_iter().filter(|problem| !said(&problem.path)));
     (Some(config), problems.0)
+}
+
+/// `routes[2].methods` from serde_path_to_error's path.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => {
+                let _ = write!(out, "[{index}]");
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// Removes the value at `path` from the table: the last key on the path is removed from
+/// the table holding it, so an element of a list takes the whole list with it (the
+/// indices of other elements stay true). False when nothing could be removed.
+fn remove(table: &mut toml::Table, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let Some(last_key) = segments
+        .iter()
+        .rposition(|segment| matches!(segment, Segment::Map { .. }))
+    else {
+        return false;
+    };
+    let mut current = table;
+    for (position, segment) in segments.iter().enumerate() {
+        let Segment::Map { key } = segment else {
+            continue;
+        };
+        if position == last_key {
+            return current.remove(key.as_str()).is_some();
+        }
+        // Down to the table the next key lives in, through list indices.
+        let mut value = match current.get_mut(key.as_str()) {
+            Some(value) => value,
+            None => return false,
+        };
+        for next in &segments[position + 1..] {
+            match (next, value) {
+                (Segment::Seq { index }, toml::Value::Array(items)) => {
+                    match items.get_mut(*index) {
+                        Some(item) => value = item,
+                        None => return false,
+                    }
+                }
+                (Segment::Seq { .. }, _) => return false,
+                (_, other) => {
+                    value = other;
+                    break;
+                }
+            }
+        }
+        current = match value {
+            toml::Value::Table(inner) => inner,
+            _ => return false,
+        };
+    }
+    false
+}
+
+/// A serde type error in an operator's words: `invalid type: string "five", expected i64`
+/// becomes `expected a whole number, found a string`.
+fn plain_words(message: &str) -> String {
+    let Some(rest) = message.trim().strip_prefix("invalid type: ") else {
+        return message.trim().to_string();
+    };
+    let Some((found, expected)) = rest.rsplit_once(", expected ") else {
+        return message.trim().to_string();
+    };
+    let found = match found.split_whitespace().next().unwrap_or_default() {
+        "string" => "a string",
+        "integer" => "a whole number",
+        "floating" => "a decimal number",
+        "boolean" => "true or false",
+        "sequence" => "a list",
+        "map" => "a table",
+        _ => found,
+    };
+    let expected = match expected {
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize" => {
+            "a whole number"
+        }
+        "a boolean" => "true or false",
+        "a sequence" => "a list",
+        "a map" => "a table",
+        other if other.starts_with("struct ") => "a table",
+        other => other,
+    };
+    format!("expected {expected}, found {found}")
 }
 
 fn location(text: &str, err: &toml::de::Error) -> String {
@@ -602,8 +745,34 @@ acess = "public"
     }
 
     #[test]
-    fn short_type_errors_name_their_line() {
-        let problems = parse("[server]\nmax_connections = \"many\"\n").unwrap_err();
-        assert!(problems[0].problem.contains("line"), "{problems:?}");
+    fn syntax_errors_name_their_line() {
+        let problems = parse("[server]\nmax_connections = \n").unwrap_err();
+        assert!(problems[0].problem.contains("line 2"), "{problems:?}");
+    }
+
+    #[test]
+    fn every_type_error_is_named_by_its_key_path_in_plain_words() {
+        let text = format!(
+            "{MINIMAL}[login]\nmax_failures = \"five\"\n[server]\nmax_connections = \"many\"\n\
+             listen = 8080\n[registration]\nroles = [\"a\", 5]\n\
+             [[routes]]\npath = \"/a\"\n[[routes]]\npath = \"/b\"\nmethods = \"GET\"\n\
+             [[routes]]\npath = \"/c\"\naccess = \"maybe\"\n"
+        );
+        let problems = parse(&text).unwrap_err();
+        let all: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        for expected in [
+            "login.max_failures: expected a whole number, found a string",
+            "server.max_connections: expected a whole number, found a string",
+            "server.listen: expected a string, found a whole number",
+            "registration.roles[1]: expected a string, found a whole number",
+            "routes[1].methods: expected a list, found a string",
+            "routes[2].access: `maybe`: expected one of authenticated, public, deny",
+        ] {
+            assert!(
+                all.iter().any(|p| p == expected),
+                "no {expected:?} in {all:#?}"
+            );
+        }
+        assert_eq!(all.len(), 6, "{all:#?}");
     }
 }
