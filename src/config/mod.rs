@@ -745,6 +745,18 @@ acess = "public"
     }
 
     #[test]
+    fn a_mistyped_required_key_is_reported_once() {
+        let problems = parse("[upstreams.default]\nurl = 3000\n").unwrap_err();
+        assert_eq!(
+            problems,
+            [Problem {
+                path: "upstreams.default.url".into(),
+                problem: "expected a string, found a whole number".into(),
+            }]
+        );
+    }
+
+    #[test]
     fn syntax_errors_name_their_line() {
         let problems = parse("[server]\nmax_connections = \n").unwrap_err();
         assert!(problems[0].problem.contains("line 2"), "{problems:?}");
