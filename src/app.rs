@@ -1,5 +1,7 @@
-//! Assembles a running gateway from a `Config` and already-bound listeners; owns reload
-//! (SIGHUP: swap one `Arc<Snapshot>`) and the shutdown order (stop accepting, readiness
+//! Assembles a running gateway from a `Config` and already-bound listeners; owns the one
+//! config loader of `serve`, `check-config` and reload ([`load_config`]), reload (SIGHUP
+//! or `gatehouse reload`: swap one `Arc<Snapshot>`, name each changed restart-only key in
+//! a WARN line) and the shutdown order (stop accepting, readiness
 //! 503, drain up to `shutdown_grace`, flush the store).
 
 use std::net::SocketAddr;
@@ -23,17 +25,35 @@ use crate::telemetry::LogControl;
 /// Entry point for embedding and tests.
 pub struct App;
 
+/// The one loader of `serve`, `check-config` and reload: [`config::load_with`] plus what
+/// start would refuse about the files the config names (the signing secret's source and
+/// length, the TLS certificate and key), each problem with its key path.
+pub fn load_config(path: &Path) -> Result<Config, config::ConfigError> {
+    config::load_with(path, startup_problems)
+}
+
+fn startup_problems(config: &Config) -> Vec<config::Problem> {
+    let mut problems = Vec::new();
+    if let Err(problem) = crate::auth::secret::configured(&config.tokens) {
+        problems.push(problem);
+    }
+    if let Some(files) = &config.server.tls {
+        if let Err(problem) = crate::server::tls::check(files) {
+            problems.push(problem);
+        }
+    }
+    problems
+}
+
 /// A running gateway.
 pub struct AppHandle {
     /// Where the main listener listens.
     pub addr: SocketAddr,
     /// Where the ops listener listens.
     pub ops_addr: SocketAddr,
-    config_path: PathBuf,
+    reloader: Arc<Reloader>,
     gateway: Arc<Gateway>,
     ops: Arc<OpsState>,
-    tls: Option<(TlsAcceptorCell, TlsFiles)>,
-    log: LogControl,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// The ops listener outlives the drain (readiness answers 503 meanwhile); it stops
@@ -64,6 +84,7 @@ impl App {
             Some(files) => Some((TlsAcceptorCell::load(files)?, files.clone())),
             None => None,
         };
+        let restart_only = config.restart_only();
         let (startup, reloadable) = config.into_parts();
         let snapshot = Snapshot::new(reloadable, &metrics)?;
         let gateway = Arc::new(Gateway {
@@ -76,6 +97,13 @@ impl App {
         let ops = Arc::new(OpsState {
             metrics,
             ready: true.into(),
+        });
+        let reloader = Arc::new(Reloader {
+            config_path: config_path.to_path_buf(),
+            gateway: gateway.clone(),
+            tls: tls.clone(),
+            log,
+            restart_only,
         });
         let (shutdown, _) = watch::channel(false);
         let to_tokio = |listener: std::net::TcpListener| {
@@ -93,7 +121,7 @@ impl App {
                 listener,
                 gateway.clone(),
                 startup.server.clone(),
-                tls.as_ref().map(|(cell, _)| cell.clone()),
+                reloader.tls.as_ref().map(|(cell, _)| cell.clone()),
                 shutdown.subscribe(),
             )),
             crate::admin::socket::start(
@@ -101,6 +129,10 @@ impl App {
                 crate::admin::protocol::AdminTarget {
                     directory: gateway.accounts.directory().clone(),
                     throttle: gateway.accounts.throttle().clone(),
+                    reload: Some({
+                        let reloader = reloader.clone();
+                        Arc::new(move || reloader.reload())
+                    }),
                 },
                 shutdown.subscribe(),
             )?,
@@ -118,11 +150,9 @@ impl App {
         Ok(AppHandle {
             addr,
             ops_addr,
-            config_path: config_path.to_path_buf(),
+            reloader,
             gateway,
             ops,
-            tls,
-            log,
             shutdown,
             tasks,
             ops_task,
@@ -130,11 +160,21 @@ impl App {
     }
 }
 
-impl AppHandle {
-    /// Re-reads the config file and swaps routes, upstreams, headers and log level; the
-    /// TLS certificate is re-read too. On any problem the running config stays.
-    pub fn reload(&self) -> Result<(), String> {
-        let config = config::load(&self.config_path).map_err(|err| err.to_string())?;
+/// What a reload needs: the config file, the gateway whose snapshot it swaps, the TLS
+/// acceptor it re-reads, the log level it sets, and the restart-only values the gateway
+/// started with (a changed one is named in a WARN line, never silently ignored).
+struct Reloader {
+    config_path: PathBuf,
+    gateway: Arc<Gateway>,
+    tls: Option<(TlsAcceptorCell, TlsFiles)>,
+    log: LogControl,
+    restart_only: Vec<(&'static str, String)>,
+}
+
+impl Reloader {
+    fn reload(&self) -> Result<Vec<String>, String> {
+        let config = load_config(&self.config_path).map_err(|err| err.to_string())?;
+        let changed = config::changed_restart_only(&self.restart_only, &config.restart_only());
         let (_, reloadable) = config.into_parts();
         let level = reloadable.log.level.clone();
         let snapshot = Snapshot::new(reloadable, &self.gateway.metrics)?;
@@ -143,8 +183,26 @@ impl AppHandle {
         }
         self.gateway.snapshot.store(Arc::new(snapshot));
         self.log.set_level(&level);
+        let warnings: Vec<String> = changed
+            .into_iter()
+            .map(|key| {
+                let warning = format!("{key} changed: needs a restart; the running value stays");
+                tracing::warn!(key, "{warning}");
+                warning
+            })
+            .collect();
         tracing::info!(config = %self.config_path.display(), "configuration reloaded");
-        Ok(())
+        Ok(warnings)
+    }
+}
+
+impl AppHandle {
+    /// Re-reads the config file through the shared loader and swaps routes, upstreams,
+    /// headers and log level; the TLS certificate is re-read too. On any problem the
+    /// running config stays (the error lists the problems). On success: one warning per
+    /// changed restart-only key (also logged at WARN), whose running value stays.
+    pub fn reload(&self) -> Result<Vec<String>, String> {
+        self.reloader.reload()
     }
 
     /// Stops accepting, turns readiness to 503, lets in-flight requests finish within

@@ -1,8 +1,8 @@
 //! The command line (SPEC §1): `serve` (the default), `check-config`, `explain` (a raw `#`
 //! is refused as the gateway would; a lowercase standard method gets a note), `user …`,
-//! `healthcheck`, and `completions SHELL` / `man`, generated from these clap definitions
-//! (clap_complete, clap_mangen) so they never drift from the real options. Exit codes: 0
-//! ok, 1 error (stderr says what and where), 2 usage.
+//! `healthcheck`, `reload`, and `completions SHELL` / `man`, generated from these clap
+//! definitions (clap_complete, clap_mangen) so they never drift from the real options.
+//! Exit codes: 0 ok, 1 error (stderr says what and where), 2 usage.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -67,6 +67,8 @@ enum Command {
     },
     /// Print the man page (roff) to stdout, e.g. `gatehouse man > gatehouse.1`
     Man,
+    /// Ask the running gateway to reload its config, as SIGHUP does (no `kill` needed)
+    Reload,
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -88,6 +90,12 @@ pub fn run() -> i32 {
         Command::Healthcheck { url } => healthcheck(&cli.config, url.as_deref()),
         Command::Completions { shell } => completions(shell),
         Command::Man => man_page(),
+        Command::Reload => match load(&cli.config) {
+            Ok(config) => crate::admin::reload(&config),
+            Err(problems) => Err(format!(
+                "{problems}\nno gateway was asked to reload it; a running one keeps its configuration"
+            )),
+        },
     };
     match result {
         Ok(()) => 0,
@@ -102,8 +110,14 @@ fn load(path: &Path) -> Result<Config, String> {
     config::load(path).map_err(|err| err.to_string())
 }
 
+/// The loader `serve`, `check-config` and reload share: it also refuses the secret and TLS
+/// files that start would refuse.
+fn load_checked(path: &Path) -> Result<Config, String> {
+    crate::app::load_config(path).map_err(|err| err.to_string())
+}
+
 fn serve(path: &Path) -> Result<(), String> {
-    let config = load(path)?;
+    let config = load_checked(path)?;
     let log = crate::telemetry::init(&config.log);
     let bind = |addr: SocketAddr, key: &str| {
         std::net::TcpListener::bind(addr)
@@ -138,7 +152,7 @@ async fn wait_for_signals(handle: &crate::app::AppHandle) -> Result<(), String> 
             _ = terminate.recv() => { tracing::info!("SIGTERM: draining"); return Ok(()); }
             _ = interrupt.recv() => { tracing::info!("SIGINT: draining"); return Ok(()); }
             _ = hangup.recv() => {
-                if let Err(err) = handle.reload() {
+                if let Err(err) = handle.reload().map(drop) {
                     tracing::error!(error = %err, "SIGHUP: the new configuration was refused; the running one stays");
                 }
             }
@@ -152,7 +166,7 @@ async fn wait_for_signals(_handle: &crate::app::AppHandle) -> Result<(), String>
 }
 
 fn check_config(path: &Path) -> Result<(), String> {
-    let config = load(path)?;
+    let config = load_checked(path)?;
     let (table, warnings) = config.describe_routes();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}: ok", path.display());

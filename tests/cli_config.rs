@@ -181,3 +181,183 @@ fn explain_notes_that_methods_are_case_sensitive_and_stays_truthful() {
     assert_eq!(code, 0);
     assert!(err.is_empty(), "{err}");
 }
+
+/// `gatehouse -c CONFIG COMMAND` with `envs`, killed if it still runs after the deadline
+/// (a `serve` that does not refuse would run forever): the exit code (`None`: it ran)
+/// and stderr.
+fn refused(
+    config: &std::path::Path,
+    command: &str,
+    envs: &[(&str, &str)],
+) -> (Option<i32>, String) {
+    let mut child = common::binary::Gatehouse::command(config);
+    if command != "serve" {
+        // `Gatehouse::command` runs `serve`; other commands are spelled out here.
+        child = std::process::Command::new(common::binary::binary());
+        child
+            .args(["-c", &config.display().to_string(), command])
+            .env_remove("GATEHOUSE_SECRET")
+            .env_remove("GATEHOUSE_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null());
+    }
+    let mut child = child
+        .envs(envs.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn gatehouse");
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    let code = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status.code();
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+    }
+    (code, err)
+}
+
+/// What `serve` refuses at start, `check-config` refuses too, both naming the key (SPEC §2).
+#[test]
+fn check_config_refuses_what_serve_refuses_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");
+    std::fs::write(dir.path().join("cert.pem"), generated.cert.pem()).expect("cert");
+    std::fs::write(dir.path().join("garbled.pem"), "not a key\n").expect("key");
+    std::fs::write(dir.path().join("short-secret"), "too-short\n").expect("secret");
+    let long_secret = "s".repeat(40);
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "a secret from the environment shorter than 32 bytes",
+            String::new(),
+            vec![("GATEHOUSE_SECRET", "short")],
+            "GATEHOUSE_SECRET: the signing secret is 5 bytes; at least 32",
+        ),
+        (
+            "a secret_file shorter than 32 bytes",
+            "[tokens]\nsecret_file = \"short-secret\"\n".into(),
+            vec![],
+            "tokens.secret_file: the signing secret in ",
+        ),
+        (
+            "a missing secret_file",
+            "[tokens]\nsecret_file = \"absent-secret\"\n".into(),
+            vec![],
+            "tokens.secret_file: cannot read ",
+        ),
+        (
+            "a missing TLS certificate",
+            "[server]\ntls_cert = \"absent.pem\"\ntls_key = \"garbled.pem\"\n".into(),
+            vec![("GATEHOUSE_SECRET", long_secret.as_str())],
+            "server.tls_cert: cannot read ",
+        ),
+        (
+            "an invalid TLS key",
+            "[server]\ntls_cert = \"cert.pem\"\ntls_key = \"garbled.pem\"\n".into(),
+            vec![("GATEHOUSE_SECRET", long_secret.as_str())],
+            "server.tls_key: ",
+        ),
+        (
+            "listen equal to ops_listen",
+            "LISTEN".into(),
+            vec![],
+            "server.ops_listen: must differ from server.listen",
+        ),
+    ];
+    for (case, extra, envs, expected) in cases {
+        let mut text = common::binary::binary_config(dir.path(), "");
+        if extra == "LISTEN" {
+            text = text
+                .replacen(
+                    "\nlisten = \"127.0.0.1:0\"",
+                    "\nlisten = \"127.0.0.1:48080\"",
+                    1,
+                )
+                .replacen(
+                    "ops_listen = \"127.0.0.1:0\"",
+                    "ops_listen = \"127.0.0.1:48080\"",
+                    1,
+                );
+        } else if extra.starts_with("[server]") {
+            // binary_config has its own [server] table: add the keys to it.
+            text = text.replacen("[server]\n", &extra, 1);
+        } else {
+            text.push_str(&extra);
+        }
+        let config = common::binary::write_config(dir.path(), &text);
+        for command in ["check-config", "serve"] {
+            let (code, err) = refused(&config, command, &envs);
+            assert_eq!(code, Some(1), "{command} with {case}: {err}");
+            assert!(
+                err.contains(expected),
+                "{command} with {case}: missing {expected:?} in:\n{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn file_problems_are_reported_together_with_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = common::binary::binary_config(
+        dir.path(),
+        "[tokens]\nsecret_file = \"absent\"\n[[routes]]\npath = \"/x\"\naccess = \"maybe\"\n",
+    );
+    let config = common::binary::write_config(dir.path(), &text);
+    let (code, err) = refused(&config, "check-config", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("2 problems"), "{err}");
+    assert!(err.contains("tokens.secret_file: cannot read "), "{err}");
+    assert!(err.contains("routes[0].access: "), "{err}");
+}
+
+/// Type errors name their key path in plain words, all at once (SPEC §2), and the
+/// unknown-key hint points to no document the operator does not have.
+#[test]
+fn type_errors_are_named_by_key_path_in_plain_words_all_at_once() {
+    let (_dir, path) = write(
+        r#"
+[server]
+max_connections = "many"
+colour = "blue"
+
+[login]
+max_failures = "five"
+
+[upstreams.default]
+url = "http://127.0.0.1:3000"
+
+[[routes]]
+path = "/a"
+
+[[routes]]
+path = "/b"
+
+[[routes]]
+path = "/c"
+methods = "GET"
+"#,
+    );
+    let (code, _, err) = gatehouse(&["check-config", "-c", &path]);
+    assert_eq!(code, 1);
+    for expected in [
+        "login.max_failures: expected a whole number, found a string",
+        "server.max_connections: expected a whole number, found a string",
+        "routes[2].methods: expected a list, found a string",
+        "server.colour: unknown key",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(err.contains("4 problems"), "{err}");
+    assert!(!err.contains("SPEC") && !err.contains("i64"), "{err}");
+}

@@ -1,7 +1,8 @@
 //! Signals against the REAL binary (SPEC §6): SIGTERM / SIGINT drain (readiness 503, no
 //! new connections, in-flight requests and open WebSockets finish within `shutdown_grace`,
 //! exit 0) and SIGHUP reload (routes, upstreams, headers and log level swapped without
-//! dropping a connection; a broken file is logged and the running config stays).
+//! dropping a connection; a broken file is logged and the running config stays; each
+//! changed restart-only key is named in a WARN line).
 
 mod common;
 
@@ -371,4 +372,136 @@ async fn sighup_with_a_broken_file_logs_it_and_keeps_the_running_config() {
         wait_status(addr, "/b/x", 200).await,
         "a later valid reload was not applied"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_names_each_changed_restart_only_key_in_a_warn_line_and_applies_the_rest() {
+    let running = start("", ROUTES_A).await;
+    let addr = running.gatehouse.addr;
+    assert_eq!(status_of(addr, "/b/x").await, Some(403));
+
+    // Two restart-only keys changed, and one route: the route applies, the keys are named.
+    let routes = ROUTES_A.replace(
+        "path = \"/b/**\"\naccess = \"deny\"",
+        "path = \"/b/**\"\naccess = \"public\"",
+    );
+    let text = config_text(
+        &running.upstream.addr.to_string(),
+        running.dir.path(),
+        "",
+        &format!("[login]\nmax_failures = 9\n{routes}"),
+    )
+    .replacen("[tokens]\n", "[tokens]\naccess_ttl = \"5m\"\n", 1);
+    std::fs::write(&running.gatehouse.config_path, text).expect("rewrite config");
+    running.gatehouse.signal("HUP");
+    assert!(
+        wait_status(addr, "/b/x", 200).await,
+        "the route change was not applied"
+    );
+    let log = &running.gatehouse;
+    for key in ["tokens.access_ttl", "login.max_failures"] {
+        let warning = format!("{key} changed: needs a restart; the running value stays");
+        assert!(
+            log.wait_for_log(&warning).await,
+            "no {warning:?} in:\n{}",
+            log.log()
+        );
+    }
+    let warn_lines: Vec<String> = log
+        .log()
+        .lines()
+        .filter(|line| line.contains("needs a restart"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(warn_lines.len(), 2, "only the changed keys: {warn_lines:?}");
+    assert!(
+        warn_lines.iter().all(|line| line.contains("WARN")),
+        "{warn_lines:?}"
+    );
+    assert!(
+        log.log().contains("configuration reloaded"),
+        "{}",
+        log.log()
+    );
+}
+
+/// `gatehouse reload` (SPEC §1): the same reload as SIGHUP, through the admin socket, for
+/// images without `kill`; exit 0 when applied, 1 with the reasons when refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatehouse_reload_applies_the_file_and_refuses_a_bad_one_with_its_reasons() {
+    let running = start("", ROUTES_A).await;
+    let addr = running.gatehouse.addr;
+    let config = running.gatehouse.config_path.display().to_string();
+    let reload =
+        || common::binary::run_blocking(vec!["-c".into(), config.clone(), "reload".into()]);
+    let write = |server_extra: &str, extra: &str| {
+        let text = config_text(
+            &running.upstream.addr.to_string(),
+            running.dir.path(),
+            server_extra,
+            extra,
+        );
+        std::fs::write(&running.gatehouse.config_path, text).expect("rewrite config");
+    };
+    assert_eq!(status_of(addr, "/b/x").await, Some(403));
+
+    // Applied: the answer comes after the swap, so the next request sees it.
+    let opened = ROUTES_A.replace(
+        "path = \"/b/**\"\naccess = \"deny\"",
+        "path = \"/b/**\"\naccess = \"public\"",
+    );
+    write("", &format!("[login]\nmax_failures = 9\n{opened}"));
+    let out = reload().await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("configuration reloaded"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("warning: login.max_failures changed: needs a restart"),
+        "{out:?}"
+    );
+    assert_eq!(status_of(addr, "/b/x").await, Some(200));
+
+    // Refused by the gateway (a file the text alone cannot show is missing): exit 1 with
+    // the reason, and the running config stays.
+    write(
+        "tls_cert = \"absent-cert.pem\"\ntls_key = \"absent-key.pem\"",
+        ROUTES_A,
+    );
+    let out = reload().await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("server.tls_cert: cannot read "),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("the running one stays"), "{out:?}");
+    assert_eq!(
+        status_of(addr, "/b/x").await,
+        Some(200),
+        "the bad file applied"
+    );
+
+    // A file that does not parse: exit 1 naming the key; still the running config.
+    write(
+        "",
+        &format!("{ROUTES_A}\n[[routes]]\npath = \"/c\"\naccess = \"maybe\"\n"),
+    );
+    let out = reload().await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("routes[4].access: "), "{out:?}");
+    assert_eq!(
+        status_of(addr, "/b/x").await,
+        Some(200),
+        "the bad file applied"
+    );
+    assert!(running.gatehouse.log().contains("admin command applied"));
+}
+
+#[test]
+fn gatehouse_reload_without_a_running_gateway_exits_1_saying_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config =
+        common::binary::write_config(dir.path(), &common::binary::binary_config(dir.path(), ""));
+    let out = common::binary::run_cli(&config, &["reload"], "", &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("no gateway answers on "), "{out:?}");
 }

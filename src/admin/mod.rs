@@ -10,6 +10,9 @@
 //! 3. if the store is locked (a gateway is starting and has not bound its socket yet),
 //!    retries both for a few seconds.
 //!
+//! `gatehouse reload` takes the socket only: without a running gateway there is nothing
+//! to reload.
+//!
 //! Exit codes: 0 done, 1 failed (message on stderr). Confirmations go to stderr too, so
 //! stdout carries only `list` output.
 
@@ -45,6 +48,28 @@ pub fn run(config: &Config, command: UserCommand) -> Result<(), String> {
     }
     if let Some(users) = &reply.users {
         print_users(users, json)?;
+    }
+    if let Some(message) = &reply.message {
+        eprintln!("{message}");
+    }
+    Ok(())
+}
+
+/// `gatehouse reload` (SPEC §1): asks the gateway running on this store, over its admin
+/// socket, to reload its config as SIGHUP does (no `kill` needed). Prints the warnings
+/// about changed restart-only keys; the refusal's reasons are the error.
+pub fn reload(config: &Config) -> Result<(), String> {
+    let socket = socket::socket_path(&config.store.path);
+    let reply = socket::connect(&socket, &Request::Reload)?.ok_or_else(|| {
+        format!(
+            "no gateway answers on {}; is one running with this config?",
+            socket.display()
+        )
+    })?;
+    if !reply.ok {
+        return Err(reply
+            .error
+            .unwrap_or_else(|| "the reload was refused".to_string()));
     }
     if let Some(message) = &reply.message {
         eprintln!("{message}");
@@ -174,6 +199,7 @@ async fn apply_directly(directory: Directory, request: &Request) -> Result<Reply
     let target = protocol::AdminTarget {
         directory: Arc::new(directory),
         throttle: Arc::new(crate::accounts::Unthrottled),
+        reload: None,
     };
     let reply = protocol::execute(&target, request).await;
     target

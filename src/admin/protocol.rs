@@ -6,6 +6,8 @@
 //! → {"op":"disable","username":"alice"}
 //! ← {"ok":true,"message":"user alice disabled; their tokens no longer work"}
 //! ← {"ok":false,"error":"no user named `bob`"}
+//! → {"op":"reload"}
+//! ← {"ok":true,"message":"configuration reloaded\nwarning: tokens.access_ttl changed: …"}
 //! ```
 //!
 //! Requests may carry a password (`add`, `passwd`): they are never logged, and `Debug`
@@ -18,12 +20,18 @@ use std::sync::Arc;
 
 use crate::accounts::{canonical_username, AccountError, Directory, LoginThrottle, UserSummary};
 
-/// What admin commands act on: the users, and the login regulator whose lockouts
-/// `unlock` ends (the CLI's own store handle has none: lockouts live in a running
-/// gateway's memory).
+/// Reloads the running gateway's configuration (the same function SIGHUP calls, handed
+/// down by the layer that owns reload): the warnings about changed restart-only keys, or
+/// why the new configuration was refused.
+pub type ReloadFn = Arc<dyn Fn() -> Result<Vec<String>, String> + Send + Sync>;
+
+/// What admin commands act on: the users, the login regulator whose lockouts `unlock`
+/// ends (the CLI's own store handle has none: lockouts live in a running gateway's
+/// memory), and the running gateway's reload (none without a running gateway).
 pub struct AdminTarget {
     pub directory: Arc<Directory>,
     pub throttle: Arc<dyn LoginThrottle>,
+    pub reload: Option<ReloadFn>,
 }
 
 /// One administrative command.
@@ -56,6 +64,8 @@ pub enum Request {
         username: String,
     },
     List,
+    /// `gatehouse reload`: re-read `gateway.toml` as SIGHUP does.
+    Reload,
 }
 
 impl Request {
@@ -70,6 +80,7 @@ impl Request {
             Request::Remove { .. } => "remove",
             Request::Unlock { .. } => "unlock",
             Request::List => "list",
+            Request::Reload => "reload",
         }
     }
 }
@@ -172,6 +183,27 @@ pub async fn execute(target: &AdminTarget, request: &Request) -> Reply {
                 "`{username}` is not a valid username"
             ))),
         },
+        Request::Reload => {
+            return match &target.reload {
+                // Reading and compiling the file blocks: off the async workers.
+                Some(reload) => {
+                    let reload = reload.clone();
+                    match tokio::task::spawn_blocking(move || reload()).await {
+                        Ok(Ok(warnings)) => Reply::done(
+                            std::iter::once("configuration reloaded".to_string())
+                                .chain(warnings.into_iter().map(|w| format!("warning: {w}")))
+                                .collect::<Vec<_>>()
+                                .join("\n"),
+                        ),
+                        Ok(Err(err)) => Reply::failed(format!(
+                            "the new configuration was refused; the running one stays: {err}"
+                        )),
+                        Err(err) => Reply::failed(format!("the reload failed: {err}")),
+                    }
+                }
+                None => Reply::failed("no gateway is running on this store"),
+            };
+        }
         Request::List => {
             return match directory.list().await {
                 Ok(users) => Reply {

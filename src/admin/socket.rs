@@ -1,8 +1,8 @@
 //! The admin socket: a Unix socket at `<store.path>/admin.sock` through which a running
-//! gateway takes `gatehouse user …` commands (sled lets only one process open the store),
-//! and the client side the CLI uses to reach it.
+//! gateway takes `gatehouse user …` commands (sled lets only one process open the store)
+//! and `gatehouse reload`, and the client side the CLI uses to reach it.
 //!
-//! Threat model: whoever can connect can administer users. The socket is created with mode
+//! Threat model: whoever can connect can administer users and trigger a reload. The socket is created with mode
 //! 0600 inside the store directory (mode 0700), so only the gateway's own user (and root)
 //! can reach it. Each connection carries one request line of at most 64 KiB, read within
 //! 10 s; the reply is one line. The socket file is removed on shutdown, and a stale one

@@ -6,7 +6,7 @@
 //! A secret shorter than [`MIN_SECRET_LEN`] is refused at start, whatever its source. The
 //! secret itself never reaches a log line or an error message: only its source and length.
 
-use crate::config::TokenSettings;
+use crate::config::{Problem, TokenSettings};
 
 /// Shortest secret accepted: 256 bits, the HS256 key size (RFC 7518 §3.2).
 pub const MIN_SECRET_LEN: usize = 32;
@@ -21,6 +21,48 @@ pub fn generate() -> Vec<u8> {
     bytes
 }
 
+/// The secret configured outside the store: `GATEHOUSE_SECRET`, else `secret_file`, else
+/// `None`. A source that gives no usable secret (file unreadable, fewer than
+/// [`MIN_SECRET_LEN`] bytes) is a [`Problem`] naming it; the shared config loader runs this,
+/// so `check-config` and reload refuse what `serve` refuses.
+pub fn configured(settings: &TokenSettings) -> Result<Option<Vec<u8>>, Problem> {
+    let (secret, path, source) = if let Some(value) = std::env::var_os("GATEHOUSE_SECRET") {
+        (
+            value.into_encoded_bytes(),
+            "GATEHOUSE_SECRET",
+            String::new(),
+        )
+    } else if let Some(path) = &settings.secret_file {
+        let mut bytes = std::fs::read(path).map_err(|err| Problem {
+            path: "tokens.secret_file".into(),
+            problem: format!("cannot read {}: {err}", path.display()),
+        })?;
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+        }
+        (
+            bytes,
+            "tokens.secret_file",
+            format!(" in {}", path.display()),
+        )
+    } else {
+        return Ok(None);
+    };
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(Problem {
+            path: path.into(),
+            problem: too_short(&source, secret.len()),
+        });
+    }
+    Ok(Some(secret))
+}
+
+fn too_short(source: &str, len: usize) -> String {
+    format!(
+        "the signing secret{source} is {len} bytes; at least {MIN_SECRET_LEN} are required (e.g. `openssl rand -base64 48`)"
+    )
+}
+
 /// The signing secret for these settings. `kept` is called only when neither the
 /// environment nor a file gives one: it returns the secret kept in the store, generating
 /// and keeping one at first start.
@@ -28,26 +70,17 @@ pub fn resolve(
     settings: &TokenSettings,
     kept: impl FnOnce() -> Result<Vec<u8>, String>,
 ) -> Result<Vec<u8>, String> {
-    let (secret, source) = if let Some(value) = std::env::var_os("GATEHOUSE_SECRET") {
-        (value.into_encoded_bytes(), "GATEHOUSE_SECRET".to_string())
-    } else if let Some(path) = &settings.secret_file {
-        let mut bytes = std::fs::read(path)
-            .map_err(|err| format!("tokens.secret_file: cannot read {}: {err}", path.display()))?;
-        if bytes.last() == Some(&b'\n') {
-            bytes.pop();
-        }
-        (bytes, format!("tokens.secret_file ({})", path.display()))
-    } else {
-        let secret = kept()?;
-        tracing::warn!(
-            "no GATEHOUSE_SECRET or tokens.secret_file: signing with the secret generated and kept in the store; replicas must share one secret"
-        );
-        (secret, "the store".to_string())
-    };
+    if let Some(secret) = configured(settings).map_err(|problem| problem.to_string())? {
+        return Ok(secret);
+    }
+    let secret = kept()?;
+    tracing::warn!(
+        "no GATEHOUSE_SECRET or tokens.secret_file: signing with the secret generated and kept in the store; replicas must share one secret"
+    );
     if secret.len() < MIN_SECRET_LEN {
         return Err(format!(
-            "the signing secret from {source} is {} bytes; at least {MIN_SECRET_LEN} are required (e.g. `openssl rand -base64 48`)",
-            secret.len()
+            "store: {}",
+            too_short(" kept in the store", secret.len())
         ));
     }
     Ok(secret)

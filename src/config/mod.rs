@@ -1,7 +1,9 @@
 //! Configuration: `gateway.toml` read, checked and compiled once (SPEC §2).
 //!
 //! `serve`, `check-config`, `explain`, `user …` and SIGHUP all go through [`load`], so
-//! what `check-config` accepts is exactly what the gateway will run. [`load`] also resolves
+//! what `check-config` accepts is exactly what the gateway will run; `serve`,
+//! `check-config` and reload use [`load_with`] with the file checks of the layers above
+//! (the secret's source and length, the TLS files), so they refuse the same things. [`load`] also resolves
 //! relative file paths (`store.path`, `tokens.secret_file`, `server.tls_cert`,
 //! `server.tls_key`) against the directory holding the file, never the working directory.
 //! The validated [`Config`] holds ready values (compiled routes, header names, durations,
@@ -180,8 +182,20 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Reads and validates a config file; relative file paths in it are resolved against the
-/// directory that holds it (SPEC §2), whatever the working directory.
+/// directory that holds it (SPEC §2), whatever the working directory. The files it names
+/// are not opened: [`load_with`] runs such checks.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, |_| Vec::new())
+}
+
+/// [`load`], then `files` on the resolved config: the checks that need more than the text
+/// (reading the secret and TLS files). The problems of both are reported together. The
+/// running gateway's loader (`serve`, `check-config`, reload) passes the checks that live
+/// in the layers above this one.
+pub fn load_with(
+    path: &Path,
+    files: impl FnOnce(&Config) -> Vec<Problem>,
+) -> Result<Config, ConfigError> {
     let fail = |problems: Vec<Problem>| ConfigError {
         file: path.to_path_buf(),
         problems,
@@ -192,7 +206,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             problem: format!("cannot read the config file: {err}"),
         }])
     })?;
-    parse_relative_to(&text, &config_dir(path)).map_err(fail)
+    let (config, mut problems) = compile(&text);
+    let Some(mut config) = config else {
+        return Err(fail(problems));
+    };
+    config.resolve_paths(&config_dir(path));
+    problems.extend(files(&config));
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(fail(problems))
+    }
 }
 
 /// The absolute directory holding a config file (`gateway.toml` alone: the working
@@ -216,29 +240,179 @@ pub fn parse_relative_to(text: &str, base: &Path) -> Result<Config, Vec<Problem>
 /// Validates config text; file paths stay as written (relative ones are left to the
 /// working directory: [`load`] and [`parse_relative_to`] resolve them).
 pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
-    let mut problems = validate::Problems::default();
-    let mut unknown = Vec::new();
-    let deserializer = toml::Deserializer::new(text);
-    let parsed: Result<file::FileConfig, _> = serde_ignored::deserialize(deserializer, |path| {
-        unknown.push(dotted(&path));
-    });
-    for key in unknown {
-        problems.push(key, "unknown key; check its spelling against SPEC §2");
+    match compile(text) {
+        (Some(config), problems) if problems.is_empty() => Ok(config),
+        (_, problems) => Err(problems),
     }
-    let file = match parsed {
-        Ok(file) => file,
+}
+
+/// Every problem in the text, and the compiled config (with placeholders where values were
+/// refused) unless the text could not be deserialized at all.
+///
+/// The TOML syntax is parsed by `toml` (a syntax error stops there, with its line). Then
+/// the table is deserialized into the raw mirror with `serde_path_to_error` tracking the
+/// key path; a value of the wrong type is reported at its path in plain words and removed
+/// (its default applies), and deserializing runs again, so every type error in the file is
+/// reported at once. Validation then adds the range and format problems.
+fn compile(text: &str) -> (Option<Config>, Vec<Problem>) {
+    let mut problems = validate::Problems::default();
+    let mut table: toml::Table = match toml::from_str(text) {
+        Ok(table) => table,
         Err(err) => {
             problems.push(
                 String::new(),
                 err.message().trim().to_string() + &location(text, &err),
             );
-            return Err(problems.0);
+            return (None, problems.0);
         }
     };
-    match validate::validate(file, &mut problems) {
-        Some(config) if problems.0.is_empty() => Ok(config),
-        _ => Err(problems.0),
+    let mut mistyped: Vec<String> = Vec::new();
+    let mut unknown = Vec::new();
+    let file = loop {
+        unknown.clear();
+        let mut track = serde_path_to_error::Track::new();
+        let value = toml::Value::Table(table.clone());
+        let mut note = |path: serde_ignored::Path<'_>| unknown.push(dotted(&path));
+        let ignored = serde_ignored::Deserializer::new(value, &mut note);
+        let result = <file::FileConfig as serde::Deserialize>::deserialize(
+            serde_path_to_error::Deserializer::new(ignored, &mut track),
+        );
+        match result {
+            Ok(file) => break file,
+            Err(err) => {
+                let path = track.path();
+                let key = key_path(&path);
+                problems.push(key.clone(), plain_words(err.message()));
+                // Drop the value (its default applies) and try again; a path that
+                // removes nothing cannot make progress, so stop there.
+                if !remove(&mut table, &path) {
+                    return (None, problems.0);
+                }
+                mistyped.push(key);
+            }
+        }
+    };
+    for key in unknown {
+        problems.push(
+            key,
+            "unknown key; check its spelling and the table it is in",
+        );
     }
+    let mut checks = validate::Problems::default();
+    let config = validate::validate(file, &mut checks);
+    // A removed value's default may fail validation (a required key): said once already.
+    let said = |path: &str| {
+        mistyped.iter().any(|key| {
+            path == key
+                || path
+                    .strip_prefix(key.as_str())
+                    .is_some_and(|rest| rest.starts_with(['.', '[']))
+        })
+    };
+    problems
+        .0
+        .extend(checks.0.into_iter().filter(|problem| !said(&problem.path)));
+    (Some(config), problems.0)
+}
+
+/// `routes[2].methods` from serde_path_to_error's path.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => {
+                let _ = write!(out, "[{index}]");
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// Removes the value at `path` from the table: the last key on the path is removed from
+/// the table holding it, so an element of a list takes the whole list with it (the
+/// indices of other elements stay true). False when nothing could be removed.
+fn remove(table: &mut toml::Table, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let Some(last_key) = segments
+        .iter()
+        .rposition(|segment| matches!(segment, Segment::Map { .. }))
+    else {
+        return false;
+    };
+    let mut current = table;
+    for (position, segment) in segments.iter().enumerate() {
+        let Segment::Map { key } = segment else {
+            continue;
+        };
+        if position == last_key {
+            return current.remove(key.as_str()).is_some();
+        }
+        // Down to the table the next key lives in, through list indices.
+        let mut value = match current.get_mut(key.as_str()) {
+            Some(value) => value,
+            None => return false,
+        };
+        for next in &segments[position + 1..] {
+            match (next, value) {
+                (Segment::Seq { index }, toml::Value::Array(items)) => {
+                    match items.get_mut(*index) {
+                        Some(item) => value = item,
+                        None => return false,
+                    }
+                }
+                (Segment::Seq { .. }, _) => return false,
+                (_, other) => {
+                    value = other;
+                    break;
+                }
+            }
+        }
+        current = match value {
+            toml::Value::Table(inner) => inner,
+            _ => return false,
+        };
+    }
+    false
+}
+
+/// A serde type error in an operator's words: `invalid type: string "five", expected i64`
+/// becomes `expected a whole number, found a string`.
+fn plain_words(message: &str) -> String {
+    let Some(rest) = message.trim().strip_prefix("invalid type: ") else {
+        return message.trim().to_string();
+    };
+    let Some((found, expected)) = rest.rsplit_once(", expected ") else {
+        return message.trim().to_string();
+    };
+    let found = match found.split_whitespace().next().unwrap_or_default() {
+        "string" => "a string",
+        "integer" => "a whole number",
+        "floating" => "a decimal number",
+        "boolean" => "true or false",
+        "sequence" => "a list",
+        "map" => "a table",
+        _ => found,
+    };
+    let expected = match expected {
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize" => {
+            "a whole number"
+        }
+        "a boolean" => "true or false",
+        "a sequence" => "a list",
+        "a map" => "a table",
+        other if other.starts_with("struct ") => "a table",
+        other => other,
+    };
+    format!("expected {expected}, found {found}")
 }
 
 fn location(text: &str, err: &toml::de::Error) -> String {
@@ -290,8 +464,58 @@ impl Config {
         }
     }
 
+    /// Every key a running gateway reads only at start (SPEC §6: changing it needs a
+    /// restart), with its value rendered for comparison only (never logged: no secret is
+    /// among them, but the renderings are not meant for people). Reload compares the
+    /// running list with the new file's and names each key that differs.
+    pub fn restart_only(&self) -> Vec<(&'static str, String)> {
+        let (s, t, p, l, r) = (
+            &self.server,
+            &self.tokens,
+            &self.passwords,
+            &self.login,
+            &self.registration,
+        );
+        let tls = s.tls.as_ref();
+        vec![
+            ("server.listen", s.listen.to_string()),
+            ("server.tls_cert", format!("{:?}", tls.map(|f| &f.cert))),
+            ("server.tls_key", format!("{:?}", tls.map(|f| &f.key))),
+            ("server.ops_listen", s.ops_listen.to_string()),
+            ("server.auth_prefix", s.auth_prefix.clone()),
+            ("server.header_timeout", format!("{:?}", s.header_timeout)),
+            ("server.idle_timeout", format!("{:?}", s.idle_timeout)),
+            ("server.max_connections", s.max_connections.to_string()),
+            ("server.shutdown_grace", format!("{:?}", s.shutdown_grace)),
+            ("store.path", format!("{:?}", self.store.path)),
+            ("tokens.issuer", t.issuer.clone()),
+            ("tokens.audience", t.audience.clone()),
+            ("tokens.algorithm", format!("{:?}", t.algorithm)),
+            ("tokens.secret_file", format!("{:?}", t.secret_file)),
+            ("tokens.access_ttl", format!("{:?}", t.access_ttl)),
+            ("tokens.refresh_ttl", format!("{:?}", t.refresh_ttl)),
+            ("tokens.leeway", format!("{:?}", t.leeway)),
+            ("passwords.memory_kib", p.memory_kib.to_string()),
+            ("passwords.iterations", p.iterations.to_string()),
+            ("passwords.parallelism", p.parallelism.to_string()),
+            ("passwords.min_length", p.min_length.to_string()),
+            ("passwords.max_length", p.max_length.to_string()),
+            ("login.max_failures", l.max_failures.to_string()),
+            (
+                "login.max_failures_per_address",
+                l.max_failures_per_address.to_string(),
+            ),
+            ("login.window", format!("{:?}", l.window)),
+            ("login.lockout", format!("{:?}", l.lockout)),
+            ("registration.enabled", r.enabled.to_string()),
+            ("registration.roles", format!("{:?}", r.roles)),
+            ("log.format", format!("{:?}", self.log.format)),
+        ]
+    }
+
     /// Splits the config into what is read once at start and what SIGHUP swaps; start
-    /// and reload both compile the running state from these.
+    /// and reload both compile the running state from these. (`log.format` travels with
+    /// the reloadable log level but is read at start only: see [`Config::restart_only`].)
     pub fn into_parts(self) -> (Startup, Reloadable) {
         let Config {
             server,
@@ -385,9 +609,37 @@ pub fn access_label(access: Access, roles: &[String]) -> String {
     }
 }
 
+/// The restart-only keys whose value differs between the running config and a new one
+/// (both from [`Config::restart_only`]), in the order of the list.
+pub fn changed_restart_only(
+    running: &[(&'static str, String)],
+    new: &[(&'static str, String)],
+) -> Vec<&'static str> {
+    running
+        .iter()
+        .zip(new)
+        .filter(|(old, new)| old != new)
+        .map(|((key, _), _)| *key)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_restart_only_keys_are_named_and_reloadable_ones_are_not() {
+        let running = parse(MINIMAL).expect("valid").restart_only();
+        let text = format!(
+            "{MINIMAL}[tokens]\naccess_ttl = \"5m\"\n[login]\nmax_failures = 9\n\
+             [log]\nlevel = \"debug\"\nformat = \"json\"\n[[routes]]\npath = \"/x\"\n"
+        );
+        let new = parse(&text).expect("valid").restart_only();
+        assert_eq!(
+            changed_restart_only(&running, &new),
+            ["tokens.access_ttl", "login.max_failures", "log.format"]
+        );
+    }
 
     const MINIMAL: &str = "[upstreams.default]\nurl = \"http://127.0.0.1:3000\"\n";
 
@@ -493,8 +745,46 @@ acess = "public"
     }
 
     #[test]
-    fn short_type_errors_name_their_line() {
-        let problems = parse("[server]\nmax_connections = \"many\"\n").unwrap_err();
-        assert!(problems[0].problem.contains("line"), "{problems:?}");
+    fn a_mistyped_required_key_is_reported_once() {
+        let problems = parse("[upstreams.default]\nurl = 3000\n").unwrap_err();
+        assert_eq!(
+            problems,
+            [Problem {
+                path: "upstreams.default.url".into(),
+                problem: "expected a string, found a whole number".into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_their_line() {
+        let problems = parse("[server]\nmax_connections = \n").unwrap_err();
+        assert!(problems[0].problem.contains("line 2"), "{problems:?}");
+    }
+
+    #[test]
+    fn every_type_error_is_named_by_its_key_path_in_plain_words() {
+        let text = format!(
+            "{MINIMAL}[login]\nmax_failures = \"five\"\n[server]\nmax_connections = \"many\"\n\
+             listen = 8080\n[registration]\nroles = [\"a\", 5]\n\
+             [[routes]]\npath = \"/a\"\n[[routes]]\npath = \"/b\"\nmethods = \"GET\"\n\
+             [[routes]]\npath = \"/c\"\naccess = \"maybe\"\n"
+        );
+        let problems = parse(&text).unwrap_err();
+        let all: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        for expected in [
+            "login.max_failures: expected a whole number, found a string",
+            "server.max_connections: expected a whole number, found a string",
+            "server.listen: expected a string, found a whole number",
+            "registration.roles[1]: expected a string, found a whole number",
+            "routes[1].methods: expected a list, found a string",
+            "routes[2].access: `maybe`: expected one of authenticated, public, deny",
+        ] {
+            assert!(
+                all.iter().any(|p| p == expected),
+                "no {expected:?} in {all:#?}"
+            );
+        }
+        assert_eq!(all.len(), 6, "{all:#?}");
     }
 }

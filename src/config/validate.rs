@@ -101,7 +101,9 @@ impl Problems {
     }
 }
 
-pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Option<Config> {
+/// The compiled config; placeholders stand where a value was refused, so the caller must
+/// treat it as valid only when `problems` stayed empty (file checks still run on it).
+pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Config {
     let server = server(&file, problems);
     let tokens = tokens(&file, problems);
     let passwords = passwords(&file, problems);
@@ -130,10 +132,7 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Option<Conf
     let store = StoreSettings {
         path: PathBuf::from(&file.store.path),
     };
-    if !problems.0.is_empty() {
-        return None;
-    }
-    Some(Config {
+    Config {
         server,
         store,
         tokens,
@@ -144,7 +143,7 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Option<Conf
         log,
         upstreams,
         routes,
-    })
+    }
 }
 
 fn server(file: &FileConfig, problems: &mut Problems) -> ServerSettings {
@@ -182,10 +181,18 @@ fn server(file: &FileConfig, problems: &mut Problems) -> ServerSettings {
             ),
         );
     }
+    let listen = problems.socket_addr("server.listen", &raw.listen);
+    let ops_listen = problems.socket_addr("server.ops_listen", &raw.ops_listen);
+    if listen == ops_listen && listen.port() != 0 {
+        problems.push(
+            "server.ops_listen",
+            format!("must differ from server.listen (both are {listen})"),
+        );
+    }
     ServerSettings {
-        listen: problems.socket_addr("server.listen", &raw.listen),
+        listen,
         tls,
-        ops_listen: problems.socket_addr("server.ops_listen", &raw.ops_listen),
+        ops_listen,
         auth_prefix,
         header_timeout: problems.positive_duration("server.header_timeout", &raw.header_timeout),
         idle_timeout: problems.positive_duration("server.idle_timeout", &raw.idle_timeout),

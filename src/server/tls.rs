@@ -10,7 +10,7 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::TlsFiles;
+use crate::config::{Problem, TlsFiles};
 
 /// The current TLS acceptor, replaceable at run time.
 #[derive(Clone)]
@@ -22,7 +22,9 @@ impl TlsAcceptorCell {
     /// Loads the certificate and key.
     pub fn load(files: &TlsFiles) -> Result<Self, String> {
         Ok(TlsAcceptorCell {
-            inner: Arc::new(ArcSwap::from_pointee(acceptor(files)?)),
+            inner: Arc::new(ArcSwap::from_pointee(
+                acceptor(files).map_err(|p| p.to_string())?,
+            )),
         })
     }
 
@@ -33,54 +35,81 @@ impl TlsAcceptorCell {
 
     /// Re-reads the files; on failure the running certificate stays.
     pub fn reload(&self, files: &TlsFiles) -> Result<(), String> {
-        self.inner.store(Arc::new(acceptor(files)?));
+        self.inner
+            .store(Arc::new(acceptor(files).map_err(|p| p.to_string())?));
         Ok(())
     }
 }
 
-fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, String> {
+/// What `serve` would refuse about these files (the shared config loader runs this, so
+/// `check-config` and reload refuse the same), naming `server.tls_cert` or `server.tls_key`.
+pub fn check(files: &TlsFiles) -> Result<(), Problem> {
+    acceptor(files).map(|_| ())
+}
+
+fn problem(path: &str, problem: String) -> Problem {
+    Problem {
+        path: path.to_string(),
+        problem,
+    }
+}
+
+fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, Problem> {
     let cert_pem = std::fs::read(&files.cert).map_err(|err| {
-        format!(
-            "server.tls_cert: cannot read {}: {err}",
-            files.cert.display()
+        problem(
+            "server.tls_cert",
+            format!("cannot read {}: {err}", files.cert.display()),
         )
     })?;
-    let key_pem = std::fs::read(&files.key)
-        .map_err(|err| format!("server.tls_key: cannot read {}: {err}", files.key.display()))?;
+    let key_pem = std::fs::read(&files.key).map_err(|err| {
+        problem(
+            "server.tls_key",
+            format!("cannot read {}: {err}", files.key.display()),
+        )
+    })?;
     // PEM through rustls-pki-types' `PemObject` (rustls-pemfile is unmaintained,
     // RUSTSEC-2025-0134). Sections of other kinds are skipped, as before.
     let certs = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| {
-            format!(
-                "server.tls_cert: {} is not a PEM certificate chain: {err}",
-                files.cert.display()
+            problem(
+                "server.tls_cert",
+                format!(
+                    "{} is not a PEM certificate chain: {err}",
+                    files.cert.display()
+                ),
             )
         })?;
     if certs.is_empty() {
-        return Err(format!(
-            "server.tls_cert: {} holds no certificate",
-            files.cert.display()
+        return Err(problem(
+            "server.tls_cert",
+            format!("{} holds no certificate", files.cert.display()),
         ));
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|err| match err {
-        pem::Error::NoItemsFound => format!(
-            "server.tls_key: {} holds no private key",
-            files.key.display()
-        ),
-        err => format!(
-            "server.tls_key: {} is not a PEM private key: {err}",
-            files.key.display()
-        ),
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|err| {
+        problem(
+            "server.tls_key",
+            match err {
+                pem::Error::NoItemsFound => {
+                    format!("{} holds no private key", files.key.display())
+                }
+                err => format!("{} is not a PEM private key: {err}", files.key.display()),
+            },
+        )
     })?;
     // aws-lc-rs: the same crypto library jsonwebtoken signs tokens with.
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|err| format!("tls: {err}"))?
+        .map_err(|err| problem("server.tls_cert", format!("tls: {err}")))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|err| format!("server.tls_key: the key does not fit the certificate: {err}"))?;
+        .map_err(|err| {
+            problem(
+                "server.tls_key",
+                format!("the key does not fit the certificate: {err}"),
+            )
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -120,7 +120,7 @@ impl TestGateway {
             extra,
         );
         std::fs::write(&self.config_path, text).expect("write config");
-        self.handle.as_ref().expect("running").reload()
+        self.handle.as_ref().expect("running").reload().map(drop)
     }
 
     /// Stops the gateway (drain + flush).
