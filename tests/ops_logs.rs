@@ -336,3 +336,52 @@ async fn request_id_is_generated_sent_upstream_and_returned_when_the_client_gave
         Some(id)
     );
 }
+
+/// The `/auth/login` access line carries the user it logged in; a failed login is one
+/// INFO line with the canonical username (never the password, never the raw input).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_lines_name_the_user_and_failures_the_canonical_username() {
+    let (gatehouse, _upstream, _dir) = start("format = \"json\"\nlevel = \"info\"", &[]).await;
+    let addr = gatehouse.addr;
+    token_for(addr, "Alice").await;
+    let wrong = serde_json::json!({"username": "ALICE", "password": "wrong-PASSWORD-77"});
+    let (status, _) = post_json(addr, "/auth/login", &wrong).await;
+    assert_eq!(status, 401);
+    let unknown = serde_json::json!({"username": "Nobody.Here", "password": "wrong-PASSWORD-77"});
+    let (status, _) = post_json(addr, "/auth/login", &unknown).await;
+    assert_eq!(status, 401);
+
+    let complete = || {
+        let log = gatehouse.log();
+        log.matches("gatehouse::access").count() >= 4 && log.matches("login failed").count() >= 2
+    };
+    assert!(
+        common::eventually(common::DEADLINE, complete).await,
+        "{}",
+        gatehouse.log()
+    );
+    let log = gatehouse.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let logins: Vec<&serde_json::Value> = access_lines(&lines)
+        .into_iter()
+        .filter(|line| line["path"] == "/auth/login")
+        .collect();
+    let ok = logins
+        .iter()
+        .find(|line| line["status"] == 200)
+        .expect("the successful login's access line");
+    assert_eq!(ok["user"], "Alice", "{ok}");
+    let failures: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|line| line["message"] == "login failed: wrong password or unknown user")
+        .collect();
+    let names: Vec<&str> = failures
+        .iter()
+        .filter_map(|line| line["username"].as_str())
+        .collect();
+    assert_eq!(names, vec!["alice", "nobody.here"], "{log}");
+    assert!(!log.contains("wrong-PASSWORD-77") && !log.contains(PASSWORD));
+}

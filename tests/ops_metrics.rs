@@ -376,3 +376,34 @@ async fn login_outcomes_are_counted_without_usernames() {
     );
     assert_eq!(endpoint, Some(2.0), "{text}");
 }
+
+/// A bad token on a public route: the request passes anonymously (200, no identity), and
+/// the refused token is still counted by reason (field trial: it was not counted at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_on_a_public_route_is_counted_as_a_rejection() {
+    let dead = ClosedPort::reserve();
+    let gateway = TestGateway::start(&routes(dead.addr)).await;
+    let alice = gateway.user("alice", &["staff"]).await;
+    let foreign = mint_with(
+        jsonwebtoken::Algorithm::HS256,
+        b"another-secret-another-secret-another!",
+        &TestGateway::claims_for(&alice),
+    );
+    let response = gateway.get("/pub/x", &[&bearer(&foreign)]).await;
+    response.assert_status(200);
+    let forwarded = gateway.upstream.last().expect("forwarded");
+    assert_eq!(forwarded.header("x-auth-user"), None);
+    let malformed = gateway.get("/pub/y", &["Authorization: Bearer"]).await;
+    malformed.assert_status(200);
+    let (_, text) = scrape(&gateway).await;
+    let samples = parse(&text);
+    let rejections = |reason: &str| {
+        value(
+            &samples,
+            "gatehouse_token_rejections_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(rejections("bad_signature"), Some(1.0), "{text}");
+    assert_eq!(rejections("malformed"), Some(1.0), "{text}");
+}

@@ -19,7 +19,7 @@ use http::HeaderMap;
 use super::credentials::{authenticate, bearer_token};
 use crate::accounts::view::UserView;
 use crate::accounts::{Accounts, Identity};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, TokenRejection};
 use crate::routing::{Access, RouteDecision};
 use crate::telemetry::metrics::Decision;
 
@@ -28,6 +28,9 @@ use crate::telemetry::metrics::Decision;
 pub struct Verdict {
     pub decision: Decision,
     pub user: Option<Arc<UserView>>,
+    /// A bad token presented on a public route: the request passes anonymously, but the
+    /// refusal is still counted in `gatehouse_token_rejections_total`.
+    pub ignored_rejection: Option<TokenRejection>,
 }
 
 impl Default for Verdict {
@@ -36,6 +39,7 @@ impl Default for Verdict {
         Verdict {
             decision: Decision::Rejected,
             user: None,
+            ignored_rejection: None,
         }
     }
 }
@@ -71,9 +75,20 @@ pub fn decide(
         }
         Access::Public => {
             verdict.decision = Decision::Public;
-            // A valid token still yields identity headers; a bad one is ignored.
+            // A valid token still yields identity headers; a bad one is ignored (but
+            // counted).
             let identity = match bearer_token(headers) {
-                Ok(Some(token)) => accounts.authenticate(token).ok(),
+                Ok(Some(token)) => match accounts.authenticate(token) {
+                    Ok(identity) => Some(identity),
+                    Err(reason) => {
+                        verdict.ignored_rejection = Some(reason);
+                        None
+                    }
+                },
+                Err(GatewayError::InvalidToken(reason)) => {
+                    verdict.ignored_rejection = Some(reason);
+                    None
+                }
                 _ => None,
             };
             verdict.user = identity.as_ref().map(|i| i.user.clone());

@@ -107,6 +107,7 @@ impl Accounts {
         let Some(user) = user else {
             hasher.verify_unknown(password).await?;
             self.throttle.record_failure(key, client).await;
+            log_failure(key, client);
             return Err(AccountError::InvalidCredentials);
         };
         let verification = hasher
@@ -114,6 +115,7 @@ impl Accounts {
             .await?;
         if !verification.matches {
             self.throttle.record_failure(key, client).await;
+            log_failure(key, client);
             return Err(AccountError::InvalidCredentials);
         }
         self.throttle.record_success(key, client).await;
@@ -125,4 +127,15 @@ impl Accounts {
         }
         self.start_session(&user).await
     }
+}
+
+/// One line per failed login for the operator: the canonical username (`-` when the
+/// presented one is not a valid username; never the raw input, never the password) and
+/// the client address. Unknown users and wrong passwords read the same, as in the answer.
+fn log_failure(canonical: Option<&str>, client: IpAddr) {
+    tracing::info!(
+        username = canonical.unwrap_or("-"),
+        client = %client,
+        "login failed: wrong password or unknown user"
+    );
 }

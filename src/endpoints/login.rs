@@ -11,7 +11,8 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::body::{self, Accepts};
-use super::{account_error, login_outcome, token_response, EndpointContext};
+use super::{account_error, issued, login_outcome, EndpointContext};
+use crate::access::Verdict;
 use crate::error::GatewayError;
 use crate::http::Body;
 
@@ -29,6 +30,7 @@ pub(super) struct Credentials {
 pub async fn handle(
     context: &EndpointContext<'_>,
     request: Request<Incoming>,
+    verdict: &mut Verdict,
 ) -> Result<Response<Body>, GatewayError> {
     let metrics = &context.metrics;
     let (parts, body) = request.into_parts();
@@ -46,5 +48,7 @@ pub async fn handle(
         .login(&credentials.username, credentials.password, client)
         .await;
     metrics.login(login_outcome(&result));
-    result.map(token_response).map_err(account_error)
+    result
+        .map(|pair| issued(context, verdict, pair))
+        .map_err(account_error)
 }

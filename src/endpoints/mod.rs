@@ -76,11 +76,11 @@ pub async fn dispatch(
         "/verify" => verify::handle(context, &request, verdict),
         "/login" => {
             only(&method, &[Method::POST], "POST")?;
-            login::handle(context, request).await
+            login::handle(context, request, verdict).await
         }
         "/token" => {
             only(&method, &[Method::POST], "POST")?;
-            token::handle(context, request).await
+            token::handle(context, request, verdict).await
         }
         "/refresh" => {
             only(&method, &[Method::POST], "POST")?;
@@ -100,6 +100,16 @@ pub async fn dispatch(
         }
         _ => Err(GatewayError::NotFound),
     }
+}
+
+/// The token response for a fresh pair, with the user it was issued to put on the access
+/// line (login and token endpoints): the new access token is read back through the same
+/// check as any bearer token, a cost that vanishes next to the password hash a login pays.
+fn issued(context: &EndpointContext<'_>, verdict: &mut Verdict, pair: TokenPair) -> Response<Body> {
+    if let Ok(identity) = context.accounts.authenticate(&pair.access_token) {
+        verdict.user = Some(identity.user.clone());
+    }
+    token_response(pair)
 }
 
 /// The token response (RFC 6749 §5.1): never cached (`Cache-Control: no-store`, and

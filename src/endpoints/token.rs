@@ -13,7 +13,8 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::body::{self, Accepts};
-use super::{login_outcome, token_response, EndpointContext};
+use super::{issued, login_outcome, EndpointContext};
+use crate::access::Verdict;
 use crate::accounts::AccountError;
 use crate::error::GatewayError;
 use crate::http::Body;
@@ -49,6 +50,7 @@ fn grant_error(err: AccountError) -> GatewayError {
 pub async fn handle(
     context: &EndpointContext<'_>,
     request: Request<Incoming>,
+    verdict: &mut Verdict,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = request.into_parts();
     let client = context.client_ip;
@@ -70,7 +72,9 @@ pub async fn handle(
             };
             let result = accounts.login(&username, password, client).await;
             context.metrics.login(login_outcome(&result));
-            result.map(token_response).map_err(grant_error)
+            result
+                .map(|pair| issued(context, verdict, pair))
+                .map_err(grant_error)
         }
         // RFC 6749 §6.
         Some("refresh_token") => {
@@ -82,7 +86,7 @@ pub async fn handle(
             accounts
                 .refresh(&refresh_token)
                 .await
-                .map(token_response)
+                .map(|pair| issued(context, verdict, pair))
                 .map_err(grant_error)
         }
         Some(_) => Err(GatewayError::UnsupportedGrantType),

@@ -189,6 +189,9 @@ impl Gateway {
             .insert(X_REQUEST_ID.clone(), request_id.clone());
         let status = response.status();
         self.metrics.request(verdict.decision, status);
+        if let Some(reason) = verdict.ignored_rejection {
+            self.metrics.token_rejected(reason);
+        }
         tracing::info!(
             target: "gatehouse::access",
             request_id = %request_id.to_str().unwrap_or("-"),
