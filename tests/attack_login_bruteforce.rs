@@ -341,6 +341,19 @@ async fn a_lockout_is_logged_counted_and_ended_by_user_unlock() {
     let unlocked = run_cli(&config, &["user", "unlock", "GRACE"], "", &[secret]);
     assert_eq!(unlocked.code, 0, "{unlocked:?}");
     assert!(unlocked.stderr.contains("cleared"), "{unlocked:?}");
+    // The gateway's log says which user the admin command changed.
+    let admin_line = || {
+        served.log().lines().any(|line| {
+            line.contains("admin command applied")
+                && line.contains("\"op\":\"unlock\"")
+                && line.contains("\"username\":\"GRACE\"")
+        })
+    };
+    assert!(
+        common::eventually(std::time::Duration::from_secs(10), admin_line).await,
+        "{}",
+        served.log()
+    );
     let response = served
         .post_json(
             "/auth/login",

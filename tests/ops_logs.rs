@@ -385,3 +385,32 @@ async fn login_lines_name_the_user_and_failures_the_canonical_username() {
     assert_eq!(names, vec!["alice", "nobody.here"], "{log}");
     assert!(!log.contains("wrong-PASSWORD-77") && !log.contains(PASSWORD));
 }
+
+/// A 504 is logged (WARN) with the request id and the upstream, so the access line's 504
+/// can be followed to its cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_timeout_is_logged_with_its_request_id() {
+    let upstream = common::EchoUpstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = "[upstreams.slow]\nurl = \"http://{UPSTREAM}\"\ntimeout = \"300ms\"\n\n\
+                 [[routes]]\npath = \"/slow/**\"\naccess = \"public\"\nupstream = \"slow\"\n\n\
+                 [log]\nformat = \"json\"\nlevel = \"info\"\n";
+    let mut gatehouse = Gatehouse::serve(dir.path(), upstream.addr, "", extra, &[]).await;
+    gatehouse.wait_ready().await;
+    let (status, _, _) = get(gatehouse.addr, "/slow/2000", &["X-Request-Id: slow-one"])
+        .await
+        .expect("answer");
+    assert_eq!(status, 504);
+    let logged = || {
+        gatehouse.log().lines().any(|line| {
+            line.contains("upstream timed out")
+                && line.contains("slow-one")
+                && line.contains("\"WARN\"")
+        })
+    };
+    assert!(
+        common::eventually(common::DEADLINE, logged).await,
+        "{}",
+        gatehouse.log()
+    );
+}

@@ -83,6 +83,21 @@ impl Request {
             Request::Reload => "reload",
         }
     }
+
+    /// The username the command changes, as given, for the log line (`None` for `list`
+    /// and `reload`). A username is not a secret; the password never leaves the request.
+    pub fn username(&self) -> Option<&str> {
+        match self {
+            Request::Add { username, .. }
+            | Request::Passwd { username, .. }
+            | Request::Disable { username }
+            | Request::Enable { username }
+            | Request::Roles { username, .. }
+            | Request::Remove { username }
+            | Request::Unlock { username } => Some(username),
+            Request::List | Request::Reload => None,
+        }
+    }
 }
 
 /// The answer to a [`Request`].

@@ -157,7 +157,8 @@ mod unix {
                 Ok(request) => {
                     let op = request.op();
                     let reply = execute(target, &request).await;
-                    tracing::info!(op, ok = reply.ok, "admin command applied");
+                    let username = request.username().unwrap_or("-");
+                    tracing::info!(op, username, ok = reply.ok, "admin command applied");
                     reply
                 }
                 Err(_) => Reply::failed("the admin request is not a valid command"),

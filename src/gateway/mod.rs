@@ -178,8 +178,23 @@ impl Gateway {
                 if let GatewayError::InvalidToken(reason) = &err {
                     self.metrics.token_rejected(*reason);
                 }
-                if let GatewayError::Internal(detail) = &err {
-                    tracing::error!(request_id = %request_id.to_str().unwrap_or("-"), error = %detail, "internal error");
+                let id = request_id.to_str().unwrap_or("-");
+                let upstream_name = upstream.as_deref().unwrap_or("-");
+                match &err {
+                    GatewayError::Internal(detail) => {
+                        tracing::error!(request_id = %id, error = %detail, "internal error");
+                    }
+                    GatewayError::GatewayTimeout => tracing::warn!(
+                        request_id = %id,
+                        upstream = %upstream_name,
+                        "upstream timed out: no response head within its timeout (504)"
+                    ),
+                    GatewayError::BadGateway => tracing::warn!(
+                        request_id = %id,
+                        upstream = %upstream_name,
+                        "upstream unreachable or failed (502)"
+                    ),
+                    _ => {}
                 }
                 err.into_response()
             }
