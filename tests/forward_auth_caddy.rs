@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::accounts::claims_of;
-use common::binary::{send_signal, serve_with_users, third_party_listen_addr};
+use common::binary::{serve_with_users, stop_gracefully, third_party_listen_addr};
 use common::{get, EchoUpstream, Received, DEADLINE};
 
 const GATEWAY_CONFIG: &str = r#"
@@ -151,18 +151,7 @@ impl Caddy {
 
 impl Drop for Caddy {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            send_signal(self.child.id(), "TERM");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if !matches!(self.child.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        stop_gracefully(&mut self.child);
     }
 }
 

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::accounts::claims_of;
-use common::binary::{send_signal, serve_with_users, third_party_listen_addr, Gatehouse};
+use common::binary::{serve_with_users, stop_gracefully, third_party_listen_addr, Gatehouse};
 use common::{get, EchoUpstream, DEADLINE};
 
 const TRUSTED: &str = r#"
@@ -190,20 +190,9 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// TERM lets the master stop its workers; KILL only if it does not.
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            // TERM lets the master stop its workers; KILL only if it does not.
-            send_signal(self.child.id(), "TERM");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if !matches!(self.child.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        stop_gracefully(&mut self.child);
     }
 }
 

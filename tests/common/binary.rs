@@ -136,6 +136,25 @@ pub fn send_signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid} failed: {status}");
 }
 
+/// Stops a child process that may have children of its own (nginx's master, Caddy):
+/// SIGTERM so it can stop them, up to 10 s, then SIGKILL. A process already gone is left
+/// alone.
+pub fn stop_gracefully(child: &mut Child) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    send_signal(child.id(), "TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A listen address for a THIRD-PARTY proxy (nginx, Caddy) in the forward-auth tests:
 /// bound on port 0 and released for the proxy to bind. This is the one bind-and-release
 /// left, and only because those proxies cannot report the port a `:0` listener got;
