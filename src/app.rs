@@ -27,7 +27,8 @@ pub struct App;
 
 /// The one loader of `serve`, `check-config` and reload: [`config::load_with`] plus what
 /// start would refuse about the files the config names (the signing secret's source and
-/// length, the TLS certificate and key), each problem with its key path.
+/// length, the PostgreSQL connection string's source, the TLS certificate and key), each
+/// problem with its key path.
 pub fn load_config(path: &Path) -> Result<Config, config::ConfigError> {
     config::load_with(path, startup_problems)
 }
@@ -36,6 +37,11 @@ fn startup_problems(config: &Config) -> Vec<config::Problem> {
     let mut problems = Vec::new();
     if let Err(problem) = crate::auth::secret::configured(&config.tokens) {
         problems.push(problem);
+    }
+    if config.store.backend == config::StoreBackend::Postgres {
+        if let Err(problem) = config.store.postgres.connection_string() {
+            problems.push(problem);
+        }
     }
     if let Some(files) = &config.server.tls {
         if let Err(problem) = crate::server::tls::check(files) {

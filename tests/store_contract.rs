@@ -37,9 +37,7 @@ impl Sled {
 
 impl Backend for Sled {
     async fn open(&self) -> Arc<dyn Store> {
-        let settings = gatehouse::config::StoreSettings {
-            path: self.dir.path().join("data"),
-        };
+        let settings = gatehouse::config::StoreSettings::sled(self.dir.path().join("data"));
         gatehouse::store::open(&settings).await.expect("open sled")
     }
 }

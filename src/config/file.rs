@@ -66,14 +66,32 @@ impl Default for ServerFile {
 #[derive(Debug, Deserialize)]
 #[serde(default)]
 pub struct StoreFile {
-    /// sled directory, created with mode 0700. Default `data`.
+    /// `sled` (one process, the default) or `postgres` (replicas, SPEC §8).
+    pub backend: String,
+    /// sled directory, created with mode 0700 (also where the admin socket lives, for
+    /// either backend). Default `data`.
     pub path: String,
+    /// PostgreSQL connection string (libpq URL or key/value form); the environment
+    /// variable `GATEHOUSE_STORE_URL` and `url_file` come first.
+    pub url: Option<String>,
+    /// A file holding the connection string (one trailing newline removed).
+    pub url_file: Option<String>,
+    /// PostgreSQL connections per replica. Default 16.
+    pub pool_size: i64,
+    /// How long a PostgreSQL replica may go without hearing from the database before it
+    /// stops vouching for tokens. Default `10s`.
+    pub max_stale: String,
 }
 
 impl Default for StoreFile {
     fn default() -> Self {
         StoreFile {
+            backend: "sled".into(),
             path: "data".into(),
+            url: None,
+            url_file: None,
+            pool_size: 16,
+            max_stale: "10s".into(),
         }
     }
 }

@@ -84,9 +84,142 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// `[store]` (SPEC §2, §8).
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
+    pub backend: StoreBackend,
+    /// The sled directory; for either backend also the directory of the admin socket.
     pub path: PathBuf,
+    /// Where the PostgreSQL connection string comes from (read only with that backend).
+    pub postgres: PostgresSettings,
+    /// PostgreSQL: how long a replica may go without hearing from the database before
+    /// protected routes answer 503 (SPEC §8).
+    pub max_stale: Duration,
+}
+
+impl StoreSettings {
+    /// The embedded store in `path`, other settings at their defaults (tests, tools).
+    pub fn sled(path: impl Into<PathBuf>) -> Self {
+        StoreSettings {
+            backend: StoreBackend::Sled,
+            path: path.into(),
+            postgres: PostgresSettings::default(),
+            max_stale: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Which database holds the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// Embedded sled: one process.
+    Sled,
+    /// PostgreSQL: any number of replicas (SPEC §8).
+    Postgres,
+}
+
+/// The PostgreSQL connection settings as configured. The connection string itself is
+/// resolved at use ([`PostgresSettings::connection_string`]): the environment wins over
+/// the file, the file over the inline value. `Debug` never shows the inline value (it
+/// may carry a password).
+#[derive(Clone)]
+pub struct PostgresSettings {
+    pub url: Option<zeroize::Zeroizing<String>>,
+    pub url_file: Option<PathBuf>,
+    pub pool_size: usize,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        PostgresSettings {
+            url: None,
+            url_file: None,
+            pool_size: 16,
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("url", &self.url.as_ref().map(|_| "<redacted>"))
+            .field("url_file", &self.url_file)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+/// A SHA-256 hex digest of an optional secret value: lets [`Config::restart_only`]
+/// compare a connection string without keeping it in the comparison list.
+fn digest(value: Option<&str>) -> String {
+    use sha2::Digest as _;
+    match value {
+        Some(value) => {
+            sha2::Sha256::digest(value.as_bytes())
+                .iter()
+                .fold(String::new(), |mut out, byte| {
+                    let _ = write!(out, "{byte:02x}");
+                    out
+                })
+        }
+        None => "-".into(),
+    }
+}
+
+/// The environment variable that carries the PostgreSQL connection string (first of the
+/// three sources, SPEC §8).
+pub const STORE_URL_ENV: &str = "GATEHOUSE_STORE_URL";
+
+impl PostgresSettings {
+    /// The connection string: `GATEHOUSE_STORE_URL`, else `url_file` (one trailing
+    /// newline removed), else `url`. The error names the key and never the value.
+    pub fn connection_string(&self) -> Result<zeroize::Zeroizing<String>, Problem> {
+        let problem = |path: &str, text: String| Problem {
+            path: path.to_string(),
+            problem: text,
+        };
+        if let Some(value) = std::env::var_os(STORE_URL_ENV) {
+            let value = value
+                .into_string()
+                .map_err(|_| problem("store.url", format!("{STORE_URL_ENV} is not valid UTF-8")))?;
+            if value.trim().is_empty() {
+                return Err(problem("store.url", format!("{STORE_URL_ENV} is empty")));
+            }
+            return Ok(zeroize::Zeroizing::new(value));
+        }
+        if let Some(file) = &self.url_file {
+            let bytes = zeroize::Zeroizing::new(std::fs::read(file).map_err(|err| {
+                problem(
+                    "store.url_file",
+                    format!("cannot read {}: {err}", file.display()),
+                )
+            })?);
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                problem(
+                    "store.url_file",
+                    format!("{} is not valid UTF-8", file.display()),
+                )
+            })?;
+            let text = text.strip_suffix('\n').unwrap_or(text);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            if text.trim().is_empty() {
+                return Err(problem(
+                    "store.url_file",
+                    format!("{} is empty", file.display()),
+                ));
+            }
+            return Ok(zeroize::Zeroizing::new(text.to_string()));
+        }
+        match &self.url {
+            Some(url) => Ok(url.clone()),
+            None => Err(problem(
+                "store.url",
+                format!(
+                    "backend = \"postgres\" needs a connection string: set {STORE_URL_ENV}, store.url_file or store.url"
+                ),
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -455,6 +588,9 @@ impl Config {
             }
         };
         resolve(&mut self.store.path);
+        if let Some(file) = &mut self.store.postgres.url_file {
+            resolve(file);
+        }
         if let Some(file) = &mut self.tokens.secret_file {
             resolve(file);
         }
@@ -487,7 +623,19 @@ impl Config {
             ("server.idle_timeout", format!("{:?}", s.idle_timeout)),
             ("server.max_connections", s.max_connections.to_string()),
             ("server.shutdown_grace", format!("{:?}", s.shutdown_grace)),
+            ("store.backend", format!("{:?}", self.store.backend)),
             ("store.path", format!("{:?}", self.store.path)),
+            (
+                "store.url",
+                // Compared only, never shown: a digest, not the connection string.
+                digest(self.store.postgres.url.as_deref().map(String::as_str)),
+            ),
+            (
+                "store.url_file",
+                format!("{:?}", self.store.postgres.url_file),
+            ),
+            ("store.pool_size", self.store.postgres.pool_size.to_string()),
+            ("store.max_stale", format!("{:?}", self.store.max_stale)),
             ("tokens.issuer", t.issuer.clone()),
             ("tokens.audience", t.audience.clone()),
             ("tokens.algorithm", format!("{:?}", t.algorithm)),
@@ -642,6 +790,75 @@ mod tests {
     }
 
     const MINIMAL: &str = "[upstreams.default]\nurl = \"http://127.0.0.1:3000\"\n";
+
+    #[test]
+    fn the_store_section_takes_the_postgres_keys_and_checks_them() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.store.backend, StoreBackend::Sled);
+        assert_eq!(config.store.max_stale, Duration::from_secs(10));
+        assert_eq!(config.store.postgres.pool_size, 16);
+        let text = format!(
+            "{MINIMAL}[store]\nbackend = \"postgres\"\nurl = \"postgres://u:hunter2@db/g\"\n\
+             pool_size = 4\nmax_stale = \"3s\"\nurl_file = \"url\"\n"
+        );
+        let config = parse_relative_to(&text, Path::new("/etc/gatehouse")).expect("valid");
+        assert_eq!(config.store.backend, StoreBackend::Postgres);
+        assert_eq!(config.store.postgres.pool_size, 4);
+        assert_eq!(config.store.max_stale, Duration::from_secs(3));
+        assert_eq!(
+            config.store.postgres.url_file.as_deref(),
+            Some(Path::new("/etc/gatehouse/url"))
+        );
+        let shown = format!("{:?}", config.store);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!config
+            .restart_only()
+            .iter()
+            .any(|(_, value)| value.contains("hunter2")));
+        let bad =
+            format!("{MINIMAL}[store]\nbackend = \"mysql\"\npool_size = 0\nmax_stale = \"0s\"\n");
+        let paths: Vec<String> = parse(&bad)
+            .expect_err("invalid")
+            .into_iter()
+            .map(|problem| problem.path)
+            .collect();
+        assert_eq!(
+            paths,
+            ["store.backend", "store.pool_size", "store.max_stale"]
+        );
+    }
+
+    #[test]
+    fn the_connection_string_comes_from_the_file_before_the_inline_value() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("url");
+        std::fs::write(&file, "postgres://from-file\n").expect("write");
+        let mut settings = PostgresSettings {
+            url: Some(zeroize::Zeroizing::new("postgres://inline".into())),
+            url_file: Some(file.clone()),
+            pool_size: 1,
+        };
+        // The environment variable is not set in unit tests (nothing here sets it).
+        if std::env::var_os(STORE_URL_ENV).is_none() {
+            assert_eq!(
+                settings.connection_string().expect("url").as_str(),
+                "postgres://from-file"
+            );
+            settings.url_file = None;
+            assert_eq!(
+                settings.connection_string().expect("url").as_str(),
+                "postgres://inline"
+            );
+            settings.url = None;
+            let problem = settings.connection_string().expect_err("none");
+            assert_eq!(problem.path, "store.url");
+            settings.url_file = Some(dir.path().join("missing"));
+            assert_eq!(
+                settings.connection_string().expect_err("missing").path,
+                "store.url_file"
+            );
+        }
+    }
 
     #[test]
     fn minimal_config_takes_spec_defaults() {

@@ -126,12 +126,7 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Config {
     let log = log(&file, problems);
     let upstreams = upstreams(&file, problems);
     let routes = routes(&file.routes, &upstreams, problems);
-    if file.store.path.trim().is_empty() {
-        problems.push("store.path", "must name a directory");
-    }
-    let store = StoreSettings {
-        path: PathBuf::from(&file.store.path),
-    };
+    let store = store(&file, problems);
     Config {
         server,
         store,
@@ -143,6 +138,46 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Config {
         log,
         upstreams,
         routes,
+    }
+}
+
+fn store(file: &FileConfig, problems: &mut Problems) -> StoreSettings {
+    let raw = &file.store;
+    let backend = match raw.backend.as_str() {
+        "sled" => StoreBackend::Sled,
+        "postgres" => StoreBackend::Postgres,
+        other => {
+            problems.push(
+                "store.backend",
+                format!("unknown backend `{other}`; expected \"sled\" or \"postgres\""),
+            );
+            StoreBackend::Sled
+        }
+    };
+    if raw.path.trim().is_empty() {
+        problems.push("store.path", "must name a directory");
+    }
+    if raw.url.as_deref().is_some_and(|url| url.trim().is_empty()) {
+        problems.push("store.url", "must not be empty");
+    }
+    if raw
+        .url_file
+        .as_deref()
+        .is_some_and(|file| file.trim().is_empty())
+    {
+        problems.push("store.url_file", "must name a file");
+    }
+    let pool_size = problems.ranged("store.pool_size", raw.pool_size, 1, 1024) as usize;
+    let max_stale = problems.positive_duration("store.max_stale", &raw.max_stale);
+    StoreSettings {
+        backend,
+        path: PathBuf::from(&raw.path),
+        postgres: PostgresSettings {
+            url: raw.url.clone().map(zeroize::Zeroizing::new),
+            url_file: raw.url_file.as_ref().map(PathBuf::from),
+            pool_size,
+        },
+        max_stale,
     }
 }
 

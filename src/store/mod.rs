@@ -75,6 +75,11 @@ pub enum StoreError {
     /// The database itself failed (I/O, lock).
     #[error("store: {0}")]
     Backend(String),
+    /// The database cannot be reached (connection refused, timed out, lost): the write
+    /// did not happen and may be retried; callers answer 503 `unavailable` with
+    /// `Retry-After` (SPEC §8), never 401.
+    #[error("the store cannot be reached: {0}")]
+    Unavailable(String),
 }
 
 /// Shorthand for store results.
@@ -412,6 +417,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes every earlier write durable (shutdown).
     fn flush(&self) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// A wake-up for followers of the feed: notified whenever the backend learns that
+    /// new changes may be waiting (PostgreSQL: a NOTIFY on its LISTEN connection), so a
+    /// follower polls at once instead of at its next tick. `None` (the default): the
+    /// backend has no such signal and followers rely on polling alone. A missed signal
+    /// costs only latency: followers poll by cursor regardless (LISTEN can die silently).
+    fn change_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// Why [`open`] failed.
@@ -435,12 +449,15 @@ impl std::fmt::Display for OpenError {
     }
 }
 
-/// Opens the store `[store]` names. Only the embedded backend exists today (SPEC §2's
-/// `backend = "postgres"` is not built yet, and `[store]` takes no `backend` key until it
-/// is); the PostgreSQL backend will be chosen here, and nowhere else.
+/// Opens the store `[store]` names. The one place the backend is chosen.
 pub async fn open(
     settings: &crate::config::StoreSettings,
 ) -> Result<std::sync::Arc<dyn Store>, OpenError> {
+    if settings.backend == crate::config::StoreBackend::Postgres {
+        return Err(OpenError::Failed(
+            "backend = \"postgres\" is not available in this build yet".into(),
+        ));
+    }
     let path = settings.path.clone();
     let opened = tokio::task::spawn_blocking(move || SledStore::open(&path))
         .await
