@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::accounts::{Accounts, MemoryThrottle};
+use crate::accounts::{throttle, Accounts};
 use crate::config::{self, Config, TlsFiles};
 use crate::gateway::{Gateway, Snapshot};
 use crate::ops::OpsState;
@@ -80,11 +80,12 @@ impl App {
             .await
             .map_err(|err| err.to_string())?;
         let metrics = Arc::new(Metrics::new());
-        let throttle = MemoryThrottle::new(config.login).with_metrics(metrics.clone());
+        // Shared counters when the store keeps them (replicas), else this process's memory.
+        let throttle = throttle::for_store(&store, config.login, Some(metrics.clone()));
         let accounts = Arc::new(
             Accounts::open(store, &config)
                 .await?
-                .with_throttle(Arc::new(throttle)),
+                .with_throttle(throttle),
         );
         let tls = match &config.server.tls {
             Some(files) => Some((TlsAcceptorCell::load(files)?, files.clone())),

@@ -246,7 +246,7 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn check_now(&self, username: Option<&str>) -> Result<(), Duration> {
+    fn check_now(&self, username: Option<&str>) -> Result<(), AccountError> {
         let events = self.events.lock().expect("lock");
         let failures = events.iter().filter(|e| e.starts_with("failure")).count();
         drop(events);
@@ -255,7 +255,9 @@ impl Recorder {
             .expect("lock")
             .push(format!("check {}", username.unwrap_or("-")));
         if failures >= self.limit {
-            Err(Duration::from_secs(42))
+            Err(AccountError::TooManyAttempts {
+                retry_after_secs: 42,
+            })
         } else {
             Ok(())
         }
@@ -273,7 +275,7 @@ impl LoginThrottle for Recorder {
         &'a self,
         username: Option<&'a str>,
         _client: IpAddr,
-    ) -> BoxFuture<'a, Result<(), Duration>> {
+    ) -> BoxFuture<'a, Result<(), AccountError>> {
         Box::pin(async move {
             tokio::task::yield_now().await;
             self.check_now(username)
@@ -299,13 +301,13 @@ impl LoginThrottle for Recorder {
             self.push(format!("success {}", username.unwrap_or("-")));
         })
     }
-    fn unlock<'a>(&'a self, username: &'a str) -> BoxFuture<'a, bool> {
+    fn unlock<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, AccountError>> {
         Box::pin(async move {
             self.push(format!("unlock {username}"));
-            true
+            Ok(true)
         })
     }
-    fn check_registration(&self, _client: IpAddr) -> BoxFuture<'_, Result<(), Duration>> {
+    fn check_registration(&self, _client: IpAddr) -> BoxFuture<'_, Result<(), AccountError>> {
         Box::pin(async { Ok(()) })
     }
 }

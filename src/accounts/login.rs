@@ -7,12 +7,12 @@
 //! argon2 and give the same error; "disabled" is said only to whoever knows the password.
 //! Brute-force regulation plugs in through [`LoginThrottle`]: consulted before any work,
 //! told of every failure and success afterwards. The trait is async so that counters
-//! shared through the store (replicas counting toward one lockout, SPEC §8) can
-//! implement it; the in-memory [`super::MemoryThrottle`] answers at once.
+//! shared through the store (replicas counting toward one lockout, SPEC §8:
+//! [`super::throttle::SharedThrottle`]) can implement it; the in-memory
+//! [`super::MemoryThrottle`] answers at once.
 
 use std::future::ready;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -23,14 +23,18 @@ use crate::auth::password::Password;
 /// Brute-force regulation (SPEC §2 `[login]`). `username` is the canonical name when the
 /// presented one is well-formed, so lockouts count case-insensitively. Each method's
 /// future may borrow its arguments.
+///
+/// The checks answer `Err(AccountError::TooManyAttempts)` when the attempt is refused
+/// (429), and `Err(AccountError::Unavailable)` (503) or `Err(AccountError::Internal)` when
+/// the counts cannot be consulted: a regulator never fails open.
 pub trait LoginThrottle: Send + Sync {
-    /// Before any password work: `Err(retry_after)` when this username or client address
-    /// is locked out.
+    /// Before any password work: admits the attempt (counting it), or refuses it when
+    /// this username or client address is locked out.
     fn check<'a>(
         &'a self,
         username: Option<&'a str>,
         client: IpAddr,
-    ) -> BoxFuture<'a, Result<(), Duration>>;
+    ) -> BoxFuture<'a, Result<(), AccountError>>;
     /// After a wrong password or unknown user.
     fn record_failure<'a>(&'a self, username: Option<&'a str>, client: IpAddr)
         -> BoxFuture<'a, ()>;
@@ -39,10 +43,10 @@ pub trait LoginThrottle: Send + Sync {
         -> BoxFuture<'a, ()>;
     /// `gatehouse user unlock`: forgets this canonical username's failures and lockout;
     /// true when there was anything to forget.
-    fn unlock<'a>(&'a self, username: &'a str) -> BoxFuture<'a, bool>;
-    /// Before a self-registration: `Err(retry_after)` when this address has registered
-    /// too often.
-    fn check_registration(&self, client: IpAddr) -> BoxFuture<'_, Result<(), Duration>>;
+    fn unlock<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, AccountError>>;
+    /// Before a self-registration: refused (`TooManyAttempts`) when this address has
+    /// registered too often.
+    fn check_registration(&self, client: IpAddr) -> BoxFuture<'_, Result<(), AccountError>>;
 }
 
 /// No regulation: every attempt is allowed (the CLI's own store handle: lockouts live in
@@ -55,7 +59,7 @@ impl LoginThrottle for Unthrottled {
         &'a self,
         _username: Option<&'a str>,
         _client: IpAddr,
-    ) -> BoxFuture<'a, Result<(), Duration>> {
+    ) -> BoxFuture<'a, Result<(), AccountError>> {
         Box::pin(ready(Ok(())))
     }
     fn record_failure<'a>(
@@ -72,10 +76,10 @@ impl LoginThrottle for Unthrottled {
     ) -> BoxFuture<'a, ()> {
         Box::pin(ready(()))
     }
-    fn unlock<'a>(&'a self, _username: &'a str) -> BoxFuture<'a, bool> {
-        Box::pin(ready(false))
+    fn unlock<'a>(&'a self, _username: &'a str) -> BoxFuture<'a, Result<bool, AccountError>> {
+        Box::pin(ready(Ok(false)))
     }
-    fn check_registration(&self, _client: IpAddr) -> BoxFuture<'_, Result<(), Duration>> {
+    fn check_registration(&self, _client: IpAddr) -> BoxFuture<'_, Result<(), AccountError>> {
         Box::pin(ready(Ok(())))
     }
 }
@@ -83,7 +87,8 @@ impl LoginThrottle for Unthrottled {
 impl Accounts {
     /// Checks a username and password and starts a login session.
     ///
-    /// Errors: `TooManyAttempts` (throttled, before any work), `InvalidCredentials`
+    /// Errors: `TooManyAttempts` (throttled, before any work; `Unavailable` when shared
+    /// counters cannot be consulted: never admitted uncounted), `InvalidCredentials`
     /// (wrong password, unknown or malformed username: identical), `AccountDisabled`
     /// (only after a correct password).
     pub async fn login(
@@ -94,11 +99,7 @@ impl Accounts {
     ) -> Result<TokenPair, AccountError> {
         let canonical = canonical_username(username);
         let key = canonical.as_deref();
-        if let Err(retry_after) = self.throttle.check(key, client).await {
-            return Err(AccountError::TooManyAttempts {
-                retry_after_secs: retry_after.as_secs().max(1),
-            });
-        }
+        self.throttle.check(key, client).await?;
         let user = match key {
             Some(name) => self.directory.store().find_user_by_name(name).await?,
             None => None,

@@ -40,7 +40,7 @@ use crate::error::TokenRejection;
 use crate::store::{Conflict, RefreshRecord, SessionRecord, Store, StoreError, Taken, UserRecord};
 pub use directory::{canonical_username, Directory, UserSummary};
 pub use login::{LoginThrottle, Unthrottled};
-pub use throttle::MemoryThrottle;
+pub use throttle::{MemoryThrottle, SharedThrottle};
 use view::UserView;
 
 /// A caller whose token verified: the user's current state and what the token
@@ -118,6 +118,10 @@ pub enum AccountError {
     /// Administration named a user that does not exist.
     #[error("no user named `{0}`")]
     NoSuchUser(String),
+    /// The store cannot be reached: nothing was acknowledged; may be retried (SPEC §8:
+    /// 503 `unavailable`, never 401). The detail is for logs only.
+    #[error("the store cannot be reached: {0}")]
+    Unavailable(String),
     /// A fault of ours (store, hashing task). Logged, never shown to clients.
     #[error("internal error: {0}")]
     Internal(String),
@@ -190,9 +194,34 @@ pub async fn kept_secret(store: &dyn Store) -> Result<Vec<u8>, String> {
     }
 }
 
+/// What a replica whose signing secret is not the one the others use says (SPEC §8: it
+/// refuses to become ready), and how to fix it.
+pub const SECRET_MISMATCH: &str = "this replica's signing secret differs from the one the other replicas use (fingerprint mismatch): give every replica the same GATEHOUSE_SECRET or tokens.secret_file (or none, to share the one generated in the store); to rotate the secret on purpose, stop every replica, run `gatehouse migrate --reset-secret-fingerprint`, then start them with the new secret";
+
+/// SPEC §8 "Secret": with a store shared by replicas ([`Store::keeps_secret_fingerprint`]),
+/// keeps the fingerprint of `secret` ([`crate::auth::secret::fingerprint`]) unless one is
+/// kept already, and refuses ([`SECRET_MISMATCH`], logged at ERROR) when the kept one is
+/// another secret's: tokens signed by this replica would be refused by the others and the
+/// other way round. Nothing to compare for a store of one process.
+pub async fn check_secret_fingerprint(store: &dyn Store, secret: &[u8]) -> Result<(), String> {
+    if !store.keeps_secret_fingerprint() {
+        return Ok(());
+    }
+    let ours = crate::auth::secret::fingerprint(secret);
+    let kept = store.keep_secret_fingerprint(&ours).await.map_err(|err| {
+        format!("store: cannot read or keep the signing secret's fingerprint: {err}")
+    })?;
+    if kept != ours {
+        tracing::error!("{SECRET_MISMATCH}");
+        return Err(SECRET_MISMATCH.to_string());
+    }
+    Ok(())
+}
+
 impl Accounts {
     /// Assembles the accounts layer over an open store: resolves the signing secret
-    /// (env, file, else kept in the store), loads the in-memory view and makes the dummy
+    /// (env, file, else kept in the store), checks it is the one the other replicas use
+    /// ([`check_secret_fingerprint`]), loads the in-memory view and makes the dummy
     /// password hash.
     pub async fn open(store: Arc<dyn Store>, config: &Config) -> Result<Self, String> {
         // `resolve` reads files (blocking) and asks the store only when no secret is
@@ -209,6 +238,7 @@ impl Accounts {
         })
         .await
         .map_err(|err| format!("cannot resolve the signing secret: {err}"))??;
+        check_secret_fingerprint(store.as_ref(), &secret).await?;
         let keys = Arc::new(TokenKeys::new(&secret, &config.tokens)?);
         let hasher = Arc::new(PasswordHasher::new(config.passwords)?);
         hasher
@@ -216,10 +246,10 @@ impl Accounts {
             .await
             .map_err(|err| format!("passwords: {err}"))?;
         let grace = grace(config.tokens.access_ttl, config.tokens.leeway);
+        let throttle = throttle::for_store(&store, config.login, None);
         let directory = Directory::open(store, hasher, grace)
             .await
             .map_err(|err| format!("cannot load the store: {err}"))?;
-        let throttle = Arc::new(MemoryThrottle::new(config.login));
         Ok(Accounts::new(Arc::new(directory), keys, settings(config)).with_throttle(throttle))
     }
 
@@ -448,11 +478,7 @@ impl Accounts {
         password: Password,
         client: IpAddr,
     ) -> Result<UserSummary, AccountError> {
-        if let Err(retry_after) = self.throttle.check_registration(client).await {
-            return Err(AccountError::TooManyAttempts {
-                retry_after_secs: retry_after.as_secs().max(1),
-            });
-        }
+        self.throttle.check_registration(client).await?;
         self.directory
             .add(username, self.settings.registration_roles.clone(), password)
             .await

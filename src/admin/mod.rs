@@ -149,7 +149,7 @@ fn deliver(config: &Config, request: &Request) -> Result<Reply, String> {
             return Ok(reply);
         }
         match runtime.block_on(open_directory(config)) {
-            Ok(directory) => return runtime.block_on(apply_directly(directory, request)),
+            Ok(directory) => return runtime.block_on(apply_directly(config, directory, request)),
             Err(Opened::Locked(message)) if Instant::now() >= deadline => {
                 return Err(format!(
                     "{message}; another process holds the store and no gateway answers on {}",
@@ -186,9 +186,16 @@ async fn open_directory(config: &Config) -> Result<Directory, Opened> {
         })
 }
 
-async fn apply_directly(directory: Directory, request: &Request) -> Result<Reply, String> {
-    if let Request::Unlock { username } = request {
-        // Lockouts live in a running gateway's memory: with none running there is none.
+async fn apply_directly(
+    config: &Config,
+    directory: Directory,
+    request: &Request,
+) -> Result<Reply, String> {
+    let store = directory.store().clone();
+    let shared = store.shares_login_counters();
+    if let (Request::Unlock { username }, false) = (request, shared) {
+        // sled: lockouts live in a running gateway's memory: with none running there is
+        // none. (A store that shares its counters is unlocked in the store, below.)
         return Ok(match crate::accounts::canonical_username(username) {
             Some(_) => Reply::done(format!(
                 "no gateway is running on this store, so {username} is not locked out (lockouts live in the running gateway's memory)"
@@ -196,9 +203,14 @@ async fn apply_directly(directory: Directory, request: &Request) -> Result<Reply
             None => Reply::failed(format!("`{username}` is not a valid username")),
         });
     }
+    let throttle: Arc<dyn crate::accounts::LoginThrottle> = if shared {
+        crate::accounts::throttle::for_store(&store, config.login, None)
+    } else {
+        Arc::new(crate::accounts::Unthrottled)
+    };
     let target = protocol::AdminTarget {
         directory: Arc::new(directory),
-        throttle: Arc::new(crate::accounts::Unthrottled),
+        throttle,
         reload: None,
     };
     let reply = protocol::execute(&target, request).await;

@@ -26,8 +26,9 @@ use crate::accounts::{canonical_username, AccountError, Directory, LoginThrottle
 pub type ReloadFn = Arc<dyn Fn() -> Result<Vec<String>, String> + Send + Sync>;
 
 /// What admin commands act on: the users, the login regulator whose lockouts `unlock`
-/// ends (the CLI's own store handle has none: lockouts live in a running gateway's
-/// memory), and the running gateway's reload (none without a running gateway).
+/// ends (the CLI's own handle on a sled store has none: lockouts live in a running
+/// gateway's memory; on a store that shares its counters it is the shared one), and the
+/// running gateway's reload (none without a running gateway).
 pub struct AdminTarget {
     pub directory: Arc<Directory>,
     pub throttle: Arc<dyn LoginThrottle>,
@@ -185,15 +186,14 @@ pub async fn execute(target: &AdminTarget, request: &Request) -> Reply {
             .await
             .map(|()| format!("user {username} removed")),
         Request::Unlock { username } => match canonical_username(username) {
-            Some(canonical) => {
-                let message = if target.throttle.unlock(&canonical).await {
+            Some(canonical) => target.throttle.unlock(&canonical).await.map(|forgotten| {
+                tracing::info!(username = %canonical, "login lockout cleared by an operator");
+                if forgotten {
                     format!("login failures and lockout of {username} cleared")
                 } else {
                     format!("{username} had no login failures to clear")
-                };
-                tracing::info!(username = %canonical, "login lockout cleared by an operator");
-                Ok(message)
-            }
+                }
+            }),
             None => Err(AccountError::Policy(format!(
                 "`{username}` is not a valid username"
             ))),

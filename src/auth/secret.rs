@@ -5,6 +5,10 @@
 //!
 //! A secret shorter than [`MIN_SECRET_LEN`] is refused at start, whatever its source. The
 //! secret itself never reaches a log line or an error message: only its source and length.
+//!
+//! Replicas sharing a store must sign with one secret (SPEC §8): [`fingerprint`] gives
+//! what the store keeps to compare them by, an HMAC of a fixed label keyed by the secret
+//! (never the secret nor a plain hash of it).
 
 use crate::config::{Problem, TokenSettings};
 
@@ -84,4 +88,54 @@ pub fn resolve(
         ));
     }
     Ok(secret)
+}
+
+/// The label [`fingerprint`] authenticates.
+const FINGERPRINT_LABEL: &[u8] = b"gatehouse signing-secret fingerprint v1";
+
+/// A fingerprint of the signing secret, for replicas to tell whether they sign with the
+/// same one (SPEC §8; the store keeps the first replica's): HMAC-SHA256 keyed by the
+/// secret over a fixed label, hex. It reveals nothing about the secret — not even a plain
+/// hash of it that could be checked against guesses without the key doing the work — and
+/// is the same for the same secret on every replica and after every restart.
+pub fn fingerprint(secret: &[u8]) -> String {
+    use hmac::Mac as _;
+    // HMAC accepts keys of any length: `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+        return String::new();
+    };
+    mac.update(FINGERPRINT_LABEL);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_is_stable_distinct_and_not_a_plain_hash() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let one = fingerprint(secret);
+        assert_eq!(
+            one,
+            fingerprint(secret),
+            "the same secret, the same fingerprint"
+        );
+        assert_eq!(one.len(), 64);
+        assert_ne!(one, fingerprint(b"0123456789abcdef0123456789abcdeF"));
+        let plain: String = <sha2::Sha256 as sha2::Digest>::digest(secret)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        assert_ne!(one, plain);
+        // RFC 2104 HMAC-SHA256, checked against `openssl dgst -sha256 -hmac`.
+        assert_eq!(one, EXPECTED_FINGERPRINT);
+    }
+
+    const EXPECTED_FINGERPRINT: &str =
+        "6760b91e112e4e26d45a9708bac0bf16fef1aed0d5417676d028e21ed9b44736";
 }

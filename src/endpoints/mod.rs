@@ -135,6 +135,7 @@ fn account_error(err: AccountError) -> GatewayError {
         AccountError::InvalidGrant => GatewayError::InvalidGrant,
         AccountError::UsernameTaken => GatewayError::UsernameTaken,
         AccountError::Policy(rule) => GatewayError::InvalidRequest(rule),
+        AccountError::Unavailable(_) => GatewayError::Unavailable,
         AccountError::Internal(detail) => GatewayError::Internal(detail),
     }
 }

@@ -148,7 +148,8 @@ fn fail_closed(err: GatewayError, verdict: &mut Verdict) -> GatewayError {
         GatewayError::Unauthorized
         | GatewayError::InvalidToken(_)
         | GatewayError::InsufficientScope
-        | GatewayError::Forbidden => err,
+        | GatewayError::Forbidden
+        | GatewayError::Unavailable => err,
         GatewayError::InvalidForwardedRequest(_) => {
             verdict.decided(Decision::Rejected, None);
             err

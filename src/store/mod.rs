@@ -24,7 +24,8 @@
 //! written down once here for every backend: [`UserChange::apply`] (the generation bump
 //! rules), [`Store::insert_session`] (compare the user's state, then insert) and
 //! [`Store::take_refresh`] (rotation with reuse detection, RFC 9700 §4.14.2), each one
-//! transaction.
+//! transaction. Likewise the login counters shared by replicas ([`Store::counters`]): the
+//! lockout rulebook ([`counters`]) runs inside the backend's transaction.
 //!
 //! Async without a macro crate: every verb returns a [`BoxFuture`] (`Pin<Box<dyn Future +
 //! Send>>`), which is what `Arc<dyn Store>` needs (native `async fn` in traits is not
@@ -32,12 +33,14 @@
 //! future borrows only the store, never its arguments, so callers may pass temporaries.
 
 mod codec;
+pub mod counters;
 pub mod feed;
 pub mod sled_store;
 
 pub use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+pub use counters::{CounterOp, CounterOutcome};
 pub use feed::{Change, ChangeKind, Feed, Seq, FEED_RETENTION};
 pub use sled_store::SledStore;
 
@@ -399,6 +402,52 @@ pub trait Store: Send + Sync + 'static {
     /// Keeps `secret` unless one is kept already; returns the one kept (first wins).
     /// Publishes [`ChangeKind::SecretKept`] (without the secret) when it kept this one.
     fn insert_secret(&self, secret: &[u8]) -> BoxFuture<'_, StoreResult<Written<Vec<u8>>>>;
+
+    /// Whether this backend keeps a fingerprint of the signing secret for every process
+    /// sharing it to compare against ([`Self::keep_secret_fingerprint`]). `false` (the
+    /// default, sled): one process, nothing to compare.
+    fn keeps_secret_fingerprint(&self) -> bool {
+        false
+    }
+    /// Keeps `fingerprint` (of the signing secret in use; never the secret nor a plain
+    /// hash of it) unless one is kept already, and returns the one kept (first wins), so
+    /// a replica can tell whether its secret is the one the others use (SPEC §8). The
+    /// default (a backend without [`Self::keeps_secret_fingerprint`]) keeps nothing and
+    /// returns the given one. Publishes no change.
+    fn keep_secret_fingerprint(&self, fingerprint: &str) -> BoxFuture<'_, StoreResult<String>> {
+        Box::pin(std::future::ready(Ok(fingerprint.to_string())))
+    }
+    /// Forgets the kept fingerprint (the operator rotates the secret on purpose:
+    /// `gatehouse migrate --reset-secret-fingerprint`); true when one was kept. Publishes
+    /// no change.
+    fn forget_secret_fingerprint(&self) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(std::future::ready(Ok(false)))
+    }
+
+    /// Whether this backend keeps login counters shared by every process on it
+    /// ([`Self::counters`]; SPEC §8). `false` (the default, sled): lockouts live in the
+    /// one process's memory (`accounts::throttle::MemoryThrottle`).
+    fn shares_login_counters(&self) -> bool {
+        false
+    }
+    /// Performs one login-throttle operation atomically: in one transaction, reads the
+    /// rows of [`CounterOp::keys`] for update (creating missing ones when
+    /// [`CounterOp::creates_rows`]), applies [`CounterOp::apply`] with `settings` at
+    /// `now` (wall-clock milliseconds), writes back the rows it left `Some` and deletes
+    /// the ones it left `None`. Lock the rows in the order of `keys()`. Publishes no
+    /// change (nothing in the view depends on counters). The default (a backend without
+    /// [`Self::shares_login_counters`]) refuses.
+    fn counters(
+        &self,
+        op: CounterOp,
+        settings: crate::config::LoginSettings,
+        now: counters::Millis,
+    ) -> BoxFuture<'_, StoreResult<CounterOutcome>> {
+        let _ = (op, settings, now);
+        Box::pin(std::future::ready(Err(StoreError::Backend(
+            "this store keeps no shared login counters".into(),
+        ))))
+    }
 
     /// Users, sessions and revoked ids as of one feed position (start, and a replica that
     /// fell behind a trimmed log).
