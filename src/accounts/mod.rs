@@ -207,7 +207,7 @@ pub async fn check_secret_fingerprint(store: &dyn Store, secret: &[u8]) -> Resul
     if !store.keeps_secret_fingerprint() {
         return Ok(());
     }
-    let ours = crate::auth::secret::fingerprint(secret);
+    let ours = crate::auth::secret::fingerprint(secret)?;
     let kept = store.keep_secret_fingerprint(&ours).await.map_err(|err| {
         format!("store: cannot read or keep the signing secret's fingerprint: {err}")
     })?;
