@@ -76,8 +76,7 @@ impl Snapshot {
         self.users.sort_by(|a, b| a.id.cmp(&b.id));
         self.sessions
             .sort_by(|a, b| (&a.user_id, &a.family).cmp(&(&b.user_id, &b.family)));
-        self.refresh_tokens
-            .sort_by(|a, b| a.token_hash.cmp(&b.token_hash));
+        self.refresh_tokens.sort_by_key(|token| token.token_hash);
         self.revoked.sort_by(|a, b| a.jti.cmp(&b.jti));
     }
 
