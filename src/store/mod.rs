@@ -336,9 +336,10 @@ pub struct Loaded {
 }
 
 /// The persistence interface the accounts layer depends on. Verbs: find, list, load,
-/// insert, update, take, end, remove; and the feed. Every write is durable when its
-/// future resolves and publishes one change when it changed anything (see the module
-/// docs). Methods that take no `now` use the store's clock only to stamp changes.
+/// insert, update, take, end, remove, export, import; and the feed. Every write is durable
+/// when its future resolves and publishes one change when it changed anything (see the
+/// module docs; `import` marks the log trimmed instead). Methods that take no `now` use the
+/// store's clock only to stamp changes.
 pub trait Store: Send + Sync + 'static {
     /// A user by id.
     fn find_user(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<UserRecord>>>;
