@@ -1,5 +1,6 @@
 //! The command line (SPEC §1): `serve` (the default), `check-config`, `explain` (a raw `#`
 //! is refused as the gateway would; a lowercase standard method gets a note), `user …`,
+//! `store export|import`,
 //! `healthcheck`, `reload`, and `completions SHELL` / `man`, generated from these clap
 //! definitions (clap_complete, clap_mangen) so they never drift from the real options.
 //! Exit codes: 0 ok, 1 error (stderr says what and where), 2 usage.
@@ -12,7 +13,7 @@ use std::time::Duration;
 use clap::{CommandFactory as _, Parser, Subcommand};
 use http::Method;
 
-use crate::admin::UserCommand;
+use crate::admin::{StoreCommand, UserCommand};
 use crate::app::App;
 use crate::config::{self, access_label, Config};
 use crate::routing::{is_under, normalized_path, Access, PathRejection};
@@ -54,6 +55,9 @@ enum Command {
     /// Manage users (works whether or not a gateway is serving the store)
     #[command(subcommand)]
     User(UserCommand),
+    /// Export the store as JSON Lines, or import such a file into an empty store
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Exit 0 when the running gateway's /readyz answers 200 (for container HEALTHCHECK)
     Healthcheck {
         /// Readiness URL [default: http://<ops_listen>/readyz]
@@ -86,6 +90,9 @@ pub fn run() -> i32 {
         Command::Explain { method, path } => explain(&cli.config, &method, &path),
         Command::User(command) => {
             load(&cli.config).and_then(|config| crate::admin::run(&config, command))
+        }
+        Command::Store(command) => {
+            load(&cli.config).and_then(|config| crate::admin::run_store(&config, command))
         }
         Command::Healthcheck { url } => healthcheck(&cli.config, url.as_deref()),
         Command::Completions { shell } => completions(shell),
