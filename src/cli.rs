@@ -138,38 +138,96 @@ fn serve(path: &Path) -> Result<(), String> {
         .build()
         .map_err(|err| format!("cannot start the runtime: {err}"))?;
     runtime.block_on(async move {
-        let handle = App::start(path, config, listener, ops_listener, log).await?;
-        wait_for_signals(&handle).await?;
+        // Installed before the start, which may wait long for an unreachable database
+        // (SPEC §8): a SIGTERM meanwhile stops cleanly, a SIGHUP does not kill.
+        let mut signals = Signals::install()?;
+        let start = App::start(path, config, listener, ops_listener, log);
+        tokio::pin!(start);
+        let handle = loop {
+            tokio::select! {
+                started = &mut start => break started?,
+                received = signals.next() => match received? {
+                    Received::Stop(name) => {
+                        tracing::info!("{name} before serving started: stopping");
+                        return Ok(());
+                    }
+                    Received::Reload => tracing::warn!(
+                        "SIGHUP while starting: ignored (the configuration was read at start)"
+                    ),
+                },
+            }
+        };
+        loop {
+            match signals.next().await? {
+                Received::Stop(name) => {
+                    tracing::info!("{name}: draining");
+                    break;
+                }
+                Received::Reload => {
+                    if let Err(err) = handle.reload().map(drop) {
+                        tracing::error!(error = %err, "SIGHUP: the new configuration was refused; the running one stays");
+                    }
+                }
+            }
+        }
         handle.shutdown().await;
         Ok(())
     })
 }
 
+/// A signal `serve` acts on.
+enum Received {
+    /// SIGTERM or SIGINT (named): drain and exit.
+    Stop(&'static str),
+    /// SIGHUP: reload the configuration.
+    Reload,
+}
+
 #[cfg(unix)]
-async fn wait_for_signals(handle: &crate::app::AppHandle) -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let install = |kind: SignalKind| {
-        signal(kind).map_err(|err| format!("cannot install signal handler: {err}"))
-    };
-    let mut terminate = install(SignalKind::terminate())?;
-    let mut interrupt = install(SignalKind::interrupt())?;
-    let mut hangup = install(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = terminate.recv() => { tracing::info!("SIGTERM: draining"); return Ok(()); }
-            _ = interrupt.recv() => { tracing::info!("SIGINT: draining"); return Ok(()); }
-            _ = hangup.recv() => {
-                if let Err(err) = handle.reload().map(drop) {
-                    tracing::error!(error = %err, "SIGHUP: the new configuration was refused; the running one stays");
-                }
-            }
-        }
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Result<Self, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind: SignalKind| {
+            signal(kind).map_err(|err| format!("cannot install signal handler: {err}"))
+        };
+        Ok(Signals {
+            terminate: install(SignalKind::terminate())?,
+            interrupt: install(SignalKind::interrupt())?,
+            hangup: install(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Result<Received, String> {
+        Ok(tokio::select! {
+            _ = self.terminate.recv() => Received::Stop("SIGTERM"),
+            _ = self.interrupt.recv() => Received::Stop("SIGINT"),
+            _ = self.hangup.recv() => Received::Reload,
+        })
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_handle: &crate::app::AppHandle) -> Result<(), String> {
-    tokio::signal::ctrl_c().await.map_err(|err| err.to_string())
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> Result<Self, String> {
+        Ok(Signals)
+    }
+
+    async fn next(&mut self) -> Result<Received, String> {
+        tokio::signal::ctrl_c()
+            .await
+            .map(|()| Received::Stop("Ctrl-C"))
+            .map_err(|err| err.to_string())
+    }
 }
 
 fn check_config(path: &Path) -> Result<(), String> {

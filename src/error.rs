@@ -63,6 +63,11 @@ impl TokenRejection {
     }
 }
 
+/// The `Retry-After` of a 503 `unavailable`, in seconds: a replica polls the database
+/// every few hundred milliseconds and reconnects on its own, so a client may try again
+/// soon; a longer outage just answers 503 again.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+
 /// Every outcome gatehouse reports to a client as an error (SPEC §4, §5).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
@@ -106,6 +111,10 @@ pub enum GatewayError {
     BadGateway,
     #[error("upstream timed out")]
     GatewayTimeout,
+    /// The store cannot be reached, or this replica has gone more than `store.max_stale`
+    /// without hearing from it (SPEC §5, §8): 503 with `Retry-After`, never a 401.
+    #[error("the store is unavailable")]
+    Unavailable,
     /// A fault of ours (store I/O, a task that died). The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -138,6 +147,7 @@ impl GatewayError {
             GatewayError::UsernameTaken => StatusCode::CONFLICT,
             GatewayError::BadGateway => StatusCode::BAD_GATEWAY,
             GatewayError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -164,6 +174,7 @@ impl GatewayError {
             GatewayError::UsernameTaken => "username_taken",
             GatewayError::BadGateway => "bad_gateway",
             GatewayError::GatewayTimeout => "gateway_timeout",
+            GatewayError::Unavailable => "unavailable",
             GatewayError::Internal(_) => "internal_error",
         }
     }
@@ -190,6 +201,7 @@ impl GatewayError {
             GatewayError::UsernameTaken => "that username is taken",
             GatewayError::BadGateway => "the upstream service could not be reached",
             GatewayError::GatewayTimeout => "the upstream service did not answer in time",
+            GatewayError::Unavailable => "the account store is out of reach; try again shortly",
             GatewayError::Internal(_) => "an internal error occurred",
         }
     }
@@ -232,6 +244,12 @@ impl GatewayError {
             }
             GatewayError::TooManyAttempts { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            GatewayError::Unavailable => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS),
+                );
             }
             GatewayError::MethodNotAllowed(allow) => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));

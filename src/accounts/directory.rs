@@ -365,6 +365,8 @@ impl From<StoreError> for AccountError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict(Conflict::UsernameTaken) => AccountError::UsernameTaken,
+            // Nothing was written (or not acknowledged): the caller answers 503, never 401.
+            StoreError::Unavailable(detail) => AccountError::Unavailable(detail),
             other => AccountError::Internal(other.to_string()),
         }
     }

@@ -36,6 +36,7 @@ fn grant_error(err: AccountError) -> GatewayError {
         AccountError::TooManyAttempts { retry_after_secs } => {
             GatewayError::TooManyAttempts { retry_after_secs }
         }
+        AccountError::Unavailable(_) => GatewayError::Unavailable,
         AccountError::Internal(detail) => GatewayError::Internal(detail),
         AccountError::InvalidCredentials
         | AccountError::AccountDisabled

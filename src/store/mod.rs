@@ -459,6 +459,15 @@ pub trait Store: Send + Sync + 'static {
     fn change_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None
     }
+
+    /// Whether the data lives in a database out of this process (PostgreSQL), which can
+    /// become unreachable while the process runs: then the accounts layer tracks how long
+    /// it has gone without hearing from it, and past `store.max_stale` protected routes
+    /// answer 503 (SPEC §8 "Outage"). `false` (the default): an embedded store, never
+    /// stale, nothing tracked.
+    fn is_remote(&self) -> bool {
+        false
+    }
 }
 
 /// Why [`open`] failed.
@@ -466,6 +475,10 @@ pub trait Store: Send + Sync + 'static {
 pub enum OpenError {
     /// Another process holds the store (sled: its lock file).
     Locked(String),
+    /// The database cannot be reached (yet): `serve` waits for it, not ready, and
+    /// retries (SPEC §8: a replica started while the database is down becomes ready when
+    /// it comes); every other failure ends the start at once.
+    Unavailable(String),
     /// Anything else: the message says what.
     Failed(String),
 }
@@ -477,6 +490,9 @@ impl std::fmt::Display for OpenError {
                 f,
                 "store.path: {err}; is another gatehouse serving this store?"
             ),
+            OpenError::Unavailable(err) => {
+                write!(f, "store: the database cannot be reached: {err}")
+            }
             OpenError::Failed(err) => write!(f, "store.path: {err}"),
         }
     }
