@@ -1,24 +1,28 @@
 //! Assembles a running gateway from a `Config` and already-bound listeners; owns the one
 //! config loader of `serve`, `check-config` and reload ([`load_config`]), reload (SIGHUP
 //! or `gatehouse reload`: swap one `Arc<Snapshot>`, name each changed restart-only key in
-//! a WARN line) and the shutdown order (stop accepting, readiness
+//! a WARN line), the start order (the ops listener first, not ready; the store opened
+//! and the accounts loaded, waited for with backoff while the database cannot be reached
+//! (SPEC §8); then serving, ready) and the shutdown order (stop accepting, readiness
 //! 503, drain up to `shutdown_grace`, flush the store).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::accounts::{throttle, Accounts};
-use crate::config::{self, Config, TlsFiles};
+use crate::accounts::{self, throttle, Accounts};
+use crate::config::{self, Config, StoreBackend, TlsFiles};
 use crate::gateway::{Gateway, Snapshot};
 use crate::ops::OpsState;
 use crate::server::tls::TlsAcceptorCell;
+use crate::store::{self, Store};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::LogControl;
 
@@ -69,6 +73,11 @@ pub struct AppHandle {
 
 impl App {
     /// Starts serving on the given listeners. `config_path` is what SIGHUP re-reads.
+    ///
+    /// The ops listener comes up first, not ready; then the store is opened and the
+    /// accounts loaded. While the store cannot be reached (a database that is down) that
+    /// is retried with backoff, not ready meanwhile (SPEC §8); any other failure ends the
+    /// start at once. Serving starts, and readiness turns 200, once they are loaded.
     pub async fn start(
         config_path: &Path,
         config: Config,
@@ -76,17 +85,67 @@ impl App {
         ops_listener: std::net::TcpListener,
         log: LogControl,
     ) -> Result<AppHandle, String> {
-        let store = crate::store::open(&config.store)
-            .await
-            .map_err(|err| err.to_string())?;
+        Self::start_over(config_path, config, listener, ops_listener, log, None).await
+    }
+
+    /// As [`App::start`], over a store opened by the caller instead of the one `[store]`
+    /// names (tests: a store that can be made to fail). Staleness is tracked when the
+    /// store says it is remote.
+    #[doc(hidden)]
+    pub async fn start_with_store(
+        config_path: &Path,
+        config: Config,
+        listener: std::net::TcpListener,
+        ops_listener: std::net::TcpListener,
+        log: LogControl,
+        store: Arc<dyn Store>,
+    ) -> Result<AppHandle, String> {
+        Self::start_over(
+            config_path,
+            config,
+            listener,
+            ops_listener,
+            log,
+            Some(store),
+        )
+        .await
+    }
+
+    async fn start_over(
+        config_path: &Path,
+        config: Config,
+        listener: std::net::TcpListener,
+        ops_listener: std::net::TcpListener,
+        log: LogControl,
+        store: Option<Arc<dyn Store>>,
+    ) -> Result<AppHandle, String> {
+        let to_tokio = |listener: std::net::TcpListener| {
+            listener
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(listener))
+                .map_err(|err| format!("cannot use listener: {err}"))
+        };
+        let listener = to_tokio(listener)?;
+        let ops_listener = to_tokio(ops_listener)?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let ops_addr = ops_listener.local_addr().map_err(|e| e.to_string())?;
         let metrics = Arc::new(Metrics::new());
+        let ops = Arc::new(OpsState::starting(metrics.clone()));
+        let (shutdown, _) = watch::channel(false);
+        // Up first: probes see 503 while the store is being opened (or waited for).
+        let ops_task = tokio::spawn(crate::ops::run(
+            ops_listener,
+            ops.clone(),
+            shutdown.subscribe(),
+        ));
+        let accounts = open_accounts(&config, store).await?;
         // Shared counters when the store keeps them (replicas), else this process's memory.
-        let throttle = throttle::for_store(&store, config.login, Some(metrics.clone()));
-        let accounts = Arc::new(
-            Accounts::open(store, &config)
-                .await?
-                .with_throttle(throttle),
+        let throttle = throttle::for_store(
+            accounts.directory().store(),
+            config.login,
+            Some(metrics.clone()),
         );
+        let accounts = Arc::new(accounts.with_throttle(throttle));
         let tls = match &config.server.tls {
             Some(files) => Some((TlsAcceptorCell::load(files)?, files.clone())),
             None => None,
@@ -101,10 +160,6 @@ impl App {
             auth_prefix: startup.server.auth_prefix.clone(),
             upgrades: tokio_util::task::TaskTracker::new(),
         });
-        let ops = Arc::new(OpsState {
-            metrics,
-            ready: true.into(),
-        });
         let reloader = Arc::new(Reloader {
             config_path: config_path.to_path_buf(),
             gateway: gateway.clone(),
@@ -112,17 +167,6 @@ impl App {
             log,
             restart_only,
         });
-        let (shutdown, _) = watch::channel(false);
-        let to_tokio = |listener: std::net::TcpListener| {
-            listener
-                .set_nonblocking(true)
-                .and_then(|()| TcpListener::from_std(listener))
-                .map_err(|err| format!("cannot use listener: {err}"))
-        };
-        let listener = to_tokio(listener)?;
-        let ops_listener = to_tokio(ops_listener)?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let ops_addr = ops_listener.local_addr().map_err(|e| e.to_string())?;
         let tasks = vec![
             tokio::spawn(crate::server::run(
                 listener,
@@ -147,12 +191,14 @@ impl App {
                 gateway.accounts.clone(),
                 shutdown.subscribe(),
             )),
+            tokio::spawn(crate::accounts::watch_freshness(
+                gateway.accounts.clone(),
+                metrics,
+                shutdown.subscribe(),
+            )),
         ];
-        let ops_task = tokio::spawn(crate::ops::run(
-            ops_listener,
-            ops.clone(),
-            shutdown.subscribe(),
-        ));
+        ops.ready.store(true, Ordering::Release);
+        let _ = ops.accounts.set(gateway.accounts.clone());
         tracing::info!(%addr, %ops_addr, https = tls.is_some(), "gatehouse serving");
         Ok(AppHandle {
             addr,
@@ -164,6 +210,67 @@ impl App {
             tasks,
             ops_task,
         })
+    }
+}
+
+/// The first wait between attempts to reach the store at start; it doubles up to
+/// [`OPEN_RETRY_MAX`].
+const OPEN_RETRY_FIRST: Duration = Duration::from_millis(100);
+const OPEN_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Opens the store (unless `store` is given) and loads the accounts over it. While the
+/// store cannot be reached this waits and tries again with backoff, logging the first
+/// failure (WARN) and the success after it (INFO) once; any other failure (bad config,
+/// a schema newer than this binary, a sled store held by another process) is returned
+/// at once. Staleness is tracked for a remote store only: an embedded one is never stale.
+async fn open_accounts(
+    config: &Config,
+    mut store: Option<Arc<dyn Store>>,
+) -> Result<Accounts, String> {
+    let mut delay = OPEN_RETRY_FIRST;
+    let mut waited = false;
+    loop {
+        let attempt = async {
+            let opened = match &store {
+                Some(opened) => opened.clone(),
+                None => {
+                    let opened =
+                        crate::store::open(&config.store)
+                            .await
+                            .map_err(|err| match err {
+                                store::OpenError::Unavailable(_) => {
+                                    accounts::OpenError::Unavailable(err.to_string())
+                                }
+                                other => accounts::OpenError::Failed(other.to_string()),
+                            })?;
+                    store = Some(opened.clone());
+                    opened
+                }
+            };
+            let remote = opened.is_remote() || config.store.backend == StoreBackend::Postgres;
+            let accounts = Accounts::open(opened, config).await?;
+            Ok::<_, accounts::OpenError>(
+                accounts.with_max_stale(remote.then_some(config.store.max_stale)),
+            )
+        }
+        .await;
+        match attempt {
+            Ok(accounts) => {
+                if waited {
+                    tracing::info!("the store answers: starting");
+                }
+                return Ok(accounts);
+            }
+            Err(accounts::OpenError::Unavailable(why)) => {
+                if !waited {
+                    tracing::warn!(error = %why, "the store cannot be reached; waiting for it (not ready), retrying");
+                    waited = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(OPEN_RETRY_MAX);
+            }
+            Err(accounts::OpenError::Failed(why)) => return Err(why),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The command line (SPEC §1): `serve` (the default), `check-config`, `explain` (a raw `#`
 //! is refused as the gateway would; a lowercase standard method gets a note), `user …`,
+//! `store export|import`,
 //! `healthcheck`, `reload`, and `completions SHELL` / `man`, generated from these clap
 //! definitions (clap_complete, clap_mangen) so they never drift from the real options.
 //! Exit codes: 0 ok, 1 error (stderr says what and where), 2 usage.
@@ -12,7 +13,7 @@ use std::time::Duration;
 use clap::{CommandFactory as _, Parser, Subcommand};
 use http::Method;
 
-use crate::admin::UserCommand;
+use crate::admin::{StoreCommand, UserCommand};
 use crate::app::App;
 use crate::config::{self, access_label, Config};
 use crate::routing::{is_under, normalized_path, Access, PathRejection};
@@ -54,6 +55,9 @@ enum Command {
     /// Manage users (works whether or not a gateway is serving the store)
     #[command(subcommand)]
     User(UserCommand),
+    /// Export the store as JSON Lines, or import such a file into an empty store
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Exit 0 when the running gateway's /readyz answers 200 (for container HEALTHCHECK)
     Healthcheck {
         /// Readiness URL [default: http://<ops_listen>/readyz]
@@ -86,6 +90,9 @@ pub fn run() -> i32 {
         Command::Explain { method, path } => explain(&cli.config, &method, &path),
         Command::User(command) => {
             load(&cli.config).and_then(|config| crate::admin::run(&config, command))
+        }
+        Command::Store(command) => {
+            load(&cli.config).and_then(|config| crate::admin::run_store(&config, command))
         }
         Command::Healthcheck { url } => healthcheck(&cli.config, url.as_deref()),
         Command::Completions { shell } => completions(shell),
@@ -131,38 +138,96 @@ fn serve(path: &Path) -> Result<(), String> {
         .build()
         .map_err(|err| format!("cannot start the runtime: {err}"))?;
     runtime.block_on(async move {
-        let handle = App::start(path, config, listener, ops_listener, log).await?;
-        wait_for_signals(&handle).await?;
+        // Installed before the start, which may wait long for an unreachable database
+        // (SPEC §8): a SIGTERM meanwhile stops cleanly, a SIGHUP does not kill.
+        let mut signals = Signals::install()?;
+        let start = App::start(path, config, listener, ops_listener, log);
+        tokio::pin!(start);
+        let handle = loop {
+            tokio::select! {
+                started = &mut start => break started?,
+                received = signals.next() => match received? {
+                    Received::Stop(name) => {
+                        tracing::info!("{name} before serving started: stopping");
+                        return Ok(());
+                    }
+                    Received::Reload => tracing::warn!(
+                        "SIGHUP while starting: ignored (the configuration was read at start)"
+                    ),
+                },
+            }
+        };
+        loop {
+            match signals.next().await? {
+                Received::Stop(name) => {
+                    tracing::info!("{name}: draining");
+                    break;
+                }
+                Received::Reload => {
+                    if let Err(err) = handle.reload().map(drop) {
+                        tracing::error!(error = %err, "SIGHUP: the new configuration was refused; the running one stays");
+                    }
+                }
+            }
+        }
         handle.shutdown().await;
         Ok(())
     })
 }
 
+/// A signal `serve` acts on.
+enum Received {
+    /// SIGTERM or SIGINT (named): drain and exit.
+    Stop(&'static str),
+    /// SIGHUP: reload the configuration.
+    Reload,
+}
+
 #[cfg(unix)]
-async fn wait_for_signals(handle: &crate::app::AppHandle) -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let install = |kind: SignalKind| {
-        signal(kind).map_err(|err| format!("cannot install signal handler: {err}"))
-    };
-    let mut terminate = install(SignalKind::terminate())?;
-    let mut interrupt = install(SignalKind::interrupt())?;
-    let mut hangup = install(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = terminate.recv() => { tracing::info!("SIGTERM: draining"); return Ok(()); }
-            _ = interrupt.recv() => { tracing::info!("SIGINT: draining"); return Ok(()); }
-            _ = hangup.recv() => {
-                if let Err(err) = handle.reload().map(drop) {
-                    tracing::error!(error = %err, "SIGHUP: the new configuration was refused; the running one stays");
-                }
-            }
-        }
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Result<Self, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind: SignalKind| {
+            signal(kind).map_err(|err| format!("cannot install signal handler: {err}"))
+        };
+        Ok(Signals {
+            terminate: install(SignalKind::terminate())?,
+            interrupt: install(SignalKind::interrupt())?,
+            hangup: install(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Result<Received, String> {
+        Ok(tokio::select! {
+            _ = self.terminate.recv() => Received::Stop("SIGTERM"),
+            _ = self.interrupt.recv() => Received::Stop("SIGINT"),
+            _ = self.hangup.recv() => Received::Reload,
+        })
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_handle: &crate::app::AppHandle) -> Result<(), String> {
-    tokio::signal::ctrl_c().await.map_err(|err| err.to_string())
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> Result<Self, String> {
+        Ok(Signals)
+    }
+
+    async fn next(&mut self) -> Result<Received, String> {
+        tokio::signal::ctrl_c()
+            .await
+            .map(|()| Received::Stop("Ctrl-C"))
+            .map_err(|err| err.to_string())
+    }
 }
 
 fn check_config(path: &Path) -> Result<(), String> {

@@ -1,9 +1,12 @@
 //! The ops listener (SPEC §6): `/healthz` (the process runs), `/readyz` (store open and
-//! config loaded; 503 while draining), `/metrics` (Prometheus text). Kept off the main
-//! listener so probes and scrapes never pass through auth or route rules.
+//! config loaded, the store fresh (SPEC §8: not past `store.max_stale`) and not
+//! draining; 503 while starting, stale or draining), `/metrics` (Prometheus text). Kept
+//! off the main listener so probes and scrapes never pass through auth or route rules.
+//! It is up before the store is open, so a replica waiting for its database answers
+//! 503 rather than refusing connections.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -13,6 +16,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::accounts::Accounts;
 use crate::error::GatewayError;
 use crate::http::{bytes_response, Body};
 use crate::telemetry::metrics::Metrics;
@@ -20,8 +24,34 @@ use crate::telemetry::metrics::Metrics;
 /// State the ops endpoints report.
 pub struct OpsState {
     pub metrics: Arc<Metrics>,
-    /// False once shutdown has begun.
+    /// True from when the gateway serves until shutdown begins.
     pub ready: AtomicBool,
+    /// The accounts layer once the store is open: readiness also asks whether its view
+    /// is fresh.
+    pub accounts: OnceLock<Arc<Accounts>>,
+}
+
+impl OpsState {
+    /// Not ready yet: the gateway is still starting.
+    pub fn starting(metrics: Arc<Metrics>) -> Self {
+        OpsState {
+            metrics,
+            ready: AtomicBool::new(false),
+            accounts: OnceLock::new(),
+        }
+    }
+
+    /// Why `/readyz` is 503, or `None` when ready: starting (the store not open yet),
+    /// draining, or stale.
+    fn not_ready(&self) -> Option<&'static str> {
+        let Some(accounts) = self.accounts.get() else {
+            return Some("starting\n");
+        };
+        if !self.ready.load(Ordering::Acquire) {
+            return Some("draining\n");
+        }
+        accounts.stale().then_some("stale\n")
+    }
 }
 
 /// Serves the ops listener until the `shutdown` sender is dropped. It keeps answering
@@ -65,14 +95,14 @@ fn respond(state: &OpsState, request: &Request<Incoming>) -> Response<Body> {
     }
     match request.uri().path() {
         "/healthz" => bytes_response(StatusCode::OK, "ok\n", "text/plain; charset=utf-8"),
-        "/readyz" if state.ready.load(Ordering::Acquire) => {
-            bytes_response(StatusCode::OK, "ready\n", "text/plain; charset=utf-8")
-        }
-        "/readyz" => bytes_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "draining\n",
-            "text/plain; charset=utf-8",
-        ),
+        "/readyz" => match state.not_ready() {
+            None => bytes_response(StatusCode::OK, "ready\n", "text/plain; charset=utf-8"),
+            Some(why) => bytes_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                why,
+                "text/plain; charset=utf-8",
+            ),
+        },
         "/metrics" => bytes_response(
             StatusCode::OK,
             state.metrics.render(),

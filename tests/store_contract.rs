@@ -7,30 +7,37 @@
 //! refresh rotation with reuse detection (also under concurrency), durability across a
 //! reopen, and the change feed (a change for every write verb and none for a write that
 //! changed nothing, order and numbering, cursor resume, load + cursor, trimming and the
-//! trimmed signal, numbers never reused after a reopen).
+//! trimmed signal, numbers never reused after a reopen), and export/import (a round trip
+//! through a fresh store, refusal of a non-empty one, followers reloading after an
+//! import, imported refresh tokens still rotating).
 
 use std::sync::Arc;
 
 use gatehouse::store::{
-    ChangeKind, Conflict, Feed, Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, Store,
-    StoreError, Taken, UserChange, UserRecord, UserState, FEED_RETENTION,
+    ChangeKind, Conflict, Feed, Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, Snapshot,
+    Store, StoreError, Taken, UserChange, UserRecord, UserState, FEED_RETENTION,
 };
 
 /// A backend under test.
 pub trait Backend {
     /// The store, opened (the first call gets an empty one).
     fn open(&self) -> impl std::future::Future<Output = Arc<dyn Store>> + Send;
+    /// Another store of the same backend, empty and independent of [`Backend::open`]'s
+    /// (export → import round trips; PostgreSQL: a second database).
+    fn fresh(&self) -> impl std::future::Future<Output = Arc<dyn Store>> + Send;
 }
 
 /// sled in a temp dir.
 pub struct Sled {
     dir: tempfile::TempDir,
+    fresh: std::sync::atomic::AtomicUsize,
 }
 
 impl Sled {
     pub async fn new() -> Self {
         Sled {
             dir: tempfile::tempdir().expect("tempdir"),
+            fresh: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }
@@ -38,6 +45,15 @@ impl Sled {
 impl Backend for Sled {
     async fn open(&self) -> Arc<dyn Store> {
         let settings = gatehouse::config::StoreSettings::sled(self.dir.path().join("data"));
+        gatehouse::store::open(&settings).await.expect("open sled")
+    }
+
+    async fn fresh(&self) -> Arc<dyn Store> {
+        let n = self
+            .fresh
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let settings =
+            gatehouse::config::StoreSettings::sled(self.dir.path().join(format!("fresh-{n}")));
         gatehouse::store::open(&settings).await.expect("open sled")
     }
 }
@@ -66,6 +82,10 @@ macro_rules! contract_suite {
                 a_trimmed_log_tells_a_reader_behind_it_to_reload,
                 concurrent_writes_get_distinct_numbers_in_commit_order,
                 numbers_are_never_reused_after_a_reopen,
+                an_export_imported_into_a_fresh_store_exports_the_same,
+                import_refuses_a_store_with_any_record_and_changes_nothing,
+                a_view_loaded_or_following_after_an_import_sees_every_record,
+                imported_refresh_tokens_still_rotate_and_detect_reuse,
             );
         }
     };
@@ -819,5 +839,247 @@ pub mod contract {
             Feed::Trimmed
         );
         assert_eq!(changes(store.as_ref(), first).await.len(), 1);
+    }
+    /// A store with a bit of everything: two users (one disabled, after a password
+    /// change), a session rotated once (a spent and a live token), an ended session, a
+    /// revoked id, the generated secret, and the leftovers of a removed user whose
+    /// sessions are not gone yet (which an export leaves out).
+    async fn populate(store: &dyn Store) {
+        add(store, "u1", "Alice").await;
+        add(store, "u2", "bob").await;
+        add(store, "u3", "carol").await;
+        store
+            .update_user(
+                "u2",
+                UserChange::SetPassword {
+                    hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$new".into(),
+                    changed_at: 5,
+                },
+            )
+            .await
+            .expect("passwd");
+        store
+            .update_user("u2", UserChange::SetEnabled(false))
+            .await
+            .expect("disable");
+        store
+            .insert_session(&session("u1", "f1", 100), &token(1, "u1", "f1", 100))
+            .await
+            .expect("session");
+        store
+            .take_refresh(&[1; 32], 10, &[2; 32], 200)
+            .await
+            .expect("rotate");
+        store
+            .insert_session(&session("u1", "f2", 100), &token(3, "u1", "f2", 100))
+            .await
+            .expect("session");
+        store.end_session("u1", "f2", 20).await.expect("end");
+        store
+            .insert_revoked(&RevokedRecord {
+                jti: "j1".into(),
+                expires_at: 500,
+            })
+            .await
+            .expect("revoke");
+        store
+            .insert_secret(b"generated-secret")
+            .await
+            .expect("secret");
+        store
+            .insert_session(&session("u3", "f3", 100), &token(4, "u3", "f3", 100))
+            .await
+            .expect("session");
+        store.remove_user("u3").await.expect("remove");
+    }
+
+    async fn exported(store: &dyn Store) -> Snapshot {
+        let mut snapshot = store.export().await.expect("export");
+        snapshot.sort();
+        snapshot
+    }
+
+    pub async fn an_export_imported_into_a_fresh_store_exports_the_same(backend: &impl Backend) {
+        let source = backend.open().await;
+        populate(source.as_ref()).await;
+        let snapshot = exported(source.as_ref()).await;
+        let ids: Vec<&str> = snapshot.users.iter().map(|u| u.id.as_str()).collect();
+        assert_eq!(ids, ["u1", "u2"], "the removed user is gone");
+        assert_eq!(snapshot.users[1].generation, 2);
+        assert_eq!(
+            snapshot
+                .sessions
+                .iter()
+                .map(|s| (s.family.as_str(), s.ended_at))
+                .collect::<Vec<_>>(),
+            [("f1", None), ("f2", Some(20))],
+            "the removed user's session is left out"
+        );
+        assert_eq!(
+            snapshot
+                .refresh_tokens
+                .iter()
+                .map(|t| (t.token_hash[0], t.spent))
+                .collect::<Vec<_>>(),
+            [(1, true), (2, false), (3, false)],
+            "the removed user's token is left out"
+        );
+        assert_eq!(snapshot.revoked.len(), 1);
+        assert_eq!(
+            snapshot.secret.as_deref().map(Vec::as_slice),
+            Some(&b"generated-secret"[..])
+        );
+
+        let target = backend.fresh().await;
+        let written = target.import(snapshot.clone()).await.expect("import");
+        assert!(written.seq.is_some());
+        assert_eq!(exported(target.as_ref()).await, snapshot);
+        assert_eq!(
+            target.find_user_by_name("alice").await.expect("find"),
+            snapshot.users.first().cloned()
+        );
+        assert_eq!(
+            target.find_secret().await.expect("secret").as_deref(),
+            Some(&b"generated-secret"[..])
+        );
+        assert_eq!(
+            exported(source.as_ref()).await,
+            snapshot,
+            "the source is unchanged"
+        );
+    }
+
+    pub async fn import_refuses_a_store_with_any_record_and_changes_nothing(
+        backend: &impl Backend,
+    ) {
+        let source = backend.open().await;
+        populate(source.as_ref()).await;
+        let snapshot = exported(source.as_ref()).await;
+        // Into itself: full.
+        assert_eq!(
+            conflict(source.import(snapshot.clone()).await),
+            Conflict::NotEmpty
+        );
+        assert_eq!(exported(source.as_ref()).await, snapshot);
+
+        // A store holding only a generated secret, or only a revoked id, is not empty.
+        let secret_only = backend.fresh().await;
+        secret_only.insert_secret(b"other").await.expect("secret");
+        assert_eq!(
+            conflict(secret_only.import(snapshot.clone()).await),
+            Conflict::NotEmpty
+        );
+        assert!(secret_only.list_users().await.expect("list").is_empty());
+        assert_eq!(
+            secret_only.find_secret().await.expect("secret").as_deref(),
+            Some(&b"other"[..])
+        );
+        let revoked_only = backend.fresh().await;
+        revoked_only
+            .insert_revoked(&RevokedRecord {
+                jti: "x".into(),
+                expires_at: 9,
+            })
+            .await
+            .expect("revoke");
+        assert_eq!(
+            conflict(revoked_only.import(snapshot.clone()).await),
+            Conflict::NotEmpty
+        );
+        assert!(revoked_only.list_users().await.expect("list").is_empty());
+
+        // Records that came and went leave only the log: that store counts as empty.
+        let emptied = backend.fresh().await;
+        add(emptied.as_ref(), "old", "old").await;
+        emptied.remove_user("old").await.expect("remove");
+        emptied.import(snapshot.clone()).await.expect("import");
+        assert_eq!(exported(emptied.as_ref()).await, snapshot);
+    }
+
+    pub async fn a_view_loaded_or_following_after_an_import_sees_every_record(
+        backend: &impl Backend,
+    ) {
+        let source = backend.open().await;
+        populate(source.as_ref()).await;
+        let snapshot = exported(source.as_ref()).await;
+
+        let target = backend.fresh().await;
+        // A store that saw writes before (its log has a head), now empty again.
+        add(target.as_ref(), "tmp", "tmp").await;
+        target.remove_user("tmp").await.expect("remove");
+        let before = head(target.as_ref()).await;
+        let written = target.import(snapshot.clone()).await.expect("import");
+        let seq = written.seq.expect("a number");
+        assert!(seq > before);
+        // A follower that was following before the import must reload in full.
+        assert_eq!(
+            target.changes_since(before, 100).await.expect("feed"),
+            Feed::Trimmed
+        );
+        let loaded = target.load().await.expect("load");
+        assert!(loaded.cursor >= seq);
+        let mut users: Vec<UserState> = loaded.users.clone();
+        users.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(
+            users,
+            snapshot
+                .users
+                .iter()
+                .map(UserState::from)
+                .collect::<Vec<_>>()
+        );
+        let mut sessions = loaded.sessions.clone();
+        sessions.sort_by(|a, b| a.family.cmp(&b.family));
+        assert_eq!(sessions, snapshot.sessions);
+        assert_eq!(loaded.revoked, snapshot.revoked);
+        // And from the loaded cursor the feed goes on normally.
+        assert!(changes(target.as_ref(), loaded.cursor).await.is_empty());
+        let next = add(target.as_ref(), "u9", "dave").await;
+        assert!(next > seq);
+        assert_eq!(changes(target.as_ref(), loaded.cursor).await.len(), 1);
+    }
+
+    pub async fn imported_refresh_tokens_still_rotate_and_detect_reuse(backend: &impl Backend) {
+        let source = backend.open().await;
+        populate(source.as_ref()).await;
+        let snapshot = exported(source.as_ref()).await;
+        let target = backend.fresh().await;
+        target.import(snapshot).await.expect("import");
+
+        let rotated = target
+            .take_refresh(&[2; 32], 30, &[7; 32], 300)
+            .await
+            .expect("take");
+        assert!(
+            matches!(rotated.value, Taken::Rotated(ref s) if s.family == "f1" && s.expires_at == 300)
+        );
+        // The token spent before the export is still spent: presenting it ends the family.
+        let reused = target
+            .take_refresh(&[1; 32], 31, &[8; 32], 400)
+            .await
+            .expect("take");
+        assert!(matches!(reused.value, Taken::Reused(ref s) if s.ended_at == Some(31)));
+        // The ended session's token stays dead.
+        assert_eq!(
+            target
+                .take_refresh(&[3; 32], 32, &[9; 32], 400)
+                .await
+                .expect("take")
+                .value,
+            Taken::Invalid
+        );
+        // The disabled user stays disabled at its generation; the other logs in anew.
+        assert_eq!(
+            conflict(
+                target
+                    .insert_session(&session("u2", "g1", 100), &token(10, "u2", "g1", 100))
+                    .await
+            ),
+            Conflict::UserDisabled
+        );
+        target
+            .insert_session(&session("u1", "g2", 100), &token(11, "u1", "g2", 100))
+            .await
+            .expect("new session");
     }
 }

@@ -9,8 +9,13 @@ use crate::accounts::{Accounts, Identity};
 use crate::error::GatewayError;
 
 /// The caller's identity from a required bearer token: 401 without one, 401
-/// `invalid_token` for one that does not verify.
+/// `invalid_token` for one that does not verify; 503 `unavailable` while the in-memory
+/// view is stale (SPEC §8: it may miss a logout or a disable made elsewhere, so it
+/// vouches for no one).
 pub fn authenticate(accounts: &Accounts, headers: &HeaderMap) -> Result<Identity, GatewayError> {
+    if accounts.stale() {
+        return Err(GatewayError::Unavailable);
+    }
     let token = bearer_token(headers)?.ok_or(GatewayError::Unauthorized)?;
     accounts
         .authenticate(token)

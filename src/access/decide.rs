@@ -6,7 +6,9 @@
 //! 2. [`decide()`] — the credential part: `deny` is 403 for everyone; `public` passes (a
 //!    valid token still yields an identity, a bad one is ignored); `authenticated` needs a
 //!    valid bearer token and, if the route lists roles, one of them (else 403
-//!    `insufficient_scope`).
+//!    `insufficient_scope`). While the in-memory view is stale (SPEC §8: a remote store
+//!    silent for longer than `store.max_stale`) `authenticated` is 503 `unavailable` and
+//!    `public` passes anonymously.
 //!
 //! The proxy pipeline and `/auth/verify` both call [`decide()`], so forward-auth answers
 //! exactly as proxying would. What was decided lands in a [`Verdict`] (also on refusal)
@@ -76,8 +78,10 @@ pub fn decide(
         Access::Public => {
             verdict.decision = Decision::Public;
             // A valid token still yields identity headers; a bad one is ignored (but
-            // counted).
+            // counted). While the view is stale (SPEC §8) no identity can be vouched for:
+            // the request is forwarded anonymously, as public routes stay served.
             let identity = match bearer_token(headers) {
+                _ if accounts.stale() => None,
                 Ok(Some(token)) => match accounts.authenticate(token) {
                     Ok(identity) => Some(identity),
                     Err(reason) => {
@@ -96,7 +100,11 @@ pub fn decide(
         }
         Access::Authenticated => {
             verdict.decision = Decision::Unauthenticated;
-            let identity = authenticate(accounts, headers)?;
+            let identity = authenticate(accounts, headers).inspect_err(|err| {
+                if matches!(err, GatewayError::Unavailable) {
+                    verdict.decision = Decision::Unavailable;
+                }
+            })?;
             verdict.user = Some(identity.user.clone());
             let roles = route.roles;
             if !roles.is_empty() && !identity.roles().iter().any(|r| roles.contains(r)) {

@@ -14,9 +14,14 @@
 //! One async mutex guards the cursor, so changes are applied once each and in order
 //! whoever drives. When the log was trimmed past the cursor, the view is reloaded in
 //! full and follows on from the new cursor.
+//!
+//! Staleness (SPEC §8): every successful read of the feed (or load) stamps the time the
+//! follower last heard from the store, in one atomic, so "how long since" is a clock
+//! read and an atomic load ([`Follower::silent_for`]) that the request path can afford.
+//! A poll that hangs (a frozen database) stops the stamps just as a failing one does.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::view::View;
 use crate::auth::now_secs;
@@ -36,6 +41,10 @@ pub struct Follower {
     grace: u64,
     /// The last poll failed (so a failure and the recovery are each logged once).
     failing: AtomicBool,
+    /// What [`Self::heard`] measures from.
+    epoch: Instant,
+    /// Milliseconds after `epoch` of the last successful read of the store.
+    heard_ms: AtomicU64,
 }
 
 impl Follower {
@@ -46,7 +55,21 @@ impl Follower {
             cursor: tokio::sync::Mutex::new(loaded.cursor),
             grace,
             failing: AtomicBool::new(false),
+            epoch: Instant::now(),
+            heard_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Stamps now as the last time the store answered.
+    fn heard(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.heard_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// How long since the store last answered a read of the feed (zero right after).
+    pub fn silent_for(&self) -> Duration {
+        let heard = Duration::from_millis(self.heard_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(heard)
     }
 
     /// The last change applied.
@@ -68,7 +91,9 @@ impl Follower {
             if through.is_some_and(|target| *cursor >= target) {
                 return Ok(applied);
             }
-            match store.changes_since(*cursor, FEED_BATCH).await? {
+            let feed = store.changes_since(*cursor, FEED_BATCH).await?;
+            self.heard();
+            match feed {
                 Feed::Trimmed => {
                     tracing::warn!(
                         cursor = *cursor,
@@ -99,8 +124,8 @@ impl Follower {
         }
     }
 
-    /// One background poll: applies what is new, logging a failure (and the recovery
-    /// after it) once.
+    /// One background poll: applies what is new, logging a failure (the store out of
+    /// reach) and the recovery after it once each.
     pub async fn poll(&self, store: &dyn Store, view: &View) {
         match self.catch_up(store, view, None).await {
             Ok(_) => {

@@ -13,6 +13,12 @@
 //! a write's own change before that write is acknowledged, and in the background
 //! ([`maintain`]) for changes made by anyone else sharing the store.
 //!
+//! Outage (SPEC §8): a store out of reach fails a use case with
+//! [`AccountError::Unavailable`] (503, nothing acknowledged). For a remote store
+//! ([`Store::is_remote`]) the view also knows how long it has gone without hearing from
+//! the store; past `store.max_stale` it is [`Accounts::stale`] and cannot vouch for
+//! tokens any more ([`watch_freshness`] logs the transitions).
+//!
 //! Sessions: a login creates a session (refresh-token family, the `sid` claim). Refresh
 //! tokens are 256-bit random strings; the store keeps only their SHA-256. Each is
 //! single-use: refreshing spends it and issues a successor; presenting a spent one ends
@@ -127,6 +133,34 @@ pub enum AccountError {
     Internal(String),
 }
 
+/// Why [`Accounts::open`] failed: the store is out of reach (start waits and retries), or
+/// anything else (start fails at once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    Unavailable(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Unavailable(message) | OpenError::Failed(message) => f.write_str(message),
+        }
+    }
+}
+
+impl From<OpenError> for String {
+    fn from(err: OpenError) -> Self {
+        err.to_string()
+    }
+}
+
+impl From<String> for OpenError {
+    fn from(message: String) -> Self {
+        OpenError::Failed(message)
+    }
+}
+
 impl From<HashError> for AccountError {
     fn from(err: HashError) -> Self {
         AccountError::Internal(err.to_string())
@@ -169,6 +203,9 @@ pub struct Accounts {
     keys: Arc<TokenKeys>,
     settings: AccountSettings,
     throttle: Arc<dyn LoginThrottle>,
+    /// How long the view may go without hearing from the store before it is stale
+    /// (SPEC §8 `store.max_stale`); `None`: a local store, never stale.
+    max_stale: Option<Duration>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -182,15 +219,20 @@ impl std::fmt::Debug for Accounts {
 
 /// The signing secret kept in the store, generated and kept at first start.
 pub async fn kept_secret(store: &dyn Store) -> Result<Vec<u8>, String> {
-    let describe =
-        |err: StoreError| format!("store: cannot read or keep the signing secret: {err}");
-    match store.find_secret().await.map_err(describe)? {
+    keep_secret(store).await.map_err(describe_secret_error)
+}
+
+fn describe_secret_error(err: StoreError) -> String {
+    format!("store: cannot read or keep the signing secret: {err}")
+}
+
+async fn keep_secret(store: &dyn Store) -> Result<Vec<u8>, StoreError> {
+    match store.find_secret().await? {
         Some(secret) => Ok(secret),
         None => store
             .insert_secret(&crate::auth::secret::generate())
             .await
-            .map(|kept| kept.value)
-            .map_err(describe),
+            .map(|kept| kept.value),
     }
 }
 
@@ -203,17 +245,22 @@ pub const SECRET_MISMATCH: &str = "this replica's signing secret differs from th
 /// kept already, and refuses ([`SECRET_MISMATCH`], logged at ERROR) when the kept one is
 /// another secret's: tokens signed by this replica would be refused by the others and the
 /// other way round. Nothing to compare for a store of one process.
-pub async fn check_secret_fingerprint(store: &dyn Store, secret: &[u8]) -> Result<(), String> {
+/// [`OpenError::Unavailable`] when the store cannot be reached (start waits for it).
+pub async fn check_secret_fingerprint(store: &dyn Store, secret: &[u8]) -> Result<(), OpenError> {
     if !store.keeps_secret_fingerprint() {
         return Ok(());
     }
     let ours = crate::auth::secret::fingerprint(secret)?;
     let kept = store.keep_secret_fingerprint(&ours).await.map_err(|err| {
-        format!("store: cannot read or keep the signing secret's fingerprint: {err}")
+        let message = format!("store: cannot read or keep the signing secret's fingerprint: {err}");
+        match err {
+            StoreError::Unavailable(_) => OpenError::Unavailable(message),
+            _ => OpenError::Failed(message),
+        }
     })?;
     if kept != ours {
         tracing::error!("{SECRET_MISMATCH}");
-        return Err(SECRET_MISMATCH.to_string());
+        return Err(OpenError::Failed(SECRET_MISMATCH.to_string()));
     }
     Ok(())
 }
@@ -222,22 +269,38 @@ impl Accounts {
     /// Assembles the accounts layer over an open store: resolves the signing secret
     /// (env, file, else kept in the store), checks it is the one the other replicas use
     /// ([`check_secret_fingerprint`]), loads the in-memory view and makes the dummy
-    /// password hash.
-    pub async fn open(store: Arc<dyn Store>, config: &Config) -> Result<Self, String> {
+    /// password hash. [`OpenError::Unavailable`] when the store could not be reached.
+    pub async fn open(store: Arc<dyn Store>, config: &Config) -> Result<Self, OpenError> {
         // `resolve` reads files (blocking) and asks the store only when no secret is
         // configured; its callback is synchronous, so it waits for the async store here.
         let secret_store = store.clone();
         let runtime = tokio::runtime::Handle::current();
-        let secret = tokio::task::spawn_blocking({
+        let unreachable = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let resolved = tokio::task::spawn_blocking({
             let settings = config.tokens.clone();
+            let unreachable = unreachable.clone();
             move || {
                 crate::auth::secret::resolve(&settings, || {
-                    runtime.block_on(kept_secret(secret_store.as_ref()))
+                    runtime
+                        .block_on(keep_secret(secret_store.as_ref()))
+                        .map_err(|err| {
+                            if matches!(err, StoreError::Unavailable(_)) {
+                                unreachable.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            describe_secret_error(err)
+                        })
                 })
             }
         })
         .await
-        .map_err(|err| format!("cannot resolve the signing secret: {err}"))??;
+        .map_err(|err| format!("cannot resolve the signing secret: {err}"))?;
+        let secret = resolved.map_err(|message| {
+            if unreachable.load(std::sync::atomic::Ordering::Relaxed) {
+                OpenError::Unavailable(message)
+            } else {
+                OpenError::Failed(message)
+            }
+        })?;
         check_secret_fingerprint(store.as_ref(), &secret).await?;
         let keys = Arc::new(TokenKeys::new(&secret, &config.tokens)?);
         let hasher = Arc::new(PasswordHasher::new(config.passwords)?);
@@ -247,9 +310,13 @@ impl Accounts {
             .map_err(|err| format!("passwords: {err}"))?;
         let grace = grace(config.tokens.access_ttl, config.tokens.leeway);
         let throttle = throttle::for_store(&store, config.login, None);
-        let directory = Directory::open(store, hasher, grace)
-            .await
-            .map_err(|err| format!("cannot load the store: {err}"))?;
+        let directory = Directory::open(store, hasher, grace).await.map_err(|err| {
+            let message = format!("cannot load the store: {err}");
+            match err {
+                StoreError::Unavailable(_) => OpenError::Unavailable(message),
+                _ => OpenError::Failed(message),
+            }
+        })?;
         Ok(Accounts::new(Arc::new(directory), keys, settings(config)).with_throttle(throttle))
     }
 
@@ -260,6 +327,31 @@ impl Accounts {
             keys,
             settings,
             throttle: Arc::new(Unthrottled),
+            max_stale: None,
+        }
+    }
+
+    /// Tracks staleness (SPEC §8): once the view has gone longer than `max_stale`
+    /// without hearing from the store, [`Self::stale`] is true. Set for a remote store
+    /// only ([`Store::is_remote`]); an embedded one is never stale.
+    pub fn with_max_stale(mut self, max_stale: Option<Duration>) -> Self {
+        self.max_stale = max_stale;
+        self
+    }
+
+    /// Whether staleness is tracked at all (a remote store).
+    pub fn tracks_staleness(&self) -> bool {
+        self.max_stale.is_some()
+    }
+
+    /// True once the view has gone more than `store.max_stale` without hearing from the
+    /// store: it may miss a logout or a disable made elsewhere, so protected routes and
+    /// `/auth/verify` answer 503 (SPEC §8). On the hot path: one branch for a local
+    /// store; for a remote one a clock read and an atomic load, no lock.
+    pub fn stale(&self) -> bool {
+        match self.max_stale {
+            None => false,
+            Some(max) => self.directory.follower().silent_for() > max,
         }
     }
 
@@ -515,23 +607,73 @@ pub fn settings(config: &Config) -> AccountSettings {
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 /// Until `shutdown` turns true: follows the store's change feed every
-/// [`feed::FOLLOW_EVERY`] (changes written by anyone sharing the store reach the view),
-/// and sweeps expired token records and old feed entries every ten minutes (first at
+/// [`feed::FOLLOW_EVERY`], and at once when the store signals a change
+/// ([`Store::change_signal`]), so changes written by anyone sharing the store reach the
+/// view; and sweeps expired token records and old feed entries every ten minutes (first at
 /// start), so the store and the in-memory view stay bounded.
 pub async fn maintain(accounts: Arc<Accounts>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut purge = tokio::time::interval(PURGE_EVERY);
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut follow = tokio::time::interval(feed::FOLLOW_EVERY);
     follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let signal = accounts.directory.store().change_signal();
     loop {
+        let changed = async {
+            match &signal {
+                Some(signal) => signal.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = follow.tick() => accounts.directory.follow().await,
+            // A NOTIFY (PostgreSQL): apply the change at once rather than at the tick.
+            () = changed => accounts.directory.follow().await,
             _ = purge.tick() => {
                 if let Err(err) = accounts.purge().await {
                     tracing::warn!(error = %err, "could not remove expired token records");
                 }
             }
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// How often [`watch_freshness`] looks whether the view turned stale or fresh again.
+const FRESHNESS_EVERY: Duration = Duration::from_millis(100);
+
+/// Until `shutdown` turns true, when staleness is tracked (a remote store): notices the
+/// view turning stale (`store.max_stale` without a word from the store) or fresh again,
+/// logs each transition once (WARN, INFO) and sets `gatehouse_store_stale`. Beside
+/// [`maintain`], not in it: a poll hanging on a frozen database must not hide the
+/// transition. Returns at once for a local store.
+pub async fn watch_freshness(
+    accounts: Arc<Accounts>,
+    metrics: Arc<crate::telemetry::metrics::Metrics>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(max_stale) = accounts.max_stale else {
+        return;
+    };
+    let mut tick = tokio::time::interval(FRESHNESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stale = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if accounts.stale() == stale {
+            continue;
+        }
+        stale = !stale;
+        metrics.store_stale(stale);
+        if stale {
+            tracing::warn!(
+                max_stale = ?max_stale,
+                "stale: no word from the store for longer than store.max_stale; protected routes and /auth/verify answer 503 and /readyz is 503 until it answers again"
+            );
+        } else {
+            tracing::info!("fresh again: the store answers; protected routes are served and /readyz is 200 again");
         }
     }
 }

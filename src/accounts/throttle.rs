@@ -863,6 +863,15 @@ mod tests {
         fn remove_expired(&self, now: u64, grace: u64) -> StoreFuture<'_, StoreResult<Purged>> {
             self.inner.remove_expired(now, grace)
         }
+        fn export(&self) -> StoreFuture<'_, StoreResult<crate::store::Snapshot>> {
+            self.inner.export()
+        }
+        fn import(
+            &self,
+            snapshot: crate::store::Snapshot,
+        ) -> StoreFuture<'_, StoreResult<Written<()>>> {
+            self.inner.import(snapshot)
+        }
         fn flush(&self) -> StoreFuture<'_, StoreResult<()>> {
             self.inner.flush()
         }

@@ -1,6 +1,7 @@
-//! The admin command types (SPEC §1 `gatehouse user …`): owned here, so the command line
-//! depends on admin and not the reverse. clap derives their parsing; [`super::run`]
-//! turns them into protocol requests.
+//! The admin command types (SPEC §1 `gatehouse user …`, `gatehouse store …`): owned
+//! here, so the command line depends on admin and not the reverse. clap derives their
+//! parsing; [`super::run`] turns user commands into protocol requests,
+//! [`super::run_store`] runs store commands.
 
 use clap::Subcommand;
 
@@ -38,5 +39,20 @@ pub enum UserCommand {
         /// A JSON array of {"username","roles","enabled","created"}
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `gatehouse store …` (SPEC §1, §8 "Moving").
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Write a consistent snapshot of the store (users with password hashes, sessions,
+    /// refresh-token hashes, revocations, the generated secret) as JSON Lines to stdout,
+    /// whether or not a gateway is running; guard it like the secret
+    Export,
+    /// Load an export into an empty store of either backend (backup restore, sled →
+    /// PostgreSQL); refuses a store that holds anything; nothing is imported on any error
+    Import {
+        /// The export file (`-`: stdin)
+        file: std::path::PathBuf,
     },
 }

@@ -11,7 +11,7 @@
 //!    retries both for a few seconds.
 //!
 //! `gatehouse reload` takes the socket only: without a running gateway there is nothing
-//! to reload.
+//! to reload. `gatehouse store export` / `import` live in [`transfer`].
 //!
 //! Exit codes: 0 done, 1 failed (message on stderr). Confirmations go to stderr too, so
 //! stdout carries only `list` output.
@@ -19,6 +19,7 @@
 mod command;
 pub mod protocol;
 pub mod socket;
+mod transfer;
 
 use std::io::{BufRead as _, Write as _};
 use std::sync::Arc;
@@ -30,8 +31,9 @@ use crate::accounts::{Directory, UserSummary};
 use crate::auth::password::PasswordHasher;
 use crate::config::Config;
 use crate::store::OpenError;
-pub use command::UserCommand;
+pub use command::{StoreCommand, UserCommand};
 use protocol::{Reply, Request};
+pub use transfer::run_store;
 
 /// How long the CLI keeps trying while a gateway holds the store but its socket is not
 /// answering yet.
@@ -173,6 +175,7 @@ async fn open_directory(config: &Config) -> Result<Directory, Opened> {
         .map_err(|err| match err {
             OpenError::Locked(message) => Opened::Locked(message),
             OpenError::Failed(message) => Opened::Failed(message),
+            unavailable @ OpenError::Unavailable(_) => Opened::Failed(unavailable.to_string()),
         })?;
     let hasher = PasswordHasher::new(config.passwords).map_err(Opened::Failed)?;
     let grace = crate::accounts::grace(config.tokens.access_ttl, config.tokens.leeway);

@@ -10,6 +10,9 @@
 //! ← {"ok":true,"message":"configuration reloaded\nwarning: tokens.access_ttl changed: …"}
 //! ```
 //!
+//! `{"op":"export","source_backend":"sled"}` is the one request answered by more than a
+//! line: `{"ok":true}` and then the export file ([`export_file`]), until the socket closes.
+//!
 //! Requests may carry a password (`add`, `passwd`): they are never logged, and `Debug`
 //! is not derived for them.
 
@@ -67,6 +70,12 @@ pub enum Request {
     List,
     /// `gatehouse reload`: re-read `gateway.toml` as SIGHUP does.
     Reload,
+    /// `gatehouse store export` while a gateway holds the store: the reply line is
+    /// followed by the whole export file (see [`export_file`]), not by more JSON. The CLI
+    /// names the backend for the header (it read the same config).
+    Export {
+        source_backend: String,
+    },
 }
 
 impl Request {
@@ -82,6 +91,7 @@ impl Request {
             Request::Unlock { .. } => "unlock",
             Request::List => "list",
             Request::Reload => "reload",
+            Request::Export { .. } => "export",
         }
     }
 
@@ -96,7 +106,7 @@ impl Request {
             | Request::Roles { username, .. }
             | Request::Remove { username }
             | Request::Unlock { username } => Some(username),
-            Request::List | Request::Reload => None,
+            Request::List | Request::Reload | Request::Export { .. } => None,
         }
     }
 }
@@ -117,6 +127,16 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A bare success (what precedes an export file).
+    pub fn ok() -> Self {
+        Reply {
+            ok: true,
+            message: None,
+            error: None,
+            users: None,
+        }
+    }
+
     /// A success with a message for the operator.
     pub fn done(message: String) -> Self {
         Reply {
@@ -219,6 +239,10 @@ pub async fn execute(target: &AdminTarget, request: &Request) -> Reply {
                 None => Reply::failed("no gateway is running on this store"),
             };
         }
+        Request::Export { .. } => {
+            // Answered as a stream by the socket (`export_file`), never as one reply.
+            return Reply::failed("store export is answered by the admin socket as a stream");
+        }
         Request::List => {
             return match directory.list().await {
                 Ok(users) => Reply {
@@ -235,4 +259,28 @@ pub async fn execute(target: &AdminTarget, request: &Request) -> Reply {
         Ok(message) => Reply::done(message),
         Err(err) => Reply::failed(describe(err)),
     }
+}
+
+/// The whole store as an export file (`gatehouse store export` through a running
+/// gateway): one consistent snapshot ([`crate::store::Store::export`]) in the JSON Lines
+/// format of [`crate::store::snapshot`]. Held in memory while it is sent; it carries
+/// password hashes and the generated secret, so the buffer is wiped when dropped.
+pub async fn export_file(
+    target: &AdminTarget,
+    source_backend: &str,
+) -> Result<Zeroizing<Vec<u8>>, String> {
+    let snapshot = target
+        .directory
+        .store()
+        .export()
+        .await
+        .map_err(|err| format!("cannot read the store: {err}"))?;
+    let mut out = Zeroizing::new(Vec::new());
+    crate::store::snapshot::write(
+        &mut *out,
+        &crate::store::snapshot::Header::now(source_backend),
+        &snapshot,
+    )
+    .map_err(|err| format!("cannot write the export: {err}"))?;
+    Ok(out)
 }

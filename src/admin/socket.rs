@@ -1,13 +1,16 @@
 //! The admin socket: a Unix socket at `<store.path>/admin.sock` through which a running
-//! gateway takes `gatehouse user …` commands (sled lets only one process open the store)
-//! and `gatehouse reload`, and the client side the CLI uses to reach it.
+//! gateway takes `gatehouse user …` commands (sled lets only one process open the store),
+//! `gatehouse reload` and `gatehouse store export`, and the client side the CLI uses to
+//! reach it.
 //!
-//! Threat model: whoever can connect can administer users and trigger a reload. The socket is created with mode
+//! Threat model: whoever can connect can administer users, trigger a reload and read
+//! an export (password hashes, the generated secret). The socket is created with mode
 //! 0600 inside the store directory (mode 0700), so only the gateway's own user (and root)
 //! can reach it. Each connection carries one request line of at most 64 KiB, read within
-//! 10 s; the reply is one line. The socket file is removed on shutdown, and a stale one
-//! left by a killed gateway is replaced at start (the store lock proves no other gateway
-//! serves this store).
+//! 10 s; the reply is one line (for `export`: one line, then the export file, which is
+//! why its client reads past the 1 MiB cap of the others). The socket file is removed on
+//! shutdown, and a stale one left by a killed gateway is replaced at start (the store
+//! lock proves no other gateway serves this store).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,7 +31,7 @@ pub fn socket_path(store_path: &Path) -> PathBuf {
 }
 
 #[cfg(unix)]
-pub use unix::{bind, connect, serve, Listener};
+pub use unix::{bind, connect, export, serve, Listener};
 
 /// Binds the admin socket of the store at `store_path` and serves it until `shutdown`.
 /// Call after the store is open (its lock proves the socket is ours to replace).
@@ -68,7 +71,7 @@ mod unix {
     use tokio::net::UnixListener;
     use tokio::sync::watch;
 
-    use crate::admin::protocol::{execute, AdminTarget};
+    use crate::admin::protocol::{execute, export_file, AdminTarget};
 
     /// A bound admin socket; the file is removed when this is dropped.
     pub struct Listener {
@@ -154,6 +157,24 @@ mod unix {
                 Reply::failed("the admin request must be one line of at most 64 KiB")
             }
             Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
+                Ok(Request::Export { source_backend }) => {
+                    let file = export_file(target, &source_backend).await;
+                    tracing::info!(op = "export", ok = file.is_ok(), "admin command applied");
+                    match file {
+                        Ok(file) => {
+                            let mut out =
+                                serde_json::to_vec(&Reply::ok()).map_err(|err| err.to_string())?;
+                            out.push(b'\n');
+                            write.write_all(&out).await.map_err(|err| err.to_string())?;
+                            write
+                                .write_all(&file)
+                                .await
+                                .map_err(|err| err.to_string())?;
+                            return write.shutdown().await.map_err(|err| err.to_string());
+                        }
+                        Err(err) => Reply::failed(err),
+                    }
+                }
                 Ok(request) => {
                     let op = request.op();
                     let reply = execute(target, &request).await;
@@ -207,6 +228,54 @@ mod unix {
             .map(Some)
             .map_err(|_| format!("the gateway at {} sent an unreadable reply", path.display()))
     }
+
+    /// Asks a running gateway for its store's export file ([`Request::Export`]).
+    /// `Ok(None)` when no gateway answers at `path`; the gateway's refusal is the error.
+    pub fn export(
+        path: &Path,
+        request: &Request,
+    ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, String> {
+        let mut stream = match std::os::unix::net::UnixStream::connect(path) {
+            Ok(stream) => stream,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(err) => {
+                return Err(format!(
+                    "cannot reach the gateway's admin socket {}: {err}",
+                    path.display()
+                ))
+            }
+        };
+        let fail = |err: std::io::Error| format!("admin socket {}: {err}", path.display());
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .map_err(fail)?;
+        let mut line = serde_json::to_vec(request).map_err(|err| err.to_string())?;
+        line.push(b'\n');
+        stream.write_all(&line).map_err(fail)?;
+        let mut reader = BufReader::new(&stream);
+        let mut reply = String::new();
+        (&mut reader)
+            .take(1024 * 1024)
+            .read_line(&mut reply)
+            .map_err(fail)?;
+        let reply: Reply = serde_json::from_str(&reply)
+            .map_err(|_| format!("the gateway at {} sent an unreadable reply", path.display()))?;
+        if !reply.ok {
+            return Err(reply
+                .error
+                .unwrap_or_else(|| "the gateway refused the export".to_string()));
+        }
+        let mut file = zeroize::Zeroizing::new(Vec::new());
+        reader.read_to_end(&mut file).map_err(fail)?;
+        Ok(Some(file))
+    }
 }
 
 #[cfg(not(unix))]
@@ -217,7 +286,15 @@ mod fallback {
     pub fn connect(_path: &Path, _request: &Request) -> Result<Option<Reply>, String> {
         Ok(None)
     }
+
+    /// Without Unix sockets there is no admin channel: export works on a stopped store.
+    pub fn export(
+        _path: &Path,
+        _request: &Request,
+    ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, String> {
+        Ok(None)
+    }
 }
 
 #[cfg(not(unix))]
-pub use fallback::connect;
+pub use fallback::{connect, export};

@@ -11,7 +11,11 @@
 //! | `/refresh`  | POST      | `refresh.rs`  |
 //! | `/logout`   | POST      | `logout.rs`   |
 //! | `/me`       | GET, HEAD | `me.rs`       |
-//! | `/verify`   | any       | `verify.rs` (only 200, 401, 403) |
+//! | `/verify`   | any       | `verify.rs` (only 200, 401, 403; 503 when stale) |
+//!
+//! While the store is out of reach, every endpoint that must write answers 503
+//! `unavailable` with `Retry-After` ([`AccountError::Unavailable`]), never 401, and
+//! acknowledges nothing it could not write (SPEC §8).
 //! | `/password` | POST      | `password.rs` |
 //! | `/register` | POST      | `register.rs` (404 while registration is off) |
 

@@ -14,7 +14,8 @@
 //!   ([`EndpointContext::untrusted_original_request`]); ignoring them would decide about
 //!   `/auth/verify` instead of the request the proxy is asking about.
 //! - **Fail closed in the proxy's vocabulary**: the answer is only 200, 401 or 403 (nginx
-//!   turns anything else into 500). A malformed forwarded method or URI, several copies of
+//!   turns anything else into 500), or 503 `unavailable` while this replica is past
+//!   `store.max_stale` (SPEC §4, §8). A malformed forwarded method or URI, several copies of
 //!   one, or any other malformed input (two `Authorization` headers, ...) is 403
 //!   `invalid_request`; an internal fault is logged and answered 403.
 //! - **200 carries every configured identity header**, empty without an identity
@@ -141,15 +142,19 @@ fn answer(context: &EndpointContext<'_>, identity: Option<&Identity>) -> Respons
 }
 
 /// Keeps a refusal within what a forward-auth proxy understands: 401 and 403 pass as
-/// they are (503 `unavailable` will, once the PostgreSQL store of SPEC §8 can produce
-/// it); a malformed request becomes 403 `invalid_request`; anything else 403 `forbidden`.
+/// they are, and so does 503 `unavailable` (SPEC §4: a replica past `store.max_stale`
+/// cannot vouch for anyone; still closed); a malformed request becomes 403
+/// `invalid_request`; anything else 403 `forbidden`.
 fn fail_closed(err: GatewayError, verdict: &mut Verdict) -> GatewayError {
     match err {
         GatewayError::Unauthorized
         | GatewayError::InvalidToken(_)
         | GatewayError::InsufficientScope
-        | GatewayError::Forbidden
-        | GatewayError::Unavailable => err,
+        | GatewayError::Forbidden => err,
+        GatewayError::Unavailable => {
+            verdict.decided(Decision::Unavailable, None);
+            err
+        }
         GatewayError::InvalidForwardedRequest(_) => {
             verdict.decided(Decision::Rejected, None);
             err

@@ -4,6 +4,9 @@
 //! is the embedded backend (one process); a PostgreSQL backend for replicas (SPEC §8) will
 //! sit beside it and pass the same contract suite (`tests/store_contract.rs`).
 //!
+//! [`snapshot`] is the whole store as one value and its JSON Lines file format, what
+//! `gatehouse store export` / `store import` carry between stores and backends.
+//!
 //! Record kinds (see [`sled_store`] for the sled layout): users (+ a unique index of
 //! canonical names), refresh tokens (only the SHA-256 of the token), login sessions
 //! (refresh-token families), revoked access-token ids, meta (the generated signing
@@ -36,6 +39,7 @@ mod codec;
 pub mod counters;
 pub mod feed;
 pub mod sled_store;
+pub mod snapshot;
 
 pub use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -43,6 +47,7 @@ use serde::{Deserialize, Serialize};
 pub use counters::{CounterOp, CounterOutcome};
 pub use feed::{Change, ChangeKind, Feed, Seq, FEED_RETENTION};
 pub use sled_store::SledStore;
+pub use snapshot::Snapshot;
 
 /// Why a conditional write did not happen. An expected outcome, not a fault: nothing was
 /// written and no change was published.
@@ -64,6 +69,10 @@ pub enum Conflict {
     /// verified (a password change or a disable in between).
     #[error("the user changed since (stale generation)")]
     StaleGeneration,
+    /// [`Store::import`]: the store holds records already (a user, session, refresh
+    /// token, revoked id or generated secret).
+    #[error("the store is not empty")]
+    NotEmpty,
 }
 
 /// A store failure. `Conflict` is an expected outcome; the others are faults.
@@ -330,9 +339,10 @@ pub struct Loaded {
 }
 
 /// The persistence interface the accounts layer depends on. Verbs: find, list, load,
-/// insert, update, take, end, remove; and the feed. Every write is durable when its
-/// future resolves and publishes one change when it changed anything (see the module
-/// docs). Methods that take no `now` use the store's clock only to stamp changes.
+/// insert, update, take, end, remove, export, import; and the feed. Every write is durable
+/// when its future resolves and publishes one change when it changed anything (see the
+/// module docs; `import` marks the log trimmed instead). Methods that take no `now` use the
+/// store's clock only to stamp changes.
 pub trait Store: Send + Sync + 'static {
     /// A user by id.
     fn find_user(&self, id: &str) -> BoxFuture<'_, StoreResult<Option<UserRecord>>>;
@@ -464,6 +474,29 @@ pub trait Store: Send + Sync + 'static {
     /// by the clock on its own.
     fn remove_expired(&self, now: u64, grace: u64) -> BoxFuture<'_, StoreResult<Purged>>;
 
+    /// Every record of the store as of one moment (`gatehouse store export`, SPEC §1): no
+    /// write is half in it. Records that point nowhere (a session whose user is gone, a
+    /// refresh token whose session is gone; dead, awaiting the purge) are left out, see
+    /// [`Snapshot::without_orphans`]. Order of the lists is not significant. Carries the
+    /// generated secret: callers must guard it like the secret.
+    fn export(&self) -> BoxFuture<'_, StoreResult<Snapshot>>;
+    /// Loads `snapshot` into this store, all or nothing, in one transaction
+    /// (`gatehouse store import`, SPEC §1, §8 "Moving"):
+    /// - refuses with `Conflict::NotEmpty` (nothing written) when the store holds any
+    ///   user, session, refresh token, revoked id or generated secret — checked inside
+    ///   the same transaction (PostgreSQL: under a lock that keeps writers out). A store
+    ///   with the schema and an old change log but no records counts as empty;
+    /// - writes every record as given (ids, generations, hashes, the secret kept as the
+    ///   generated one), so tokens issued before the export keep working after it;
+    /// - publishes no per-record changes. Instead it consumes one sequence number `n`
+    ///   and records the log as trimmed through `n`, in the same transaction: every
+    ///   follower whose cursor lies below `n` gets [`Feed::Trimmed`] and reloads in full,
+    ///   and [`Store::load`] afterwards returns a cursor of at least `n`. It returns
+    ///   `Written { seq: Some(n) }` (a writer catching up to `n` reloads, too).
+    ///
+    /// An empty snapshot writes nothing and returns `seq: None`.
+    fn import(&self, snapshot: Snapshot) -> BoxFuture<'_, StoreResult<Written<()>>>;
+
     /// Makes every earlier write durable (shutdown).
     fn flush(&self) -> BoxFuture<'_, StoreResult<()>>;
 
@@ -475,6 +508,15 @@ pub trait Store: Send + Sync + 'static {
     fn change_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None
     }
+
+    /// Whether the data lives in a database out of this process (PostgreSQL), which can
+    /// become unreachable while the process runs: then the accounts layer tracks how long
+    /// it has gone without hearing from it, and past `store.max_stale` protected routes
+    /// answer 503 (SPEC §8 "Outage"). `false` (the default): an embedded store, never
+    /// stale, nothing tracked.
+    fn is_remote(&self) -> bool {
+        false
+    }
 }
 
 /// Why [`open`] failed.
@@ -482,6 +524,10 @@ pub trait Store: Send + Sync + 'static {
 pub enum OpenError {
     /// Another process holds the store (sled: its lock file).
     Locked(String),
+    /// The database cannot be reached (yet): `serve` waits for it, not ready, and
+    /// retries (SPEC §8: a replica started while the database is down becomes ready when
+    /// it comes); every other failure ends the start at once.
+    Unavailable(String),
     /// Anything else: the message says what.
     Failed(String),
 }
@@ -493,6 +539,9 @@ impl std::fmt::Display for OpenError {
                 f,
                 "store.path: {err}; is another gatehouse serving this store?"
             ),
+            OpenError::Unavailable(err) => {
+                write!(f, "store: the database cannot be reached: {err}")
+            }
             OpenError::Failed(err) => write!(f, "store.path: {err}"),
         }
     }

@@ -25,6 +25,13 @@
 //! [`Store::changes_since`] returns only changes up to the highest number known flushed,
 //! so the feed never shows a change a crash could still take back.
 //!
+//! Export reads every tree under the writer lock (sled has no snapshot across trees; no
+//! publishing write commits meanwhile). Import checks the store is empty under the same
+//! lock, writes every record in one transaction (held in memory until it commits: fine
+//! for the sizes a single-process store reaches) and, instead of one change per record,
+//! takes one sequence number and records the log as trimmed through it, so a follower
+//! reloads in full.
+//!
 //! sled is synchronous: every verb runs on tokio's blocking pool, here and only here.
 //!
 //! sled lets one process open a database; a second `open` fails with "could not acquire
@@ -43,8 +50,8 @@ use subtle::ConstantTimeEq;
 use super::codec::{decode, encode};
 use super::{
     BoxFuture, Change, ChangeKind, Conflict, Feed, Loaded, Purged, RefreshRecord, RevokedRecord,
-    Seq, SessionRecord, Store, StoreError, StoreResult, Taken, UserChange, UserRecord, UserState,
-    Written, FEED_RETENTION,
+    Seq, SessionRecord, Snapshot, Store, StoreError, StoreResult, Taken, UserChange, UserRecord,
+    UserState, Written, FEED_RETENTION,
 };
 
 const USERS: &str = "users";
@@ -617,6 +624,125 @@ impl Inner {
         })
     }
 
+    fn export(&self) -> StoreResult<Snapshot> {
+        // As in `load`: no publishing transaction commits while the writer lock is held,
+        // so the trees are read as of one state. (sled has no snapshot across trees; the
+        // purge removes without the lock, but only dead records, and what it leaves
+        // pointing nowhere `without_orphans` drops.) Writers wait for the scan.
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let snapshot = Snapshot {
+            users: Self::all(&self.users, USERS)?,
+            sessions: Self::all(&self.sessions, SESSIONS)?,
+            refresh_tokens: Self::all(&self.refresh, REFRESH)?,
+            revoked: Self::all(&self.revoked, REVOKED)?,
+            secret: self.find_secret()?.map(zeroize::Zeroizing::new),
+        };
+        Ok(snapshot.without_orphans())
+    }
+
+    /// True when no tree holds a record (the change log and its counters aside).
+    fn is_empty(&self) -> StoreResult<bool> {
+        Ok(self.users.is_empty()
+            && self.usernames.is_empty()
+            && self.sessions.is_empty()
+            && self.refresh.is_empty()
+            && self.revoked.is_empty()
+            && !self.meta.contains_key(SECRET_KEY).map_err(backend)?)
+    }
+
+    fn import(&self, snapshot: &Snapshot) -> StoreResult<Written<()>> {
+        let users = snapshot
+            .users
+            .iter()
+            .map(|user| Ok((user.id.clone().into_bytes(), encode(user)?)))
+            .collect::<StoreResult<Vec<(Vec<u8>, Vec<u8>)>>>()?;
+        let sessions = snapshot
+            .sessions
+            .iter()
+            .map(|session| {
+                Ok((
+                    session_key(&session.user_id, &session.family),
+                    encode(session)?,
+                ))
+            })
+            .collect::<StoreResult<Vec<(Vec<u8>, Vec<u8>)>>>()?;
+        let refresh = snapshot
+            .refresh_tokens
+            .iter()
+            .map(|token| Ok((token.token_hash.to_vec(), encode(token)?)))
+            .collect::<StoreResult<Vec<(Vec<u8>, Vec<u8>)>>>()?;
+        let revoked = snapshot
+            .revoked
+            .iter()
+            .map(|record| Ok((record.jti.clone().into_bytes(), encode(record)?)))
+            .collect::<StoreResult<Vec<(Vec<u8>, Vec<u8>)>>>()?;
+        let secret = match &snapshot.secret {
+            Some(secret) => Some(zeroize::Zeroizing::new(encode(&SecretRecord {
+                secret: base64::engine::general_purpose::STANDARD.encode(secret),
+            })?)),
+            None => None,
+        };
+        let seq = {
+            // Every publishing writer holds this lock, so the store stays empty between
+            // the check and the commit (the purge only removes).
+            let _writer = self
+                .writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !self.is_empty()? {
+                return Err(StoreError::Conflict(Conflict::NotEmpty));
+            }
+            if snapshot.is_empty() {
+                return Ok(Written::unchanged(()));
+            }
+            (
+                &self.users,
+                &self.usernames,
+                &self.sessions,
+                &self.refresh,
+                &self.revoked,
+                &self.meta,
+            )
+                .transaction(
+                    |(users_tx, usernames_tx, sessions_tx, refresh_tx, revoked_tx, meta)| {
+                        for ((key, value), user) in users.iter().zip(&snapshot.users) {
+                            users_tx.insert(key.as_slice(), value.as_slice())?;
+                            usernames_tx.insert(user.canonical.as_bytes(), key.as_slice())?;
+                        }
+                        for (key, value) in &sessions {
+                            sessions_tx.insert(key.as_slice(), value.as_slice())?;
+                        }
+                        for (key, value) in &refresh {
+                            refresh_tx.insert(key.as_slice(), value.as_slice())?;
+                        }
+                        for (key, value) in &revoked {
+                            revoked_tx.insert(key.as_slice(), value.as_slice())?;
+                        }
+                        if let Some(secret) = &secret {
+                            meta.insert(SECRET_KEY, secret.as_slice())?;
+                        }
+                        // One number for the whole import, recorded as trimmed: every follower
+                        // behind it reloads in full (see `Store::import`).
+                        let head: Seq = tx_get(meta, META, FEED_HEAD)?.unwrap_or(0);
+                        let seq = head + 1;
+                        meta.insert(FEED_HEAD, tx_encode(&seq)?)?;
+                        meta.insert(FEED_TRIMMED, tx_encode(&seq)?)?;
+                        Ok(seq)
+                    },
+                )
+                .map_err(tx_error)?
+        };
+        self.flush()?;
+        self.durable.fetch_max(seq, Ordering::AcqRel);
+        Ok(Written {
+            value: (),
+            seq: Some(seq),
+        })
+    }
+
     fn changes_since(&self, cursor: Seq, limit: usize) -> StoreResult<Feed> {
         let durable = self.durable.load(Ordering::Acquire);
         let mut changes = Vec::new();
@@ -825,6 +951,14 @@ impl Store for SledStore {
 
     fn remove_expired(&self, now: u64, grace: u64) -> BoxFuture<'_, StoreResult<Purged>> {
         self.run(move |store| store.remove_expired(now, grace))
+    }
+
+    fn export(&self) -> BoxFuture<'_, StoreResult<Snapshot>> {
+        self.run(|store| store.export())
+    }
+
+    fn import(&self, snapshot: Snapshot) -> BoxFuture<'_, StoreResult<Written<()>>> {
+        self.run(move |store| store.import(&snapshot))
     }
 
     fn flush(&self) -> BoxFuture<'_, StoreResult<()>> {

@@ -31,6 +31,9 @@ pub enum Decision {
     /// Served by gatehouse's own endpoints (a `/auth/verify` call is counted under the
     /// decision it made about the forwarded request instead: public, authenticated, ...).
     AuthEndpoint,
+    /// A protected route (or `/auth/verify`) refused with 503 because this replica is
+    /// more than `store.max_stale` behind the store (SPEC §8).
+    Unavailable,
 }
 
 /// Status class label values, in index order.
@@ -38,13 +41,14 @@ const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 impl Decision {
     /// Every decision, in index order.
-    pub const ALL: [Decision; 6] = [
+    pub const ALL: [Decision; 7] = [
         Decision::Public,
         Decision::Authenticated,
         Decision::Unauthenticated,
         Decision::Denied,
         Decision::Rejected,
         Decision::AuthEndpoint,
+        Decision::Unavailable,
     ];
 
     fn index(self) -> usize {
@@ -55,6 +59,7 @@ impl Decision {
             Decision::Denied => 3,
             Decision::Rejected => 4,
             Decision::AuthEndpoint => 5,
+            Decision::Unavailable => 6,
         }
     }
 
@@ -67,6 +72,7 @@ impl Decision {
             Decision::Denied => "denied",
             Decision::Rejected => "rejected",
             Decision::AuthEndpoint => "auth_endpoint",
+            Decision::Unavailable => "unavailable",
         }
     }
 }
@@ -181,7 +187,7 @@ struct OutcomeLabels {
 /// `gatehouse_requests_total{decision,status}`, `gatehouse_token_rejections_total{reason}`,
 /// `gatehouse_upstream_duration_seconds{upstream}` (histogram),
 /// `gatehouse_logins_total{outcome}`, `gatehouse_lockouts_total{kind}`,
-/// `gatehouse_open_connections`, `gatehouse_parked_connections`.
+/// `gatehouse_open_connections`, `gatehouse_parked_connections`, `gatehouse_store_stale`.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -194,6 +200,7 @@ pub struct Metrics {
     lockouts: Family<LockoutLabels, Counter>,
     open_connections: Gauge,
     parked_connections: Gauge,
+    store_stale: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -259,6 +266,12 @@ impl Metrics {
             "Idle HTTP/1 client connections parked: socket kept, no HTTP state held",
             parked_connections.clone(),
         );
+        let store_stale = Gauge::default();
+        registry.register(
+            "store_stale",
+            "1 while this replica has gone more than store.max_stale without hearing from the store (protected routes answer 503), else 0",
+            store_stale.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -269,6 +282,7 @@ impl Metrics {
             lockouts,
             open_connections,
             parked_connections,
+            store_stale,
         }
     }
 
@@ -339,6 +353,11 @@ impl Metrics {
     /// A parked connection resumed (its next bytes arrived) or closed.
     pub fn connection_unparked(&self) {
         self.parked_connections.dec();
+    }
+
+    /// The view turned stale (`true`) or fresh again.
+    pub fn store_stale(&self, stale: bool) {
+        self.store_stale.set(i64::from(stale));
     }
 
     /// Connections parked right now.

@@ -1,6 +1,7 @@
 //! The one test harness: a real echo upstream that records what it received, a real
 //! gateway started in process on `127.0.0.1:0` listeners with a temp sled store
-//! ([`TestGateway`]), the real binary as a child process ([`binary`]), and a raw HTTP/1.1
+//! ([`TestGateway`]; or over a [`flaky_store::FlakyStore`] that can be switched to
+//! "unreachable"), the real binary as a child process ([`binary`]), and a raw HTTP/1.1
 //! client that sends bytes exactly as written (attack inputs must not be "fixed" by a
 //! client library on the way), for any listener of either.
 
@@ -8,6 +9,7 @@
 
 pub mod accounts;
 pub mod binary;
+pub mod flaky_store;
 pub mod upstream;
 
 use std::path::PathBuf;
@@ -33,6 +35,8 @@ pub struct TestGateway {
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     handle: Option<gatehouse::AppHandle>,
+    /// A store given by the test instead of the one `[store]` names.
+    store: Option<std::sync::Arc<dyn gatehouse::store::Store>>,
 }
 
 /// Config text for a test gateway; `{UPSTREAM}` in `extra` becomes the echo upstream's address. `extra` is appended: it may add
@@ -80,22 +84,45 @@ impl TestGateway {
 
     /// As [`Self::start`], with extra `[server]` keys.
     pub async fn start_with(server_extra: &str, extra: &str) -> TestGateway {
+        let mut gateway = Self::prepare(server_extra, extra).await;
+        gateway.boot().await;
+        gateway
+    }
+
+    /// As [`Self::start`], over a [`flaky_store::FlakyStore`] on the config's store
+    /// path, which the test can switch to answer "unreachable" (SPEC §8 outage).
+    /// `store_extra` is added to `[store]` (e.g. `max_stale = "1s"`).
+    pub async fn start_flaky(
+        extra: &str,
+        store_extra: &str,
+    ) -> (TestGateway, std::sync::Arc<flaky_store::FlakyStore>) {
+        let mut gateway = Self::prepare("", extra).await;
+        let text = std::fs::read_to_string(&gateway.config_path).expect("read config");
+        let text = text.replacen("[store]\n", &format!("[store]\n{store_extra}\n"), 1);
+        std::fs::write(&gateway.config_path, text).expect("write config");
+        let store = flaky_store::FlakyStore::open(&gateway.dir.path().join("data"));
+        gateway.store = Some(store.clone());
+        gateway.boot().await;
+        (gateway, store)
+    }
+
+    /// The upstream, the temp dir with its secret and config; not started.
+    pub async fn prepare(server_extra: &str, extra: &str) -> TestGateway {
         let upstream = EchoUpstream::start().await;
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("secret"), format!("{SECRET}\n")).expect("secret");
         let config_path = dir.path().join("gateway.toml");
         let text = config_text(&upstream.addr.to_string(), dir.path(), server_extra, extra);
         std::fs::write(&config_path, text).expect("write config");
-        let mut gateway = TestGateway {
+        TestGateway {
             addr: "127.0.0.1:0".parse().expect("addr"),
             ops_addr: "127.0.0.1:0".parse().expect("addr"),
             upstream,
             dir,
             config_path,
             handle: None,
-        };
-        gateway.boot().await;
-        gateway
+            store: None,
+        }
     }
 
     async fn boot(&mut self) {
@@ -103,9 +130,21 @@ impl TestGateway {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let ops = std::net::TcpListener::bind("127.0.0.1:0").expect("bind ops");
         let log = gatehouse::telemetry::LogControl::inert();
-        let handle = gatehouse::App::start(&self.config_path, config, listener, ops, log)
-            .await
-            .expect("gateway starts");
+        let handle = match &self.store {
+            Some(store) => {
+                gatehouse::App::start_with_store(
+                    &self.config_path,
+                    config,
+                    listener,
+                    ops,
+                    log,
+                    store.clone(),
+                )
+                .await
+            }
+            None => gatehouse::App::start(&self.config_path, config, listener, ops, log).await,
+        }
+        .expect("gateway starts");
         self.addr = handle.addr;
         self.ops_addr = handle.ops_addr;
         self.handle = Some(handle);
