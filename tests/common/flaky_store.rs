@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use gatehouse::store::{
     BoxFuture, Feed, Loaded, Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, SledStore,
-    Store, StoreError, StoreResult, Taken, UserChange, UserRecord, Written,
+    Snapshot, Store, StoreError, StoreResult, Taken, UserChange, UserRecord, Written,
 };
 
 pub struct FlakyStore {
@@ -137,6 +137,12 @@ impl Store for FlakyStore {
     }
     fn find_secret(&self) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>> {
         verb!(self, self.inner.find_secret())
+    }
+    fn export(&self) -> BoxFuture<'_, StoreResult<Snapshot>> {
+        verb!(self, self.inner.export())
+    }
+    fn import(&self, snapshot: Snapshot) -> BoxFuture<'_, StoreResult<Written<()>>> {
+        verb!(self, self.inner.import(snapshot))
     }
     fn insert_secret(&self, secret: &[u8]) -> BoxFuture<'_, StoreResult<Written<Vec<u8>>>> {
         verb!(self, self.inner.insert_secret(secret))
