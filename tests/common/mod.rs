@@ -2,12 +2,14 @@
 //! gateway started in process on `127.0.0.1:0` listeners with a temp sled store
 //! ([`TestGateway`]), the real binary as a child process ([`binary`]), and a raw HTTP/1.1
 //! client that sends bytes exactly as written (attack inputs must not be "fixed" by a
-//! client library on the way), for any listener of either.
+//! client library on the way), for any listener of either; and a throwaway PostgreSQL
+//! ([`postgres`]) for the PostgreSQL store.
 
 #![allow(dead_code, unused_imports)]
 
 pub mod accounts;
 pub mod binary;
+pub mod postgres;
 pub mod upstream;
 
 use std::path::PathBuf;
