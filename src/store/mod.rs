@@ -467,6 +467,9 @@ pub async fn open(
     settings: &crate::config::StoreSettings,
 ) -> Result<std::sync::Arc<dyn Store>, OpenError> {
     if settings.backend == crate::config::StoreBackend::Postgres {
+        // `store.path` is still the admin socket's directory (private, as with sled).
+        sled_store::prepare_dir(&settings.path)
+            .map_err(|err| OpenError::Failed(err.to_string()))?;
         let conn = settings.postgres.connection_string().map_err(|problem| {
             OpenError::Database(format!("{}: {}", problem.path, problem.problem))
         })?;

@@ -442,10 +442,7 @@ impl Inner {
 
     async fn client(&self) -> StoreResult<Client> {
         self.pool.get().await.map_err(|err| match err {
-            deadpool_postgres::PoolError::Backend(err) => match self.pg(err) {
-                StoreError::Backend(text) => StoreError::Backend(text),
-                other => other,
-            },
+            deadpool_postgres::PoolError::Backend(err) => self.pg(err),
             deadpool_postgres::PoolError::Timeout(kind) => StoreError::Unavailable(format!(
                 "no database connection within the pool's timeout ({kind:?})"
             )),

@@ -75,14 +75,22 @@ pub async fn apply(
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
         .await
         .map_err(fail)?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    integer PRIMARY KEY,
-             applied_at timestamptz NOT NULL DEFAULT now()
-         )",
-    )
-    .await
-    .map_err(fail)?;
+    // Checked rather than CREATE ... IF NOT EXISTS, whose NOTICE the driver would log at
+    // every start; the lock makes check-then-create safe.
+    let exists = tx
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await
+        .map_err(fail)?;
+    if !exists.try_get::<_, bool>(0).map_err(fail)? {
+        tx.batch_execute(
+            "CREATE TABLE schema_migrations (
+                 version    integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .map_err(fail)?;
+    }
     let row = tx
         .query_one(
             "SELECT coalesce(max(version), 0) FROM schema_migrations",
