@@ -486,3 +486,111 @@ async fn a_database_down_killed_or_frozen_is_unavailable_and_the_store_recovers(
         assert!(loaded.revoked.iter().any(|r| r.jti == jti), "{jti} lost");
     }
 }
+
+/// A CA and a server certificate for `localhost` it signed (PEM: CA, chain, key).
+fn certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key")).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("cert");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_is_honoured() {
+    let (ca, cert, key) = certificates();
+    let (other_ca, _, _) = certificates();
+    let cluster = tokio::task::spawn_blocking(move || PgCluster::start_with_tls(&cert, &key))
+        .await
+        .expect("cluster");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).expect("ca file");
+    let other_ca_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca_file, other_ca).expect("other ca file");
+    let port = cluster.port();
+    let options = PostgresOptions {
+        connect_timeout: Duration::from_secs(5),
+        ..PostgresOptions::default()
+    };
+    // How many of this database's connections are encrypted, and how many there are.
+    let encrypted = |db: &str| {
+        cluster.sql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FILTER (WHERE s.ssl) || '/' || count(*) FROM pg_stat_activity a \
+                 JOIN pg_stat_ssl s USING (pid) WHERE a.datname = '{db}'"
+            ),
+        )
+    };
+    let mut n = 0;
+    let mut database = || {
+        n += 1;
+        let name = format!("tls_{n}");
+        cluster.sql("postgres", &format!("CREATE DATABASE {name}"));
+        name
+    };
+    let ca = ca_file.display().to_string();
+    let other = other_ca_file.display().to_string();
+
+    // Connections that must work, and whether they are encrypted.
+    for (conn, tls) in [
+        (format!("postgres://postgres@127.0.0.1:{port}/DB?sslmode=disable"), false),
+        (format!("postgres://postgres@127.0.0.1:{port}/DB"), true),
+        (format!("postgres://postgres@127.0.0.1:{port}/DB?sslmode=require"), true),
+        (
+            format!("host=127.0.0.1 port={port} user=postgres dbname=DB sslmode=verify-ca sslrootcert='{ca}'"),
+            true,
+        ),
+        (
+            format!("postgres://postgres@localhost:{port}/DB?sslmode=verify-full&sslrootcert={ca}"),
+            true,
+        ),
+    ] {
+        let db = database();
+        let conn = conn.replace("DB", &db);
+        let store = PostgresStore::open(&conn, options.clone())
+            .await
+            .unwrap_or_else(|err| panic!("{conn}: {err}"));
+        store.insert_revoked(&revoked("j")).await.expect("write");
+        let counts = encrypted(&db);
+        let (secure, total) = counts.split_once('/').expect("counts");
+        assert_ne!(total, "0", "{conn}");
+        if tls {
+            assert_eq!(secure, total, "{conn}: every connection encrypted");
+        } else {
+            assert_eq!(secure, "0", "{conn}: none encrypted");
+        }
+    }
+
+    // Connections that must be refused: the wrong CA, or a name the certificate lacks.
+    for conn in [
+        format!(
+            "postgres://postgres@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={other}"
+        ),
+        format!(
+            "postgres://postgres@localhost:{port}/postgres?sslmode=verify-ca&sslrootcert={other}"
+        ),
+        format!(
+            "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=verify-full&sslrootcert={ca}"
+        ),
+    ] {
+        let err = PostgresStore::open(&conn, options.clone())
+            .await
+            .expect_err("the certificate is not trusted for this");
+        assert!(
+            err.to_string().contains("certificate") || err.to_string().contains("TLS"),
+            "{conn}: {err}"
+        );
+    }
+}

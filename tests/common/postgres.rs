@@ -25,6 +25,8 @@ pub struct PgCluster {
     port: u16,
     as_postgres: bool,
     databases: AtomicU64,
+    /// More server options (`-c ssl=on …`).
+    extra: String,
 }
 
 /// The directory of Debian's PostgreSQL binaries (`/usr/lib/postgresql/<version>/bin`),
@@ -72,6 +74,15 @@ impl PgCluster {
 
     /// initdb + start; panics with the server log when it cannot.
     pub fn start() -> PgCluster {
+        Self::start_inner(None)
+    }
+
+    /// [`Self::start`] with `ssl = on` and this certificate chain and key (PEM).
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> PgCluster {
+        Self::start_inner(Some((cert_pem, key_pem)))
+    }
+
+    fn start_inner(tls: Option<(&str, &str)>) -> PgCluster {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("gatehouse-pg-")
@@ -89,6 +100,7 @@ impl PgCluster {
             port: 0,
             as_postgres,
             databases: AtomicU64::new(0),
+            extra: String::new(),
         };
         let data = cluster.data_dir();
         let mut initdb = cluster.command("initdb");
@@ -103,6 +115,28 @@ impl PgCluster {
             run(Command::new("chown")
                 .args(["postgres:postgres"])
                 .arg(cluster.socket_dir()));
+        }
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt as _;
+            let dir = cluster.dir.path().join("tls");
+            std::fs::create_dir_all(&dir).expect("tls dir");
+            std::fs::write(dir.join("server.crt"), cert).expect("write cert");
+            std::fs::write(dir.join("server.key"), key).expect("write key");
+            std::fs::set_permissions(
+                dir.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .expect("key mode");
+            if as_postgres {
+                run(Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&dir));
+            }
+            cluster.extra = format!(
+                "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                dir.join("server.crt").display(),
+                dir.join("server.key").display()
+            );
         }
         let mut attempts = 0;
         loop {
@@ -153,9 +187,10 @@ impl PgCluster {
     fn try_start(&self) -> bool {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=on \
-             -c full_page_writes=off -c max_connections=300 -c shared_buffers=16MB",
+             -c full_page_writes=off -c max_connections=300 -c shared_buffers=16MB {}",
             self.port,
-            self.socket_dir().display()
+            self.socket_dir().display(),
+            self.extra
         );
         self.command("pg_ctl")
             .arg("-D")
