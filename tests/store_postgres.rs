@@ -212,8 +212,19 @@ async fn the_listen_connection_comes_back_after_the_server_terminates_it() {
             break;
         }
     }
-    let after = listeners(cluster);
-    assert_eq!(after.lines().count(), 2, "both stores listen again");
+    // The writer's own LISTEN connection reconnects on its own schedule: poll for it.
+    let deadline = Instant::now() + DEADLINE;
+    let after = loop {
+        let after = listeners(cluster);
+        if after.lines().count() == 2 {
+            break after;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both stores listen again: {after:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         before.lines().all(|pid| !after.lines().any(|p| p == pid)),
         "new connections: {before:?} -> {after:?}"
@@ -593,4 +604,72 @@ async fn sslmode_is_honoured() {
             "{conn}: {err}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_presented_to_several_stores_at_once_rotates_exactly_once() {
+    use gatehouse::store::{RefreshRecord, SessionRecord, Taken, UserRecord};
+    let url = database().await;
+    let stores: Vec<Arc<dyn Store>> = vec![
+        Arc::new(open(&url).await),
+        Arc::new(open(&url).await),
+        Arc::new(open(&url).await),
+    ];
+    stores[0]
+        .insert_user(&UserRecord {
+            id: "u1".into(),
+            username: "alice".into(),
+            canonical: "alice".into(),
+            password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+            roles: vec![],
+            enabled: true,
+            created: 1,
+            password_changed_at: 1,
+            generation: 0,
+        })
+        .await
+        .expect("user");
+    stores[1]
+        .insert_session(
+            &SessionRecord {
+                family: "f1".into(),
+                user_id: "u1".into(),
+                created: 1,
+                generation: 0,
+                expires_at: 1000,
+                ended_at: None,
+            },
+            &RefreshRecord {
+                token_hash: [1; 32],
+                family: "f1".into(),
+                user_id: "u1".into(),
+                expires_at: 1000,
+                spent: false,
+            },
+        )
+        .await
+        .expect("session");
+    let attempts = (0..30u8).map(|i| {
+        let store = stores[usize::from(i) % stores.len()].clone();
+        tokio::spawn(async move {
+            store
+                .take_refresh(&[1; 32], 10, &[100 + i; 32], 2000)
+                .await
+                .expect("take")
+                .value
+        })
+    });
+    let mut rotated = 0;
+    let mut reused = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        match attempt.await.expect("join") {
+            Taken::Rotated(_) => rotated += 1,
+            Taken::Reused(_) => reused += 1,
+            Taken::Invalid => {}
+        }
+    }
+    assert_eq!(rotated, 1, "exactly one presentation rotates");
+    assert!(reused >= 1, "a replay after the rotation ends the family");
+    let sessions = stores[2].sessions_of("u1").await.expect("sessions");
+    assert!(sessions[0].ended_at.is_some());
 }

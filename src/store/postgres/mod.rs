@@ -1083,19 +1083,23 @@ impl Inner {
         let (now_i, grace_i) = (int(now)?, int(grace)?);
         let mut client = self.client().await?;
         let tx = self.begin(&mut client).await?;
+        // Tokens before sessions: the row order of take_refresh and insert_session, so a
+        // purge and a rotation never deadlock. A token goes when it expired, or when its
+        // session is gone or goes in this purge.
+        let refresh_tokens = self
+            .execute(
+                &tx,
+                "DELETE FROM refresh_tokens r WHERE r.expires_at < $1::bigint OR NOT EXISTS \
+                 (SELECT 1 FROM sessions s WHERE s.user_id = r.user_id AND s.family = r.family \
+                 AND coalesce(s.ended_at, s.expires_at) + $2::bigint >= $1::bigint)",
+                &[&now_i, &grace_i],
+            )
+            .await?;
         let sessions = self
             .execute(
                 &tx,
                 "DELETE FROM sessions WHERE coalesce(ended_at, expires_at) + $2::bigint < $1::bigint",
                 &[&now_i, &grace_i],
-            )
-            .await?;
-        let refresh_tokens = self
-            .execute(
-                &tx,
-                "DELETE FROM refresh_tokens r WHERE r.expires_at < $1 OR NOT EXISTS \
-                 (SELECT 1 FROM sessions s WHERE s.user_id = r.user_id AND s.family = r.family)",
-                &[&now_i],
             )
             .await?;
         let revoked = self
