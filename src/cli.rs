@@ -1,7 +1,7 @@
 //! The command line (SPEC §1): `serve` (the default), `check-config`, `explain` (a raw `#`
 //! is refused as the gateway would; a lowercase standard method gets a note), `user …`,
-//! `store export|import`,
-//! `healthcheck`, `reload`, and `completions SHELL` / `man`, generated from these clap
+//! `store export|import`, `healthcheck`, `reload`, `migrate` (the PostgreSQL schema), and
+//! `completions SHELL` / `man`, generated from these clap
 //! definitions (clap_complete, clap_mangen) so they never drift from the real options.
 //! Exit codes: 0 ok, 1 error (stderr says what and where), 2 usage.
 
@@ -73,6 +73,8 @@ enum Command {
     Man,
     /// Ask the running gateway to reload its config, as SIGHUP does (no `kill` needed)
     Reload,
+    /// Create or upgrade the PostgreSQL schema (`serve` also does it at start)
+    Migrate,
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -97,6 +99,7 @@ pub fn run() -> i32 {
         Command::Healthcheck { url } => healthcheck(&cli.config, url.as_deref()),
         Command::Completions { shell } => completions(shell),
         Command::Man => man_page(),
+        Command::Migrate => load(&cli.config).and_then(|config| migrate(&config)),
         Command::Reload => match load(&cli.config) {
             Ok(config) => crate::admin::reload(&config),
             Err(problems) => Err(format!(
@@ -111,6 +114,44 @@ pub fn run() -> i32 {
             1
         }
     }
+}
+
+/// `gatehouse migrate`: brings the PostgreSQL schema to this binary's version, under the
+/// same advisory lock `serve` takes, so it is safe while replicas start.
+fn migrate(config: &Config) -> Result<(), String> {
+    use crate::store::postgres;
+    if config.store.backend != config::StoreBackend::Postgres {
+        return Err(
+            "store.backend is \"sled\": the embedded store has no schema to migrate (migrate is for backend = \"postgres\")"
+                .into(),
+        );
+    }
+    let conn = config
+        .store
+        .postgres
+        .connection_string()
+        .map_err(|problem| format!("{}: {}", problem.path, problem.problem))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the runtime: {err}"))?;
+    let options = postgres::PostgresOptions::default();
+    let migrated = runtime
+        .block_on(postgres::migrate(&conn, &options))
+        .map_err(|err| format!("store: {err}"))?;
+    let database = postgres::redact(&conn);
+    if migrated.from == migrated.to {
+        println!(
+            "{database}: the schema is at version {} already",
+            migrated.to
+        );
+    } else {
+        println!(
+            "{database}: schema migrated from version {} to {}",
+            migrated.from, migrated.to
+        );
+    }
+    Ok(())
 }
 
 fn load(path: &Path) -> Result<Config, String> {

@@ -1,7 +1,7 @@
 //! The store contract: what every [`Store`] backend must do, written once against the
-//! trait and instantiated per backend with [`contract_suite!`]. sled runs it here on a
-//! temp dir; the PostgreSQL backend adds one line (`contract_suite!(postgres, …)`) with a
-//! backend that starts or empties its database.
+//! trait and instantiated per backend with [`contract_suite!`]: sled on a temp dir, and
+//! PostgreSQL on a fresh database per test in one throwaway cluster for the binary
+//! (`common::postgres`).
 //!
 //! Covered: each verb, typed conflicts, the generation rules of `UserChange`, the atomic
 //! refresh rotation with reuse detection (also under concurrency), durability across a
@@ -11,8 +11,12 @@
 //! through a fresh store, refusal of a non-empty one, followers reloading after an
 //! import, imported refresh tokens still rotating).
 
+mod common;
+
 use std::sync::Arc;
 
+use common::postgres::PgCluster;
+use gatehouse::store::postgres::PostgresOptions;
 use gatehouse::store::{
     ChangeKind, Conflict, Feed, Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, Snapshot,
     Store, StoreError, Taken, UserChange, UserRecord, UserState, FEED_RETENTION,
@@ -55,6 +59,40 @@ impl Backend for Sled {
         let settings =
             gatehouse::config::StoreSettings::sled(self.dir.path().join(format!("fresh-{n}")));
         gatehouse::store::open(&settings).await.expect("open sled")
+    }
+}
+
+/// PostgreSQL: a fresh database on the shared cluster; each `open` is a new
+/// [`gatehouse::store::PostgresStore`] on it (a reopen: migrations find nothing to do).
+pub struct Postgres {
+    url: String,
+}
+
+impl Postgres {
+    pub async fn new() -> Self {
+        let url = tokio::task::spawn_blocking(|| PgCluster::shared().create_database())
+            .await
+            .expect("create database");
+        Postgres { url }
+    }
+}
+
+impl Backend for Postgres {
+    async fn open(&self) -> Arc<dyn Store> {
+        let store = gatehouse::store::PostgresStore::open(&self.url, PostgresOptions::default())
+            .await
+            .expect("open postgres");
+        Arc::new(store)
+    }
+
+    async fn fresh(&self) -> Arc<dyn Store> {
+        let url = tokio::task::spawn_blocking(|| PgCluster::shared().create_database())
+            .await
+            .expect("create database");
+        let store = gatehouse::store::PostgresStore::open(&url, PostgresOptions::default())
+            .await
+            .expect("open postgres");
+        Arc::new(store)
     }
 }
 
@@ -101,6 +139,7 @@ macro_rules! contract_suite {
 }
 
 contract_suite!(sled, Sled::new().await);
+contract_suite!(postgres, Postgres::new().await);
 
 pub mod contract {
     use super::*;

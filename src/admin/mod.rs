@@ -175,7 +175,9 @@ async fn open_directory(config: &Config) -> Result<Directory, Opened> {
         .map_err(|err| match err {
             OpenError::Locked(message) => Opened::Locked(message),
             OpenError::Failed(message) => Opened::Failed(message),
-            unavailable @ OpenError::Unavailable(_) => Opened::Failed(unavailable.to_string()),
+            err @ (OpenError::Unavailable(_) | OpenError::Database(_)) => {
+                Opened::Failed(err.to_string())
+            }
         })?;
     let hasher = PasswordHasher::new(config.passwords).map_err(Opened::Failed)?;
     let grace = crate::accounts::grace(config.tokens.access_ttl, config.tokens.leeway);

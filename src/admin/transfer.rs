@@ -84,9 +84,9 @@ fn export(config: &Config) -> Result<(), String> {
             }
             // A gateway starting: its socket answers in a moment.
             Err(OpenError::Locked(_)) => std::thread::sleep(Duration::from_millis(100)),
-            Err(err @ (OpenError::Failed(_) | OpenError::Unavailable(_))) => {
-                return Err(err.to_string())
-            }
+            Err(
+                err @ (OpenError::Failed(_) | OpenError::Unavailable(_) | OpenError::Database(_)),
+            ) => return Err(err.to_string()),
         }
     };
     // Complete and well-formed before anything reaches stdout.

@@ -1,6 +1,6 @@
 //! The change feed: an ordered log of what every durable write did, so that every
-//! process holding an in-memory view (the writer itself, and each replica once the
-//! PostgreSQL backend exists) can keep it current by applying the changes in order
+//! process holding an in-memory view (the writer itself, and each replica on the
+//! PostgreSQL backend) can keep it current by applying the changes in order
 //! (list once with [`super::Store::load`], then watch with
 //! [`super::Store::changes_since`], as Kubernetes informers do).
 //!

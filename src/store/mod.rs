@@ -1,8 +1,9 @@
 //! Persistence of accounts and token state, behind a narrow async trait ([`Store`]) so
 //! the accounts layer does not know which database sits under it, and a change feed
 //! ([`feed`]) through which every process keeps its in-memory view current. [`SledStore`]
-//! is the embedded backend (one process); a PostgreSQL backend for replicas (SPEC §8) will
-//! sit beside it and pass the same contract suite (`tests/store_contract.rs`).
+//! is the embedded backend (one process); [`PostgresStore`] the one for replicas (SPEC §8),
+//! beside it and passing the same contract suite (`tests/store_contract.rs`). [`open`]
+//! chooses between them.
 //!
 //! [`snapshot`] is the whole store as one value and its JSON Lines file format, what
 //! `gatehouse store export` / `store import` carry between stores and backends.
@@ -38,6 +39,7 @@
 mod codec;
 pub mod counters;
 pub mod feed;
+pub mod postgres;
 pub mod sled_store;
 pub mod snapshot;
 
@@ -46,6 +48,7 @@ use serde::{Deserialize, Serialize};
 
 pub use counters::{CounterOp, CounterOutcome};
 pub use feed::{Change, ChangeKind, Feed, Seq, FEED_RETENTION};
+pub use postgres::PostgresStore;
 pub use sled_store::SledStore;
 pub use snapshot::Snapshot;
 
@@ -530,6 +533,9 @@ pub enum OpenError {
     Unavailable(String),
     /// Anything else: the message says what.
     Failed(String),
+    /// PostgreSQL: anything else (connection string, schema newer than this binary, a
+    /// failed migration); the message says what and never shows the password.
+    Database(String),
 }
 
 impl std::fmt::Display for OpenError {
@@ -543,18 +549,32 @@ impl std::fmt::Display for OpenError {
                 write!(f, "store: the database cannot be reached: {err}")
             }
             OpenError::Failed(err) => write!(f, "store.path: {err}"),
+            OpenError::Database(err) => write!(f, "store: {err}"),
         }
     }
 }
 
-/// Opens the store `[store]` names. The one place the backend is chosen.
+/// Opens the store `[store]` names. The one place the backend is chosen. PostgreSQL:
+/// the schema is migrated first (under a lock; a schema newer than this binary is refused).
 pub async fn open(
     settings: &crate::config::StoreSettings,
 ) -> Result<std::sync::Arc<dyn Store>, OpenError> {
     if settings.backend == crate::config::StoreBackend::Postgres {
-        return Err(OpenError::Failed(
-            "backend = \"postgres\" is not available in this build yet".into(),
-        ));
+        // `store.path` is still the admin socket's directory (private, as with sled).
+        sled_store::prepare_dir(&settings.path)
+            .map_err(|err| OpenError::Failed(err.to_string()))?;
+        let conn = settings.postgres.connection_string().map_err(|problem| {
+            OpenError::Database(format!("{}: {}", problem.path, problem.problem))
+        })?;
+        let options = postgres::PostgresOptions {
+            pool_size: settings.postgres.pool_size,
+            ..postgres::PostgresOptions::default()
+        };
+        return match PostgresStore::open(&conn, options).await {
+            Ok(store) => Ok(std::sync::Arc::new(store)),
+            Err(postgres::OpenFailure::Unavailable(err)) => Err(OpenError::Unavailable(err)),
+            Err(err) => Err(OpenError::Database(err.to_string())),
+        };
     }
     let path = settings.path.clone();
     let opened = tokio::task::spawn_blocking(move || SledStore::open(&path))
