@@ -74,7 +74,14 @@ enum Command {
     /// Ask the running gateway to reload its config, as SIGHUP does (no `kill` needed)
     Reload,
     /// Create or upgrade the PostgreSQL schema (`serve` also does it at start)
-    Migrate,
+    Migrate {
+        /// Also forget the signing secret's fingerprint kept in the database, so that the
+        /// next replica to start keeps its own: for a deliberate secret rotation, with
+        /// every replica stopped (replicas whose secret differs from the kept one refuse
+        /// to start)
+        #[arg(long)]
+        reset_secret_fingerprint: bool,
+    },
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -99,7 +106,9 @@ pub fn run() -> i32 {
         Command::Healthcheck { url } => healthcheck(&cli.config, url.as_deref()),
         Command::Completions { shell } => completions(shell),
         Command::Man => man_page(),
-        Command::Migrate => load(&cli.config).and_then(|config| migrate(&config)),
+        Command::Migrate {
+            reset_secret_fingerprint,
+        } => load(&cli.config).and_then(|config| migrate(&config, reset_secret_fingerprint)),
         Command::Reload => match load(&cli.config) {
             Ok(config) => crate::admin::reload(&config),
             Err(problems) => Err(format!(
@@ -117,8 +126,10 @@ pub fn run() -> i32 {
 }
 
 /// `gatehouse migrate`: brings the PostgreSQL schema to this binary's version, under the
-/// same advisory lock `serve` takes, so it is safe while replicas start.
-fn migrate(config: &Config) -> Result<(), String> {
+/// same advisory lock `serve` takes, so it is safe while replicas start. With
+/// `reset_fingerprint`, then forgets the kept fingerprint of the signing secret (SPEC §8:
+/// a deliberate rotation; see [`crate::accounts::check_secret_fingerprint`]).
+fn migrate(config: &Config, reset_fingerprint: bool) -> Result<(), String> {
     use crate::store::postgres;
     if config.store.backend != config::StoreBackend::Postgres {
         return Err(
@@ -150,6 +161,24 @@ fn migrate(config: &Config) -> Result<(), String> {
             "{database}: schema migrated from version {} to {}",
             migrated.from, migrated.to
         );
+    }
+    if reset_fingerprint {
+        let forgotten = runtime.block_on(async {
+            use crate::store::Store as _;
+            let store = postgres::PostgresStore::connect(&conn, options)
+                .map_err(|err| format!("store: {err}"))?;
+            store
+                .forget_secret_fingerprint()
+                .await
+                .map_err(|err| format!("store: {err}"))
+        })?;
+        if forgotten {
+            println!(
+                "{database}: the signing secret's fingerprint is forgotten; the next replica to start keeps its own"
+            );
+        } else {
+            println!("{database}: no signing secret fingerprint was kept");
+        }
     }
     Ok(())
 }

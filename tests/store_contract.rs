@@ -9,17 +9,21 @@
 //! changed nothing, order and numbering, cursor resume, load + cursor, trimming and the
 //! trimmed signal, numbers never reused after a reopen), and export/import (a round trip
 //! through a fresh store, refusal of a non-empty one, followers reloading after an
-//! import, imported refresh tokens still rotating).
+//! import, imported refresh tokens still rotating); and for a backend shared by replicas
+//! the login counters (one lockout across handles, atomic under concurrency) and the
+//! signing secret's fingerprint (first kept wins).
 
 mod common;
 
 use std::sync::Arc;
 
 use common::postgres::PgCluster;
+use gatehouse::store::counters::Admission;
 use gatehouse::store::postgres::PostgresOptions;
 use gatehouse::store::{
-    ChangeKind, Conflict, Feed, Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, Snapshot,
-    Store, StoreError, Taken, UserChange, UserRecord, UserState, FEED_RETENTION,
+    ChangeKind, Conflict, CounterOp, CounterOutcome, Feed, Purged, RefreshRecord, RevokedRecord,
+    Seq, SessionRecord, Snapshot, Store, StoreError, Taken, UserChange, UserRecord, UserState,
+    FEED_RETENTION,
 };
 
 /// A backend under test.
@@ -124,6 +128,9 @@ macro_rules! contract_suite {
                 import_refuses_a_store_with_any_record_and_changes_nothing,
                 a_view_loaded_or_following_after_an_import_sees_every_record,
                 imported_refresh_tokens_still_rotate_and_detect_reuse,
+                login_counters_are_shared_by_every_handle_on_the_store,
+                concurrent_admissions_never_exceed_the_limit,
+                the_first_kept_secret_fingerprint_wins,
             );
         }
     };
@@ -565,6 +572,179 @@ pub mod contract {
             published[0].kind,
             ChangeKind::SecretKept,
             "never the secret"
+        );
+    }
+
+    fn login_settings() -> gatehouse::config::LoginSettings {
+        gatehouse::config::LoginSettings {
+            max_failures: 3,
+            max_failures_per_address: 50,
+            window: std::time::Duration::from_secs(60),
+            lockout: std::time::Duration::from_secs(120),
+        }
+    }
+
+    fn admit(name: &str, last: u8) -> CounterOp {
+        CounterOp::AdmitLogin {
+            username: Some(name.to_string()),
+            address: std::net::IpAddr::from([192, 0, 2, last]),
+        }
+    }
+
+    /// Milliseconds of some wall-clock time.
+    const T0: u64 = 1_800_000_000_000;
+
+    /// Two handles on one store (replicas) count toward one lockout; unlock through one
+    /// ends it for both; the purge sweeps counters whose window and lockout are over. A
+    /// backend of one process (sled) shares nothing and refuses the verb.
+    pub async fn login_counters_are_shared_by_every_handle_on_the_store(backend: &impl Backend) {
+        let a = backend.open().await;
+        let settings = login_settings();
+        if !a.shares_login_counters() {
+            assert!(a.counters(admit("ann", 1), settings, T0).await.is_err());
+            return;
+        }
+        let b = backend.open().await;
+        let admitted = CounterOutcome::Admission(Admission::Admitted);
+        assert_eq!(
+            a.counters(admit("ann", 1), settings, T0).await.expect("a"),
+            admitted
+        );
+        assert_eq!(
+            b.counters(admit("ann", 2), settings, T0).await.expect("b"),
+            admitted
+        );
+        assert_eq!(
+            a.counters(admit("ann", 3), settings, T0).await.expect("a"),
+            admitted
+        );
+        assert_eq!(
+            b.counters(admit("ann", 4), settings, T0 + 1)
+                .await
+                .expect("b"),
+            CounterOutcome::Admission(Admission::Refused {
+                wait: std::time::Duration::from_secs(120),
+                address_started: false,
+                username_started: true,
+            })
+        );
+        assert!(matches!(
+            a.counters(admit("ann", 5), settings, T0 + 2)
+                .await
+                .expect("a"),
+            CounterOutcome::Admission(Admission::Refused {
+                username_started: false,
+                ..
+            })
+        ));
+        let unlock = CounterOp::Unlock {
+            username: "ann".into(),
+        };
+        assert_eq!(
+            b.counters(unlock.clone(), settings, T0 + 3)
+                .await
+                .expect("unlock"),
+            CounterOutcome::Unlocked(true)
+        );
+        assert_eq!(
+            a.counters(unlock, settings, T0 + 3).await.expect("unlock"),
+            CounterOutcome::Unlocked(false)
+        );
+        assert_eq!(
+            a.counters(admit("ann", 5), settings, T0 + 4)
+                .await
+                .expect("a"),
+            admitted
+        );
+        // Registrations: per address, shared too.
+        let register = CounterOp::AdmitRegistration {
+            address: std::net::IpAddr::from([198, 51, 100, 1]),
+        };
+        let strict = gatehouse::config::LoginSettings {
+            max_failures_per_address: 1,
+            ..settings
+        };
+        assert_eq!(
+            a.counters(register.clone(), strict, T0).await.expect("a"),
+            admitted
+        );
+        assert!(matches!(
+            b.counters(register, strict, T0).await.expect("b"),
+            CounterOutcome::Admission(Admission::Refused { .. })
+        ));
+        // Long after every window and lockout the purge sweeps the rows: a fresh start.
+        b.remove_expired(T0 / 1000 + 3600, 0).await.expect("purge");
+        assert_eq!(
+            a.counters(
+                CounterOp::Unlock {
+                    username: "ann".into()
+                },
+                settings,
+                T0 + 3_600_000
+            )
+            .await
+            .expect("unlock"),
+            CounterOutcome::Unlocked(false),
+            "swept"
+        );
+    }
+
+    /// Forty attempts on one username at once, over two handles: exactly the limit is
+    /// admitted (each admission is one atomic read-modify-write), and exactly one of the
+    /// refused ones started the lockout.
+    pub async fn concurrent_admissions_never_exceed_the_limit(backend: &impl Backend) {
+        let a = backend.open().await;
+        if !a.shares_login_counters() {
+            return;
+        }
+        let b = backend.open().await;
+        let settings = login_settings();
+        let attempts = (0..40u8).map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { store.counters(admit("bea", i), settings, T0).await })
+        });
+        let mut admitted = 0;
+        let mut started = 0;
+        for attempt in attempts.collect::<Vec<_>>() {
+            match attempt.await.expect("task").expect("counters") {
+                CounterOutcome::Admission(Admission::Admitted) => admitted += 1,
+                CounterOutcome::Admission(Admission::Refused {
+                    username_started, ..
+                }) => started += usize::from(username_started),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((admitted, started), (3, 1));
+    }
+
+    /// The first replica's fingerprint is kept; a later different one gets the kept one
+    /// back; forgetting it (a deliberate rotation) lets the next one be kept. A backend
+    /// of one process keeps none.
+    pub async fn the_first_kept_secret_fingerprint_wins(backend: &impl Backend) {
+        let store = backend.open().await;
+        if !store.keeps_secret_fingerprint() {
+            assert_eq!(store.keep_secret_fingerprint("b").await.expect("keep"), "b");
+            assert!(!store.forget_secret_fingerprint().await.expect("forget"));
+            return;
+        }
+        let other = backend.open().await;
+        assert_eq!(
+            store.keep_secret_fingerprint("first").await.expect("keep"),
+            "first"
+        );
+        assert_eq!(
+            other.keep_secret_fingerprint("second").await.expect("keep"),
+            "first"
+        );
+        assert!(other.forget_secret_fingerprint().await.expect("forget"));
+        assert!(!other.forget_secret_fingerprint().await.expect("forget"));
+        assert_eq!(
+            store.keep_secret_fingerprint("second").await.expect("keep"),
+            "second"
+        );
+        assert!(
+            changes(store.as_ref(), 0).await.is_empty(),
+            "a fingerprint publishes no change"
         );
     }
 

@@ -7,7 +7,9 @@
 //!
 //! Tables (`migrations/0001_init.sql`): `users` (unique `canonical`), `sessions` keyed by
 //! (user id, family), `refresh_tokens` (SHA-256 only), `revoked`, `meta` (the generated
-//! secret), `changes(seq, at, change jsonb)` and the one-row `feed_head(seq, trimmed)`.
+//! secret; the secret's fingerprint), `changes(seq, at, change jsonb)` and the one-row
+//! `feed_head(seq, trimmed)`; `login_counters` (`0002`, the lockout counts every replica
+//! shares: [`counters`]).
 //!
 //! **Sequence numbers in commit order.** Every publishing transaction ends with
 //! `UPDATE feed_head SET seq = seq + 1 RETURNING seq` and the insert of its change row
@@ -36,6 +38,7 @@
 //! Numbers are `bigint`: a `u64` beyond `i64::MAX` is refused as a backend error.
 
 pub mod conninfo;
+mod counters;
 pub mod listen;
 pub mod schema;
 pub mod tls;
@@ -54,9 +57,9 @@ pub use conninfo::{redact, Conninfo, SslMode};
 pub use schema::{MigrateError, Migrated, LATEST};
 
 use super::{
-    BoxFuture, Change, ChangeKind, Conflict, Feed, Loaded, Purged, RefreshRecord, RevokedRecord,
-    Seq, SessionRecord, Snapshot, Store, StoreError, StoreResult, Taken, UserChange, UserRecord,
-    UserState, Written, FEED_RETENTION,
+    BoxFuture, Change, ChangeKind, Conflict, CounterOp, CounterOutcome, Feed, Loaded, Purged,
+    RefreshRecord, RevokedRecord, Seq, SessionRecord, Snapshot, Store, StoreError, StoreResult,
+    Taken, UserChange, UserRecord, UserState, Written, FEED_RETENTION,
 };
 
 /// How the store connects: pool size and timeouts.
@@ -1105,6 +1108,7 @@ impl Inner {
         let revoked = self
             .execute(&tx, "DELETE FROM revoked WHERE expires_at < $1", &[&now_i])
             .await?;
+        self.sweep_counters(&tx, now).await?;
         // Trim the oldest changes (a prefix of the log: up to the first one still young),
         // recording the bound in the same transaction. Locking feed_head keeps writers
         // out meanwhile, so the head read here is the last number given out.
@@ -1449,5 +1453,31 @@ impl Store for PostgresStore {
 
     fn is_remote(&self) -> bool {
         true
+    }
+
+    fn keeps_secret_fingerprint(&self) -> bool {
+        true
+    }
+
+    fn keep_secret_fingerprint(&self, fingerprint: &str) -> BoxFuture<'_, StoreResult<String>> {
+        let fingerprint = fingerprint.to_string();
+        self.run(async move { self.inner.keep_fingerprint(&fingerprint).await })
+    }
+
+    fn forget_secret_fingerprint(&self) -> BoxFuture<'_, StoreResult<bool>> {
+        self.run(self.inner.forget_fingerprint())
+    }
+
+    fn shares_login_counters(&self) -> bool {
+        true
+    }
+
+    fn counters(
+        &self,
+        op: CounterOp,
+        settings: crate::config::LoginSettings,
+        now: super::counters::Millis,
+    ) -> BoxFuture<'_, StoreResult<CounterOutcome>> {
+        self.run(async move { self.inner.counters(&op, &settings, now).await })
     }
 }

@@ -21,14 +21,21 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "login_counters",
+        sql: include_str!("migrations/0002_login_counters.sql"),
+    },
+];
 
 /// The schema version this binary creates and understands.
-pub const LATEST: i32 = 1;
+pub const LATEST: i32 = 2;
 
 /// The advisory lock key every gatehouse migration takes ("gatehous" in ASCII).
 const LOCK_KEY: i64 = 0x6761_7465_686f_7573;
