@@ -49,8 +49,9 @@ pub trait LoginThrottle: Send + Sync {
     fn check_registration(&self, client: IpAddr) -> BoxFuture<'_, Result<(), AccountError>>;
 }
 
-/// No regulation: every attempt is allowed (the CLI's own store handle: lockouts live in
-/// a running gateway's memory).
+/// No regulation: every attempt is allowed (the CLI's own handle on a sled store: lockouts
+/// live in a running gateway's memory; on a store that shares its counters the CLI uses
+/// [`super::SharedThrottle`]).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Unthrottled;
 

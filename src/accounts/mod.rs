@@ -244,8 +244,10 @@ pub const SECRET_MISMATCH: &str = "this replica's signing secret differs from th
 /// keeps the fingerprint of `secret` ([`crate::auth::secret::fingerprint`]) unless one is
 /// kept already, and refuses ([`SECRET_MISMATCH`], logged at ERROR) when the kept one is
 /// another secret's: tokens signed by this replica would be refused by the others and the
-/// other way round. Nothing to compare for a store of one process.
-/// [`OpenError::Unavailable`] when the store cannot be reached (start waits for it).
+/// other way round. Nothing to compare for a store of one process. `serve` then exits 1
+/// with the message (the simplest reading of "refuses to become ready": a process that
+/// can never become ready should not linger). [`OpenError::Unavailable`] when the store
+/// cannot be reached (start waits for it).
 pub async fn check_secret_fingerprint(store: &dyn Store, secret: &[u8]) -> Result<(), OpenError> {
     if !store.keeps_secret_fingerprint() {
         return Ok(());
