@@ -62,7 +62,7 @@ pub fn start(
 #[cfg(unix)]
 mod unix {
     use super::*;
-    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::io::{BufRead, BufReader, Read as _, Write as _};
     use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 
     use std::sync::Arc;
@@ -191,9 +191,13 @@ mod unix {
         write.shutdown().await.map_err(|err| err.to_string())
     }
 
-    /// Sends a request to a running gateway. `Ok(None)` when no gateway answers at `path`
-    /// (no socket file, or a stale one nobody listens on).
-    pub fn connect(path: &Path, request: &Request) -> Result<Option<Reply>, String> {
+    /// Connects to a running gateway's socket and sends `request` as one JSON line.
+    /// `Ok(None)` when no gateway answers at `path` (no socket file, or a stale one nobody
+    /// listens on).
+    fn send(
+        path: &Path,
+        request: &Request,
+    ) -> Result<Option<std::os::unix::net::UnixStream>, String> {
         let mut stream = match std::os::unix::net::UnixStream::connect(path) {
             Ok(stream) => stream,
             Err(err)
@@ -211,69 +215,62 @@ mod unix {
                 ))
             }
         };
-        let fail = |err: std::io::Error| format!("admin socket {}: {err}", path.display());
         // Hashing may queue behind logins; give it time, but not forever.
         stream
             .set_read_timeout(Some(Duration::from_secs(120)))
-            .map_err(fail)?;
+            .map_err(|err| failed(path, err))?;
         let mut line =
             zeroize::Zeroizing::new(serde_json::to_vec(request).map_err(|err| err.to_string())?);
         line.push(b'\n');
-        stream.write_all(&line).map_err(fail)?;
+        stream.write_all(&line).map_err(|err| failed(path, err))?;
+        Ok(Some(stream))
+    }
+
+    fn failed(path: &Path, err: std::io::Error) -> String {
+        format!("admin socket {}: {err}", path.display())
+    }
+
+    /// Reads the one-line reply (at most 1 MiB).
+    fn read_reply(path: &Path, reader: &mut impl BufRead) -> Result<Reply, String> {
         let mut reply = String::new();
-        BufReader::new((&stream).take(1024 * 1024))
+        reader
+            .take(1024 * 1024)
             .read_line(&mut reply)
-            .map_err(fail)?;
+            .map_err(|err| failed(path, err))?;
         serde_json::from_str(&reply)
-            .map(Some)
             .map_err(|_| format!("the gateway at {} sent an unreadable reply", path.display()))
     }
 
-    /// Asks a running gateway for its store's export file ([`Request::Export`]).
-    /// `Ok(None)` when no gateway answers at `path`; the gateway's refusal is the error.
+    /// Sends a request to a running gateway. `Ok(None)` when no gateway answers at `path`
+    /// (no socket file, or a stale one nobody listens on).
+    pub fn connect(path: &Path, request: &Request) -> Result<Option<Reply>, String> {
+        let Some(stream) = send(path, request)? else {
+            return Ok(None);
+        };
+        read_reply(path, &mut BufReader::new(&stream)).map(Some)
+    }
+
+    /// Asks a running gateway for its store's export file ([`Request::Export`]): the
+    /// reply line, then the file until the gateway closes the stream. `Ok(None)` when no
+    /// gateway answers at `path`; the gateway's refusal is the error.
     pub fn export(
         path: &Path,
         request: &Request,
     ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, String> {
-        let mut stream = match std::os::unix::net::UnixStream::connect(path) {
-            Ok(stream) => stream,
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(err) => {
-                return Err(format!(
-                    "cannot reach the gateway's admin socket {}: {err}",
-                    path.display()
-                ))
-            }
+        let Some(stream) = send(path, request)? else {
+            return Ok(None);
         };
-        let fail = |err: std::io::Error| format!("admin socket {}: {err}", path.display());
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .map_err(fail)?;
-        let mut line = serde_json::to_vec(request).map_err(|err| err.to_string())?;
-        line.push(b'\n');
-        stream.write_all(&line).map_err(fail)?;
         let mut reader = BufReader::new(&stream);
-        let mut reply = String::new();
-        (&mut reader)
-            .take(1024 * 1024)
-            .read_line(&mut reply)
-            .map_err(fail)?;
-        let reply: Reply = serde_json::from_str(&reply)
-            .map_err(|_| format!("the gateway at {} sent an unreadable reply", path.display()))?;
+        let reply = read_reply(path, &mut reader)?;
         if !reply.ok {
             return Err(reply
                 .error
                 .unwrap_or_else(|| "the gateway refused the export".to_string()));
         }
         let mut file = zeroize::Zeroizing::new(Vec::new());
-        reader.read_to_end(&mut file).map_err(fail)?;
+        reader
+            .read_to_end(&mut file)
+            .map_err(|err| failed(path, err))?;
         Ok(Some(file))
     }
 }

@@ -157,6 +157,14 @@ fn unreachable(err: &tokio_postgres::Error) -> bool {
 }
 
 /// Unix seconds by the store's clock (stamps changes for trimming).
+/// The one-row `feed_head` table lost its row (migration 1 creates it; nothing deletes it).
+fn missing_head() -> StoreError {
+    StoreError::Corrupt {
+        tree: "feed_head",
+        detail: "the feed_head row is missing".into(),
+    }
+}
+
 fn clock() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -495,6 +503,16 @@ impl Inner {
         Ok(self.query(tx, sql, params).await?.into_iter().next())
     }
 
+    /// Every row of a query, each decoded by `decode`.
+    async fn all<T>(
+        &self,
+        tx: &Transaction<'_>,
+        sql: &str,
+        decode: impl Fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        self.query(tx, sql, &[]).await?.iter().map(decode).collect()
+    }
+
     async fn execute(
         &self,
         tx: &Transaction<'_>,
@@ -516,10 +534,7 @@ impl Inner {
         let row = self
             .query_opt(tx, PUBLISH, &[&int(clock())?, &json])
             .await?
-            .ok_or_else(|| StoreError::Corrupt {
-                tree: "feed_head",
-                detail: "the feed_head row is missing".into(),
-            })?;
+            .ok_or_else(missing_head)?;
         uint(CHANGES, col(CHANGES, &row, "seq")?)
     }
 
@@ -998,38 +1013,26 @@ impl Inner {
         let head = self
             .query_opt(&tx, "SELECT seq FROM feed_head", &[])
             .await?
-            .ok_or_else(|| StoreError::Corrupt {
-                tree: "feed_head",
-                detail: "the feed_head row is missing".into(),
-            })?;
+            .ok_or_else(missing_head)?;
         let cursor = uint("feed_head", col("feed_head", &head, "seq")?)?;
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id COLLATE \"C\"");
         let users = self
-            .query(&tx, &sql, &[])
-            .await?
-            .iter()
-            .map(|row| user_of(row).map(|user| UserState::from(&user)))
-            .collect::<StoreResult<Vec<_>>>()?;
+            .all(&tx, &sql, |row| {
+                user_of(row).map(|user| UserState::from(&user))
+            })
+            .await?;
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM sessions \
              ORDER BY user_id COLLATE \"C\", family COLLATE \"C\""
         );
-        let sessions = self
-            .query(&tx, &sql, &[])
-            .await?
-            .iter()
-            .map(session_of)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let sessions = self.all(&tx, &sql, session_of).await?;
         let revoked = self
-            .query(
+            .all(
                 &tx,
                 "SELECT jti, expires_at FROM revoked ORDER BY jti COLLATE \"C\"",
-                &[],
+                revoked_of,
             )
-            .await?
-            .iter()
-            .map(revoked_of)
-            .collect::<StoreResult<Vec<_>>>()?;
+            .await?;
         self.commit(tx).await?;
         Ok(Loaded {
             users,
@@ -1054,10 +1057,7 @@ impl Inner {
         let head = self
             .query_opt(&tx, "SELECT seq, trimmed FROM feed_head", &[])
             .await?
-            .ok_or_else(|| StoreError::Corrupt {
-                tree: "feed_head",
-                detail: "the feed_head row is missing".into(),
-            })?;
+            .ok_or_else(missing_head)?;
         self.commit(tx).await?;
         let seq = uint("feed_head", col("feed_head", &head, "seq")?)?;
         let trimmed = uint("feed_head", col("feed_head", &head, "trimmed")?)?;
@@ -1115,10 +1115,7 @@ impl Inner {
         let head = self
             .query_opt(&tx, "SELECT seq FROM feed_head FOR UPDATE", &[])
             .await?
-            .ok_or_else(|| StoreError::Corrupt {
-                tree: "feed_head",
-                detail: "the feed_head row is missing".into(),
-            })?;
+            .ok_or_else(missing_head)?;
         let head: i64 = col("feed_head", &head, "seq")?;
         let trimmed = self
             .query(
@@ -1156,32 +1153,14 @@ impl Inner {
         let mut client = self.client().await?;
         let tx = self.snapshot(&mut client).await?;
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id COLLATE \"C\"");
-        let users = self
-            .query(&tx, &sql, &[])
-            .await?
-            .iter()
-            .map(user_of)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let users = self.all(&tx, &sql, user_of).await?;
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions");
-        let sessions = self
-            .query(&tx, &sql, &[])
-            .await?
-            .iter()
-            .map(session_of)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let sessions = self.all(&tx, &sql, session_of).await?;
         let sql = format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens");
-        let refresh_tokens = self
-            .query(&tx, &sql, &[])
-            .await?
-            .iter()
-            .map(refresh_of)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let refresh_tokens = self.all(&tx, &sql, refresh_of).await?;
         let revoked = self
-            .query(&tx, "SELECT jti, expires_at FROM revoked", &[])
-            .await?
-            .iter()
-            .map(revoked_of)
-            .collect::<StoreResult<Vec<_>>>()?;
+            .all(&tx, "SELECT jti, expires_at FROM revoked", revoked_of)
+            .await?;
         let secret = match self
             .query_opt(&tx, "SELECT value FROM meta WHERE key = $1", &[&SECRET_KEY])
             .await?
@@ -1309,10 +1288,7 @@ impl Inner {
                 &[],
             )
             .await?
-            .ok_or_else(|| StoreError::Corrupt {
-                tree: "feed_head",
-                detail: "the feed_head row is missing".into(),
-            })?;
+            .ok_or_else(missing_head)?;
         let seq = uint("feed_head", col("feed_head", &row, "seq")?)?;
         self.commit(tx).await?;
         Ok(Written {
