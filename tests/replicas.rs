@@ -15,6 +15,9 @@
 //! - The LISTEN connection terminated by the server: propagation goes on.
 //! - `store export` / `store import` between sled and PostgreSQL, both ways: passwords,
 //!   refresh tokens, access tokens and the generated secret carry over.
+//! - The shipped `deploy/compose/nginx.conf` (a real nginx) in front of two replicas:
+//!   requests spread over both and all succeed; with one replica gone nginx keeps
+//!   answering.
 //!
 //! Clusters: tests that kill, freeze or stop the database start their own; the others
 //! share one (a database each).
@@ -1034,4 +1037,124 @@ async fn export_and_import_carry_a_gateway_from_sled_to_postgresql_and_back() {
     let response = refresh(gateway.addr, &refresh_pg).await;
     response.assert_status(401);
     assert_eq!(response.error_code(), "invalid_grant");
+}
+
+/// `deploy/compose/nginx.conf` as shipped, pointed at these replicas: each `server
+/// gatehouse-N:8080` line names replica N's address, `listen 8080` becomes `listen`, and
+/// the pid, logs and temp dirs go into `dir` (the shipped file leaves them to the
+/// container's defaults).
+fn compose_nginx_config(dir: &Path, listen: SocketAddr, replicas: &[SocketAddr]) -> String {
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/compose/nginx.conf"),
+    )
+    .expect("read deploy/compose/nginx.conf");
+    let mut text = shipped.clone();
+    for (n, addr) in replicas.iter().enumerate() {
+        let line = format!("server gatehouse-{}:8080 ", n + 1);
+        assert!(text.contains(&line), "the shipped file has `{line}`");
+        text = text.replacen(&line, &format!("server {addr} "), 1);
+    }
+    assert!(
+        !text.contains("gatehouse-"),
+        "every server line was replaced:\n{text}"
+    );
+    assert!(text.contains("listen 8080;"));
+    text = text.replacen("listen 8080;", &format!("listen {listen};"), 1);
+    let dir = dir.display();
+    assert!(text.contains("http {\n"));
+    text = text.replacen(
+        "http {\n",
+        &format!(
+            "http {{\n    access_log {dir}/access.log;\n    client_body_temp_path {dir}/client_body;\n    \
+             proxy_temp_path {dir}/proxy;\n    fastcgi_temp_path {dir}/fastcgi;\n    \
+             uwsgi_temp_path {dir}/uwsgi;\n    scgi_temp_path {dir}/scgi;\n"
+        ),
+        1,
+    );
+    format!("pid {dir}/nginx.pid;\nerror_log {dir}/error.log info;\n{text}")
+}
+
+/// The replica's count of requests it served on an authenticated route (its metrics).
+async fn authenticated_requests(ops: SocketAddr) -> u64 {
+    let (status, _, body) = common::get(ops, "/metrics", &[])
+        .await
+        .expect("metrics answer");
+    assert_eq!(status, 200);
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|line| {
+            line.starts_with("gatehouse_requests_total{") && line.contains("authenticated\"")
+        })
+        .filter(|line| !line.contains("unauthenticated"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_nginx_config_balances_two_replicas_and_survives_one_stopping() {
+    const REQUESTS: u64 = 12;
+    let url = shared_database().await;
+    let mut fleet = Fleet::start(&url, 2, "").await;
+    fleet.add_user("lea").await;
+    until_each(
+        &fleet,
+        &[0, 1],
+        Instant::now(),
+        "user add",
+        |addr| async move { login(addr, "lea", PASSWORD).await.status == 200 },
+    )
+    .await;
+    let dir = common::nginx::nginx_dir();
+    // nginx cannot say which port a `:0` listener got: the one bind-and-release left.
+    let listen = common::binary::third_party_listen_addr();
+    let addrs: Vec<SocketAddr> = fleet.replicas.iter().map(|r| r.addr).collect();
+    let mut nginx = common::nginx::Nginx::start(
+        dir.path(),
+        &compose_nginx_config(dir.path(), listen, &addrs),
+    );
+    nginx.wait_listening(listen).await;
+
+    // Log in through nginx; then the requests go to both replicas, and all succeed.
+    let (token, _) = login_ok(listen, "lea").await;
+    let before = [
+        authenticated_requests(fleet.replicas[0].ops_addr).await,
+        authenticated_requests(fleet.replicas[1].ops_addr).await,
+    ];
+    for n in 0..REQUESTS {
+        let response = request(listen, "GET", "/api/x", &[&bearer(&token)], b"").await;
+        assert_eq!(
+            response.status,
+            200,
+            "request {n}: {}\nnginx error.log:\n{}",
+            String::from_utf8_lossy(&response.body),
+            nginx.error_log()
+        );
+    }
+    let served = [
+        authenticated_requests(fleet.replicas[0].ops_addr).await - before[0],
+        authenticated_requests(fleet.replicas[1].ops_addr).await - before[1],
+    ];
+    println!(
+        "through nginx: replica 0 served {}, replica 1 {}",
+        served[0], served[1]
+    );
+    assert_eq!(served[0] + served[1], REQUESTS, "{served:?}");
+    assert!(
+        served[0] > 0 && served[1] > 0,
+        "both replicas served: {served:?}"
+    );
+
+    // One replica stops: the service keeps answering, GETs and a login alike.
+    fleet.replicas[0].kill_9();
+    for n in 0..REQUESTS {
+        let response = request(listen, "GET", "/api/x", &[&bearer(&token)], b"").await;
+        assert_eq!(
+            response.status,
+            200,
+            "request {n} with replica 0 gone: {}\nnginx error.log:\n{}",
+            String::from_utf8_lossy(&response.body),
+            nginx.error_log()
+        );
+    }
+    login_ok(listen, "lea").await;
 }
