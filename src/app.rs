@@ -138,7 +138,7 @@ impl App {
             ops.clone(),
             shutdown.subscribe(),
         ));
-        let accounts = open_accounts(&config, store).await?;
+        let accounts = open_accounts(&config, store, ops_addr).await?;
         // Shared counters when the store keeps them (replicas), else this process's memory.
         let throttle = throttle::for_store(
             accounts.directory().store(),
@@ -223,9 +223,11 @@ const OPEN_RETRY_MAX: Duration = Duration::from_secs(2);
 /// failure (WARN) and the success after it (INFO) once; any other failure (bad config,
 /// a schema newer than this binary, a sled store held by another process) is returned
 /// at once. Staleness is tracked for a remote store only: an embedded one is never stale.
+/// The WARN line names `ops_addr`, where the probes already answer (503) meanwhile.
 async fn open_accounts(
     config: &Config,
     mut store: Option<Arc<dyn Store>>,
+    ops_addr: SocketAddr,
 ) -> Result<Accounts, String> {
     let mut delay = OPEN_RETRY_FIRST;
     let mut waited = false;
@@ -263,7 +265,7 @@ async fn open_accounts(
             }
             Err(accounts::OpenError::Unavailable(why)) => {
                 if !waited {
-                    tracing::warn!(error = %why, "the store cannot be reached; waiting for it (not ready), retrying");
+                    tracing::warn!(error = %why, %ops_addr, "the store cannot be reached; waiting for it (not ready), retrying");
                     waited = true;
                 }
                 tokio::time::sleep(delay).await;

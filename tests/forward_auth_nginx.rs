@@ -12,12 +12,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::accounts::claims_of;
-use common::binary::{serve_with_users, stop_gracefully, third_party_listen_addr, Gatehouse};
+use common::binary::{serve_with_users, third_party_listen_addr, Gatehouse};
+use common::nginx::{nginx_dir, Nginx};
 use common::{get, EchoUpstream, DEADLINE};
 
 const TRUSTED: &str = r#"
@@ -52,18 +52,6 @@ async fn start_gatehouse(dir: &Path, headers: &str) -> (Gatehouse, EchoUpstream,
     .await;
     let tokens = <[String; 3]>::try_from(tokens).expect("three tokens");
     (served, upstream, tokens)
-}
-
-/// A temp dir nginx's (possibly unprivileged) workers can enter.
-fn nginx_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
-    }
-    dir
 }
 
 /// nginx in front of `upstream`, asking `gatehouse` before each request.
@@ -116,84 +104,6 @@ http {{
 }}
 "#
     )
-}
-
-fn find_nginx() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join("nginx"))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "nginx is not installed, so the forward-auth integration test cannot run. \
-                 Install it with `apt-get update && apt-get install -y nginx` (Debian/Ubuntu; \
-                 .ci/run does this when nginx is missing)."
-            )
-        })
-}
-
-/// The nginx master this test started; stopped (TERM, then KILL) when dropped.
-struct Nginx {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Nginx {
-    fn start(dir: &Path, config: &str) -> Nginx {
-        let config_path = dir.join("nginx.conf");
-        std::fs::write(&config_path, config).expect("write nginx.conf");
-        let child = Command::new(find_nginx())
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(&config_path)
-            .arg("-g")
-            .arg("daemon off;")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        Nginx {
-            child,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
-    }
-
-    async fn wait_listening(&mut self, addr: SocketAddr) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "nginx exited with {status}; error.log:\n{}",
-                    self.error_log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen; error.log:\n{}",
-                self.error_log()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
-impl Drop for Nginx {
-    /// TERM lets the master stop its workers; KILL only if it does not.
-    fn drop(&mut self) {
-        stop_gracefully(&mut self.child);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

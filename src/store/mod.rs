@@ -555,7 +555,8 @@ impl std::fmt::Display for OpenError {
 }
 
 /// Opens the store `[store]` names. The one place the backend is chosen. PostgreSQL:
-/// the schema is migrated first (under a lock; a schema newer than this binary is refused).
+/// the schema is migrated first (under a lock; a schema newer than this binary is refused),
+/// and one verb waits at most `store.max_stale` (capped at the driver's default bound).
 pub async fn open(
     settings: &crate::config::StoreSettings,
 ) -> Result<std::sync::Arc<dyn Store>, OpenError> {
@@ -566,9 +567,14 @@ pub async fn open(
         let conn = settings.postgres.connection_string().map_err(|problem| {
             OpenError::Database(format!("{}: {}", problem.path, problem.problem))
         })?;
+        let defaults = postgres::PostgresOptions::default();
         let options = postgres::PostgresOptions {
             pool_size: settings.postgres.pool_size,
-            ..postgres::PostgresOptions::default()
+            // A write waits for the database no longer than a replica would keep serving
+            // without hearing from it (a frozen database: 503 after that, not a request
+            // hanging for the default bound).
+            op_timeout: settings.max_stale.min(defaults.op_timeout),
+            ..defaults
         };
         return match PostgresStore::open(&conn, options).await {
             Ok(store) => Ok(std::sync::Arc::new(store)),

@@ -265,6 +265,64 @@ impl Gatehouse {
         }
     }
 
+    /// Starts `gatehouse -c CONFIG serve` while its store cannot be reached (SPEC §8: it
+    /// waits, not ready): returns once the log's "waiting for it" WARN line names the ops
+    /// address, which probes can reach meanwhile. The main address is known only once it
+    /// serves: [`Self::wait_serving`].
+    pub async fn start_waiting(dir: &Path, config: &Path, envs: &[(&str, &str)]) -> Gatehouse {
+        let mut command = Self::command(config);
+        command.envs(envs.iter().copied());
+        let stderr_path = dir.join("serve-waiting.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("create stderr file");
+        command.stderr(Stdio::from(stderr));
+        let mut gatehouse = Gatehouse {
+            child: command.spawn().expect("spawn gatehouse"),
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            ops_addr: "127.0.0.1:0".parse().expect("addr"),
+            config_path: config.to_path_buf(),
+            stderr_path,
+        };
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let waiting = gatehouse.log().lines().find_map(|line| {
+                let value = serde_json::from_str::<serde_json::Value>(line).ok()?;
+                let message = value["message"].as_str()?;
+                if !message.starts_with("the store cannot be reached; waiting") {
+                    return None;
+                }
+                value["ops_addr"].as_str()?.parse::<SocketAddr>().ok()
+            });
+            if let Some(ops) = waiting {
+                gatehouse.ops_addr = ops;
+                return gatehouse;
+            }
+            assert!(
+                gatehouse.running() && Instant::now() < deadline,
+                "gatehouse did not say it waits for its store; log:\n{}",
+                gatehouse.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the log says where it serves (after [`Self::start_waiting`]).
+    pub async fn wait_serving(&mut self) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some((addr, ops)) = serving_addrs(&self.log()) {
+                assert_eq!(ops, self.ops_addr, "the ops listener stays where it was");
+                self.addr = addr;
+                return;
+            }
+            assert!(
+                self.running() && Instant::now() < deadline,
+                "gatehouse did not start serving; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The process id, for `kill`.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -3,14 +3,15 @@
 //! ([`TestGateway`]; or over a [`flaky_store::FlakyStore`] that can be switched to
 //! "unreachable"), the real binary as a child process ([`binary`]), and a raw HTTP/1.1
 //! client that sends bytes exactly as written (attack inputs must not be "fixed" by a
-//! client library on the way), for any listener of either; and a throwaway PostgreSQL
-//! ([`postgres`]) for the PostgreSQL store.
+//! client library on the way), for any listener of either; a throwaway PostgreSQL
+//! ([`postgres`]) for the PostgreSQL store, and a real nginx ([`nginx`]) to put in front.
 
 #![allow(dead_code, unused_imports)]
 
 pub mod accounts;
 pub mod binary;
 pub mod flaky_store;
+pub mod nginx;
 pub mod postgres;
 pub mod upstream;
 
