@@ -57,7 +57,7 @@ TRIALS=${TRIALS:-200}
 DISABLE_TRIALS=${DISABLE_TRIALS:-50}
 LOGIN_CONNS=${LOGIN_CONNS:-16}
 REFRESH_CONNS=${REFRESH_CONNS:-16}
-PARTS=${PARTS:-propagation cpu auth scale}
+PARTS=${PARTS:-propagation cpu instructions auth scale}
 PG_FSYNC=${PG_FSYNC:-on}
 for v in DURATION ROUNDS CONNS WARMUP TRIALS DISABLE_TRIALS LOGIN_CONNS REFRESH_CONNS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
@@ -93,8 +93,9 @@ pg_stop() {
 replicas_cleanup() {
     local rc=$?
     set +e
+    trap - ERR
     local p
-    for p in "${BENCH_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${BENCH_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     pg_stop
     if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $PG_DIR"; else rm -rf "$PG_DIR"; fi
     (exit "$rc")
@@ -296,8 +297,24 @@ part_cpu() {
 
 # ---------------------------------------------------------------- auth
 
+# A profile of the database side: every 100 ms, what each gatehouse backend is doing
+# (pg_stat_activity: state and wait event), one line per busy backend, into FILE.
+pg_waits_start() {   # pg_waits_start FILE — sets WAITS_PID
+    (
+        while :; do
+            pg_sql "SELECT state || ' ' || coalesce(wait_event_type || ':' || wait_event, 'on CPU') \
+                    FROM pg_stat_activity WHERE datname = 'gatehouse' AND backend_type = 'client backend' \
+                    AND state <> 'idle'" || true
+            sleep 0.1
+        done
+    ) >"$1" 2>/dev/null &
+    WAITS_PID=$!
+    BENCH_PIDS+=("$WAITS_PID")
+}
+pg_waits_stop() { kill "$WAITS_PID" 2>/dev/null || true; wait "$WAITS_PID" 2>/dev/null || true; }
+
 part_auth() {
-    local r kind name url out c0 c1 p0 p1 t0 t1 i rps reqs p50 p99 non2xx errs
+    local r kind name url out c0 c1 p0 p1 t0 t1 x0 x1 i rps reqs p50 p99 non2xx errs
     : >"$RAW/auth.tsv"
     export LOGIN_USER=$BENCH_USER LOGIN_PASSWORD=$BENCH_PASSWORD
     for ((r = 1; r <= ROUNDS; r++)); do
@@ -313,15 +330,71 @@ part_auth() {
                     for ((i = 0; i <= REFRESH_CONNS; i++)); do gh_login "$name" refresh_token >>"$RAW/tokens-$name-$r.txt"; done
                     script=(-s "$LOAD_DIR/refresh.lua") conns=$REFRESH_CONNS
                 fi
+                x0=$(xact_commit)
+                [[ $name == pg1 ]] && pg_waits_start "$RAW/waits-$kind-$r.txt"
                 c0=$(cpu_ticks "${GH_PID_OF[$name]}"); p0=$(cpu_ticks "$PG_PID"); t0=$(now)
                 REFRESH_TOKENS_FILE=$RAW/tokens-$name-$r.txt run_wrk "$out" "$conns" "$DURATION" "$url" --timeout 30s "${script[@]}"
                 c1=$(cpu_ticks "${GH_PID_OF[$name]}"); p1=$(cpu_ticks "$PG_PID"); t1=$(now)
+                [[ $name == pg1 ]] && pg_waits_stop
+                x1=$(xact_commit)
                 read -r rps reqs p50 p99 non2xx errs <<<"$(wrk_parse "$out")"
-                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$kind" "$name" "$rps" "$reqs" "$p50" "$p99" \
-                    "$non2xx" "$errs" "$((c1 - c0))" "$((p1 - p0))" "$(secs_between "$t0" "$t1")" >>"$RAW/auth.tsv"
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$kind" "$name" "$rps" "$reqs" "$p50" "$p99" \
+                    "$non2xx" "$errs" "$((c1 - c0))" "$((p1 - p0))" "$(secs_between "$t0" "$t1")" "$((x1 - x0))" >>"$RAW/auth.tsv"
                 log "auth round $r $kind $name: $rps/s, p50 $p50 ms, non-2xx $non2xx, errors $errs"
             done
         done
+    done
+}
+
+# ---------------------------------------------------------------- instructions
+
+# User-space instructions per proxied request under callgrind, sled vs PostgreSQL: a count
+# that does not depend on what else runs on the machine (the CPU-time figures of `cpu` do).
+# Each runs under valgrind with instrumentation on only for the measured window, which
+# includes the PostgreSQL replica's background polls of the change log.
+part_instructions() {
+    if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_control >/dev/null 2>&1; then
+        warn "instructions: valgrind is not installed (apt-get install -y valgrind); skipped"
+        return 0
+    fi
+    local real=$GATEHOUSE_BIN wrapper=$BENCH_TMP/gatehouse-under-callgrind name backend pid reqs total f n
+    cat >"$wrapper" <<EOF
+#!/bin/sh
+if [ "\$1" = serve ]; then
+    exec valgrind --tool=callgrind --callgrind-out-file=\$CALLGRIND_OUT \
+        --dump-instr=no --instr-atstart=no "$real" "\$@"
+fi
+exec "$real" "\$@"
+EOF
+    chmod +x "$wrapper"
+    : >"$RAW/instructions.tsv"
+    for name in cg-sled cg-pg; do
+        backend=postgres
+        [[ $name == cg-sled ]] && backend=sled
+        gh_config "$name" "$backend" "$UP1_PORT"
+        if [[ $backend == sled ]]; then
+            printf '%s\n' "$BENCH_PASSWORD" | gh_cli "$name" user add "$BENCH_USER" --password-stdin >/dev/null 2>&1 \
+                || die "user add on $name failed"
+        fi
+        mkdir -p "$RAW/$name"
+        CALLGRIND_OUT=$RAW/$name/callgrind.out GATEHOUSE_BIN=$wrapper gh_start "$name" "$SUT_CPU"
+        pid=${GH_PID_OF[$name]}
+        run_wrk "$RAW/$name-warm.txt" 16 2 "http://127.0.0.1:${GH_PORT_OF[$name]}/hello" -H "Authorization: Bearer ${GH_TOKEN_OF[$name]}"
+        callgrind_control -i on "$pid" >/dev/null 2>&1
+        run_wrk "$RAW/$name-wrk.txt" 16 "$DURATION" "http://127.0.0.1:${GH_PORT_OF[$name]}/hello" -H "Authorization: Bearer ${GH_TOKEN_OF[$name]}"
+        callgrind_control -i off "$pid" >/dev/null 2>&1
+        callgrind_control -d "$pid" >/dev/null 2>&1
+        read -r _ reqs _ _ n _ <<<"$(wrk_parse "$RAW/$name-wrk.txt")"
+        ((n == 0)) || die "$name: $n non-2xx answers under callgrind"
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        total=0
+        for f in "$RAW/$name"/callgrind.out.*; do
+            n=$(awk '/^totals:/ { print $2; exit }' "$f")
+            total=$((total + ${n:-0}))
+        done
+        printf '%s\t%s\t%s\n' "$name" "$reqs" "$total" >>"$RAW/instructions.tsv"
+        log "instructions $name: $total over $reqs requests = $((total / (reqs > 0 ? reqs : 1))) per request"
     done
 }
 
@@ -384,8 +457,9 @@ for part in $PARTS; do
         propagation) part_propagation ;;
         cpu) part_cpu ;;
         auth) part_auth ;;
+        instructions) part_instructions ;;
         scale) part_scale ;;
-        *) die "unknown part '$part' (propagation cpu auth scale)" ;;
+        *) die "unknown part '$part' (propagation cpu instructions auth scale)" ;;
     esac
     for name in sled "${PG_NAMES[@]}"; do
         kill -0 "${GH_PID_OF[$name]}" 2>/dev/null || die "$name exited during $part"

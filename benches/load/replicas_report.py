@@ -125,15 +125,16 @@ def cpu(raw, hz):
 
 def auth(raw, hz, login_conns, refresh_conns):
     types = [("round", int), ("kind", str), ("name", str), ("rps", float), ("reqs", int), ("p50", float),
-             ("p99", float), ("non2xx", int), ("errs", int), ("ticks", int), ("pg_ticks", int), ("secs", float)]
+             ("p99", float), ("non2xx", int), ("errs", int), ("ticks", int), ("pg_ticks", int), ("secs", float),
+             ("xacts", int)]
     rs = rows(os.path.join(raw, "auth.tsv"), types)
     if not rs:
         return []
     out = ["**Logins and refreshes per second, sled vs PostgreSQL** (gatehouse on CPU 1; wrk and "
            f"PostgreSQL on CPU 0; logins: {login_conns} connections, login.lua; refreshes: "
            f"{refresh_conns} connections, refresh.lua)", "",
-           "| endpoint | store | per s (median) | per round | p50 ms | p99 ms | gatehouse CPU busy | PostgreSQL CPU busy | gatehouse CPU ms/op | non-2xx / errors |",
-           "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+           "| endpoint | store | per s (median) | per round | p50 ms | p99 ms | gatehouse CPU busy | PostgreSQL CPU busy | gatehouse CPU ms/op | database commits/op | non-2xx / errors |",
+           "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     medians = {}
     for kind in ("login", "refresh"):
         for name in ("sled", "pg1"):
@@ -148,6 +149,7 @@ def auth(raw, hz, login_conns, refresh_conns):
                        f"{med([r['ticks'] / hz / r['secs'] for r in mine]) * 100:.0f}% | "
                        f"{med([r['pg_ticks'] / hz / r['secs'] for r in mine]) * 100:.0f}% | "
                        f"{med([r['ticks'] / hz * 1e3 / max(r['reqs'], 1) for r in mine]):.2f} | "
+                       f"{'—' if name == 'sled' else format(med([r['xacts'] / max(r['reqs'], 1) for r in mine]), '.1f')} | "
                        f"{sum(r['non2xx'] for r in mine)} / {sum(r['errs'] for r in mine)} |")
     out.append("")
     for kind in ("login", "refresh"):
@@ -156,6 +158,45 @@ def auth(raw, hz, login_conns, refresh_conns):
             ratios = [a[k] / b[k] for k in a if k in b]
             out.append(f"- {kind}s/s PostgreSQL ÷ sled per round: {' / '.join(f'{x:.2f}' for x in ratios)} "
                        f"(median **{med(ratios):.2f}×**)")
+    out.append("")
+    # the database side while pg1 was loaded: pg_stat_activity sampled every 100 ms
+    for kind in ("login", "refresh"):
+        counts = {}
+        samples = 0
+        for name in sorted(os.listdir(raw)):
+            if not name.startswith(f"waits-{kind}-"):
+                continue
+            with open(os.path.join(raw, name)) as f:
+                for line in f:
+                    line = line.strip()
+                    if line:
+                        counts[line] = counts.get(line, 0) + 1
+                        samples += 1
+        if samples:
+            top = sorted(counts.items(), key=lambda kv: -kv[1])[:6]
+            out.append(f"- PostgreSQL backends busy for gatehouse during /auth/{kind} (pg_stat_activity every 100 ms, "
+                       f"{samples} backend samples): " + "; ".join(f"{k} {v / samples * 100:.0f}%" for k, v in top))
+    out.append("")
+    return out
+
+
+def instructions(raw):
+    types = [("name", str), ("reqs", int), ("total", int)]
+    rs = {r["name"]: r for r in rows(os.path.join(raw, "instructions.tsv"), types)}
+    if not rs:
+        return []
+    out = ["**User-space instructions per proxied request** (callgrind, instrumentation on for the measured "
+           "window only, wrk 16 connections; does not depend on machine noise)", "",
+           "| store | requests | instructions | per request |", "|---|---:|---:|---:|"]
+    for name, label in (("cg-sled", "sled"), ("cg-pg", "PostgreSQL")):
+        if name in rs:
+            r = rs[name]
+            out.append(f"| {label} | {r['reqs']:,} | {r['total']:,} | **{r['total'] / max(r['reqs'], 1):,.0f}** |")
+    if "cg-sled" in rs and "cg-pg" in rs:
+        a = rs["cg-pg"]["total"] / max(rs["cg-pg"]["reqs"], 1)
+        b = rs["cg-sled"]["total"] / max(rs["cg-sled"]["reqs"], 1)
+        out += ["", f"PostgreSQL ÷ sled: **{a / b:.3f}×** (the PostgreSQL replica's window includes its background "
+                    "polls of the change log: 4 a second)."]
     out.append("")
     return out
 
@@ -201,7 +242,7 @@ def scale(raw, hz):
 def main():
     raw, hz = sys.argv[1], int(sys.argv[2])
     login_conns, refresh_conns = sys.argv[4], sys.argv[5]
-    out = propagation(raw) + cpu(raw, hz) + auth(raw, hz, login_conns, refresh_conns) + scale(raw, hz)
+    out = propagation(raw) + cpu(raw, hz) + instructions(raw) + auth(raw, hz, login_conns, refresh_conns) + scale(raw, hz)
     print("\n".join(out))
 
 
