@@ -16,8 +16,12 @@
 #                pg_stat_database.xact_commit of the gatehouse database over an idle
 #                window and over the wrk window of the same length (the difference is what
 #                the proxied load cost the database).
+#   instructions user-space instructions per proxied request under callgrind, a sled and a
+#                PostgreSQL gatehouse started for it (needs valgrind; skipped without).
 #   auth         POST /auth/login (wrk, login.lua) and POST /auth/refresh (wrk, refresh.lua:
-#                chained single-use tokens) per second, sled vs PostgreSQL, same run.
+#                chained single-use tokens) per second, sled vs PostgreSQL, same run; for
+#                PostgreSQL the database's commits per operation and pg_stat_activity
+#                sampled every 100 ms (what its backends wait on).
 #   scale        proxied throughput of two PostgreSQL replicas vs one (see "layouts" below).
 #
 # Pinning (2 cores): PostgreSQL, the upstream nginx and wrk on LOADGEN_CPU (0); the
@@ -37,11 +41,11 @@
 #   upstream; box2 ÷ box1 is the scaling (2.0 = the sum of two single-core replicas),
 #   box1 ÷ dedicated says what sharing the core with wrk and the upstream costs.
 #
-# Env knobs: PARTS ("propagation cpu auth scale") TRIALS (200) DISABLE_TRIALS (50)
+# Env knobs: PARTS ("propagation cpu instructions auth scale") TRIALS (200) DISABLE_TRIALS (50)
 #            DURATION (s, 10) ROUNDS (3) CONNS (64) WARMUP (s, 2) LOGIN_CONNS (16)
 #            REFRESH_CONNS (16) PG_FSYNC (on) QUICK=1 (2 s, 1 round, 20 trials)
 #            RESULTS=FILE SUT_CPU (1) LOADGEN_CPU (0) GATEHOUSE_BIN BUILD GH_LOG_LEVEL KEEP_TMP
-# Needs: wrk nginx python3 and Debian's postgresql (initdb, pg_ctl, psql).
+# Needs: wrk nginx python3 and Debian's postgresql (initdb, pg_ctl, psql); valgrind for `instructions`.
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -219,7 +223,7 @@ gh_start pg2 "$LOADGEN_CPU"
 gh_start pg3 "$LOADGEN_CPU"
 PG_NAMES=(pg1 pg2 pg3)
 
-# A process tree's CPU ticks; CPU 0/1 busy ticks.
+# Seconds between two `date +%s.%N` stamps; such a stamp now.
 secs_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 now() { date +%s.%N; }
 
