@@ -17,7 +17,7 @@ set -Eeuo pipefail
 bench_command_line() {
     local knobs=() v
     for v in QUICK DURATION ROUNDS CONNS WARMUP WRK_THREADS TARGETS LOGIN_CONNS GET_CONNS \
-             CONN_COUNT CONN_PARALLEL SUT_CPU LOADGEN_CPU GATEHOUSE_BIN BUILD GH_LOG_LEVEL RESULTS; do
+             CONN_COUNT CONN_PARALLEL PARTS TRIALS DISABLE_TRIALS REFRESH_CONNS PG_FSYNC SUT_CPU LOADGEN_CPU GATEHOUSE_BIN BUILD GH_LOG_LEVEL RESULTS; do
         if [[ -n ${!v+x} ]]; then knobs+=("$v=$(printf '%q' "${!v}")"); fi
     done
     printf '%s' "${knobs[*]:-}${knobs[*]:+ }bash benches/load/$(basename "$0")${*:+ }$*"
@@ -255,8 +255,9 @@ nginx_start() {   # nginx_start NAME DIR CPU PORT — conf already in DIR/nginx.
 
 # The upstream: nginx answering GET /hello with a small 200 body, keep-alive on. It echoes the
 # X-Auth-Subject it received as X-Seen-Subject so the harness can see identity headers arrive.
-upstream_start() {   # sets UP_PORT UP_PID
-    local dir=$BENCH_TMP/upstream
+upstream_start() {   # upstream_start [NAME [CPU]] — sets UP_PORT UP_PID
+    local name=${1:-upstream} cpu=${2:-$LOADGEN_CPU}
+    local dir=$BENCH_TMP/$name
     mkdir -p "$dir"
     pick_port UP_PORT
     {
@@ -274,9 +275,9 @@ upstream_start() {   # sets UP_PORT UP_PID
 }
 EOF
     } >"$dir/nginx.conf"
-    nginx_start upstream "$dir" "$LOADGEN_CPU" "$UP_PORT"
+    nginx_start "$name" "$dir" "$cpu" "$UP_PORT"
     UP_PID=$LAST_PID
-    log "upstream nginx: pid $UP_PID on 127.0.0.1:$UP_PORT (CPU $LOADGEN_CPU)"
+    log "$name nginx: pid $UP_PID on 127.0.0.1:$UP_PORT (CPU $cpu)"
 }
 
 # nginx as a plain reverse proxy to the upstream, pooled upstream keep-alive.
