@@ -1,10 +1,11 @@
 //! Assembles a running gateway from a `Config` and already-bound listeners; owns the one
 //! config loader of `serve`, `check-config` and reload ([`load_config`]), reload (SIGHUP
 //! or `gatehouse reload`: swap one `Arc<Snapshot>`, name each changed restart-only key in
-//! a WARN line, count it by result in `gatehouse_config_reloads_total`), the start order (the ops listener first, not ready; the store opened
-//! and the accounts loaded, waited for with backoff while the database cannot be reached
-//! (SPEC §8); then serving, ready) and the shutdown order (stop accepting, readiness
-//! 503, drain up to `shutdown_grace`, flush the store).
+//! a WARN line, count it by result in `gatehouse_config_reloads_total`), the start order
+//! (the ops listener first, not ready; the store opened and the accounts loaded, waited
+//! for with backoff while the database cannot be reached (SPEC §8); then serving, ready)
+//! and the shutdown order (stop accepting, readiness 503, drain up to `shutdown_grace`,
+//! flush the store).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -67,9 +67,10 @@ async fn process_series_and_build_info_are_exported_with_plausible_values() {
     let samples = scrape(gatehouse.ops_addr).await;
 
     let started = sample(&samples, "process_start_time_seconds");
-    // /proc/stat's boot time is whole seconds and the start is in clock ticks.
+    // /proc/stat's boot time is whole seconds, the start is in clock ticks, and a busy
+    // VM's clock may have been stepped since boot: a few seconds' slack.
     assert!(
-        started >= before - 2.0 && started <= now() + 1.0,
+        started >= before - 10.0 && started <= now() + 2.0,
         "start time {started} not near the spawn at {before}"
     );
     let open = sample(&samples, "process_open_fds");
