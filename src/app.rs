@@ -1,10 +1,11 @@
 //! Assembles a running gateway from a `Config` and already-bound listeners; owns the one
 //! config loader of `serve`, `check-config` and reload ([`load_config`]), reload (SIGHUP
 //! or `gatehouse reload`: swap one `Arc<Snapshot>`, name each changed restart-only key in
-//! a WARN line), the start order (the ops listener first, not ready; the store opened
-//! and the accounts loaded, waited for with backoff while the database cannot be reached
-//! (SPEC §8); then serving, ready) and the shutdown order (stop accepting, readiness
-//! 503, drain up to `shutdown_grace`, flush the store).
+//! a WARN line, count it by result in `gatehouse_config_reloads_total`), the start order
+//! (the ops listener first, not ready; the store opened and the accounts loaded, waited
+//! for with backoff while the database cannot be reached (SPEC §8); then serving, ready)
+//! and the shutdown order (stop accepting, readiness 503, drain up to `shutdown_grace`,
+//! flush the store).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -130,6 +131,7 @@ impl App {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let ops_addr = ops_listener.local_addr().map_err(|e| e.to_string())?;
         let metrics = Arc::new(Metrics::new());
+        metrics.config_loaded();
         let ops = Arc::new(OpsState::starting(metrics.clone()));
         let (shutdown, _) = watch::channel(false);
         // Up first: probes see 503 while the store is being opened (or waited for).
@@ -288,7 +290,14 @@ struct Reloader {
 }
 
 impl Reloader {
+    /// [`Reloader::apply`], counted by result (SIGHUP and `gatehouse reload` alike).
     fn reload(&self) -> Result<Vec<String>, String> {
+        let result = self.apply();
+        self.gateway.metrics.config_reloaded(result.is_ok());
+        result
+    }
+
+    fn apply(&self) -> Result<Vec<String>, String> {
         let config = load_config(&self.config_path).map_err(|err| err.to_string())?;
         let changed = config::changed_restart_only(&self.restart_only, &config.restart_only());
         let (_, reloadable) = config.into_parts();

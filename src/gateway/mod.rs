@@ -1,6 +1,6 @@
 //! The request pipeline (SPEC §3). [`Gateway::handle`] is the one funnel: every phase
-//! returns `Result<_, GatewayError>`, and only the funnel renders errors, counts metrics
-//! and writes the access line.
+//! returns `Result<_, GatewayError>`, and only the funnel renders errors, counts requests
+//! (and their duration) and writes the access line.
 //!
 //! The phases are plain functions over one per-request `RequestCtx` (request id, start,
 //! path, access verdict and user, upstream), in order — 1 and 2 run on every request:
@@ -134,7 +134,7 @@ impl Gateway {
             &snapshot, request, &path, &uri, upstream, &allowed, screened, ctx,
         )?;
         // 6. Forward; a 101 answer to an upgrade request is spliced.
-        let mut response = upstream.send(outbound).await?;
+        let mut response = upstream.send(outbound, &ctx.request_id).await?;
         let upgraded = self.splice(&mut response, upgrade);
         // 7. Clean the response.
         Ok(clean(response, client_version, upgraded))
@@ -203,7 +203,9 @@ impl Gateway {
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.clone());
         let status = response.status();
+        let elapsed = started.elapsed();
         self.metrics.request(verdict.decision, status);
+        self.metrics.request_duration(verdict.decision, elapsed);
         if let Some(reason) = verdict.ignored_rejection {
             self.metrics.token_rejected(reason);
         }
@@ -214,7 +216,7 @@ impl Gateway {
             method = %method,
             path = %path,
             status = status.as_u16(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
             user = verdict.user.as_ref().map_or("-", |user| user.username.as_str()),
             decision = verdict.decision.as_str(),
             upstream = upstream.as_deref().unwrap_or("-"),

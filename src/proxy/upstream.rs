@@ -1,5 +1,7 @@
 //! One pool of keep-alive HTTP/1.1 connections per upstream: `connect_timeout` for
-//! reaching it (→ 502), `timeout` for its response head (→ 504).
+//! reaching it (→ 502), `timeout` for its response head (→ 504). Each failure before the
+//! response head is counted by kind (`gatehouse_upstream_errors_total`) and, except a
+//! timeout (the funnel's 504 line says it), logged at WARN with its detail and the request id.
 //!
 //! Built on hyper's client connection API rather than hyper-util's pooled `Client`, which
 //! hashes its pool key with SipHash twice per request and locks a shared map keyed by it
@@ -24,7 +26,7 @@ use tokio::net::TcpStream;
 
 use crate::config::UpstreamSettings;
 use crate::error::GatewayError;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{Metrics, UpstreamErrorKind, UpstreamErrors};
 
 /// Idle connections kept per upstream.
 const MAX_IDLE: usize = 256;
@@ -43,6 +45,7 @@ pub struct Upstream {
     timeout: Duration,
     idle: Arc<IdleConnections>,
     latency: prometheus_client::metrics::histogram::Histogram,
+    errors: UpstreamErrors,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -68,6 +71,7 @@ impl Upstream {
             timeout: settings.timeout,
             idle: Arc::new(IdleConnections::default()),
             latency: metrics.upstream_histogram(&settings.name),
+            errors: metrics.upstream_errors(&settings.name),
         })
     }
 
@@ -88,11 +92,13 @@ impl Upstream {
         Ok(Uri::from(path_and_query))
     }
 
-    /// Sends a request and waits for the response head; records the wait. A request
-    /// without a Host (HTTP/2 clients) gets the upstream's.
+    /// Sends a request and waits for the response head; records the wait, and a failure
+    /// by kind. A request without a Host (HTTP/2 clients) gets the upstream's.
+    /// `request_id` is for the WARN line of a failure.
     pub async fn send(
         &self,
         mut request: Request<Incoming>,
+        request_id: &HeaderValue,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
         if !request.headers().contains_key(header::HOST) {
             request
@@ -100,9 +106,13 @@ impl Upstream {
                 .insert(header::HOST, self.host.clone());
         }
         let sent = Instant::now();
-        let result = tokio::time::timeout(self.timeout, self.exchange(request)).await;
+        let request_id = request_id.to_str().unwrap_or("-");
+        let result = tokio::time::timeout(self.timeout, self.exchange(request, request_id)).await;
         self.latency.observe(sent.elapsed().as_secs_f64());
-        result.unwrap_or(Err(GatewayError::GatewayTimeout))
+        result.unwrap_or_else(|_| {
+            self.errors.count(UpstreamErrorKind::Timeout);
+            Err(GatewayError::GatewayTimeout)
+        })
     }
 
     /// One request on an idle connection, or a new one. A request an idle connection
@@ -110,11 +120,12 @@ impl Upstream {
     async fn exchange(
         &self,
         mut request: Request<Incoming>,
+        request_id: &str,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
         loop {
             let (mut sender, reused) = match self.idle.take().await {
                 Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
+                None => (self.connect(request_id).await?, false),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.track(response, sender)),
@@ -122,7 +133,15 @@ impl Upstream {
                     Some(unsent) if reused => request = unsent,
                     _ => {
                         let err = failed.into_error();
-                        tracing::warn!(upstream = %self.name, error = %err, "upstream request failed");
+                        let kind = failure_kind(&err);
+                        self.errors.count(kind);
+                        tracing::warn!(
+                            request_id,
+                            upstream = %self.name,
+                            kind = kind.as_str(),
+                            error = %err,
+                            "upstream request failed"
+                        );
                         return Err(GatewayError::BadGateway);
                     }
                 },
@@ -130,9 +149,16 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Incoming>, GatewayError> {
+    async fn connect(&self, request_id: &str) -> Result<SendRequest<Incoming>, GatewayError> {
         let failed = |err: &dyn std::fmt::Display| {
-            tracing::warn!(upstream = %self.name, error = %err, "cannot connect to the upstream");
+            self.errors.count(UpstreamErrorKind::Connect);
+            tracing::warn!(
+                request_id,
+                upstream = %self.name,
+                kind = UpstreamErrorKind::Connect.as_str(),
+                error = %err,
+                "cannot connect to the upstream"
+            );
             GatewayError::BadGateway
         };
         let address = self.authority.as_str();
@@ -178,6 +204,31 @@ impl Upstream {
         }
         response.map(|inner| UpstreamBody { inner, give_back })
     }
+}
+
+/// How an exchange on an open connection failed: the upstream closed or reset it before
+/// its response head ([`UpstreamErrorKind::Reset`]), or anything else (a malformed
+/// response, ...).
+fn failure_kind(err: &hyper::Error) -> UpstreamErrorKind {
+    if err.is_incomplete_message() || err.is_canceled() {
+        return UpstreamErrorKind::Reset;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{
+                BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof,
+            };
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return UpstreamErrorKind::Reset;
+            }
+        }
+        source = cause.source();
+    }
+    UpstreamErrorKind::Other
 }
 
 /// Connections waiting for their next request, most recently used last.
