@@ -47,7 +47,7 @@ fn text<'a>(value: &'a Yaml, what: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{what}: expected a string, got {value:?}"))
 }
 
-fn list<'a>(value: &'a Yaml) -> &'a [Yaml] {
+fn list(value: &Yaml) -> &[Yaml] {
     value.as_vec().map(Vec::as_slice).unwrap_or(&[])
 }
 
