@@ -13,6 +13,10 @@
 //! a write's own change before that write is acknowledged, and in the background
 //! ([`maintain`]) for changes made by anyone else sharing the store.
 //!
+//! Secret (SPEC §8, issue #16): [`Accounts::open`] refuses a signing secret other than
+//! the one the store was served with, and a missing one over a store served with a
+//! configured one ([`check_secret_fingerprint`]), rather than logging everyone out.
+//!
 //! Outage (SPEC §8): a store out of reach fails a use case with
 //! [`AccountError::Unavailable`] (503, nothing acknowledged). For a remote store
 //! ([`Store::is_remote`]) the view also knows how long it has gone without hearing from

@@ -11,7 +11,7 @@
 //! Record kinds (see [`sled_store`] for the sled layout): users (+ a unique index of
 //! canonical names), refresh tokens (only the SHA-256 of the token), login sessions
 //! (refresh-token families), revoked access-token ids, meta (the generated signing
-//! secret, the feed's counters) and the change log. Every value is encoded as a version
+//! secret, the signing secret's fingerprint, the feed's counters) and the change log. Every value is encoded as a version
 //! byte followed by serde_json (`codec`), so later formats can migrate record by record.
 //!
 //! Contract of every write verb:
