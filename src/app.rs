@@ -1,11 +1,11 @@
 //! Assembles a running gateway from a `Config` and already-bound listeners; owns the one
-//! config loader of `serve`, `check-config` and reload ([`load_config`]), reload (SIGHUP
-//! or `gatehouse reload`: swap one `Arc<Snapshot>`, name each changed restart-only key in
-//! a WARN line, count it by result in `gatehouse_config_reloads_total`), the start order
-//! (the ops listener first, not ready; the store opened and the accounts loaded, waited
-//! for with backoff while the database cannot be reached (SPEC §8); then serving, ready)
-//! and the shutdown order (stop accepting, readiness 503, drain up to `shutdown_grace`,
-//! flush the store).
+//! config loader of `serve`, `check-config` and reload ([`load_config`]), reload (SIGHUP,
+//! `gatehouse reload`, or a changed file with `server.watch_config`: swap one
+//! `Arc<Snapshot>`, name each changed restart-only key in a WARN line, count it by result
+//! in `gatehouse_config_reloads_total`), the start order (the ops listener first, not
+//! ready; the store opened and the accounts loaded, waited for with backoff while the
+//! database cannot be reached (SPEC §8); then serving, ready) and the shutdown order
+//! (stop accepting, readiness 503, drain up to `shutdown_grace`, flush the store).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -169,7 +169,7 @@ impl App {
             log,
             restart_only,
         });
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(crate::server::run(
                 listener,
                 gateway.clone(),
@@ -199,6 +199,12 @@ impl App {
                 shutdown.subscribe(),
             )),
         ];
+        if startup.server.watch_config {
+            tasks.push(tokio::spawn(watch_config(
+                reloader.clone(),
+                shutdown.subscribe(),
+            )));
+        }
         ops.ready.store(true, Ordering::Release);
         let _ = ops.accounts.set(gateway.accounts.clone());
         tracing::info!(%addr, %ops_addr, https = tls.is_some(), "gatehouse serving");
@@ -318,6 +324,41 @@ impl Reloader {
             .collect();
         tracing::info!(config = %self.config_path.display(), "configuration reloaded");
         Ok(warnings)
+    }
+}
+
+/// How often `server.watch_config` reads the config file.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `server.watch_config`: reads the config file every [`WATCH_INTERVAL`] and reloads, as
+/// SIGHUP does, when its contents differ from the last seen (contents, not the mtime: a
+/// Kubernetes ConfigMap update swaps a symlink, and an mtime can stay within its
+/// granularity). A file that cannot be read (mid-replace) is no change; a refused file is
+/// logged once, and the next change is tried again.
+async fn watch_config(reloader: Arc<Reloader>, mut shutdown: watch::Receiver<bool>) {
+    let path = reloader.config_path.clone();
+    let mut seen = tokio::fs::read(&path).await.ok();
+    let mut interval = tokio::time::interval(WATCH_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let Ok(now) = tokio::fs::read(&path).await else {
+            continue;
+        };
+        if seen.as_ref() == Some(&now) {
+            continue;
+        }
+        seen = Some(now);
+        tracing::info!(config = %path.display(), "watch_config: the configuration file changed; reloading");
+        if let Err(err) = reloader.reload() {
+            tracing::error!(error = %err, "watch_config: the new configuration was refused; the running one stays");
+        }
     }
 }
 

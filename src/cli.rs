@@ -75,10 +75,10 @@ enum Command {
     Reload,
     /// Create or upgrade the PostgreSQL schema (`serve` also does it at start)
     Migrate {
-        /// Also forget the signing secret's fingerprint kept in the database, so that the
-        /// next replica to start keeps its own: for a deliberate secret rotation, with
-        /// every replica stopped (replicas whose secret differs from the kept one refuse
-        /// to start)
+        /// Also forget the signing secret's fingerprint kept in the store (PostgreSQL or
+        /// sled), so that the next gateway to start keeps its own: for a deliberate secret
+        /// rotation, with every gateway stopped (one whose secret differs from the kept
+        /// one, or that has none when a configured one was kept, refuses to start)
         #[arg(long)]
         reset_secret_fingerprint: bool,
     },
@@ -128,14 +128,18 @@ pub fn run() -> i32 {
 /// `gatehouse migrate`: brings the PostgreSQL schema to this binary's version, under the
 /// same advisory lock `serve` takes, so it is safe while replicas start. With
 /// `reset_fingerprint`, then forgets the kept fingerprint of the signing secret (SPEC §8:
-/// a deliberate rotation; see [`crate::accounts::check_secret_fingerprint`]).
+/// a deliberate rotation; see [`crate::accounts::check_secret_fingerprint`]). The sled
+/// store has no schema, but keeps a fingerprint too: there, only the reset does anything.
 fn migrate(config: &Config, reset_fingerprint: bool) -> Result<(), String> {
     use crate::store::postgres;
     if config.store.backend != config::StoreBackend::Postgres {
-        return Err(
-            "store.backend is \"sled\": the embedded store has no schema to migrate (migrate is for backend = \"postgres\")"
-                .into(),
-        );
+        if !reset_fingerprint {
+            return Err(
+                "store.backend is \"sled\": the embedded store has no schema to migrate (migrate is for backend = \"postgres\"; only --reset-secret-fingerprint applies to sled)"
+                    .into(),
+            );
+        }
+        return forget_sled_fingerprint(config);
     }
     let conn = config
         .store
@@ -179,6 +183,43 @@ fn migrate(config: &Config, reset_fingerprint: bool) -> Result<(), String> {
         } else {
             println!("{database}: no signing secret fingerprint was kept");
         }
+    }
+    Ok(())
+}
+
+/// `gatehouse migrate --reset-secret-fingerprint` on the sled store: the gateway must be
+/// stopped (sled lets one process open it), which a rotation needs anyway.
+fn forget_sled_fingerprint(config: &Config) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the runtime: {err}"))?;
+    let path = config.store.path.display().to_string();
+    let forgotten = runtime.block_on(async {
+        let store = crate::store::open(&config.store)
+            .await
+            .map_err(|err| match err {
+                crate::store::OpenError::Locked(_) => format!(
+                    "{err}\nstop the gateway first: a deliberate secret rotation restarts it with the new secret"
+                ),
+                err => err.to_string(),
+            })?;
+        let forgotten = store
+            .forget_secret_fingerprint()
+            .await
+            .map_err(|err| format!("store: {err}"));
+        store
+            .flush()
+            .await
+            .map_err(|err| format!("store: {err}"))?;
+        forgotten
+    })?;
+    if forgotten {
+        println!(
+            "{path}: the signing secret's fingerprint is forgotten; the next gateway to start keeps its own (tokens signed with the old secret stop working)"
+        );
+    } else {
+        println!("{path}: no signing secret fingerprint was kept");
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! new connections, in-flight requests and open WebSockets finish within `shutdown_grace`,
 //! exit 0) and SIGHUP reload (routes, upstreams, headers and log level swapped without
 //! dropping a connection; a broken file is logged and the running config stays; each
-//! changed restart-only key is named in a WARN line).
+//! changed restart-only key is named in a WARN line); `server.watch_config` reloads a
+//! changed file by itself.
 
 mod common;
 
@@ -504,4 +505,66 @@ fn gatehouse_reload_without_a_running_gateway_exits_1_saying_so() {
     let out = common::binary::run_cli(&config, &["reload"], "", &[]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("no gateway answers on "), "{out:?}");
+}
+
+/// `[server] watch_config = true` (issue 16): a changed file is reloaded without a signal
+/// (polled every second), through the same reload as SIGHUP: the new route applies, a
+/// changed restart-only key is named in a WARN line, and a broken file is logged while the
+/// running config stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_config_reloads_a_changed_file_without_a_signal() {
+    let mut running = start("watch_config = true\n", ROUTES_A).await;
+    let addr = running.gatehouse.addr;
+    assert_eq!(status_of(addr, "/b/x").await, Some(403));
+
+    let routes = ROUTES_A.replace(
+        "path = \"/b/**\"\naccess = \"deny\"",
+        "path = \"/b/**\"\naccess = \"public\"",
+    );
+    let text = config_text(
+        &running.upstream.addr.to_string(),
+        running.dir.path(),
+        "watch_config = true\n",
+        &format!("[login]\nmax_failures = 9\n{routes}"),
+    );
+    std::fs::write(&running.gatehouse.config_path, text).expect("rewrite config");
+    assert!(
+        wait_status(addr, "/b/x", 200).await,
+        "the changed route was not applied without a signal:\n{}",
+        running.gatehouse.log()
+    );
+    let log = &running.gatehouse;
+    assert!(
+        log.wait_for_log("login.max_failures changed: needs a restart; the running value stays")
+            .await,
+        "{}",
+        log.log()
+    );
+    assert!(
+        log.log()
+            .contains("watch_config: the configuration file changed; reloading"),
+        "{}",
+        log.log()
+    );
+
+    std::fs::write(
+        &running.gatehouse.config_path,
+        "[server]\nwatch_config = true\nbogus_key = 1\n",
+    )
+    .expect("write broken config");
+    assert!(
+        log.wait_for_log("watch_config: the new configuration was refused")
+            .await,
+        "{}",
+        log.log()
+    );
+    assert!(
+        running.gatehouse.running(),
+        "a broken file stopped the gateway"
+    );
+    assert_eq!(
+        status_of(addr, "/b/x").await,
+        Some(200),
+        "the running routes stay"
+    );
 }

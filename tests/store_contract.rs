@@ -717,33 +717,51 @@ pub mod contract {
         assert_eq!((admitted, started), (3, 1));
     }
 
-    /// The first replica's fingerprint is kept; a later different one gets the kept one
-    /// back; forgetting it (a deliberate rotation) lets the next one be kept. A backend
-    /// of one process keeps none.
+    /// The first fingerprint kept stays, across a reopen and for another process on the
+    /// same store (a replica; a restart); a later different one gets the kept one back;
+    /// forgetting it (a deliberate rotation) lets the next one be kept. Both backends keep
+    /// one (sled: so a restart with a changed or missing secret is refused).
     pub async fn the_first_kept_secret_fingerprint_wins(backend: &impl Backend) {
         let store = backend.open().await;
-        if !store.keeps_secret_fingerprint() {
-            assert_eq!(store.keep_secret_fingerprint("b").await.expect("keep"), "b");
-            assert!(!store.forget_secret_fingerprint().await.expect("forget"));
-            return;
-        }
-        let other = backend.open().await;
+        assert!(store.keeps_secret_fingerprint());
+        assert!(
+            !store.forget_secret_fingerprint().await.expect("forget"),
+            "nothing kept yet"
+        );
+        assert_eq!(store.find_secret_fingerprint().await.expect("find"), None);
         assert_eq!(
             store.keep_secret_fingerprint("first").await.expect("keep"),
             "first"
         );
         assert_eq!(
-            other.keep_secret_fingerprint("second").await.expect("keep"),
+            store
+                .find_secret_fingerprint()
+                .await
+                .expect("find")
+                .as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            store.keep_secret_fingerprint("second").await.expect("keep"),
             "first"
+        );
+        // sled lets one process open the store: close it before the other opens it.
+        drop(store);
+        let other = backend.open().await;
+        assert_eq!(
+            other.keep_secret_fingerprint("second").await.expect("keep"),
+            "first",
+            "the fingerprint outlives the process that kept it"
         );
         assert!(other.forget_secret_fingerprint().await.expect("forget"));
         assert!(!other.forget_secret_fingerprint().await.expect("forget"));
+        assert_eq!(other.find_secret_fingerprint().await.expect("find"), None);
         assert_eq!(
-            store.keep_secret_fingerprint("second").await.expect("keep"),
+            other.keep_secret_fingerprint("second").await.expect("keep"),
             "second"
         );
         assert!(
-            changes(store.as_ref(), 0).await.is_empty(),
+            changes(other.as_ref(), 0).await.is_empty(),
             "a fingerprint publishes no change"
         );
     }

@@ -13,6 +13,10 @@
 //! a write's own change before that write is acknowledged, and in the background
 //! ([`maintain`]) for changes made by anyone else sharing the store.
 //!
+//! Secret (SPEC §8, issue #16): [`Accounts::open`] refuses a signing secret other than
+//! the one the store was served with, and a missing one over a store served with a
+//! configured one ([`check_secret_fingerprint`]), rather than logging everyone out.
+//!
 //! Outage (SPEC §8): a store out of reach fails a use case with
 //! [`AccountError::Unavailable`] (503, nothing acknowledged). For a remote store
 //! ([`Store::is_remote`]) the view also knows how long it has gone without hearing from
@@ -240,14 +244,37 @@ async fn keep_secret(store: &dyn Store) -> Result<Vec<u8>, StoreError> {
 /// refuses to become ready), and how to fix it.
 pub const SECRET_MISMATCH: &str = "this replica's signing secret differs from the one the other replicas use (fingerprint mismatch): give every replica the same GATEHOUSE_SECRET or tokens.secret_file (or none, to share the one generated in the store); to rotate the secret on purpose, stop every replica, run `gatehouse migrate --reset-secret-fingerprint`, then start them with the new secret";
 
-/// SPEC §8 "Secret": with a store shared by replicas ([`Store::keeps_secret_fingerprint`]),
-/// keeps the fingerprint of `secret` ([`crate::auth::secret::fingerprint`]) unless one is
-/// kept already, and refuses ([`SECRET_MISMATCH`], logged at ERROR) when the kept one is
-/// another secret's: tokens signed by this replica would be refused by the others and the
-/// other way round. Nothing to compare for a store of one process. `serve` then exits 1
+/// What a gateway on its own store (sled) says when its signing secret is not the one the
+/// store was served with: starting would silently log everyone out.
+pub const SECRET_CHANGED: &str = "the signing secret differs from the one this store was served with (fingerprint mismatch): every token issued so far would stop working; start with the previous GATEHOUSE_SECRET or tokens.secret_file, or, to rotate the secret on purpose, stop the gateway, run `gatehouse migrate --reset-secret-fingerprint`, then start it with the new secret";
+
+/// What `serve` says when no secret is configured, none was generated in the store, but
+/// the store was served with a configured one: generating a new one would silently log
+/// everyone out (the usual cause: GATEHOUSE_SECRET forgotten on a restart).
+pub const SECRET_MISSING: &str = "no GATEHOUSE_SECRET or tokens.secret_file is configured, but this store was served with a configured signing secret (its fingerprint is kept): generating a new one would make every token issued so far stop working; set GATEHOUSE_SECRET or tokens.secret_file to that secret again, or, to switch to a generated secret on purpose, stop the gateway, run `gatehouse migrate --reset-secret-fingerprint`, then start it without one";
+
+/// The secret kept in the store for a gateway with no configured one (SPEC §2 `[tokens]`),
+/// generated at first start — unless the store keeps the fingerprint of a secret that was
+/// configured and no generated one ([`SECRET_MISSING`]). The fingerprint is read before
+/// the secret: a replica keeps a generated secret before its fingerprint, so one that
+/// sees the fingerprint also sees that secret.
+/// `Ok(None)`: refused, [`SECRET_MISSING`].
+async fn keep_unconfigured_secret(store: &dyn Store) -> Result<Option<Vec<u8>>, StoreError> {
+    if store.keeps_secret_fingerprint() && store.find_secret_fingerprint().await?.is_some() {
+        return store.find_secret().await;
+    }
+    keep_secret(store).await.map(Some)
+}
+
+/// SPEC §8 "Secret" (and issue #16 for a single process): keeps the fingerprint of `secret`
+/// ([`crate::auth::secret::fingerprint`]) unless one is kept already, and refuses (logged
+/// at ERROR) when the kept one is another secret's: with replicas ([`SECRET_MISMATCH`])
+/// tokens signed by one would be refused by the others; on a store of one process
+/// ([`SECRET_CHANGED`]) every token issued before the restart would. `serve` then exits 1
 /// with the message (the simplest reading of "refuses to become ready": a process that
 /// can never become ready should not linger). [`OpenError::Unavailable`] when the store
-/// cannot be reached (start waits for it).
+/// cannot be reached (start waits for it). A store without a kept fingerprint (new, from
+/// before fingerprints, or reset on purpose) keeps this secret's.
 pub async fn check_secret_fingerprint(store: &dyn Store, secret: &[u8]) -> Result<(), OpenError> {
     if !store.keeps_secret_fingerprint() {
         return Ok(());
@@ -261,8 +288,13 @@ pub async fn check_secret_fingerprint(store: &dyn Store, secret: &[u8]) -> Resul
         }
     })?;
     if kept != ours {
-        tracing::error!("{SECRET_MISMATCH}");
-        return Err(OpenError::Failed(SECRET_MISMATCH.to_string()));
+        let message = if store.is_remote() {
+            SECRET_MISMATCH
+        } else {
+            SECRET_CHANGED
+        };
+        tracing::error!("{message}");
+        return Err(OpenError::Failed(message.to_string()));
     }
     Ok(())
 }
@@ -284,12 +316,16 @@ impl Accounts {
             move || {
                 crate::auth::secret::resolve(&settings, || {
                     runtime
-                        .block_on(keep_secret(secret_store.as_ref()))
+                        .block_on(keep_unconfigured_secret(secret_store.as_ref()))
                         .map_err(|err| {
                             if matches!(err, StoreError::Unavailable(_)) {
                                 unreachable.store(true, std::sync::atomic::Ordering::Relaxed);
                             }
                             describe_secret_error(err)
+                        })?
+                        .ok_or_else(|| {
+                            tracing::error!("{SECRET_MISSING}");
+                            SECRET_MISSING.to_string()
                         })
                 })
             }

@@ -45,6 +45,9 @@ pub struct ServerFile {
     pub max_connections: i64,
     /// How long in-flight requests may run on after SIGTERM. Default `30s`.
     pub shutdown_grace: String,
+    /// Poll the config file every second and reload it when its contents change, as
+    /// SIGHUP does. Default `false`.
+    pub watch_config: bool,
 }
 
 impl Default for ServerFile {
@@ -59,6 +62,7 @@ impl Default for ServerFile {
             idle_timeout: "60s".into(),
             max_connections: 10_000,
             shutdown_grace: "30s".into(),
+            watch_config: false,
         }
     }
 }

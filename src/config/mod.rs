@@ -76,6 +76,8 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    /// Reload when the config file's contents change (polled every second).
+    pub watch_config: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -623,6 +625,7 @@ impl Config {
             ("server.idle_timeout", format!("{:?}", s.idle_timeout)),
             ("server.max_connections", s.max_connections.to_string()),
             ("server.shutdown_grace", format!("{:?}", s.shutdown_grace)),
+            ("server.watch_config", s.watch_config.to_string()),
             ("store.backend", format!("{:?}", self.store.backend)),
             ("store.path", format!("{:?}", self.store.path)),
             (

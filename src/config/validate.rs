@@ -238,6 +238,7 @@ fn server(file: &FileConfig, problems: &mut Problems) -> ServerSettings {
             1_000_000,
         ) as usize,
         shutdown_grace: problems.duration("server.shutdown_grace", &raw.shutdown_grace),
+        watch_config: raw.watch_config,
     }
 }
 

@@ -11,7 +11,7 @@
 //! Record kinds (see [`sled_store`] for the sled layout): users (+ a unique index of
 //! canonical names), refresh tokens (only the SHA-256 of the token), login sessions
 //! (refresh-token families), revoked access-token ids, meta (the generated signing
-//! secret, the feed's counters) and the change log. Every value is encoded as a version
+//! secret, the signing secret's fingerprint, the feed's counters) and the change log. Every value is encoded as a version
 //! byte followed by serde_json (`codec`), so later formats can migrate record by record.
 //!
 //! Contract of every write verb:
@@ -417,10 +417,15 @@ pub trait Store: Send + Sync + 'static {
     fn insert_secret(&self, secret: &[u8]) -> BoxFuture<'_, StoreResult<Written<Vec<u8>>>>;
 
     /// Whether this backend keeps a fingerprint of the signing secret for every process
-    /// sharing it to compare against ([`Self::keep_secret_fingerprint`]). `false` (the
-    /// default, sled): one process, nothing to compare.
+    /// and restart on it to compare against ([`Self::keep_secret_fingerprint`]): both
+    /// backends do (PostgreSQL: replicas must agree; sled: a restart with a changed or
+    /// missing secret is refused). `false` (the default, test doubles): nothing to compare.
     fn keeps_secret_fingerprint(&self) -> bool {
         false
+    }
+    /// The kept fingerprint, if any, without keeping one.
+    fn find_secret_fingerprint(&self) -> BoxFuture<'_, StoreResult<Option<String>>> {
+        Box::pin(std::future::ready(Ok(None)))
     }
     /// Keeps `fingerprint` (of the signing secret in use; never the secret nor a plain
     /// hash of it) unless one is kept already, and returns the one kept (first wins), so

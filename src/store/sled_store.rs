@@ -10,6 +10,7 @@
 //! | `revoked`        | access-token `jti`       | v1 [`RevokedRecord`]                |
 //! | `changes`        | sequence number (u64 BE) | v1 `{"at": secs, "kind": …}`        |
 //! | `meta`           | `signing_secret`         | v1 `{"secret": base64}`             |
+//! |                  | `secret_fingerprint`     | v1 `{"fingerprint": text}`          |
 //! |                  | `feed_head`              | v1 last sequence number given out   |
 //! |                  | `feed_trimmed`           | v1 highest sequence number trimmed  |
 //!
@@ -31,6 +32,10 @@
 //! for the sizes a single-process store reaches) and, instead of one change per record,
 //! takes one sequence number and records the log as trimmed through it, so a follower
 //! reloads in full.
+//!
+//! The signing secret's fingerprint is kept here too ([`Store::keeps_secret_fingerprint`]):
+//! one process has no replica to disagree with, but a restart with a changed or missing
+//! secret would silently log everyone out (SPEC §8 "Secret"; `accounts` refuses it).
 //!
 //! sled is synchronous: every verb runs on tokio's blocking pool, here and only here.
 //!
@@ -62,6 +67,7 @@ const REVOKED: &str = "revoked";
 const CHANGES: &str = "changes";
 const META: &str = "meta";
 const SECRET_KEY: &[u8] = b"signing_secret";
+const FINGERPRINT_KEY: &[u8] = b"secret_fingerprint";
 const FEED_HEAD: &[u8] = b"feed_head";
 const FEED_TRIMMED: &[u8] = b"feed_trimmed";
 
@@ -98,6 +104,11 @@ impl std::fmt::Debug for SledStore {
 #[derive(Serialize, Deserialize)]
 struct SecretRecord {
     secret: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FingerprintRecord {
+    fingerprint: String,
 }
 
 /// A change as written to the `changes` tree (its number is the key).
@@ -607,6 +618,44 @@ impl Inner {
         })
     }
 
+    /// First kept wins; publishes no change, but is flushed before it returns like every
+    /// other write.
+    fn keep_fingerprint(&self, fingerprint: &str) -> StoreResult<String> {
+        let value = encode(&FingerprintRecord {
+            fingerprint: fingerprint.to_string(),
+        })?;
+        let previous = self
+            .meta
+            .compare_and_swap(FINGERPRINT_KEY, None as Option<&[u8]>, Some(value))
+            .map_err(backend)?;
+        match previous {
+            Ok(()) => {
+                self.flush()?;
+                Ok(fingerprint.to_string())
+            }
+            Err(existing) => match existing.current {
+                Some(bytes) => decode::<FingerprintRecord>(META, &bytes).map(|r| r.fingerprint),
+                None => Err(StoreError::Corrupt {
+                    tree: META,
+                    detail: "the kept fingerprint vanished".into(),
+                }),
+            },
+        }
+    }
+
+    fn find_fingerprint(&self) -> StoreResult<Option<String>> {
+        match self.meta.get(FINGERPRINT_KEY).map_err(backend)? {
+            Some(bytes) => decode::<FingerprintRecord>(META, &bytes).map(|r| Some(r.fingerprint)),
+            None => Ok(None),
+        }
+    }
+
+    fn forget_fingerprint(&self) -> StoreResult<bool> {
+        let removed = self.meta.remove(FINGERPRINT_KEY).map_err(backend)?;
+        self.flush()?;
+        Ok(removed.is_some())
+    }
+
     fn load(&self) -> StoreResult<Loaded> {
         // No publishing transaction can commit while the writer lock is held, so the
         // lists and the cursor describe one state.
@@ -939,6 +988,23 @@ impl Store for SledStore {
     fn insert_secret(&self, secret: &[u8]) -> BoxFuture<'_, StoreResult<Written<Vec<u8>>>> {
         let secret = zeroize::Zeroizing::new(secret.to_vec());
         self.run(move |store| store.insert_secret(&secret))
+    }
+
+    fn keeps_secret_fingerprint(&self) -> bool {
+        true
+    }
+
+    fn keep_secret_fingerprint(&self, fingerprint: &str) -> BoxFuture<'_, StoreResult<String>> {
+        let fingerprint = fingerprint.to_string();
+        self.run(move |store| store.keep_fingerprint(&fingerprint))
+    }
+
+    fn find_secret_fingerprint(&self) -> BoxFuture<'_, StoreResult<Option<String>>> {
+        self.run(|store| store.find_fingerprint())
+    }
+
+    fn forget_secret_fingerprint(&self) -> BoxFuture<'_, StoreResult<bool>> {
+        self.run(|store| store.forget_fingerprint())
     }
 
     fn load(&self) -> BoxFuture<'_, StoreResult<Loaded>> {

@@ -177,6 +177,30 @@ impl Inner {
         })
     }
 
+    /// [`crate::store::Store::find_secret_fingerprint`].
+    pub(super) async fn find_fingerprint(&self) -> StoreResult<Option<String>> {
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        let row = self
+            .query_opt(
+                &tx,
+                "SELECT value FROM meta WHERE key = $1",
+                &[&FINGERPRINT_KEY],
+            )
+            .await?;
+        self.commit(tx).await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let kept: Vec<u8> = col(META, &row, "value")?;
+        String::from_utf8(kept)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt {
+                tree: META,
+                detail: "the kept fingerprint is not text".into(),
+            })
+    }
+
     /// [`crate::store::Store::forget_secret_fingerprint`].
     pub(super) async fn forget_fingerprint(&self) -> StoreResult<bool> {
         let mut client = self.client().await?;

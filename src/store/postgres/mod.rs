@@ -1440,6 +1440,10 @@ impl Store for PostgresStore {
         self.run(async move { self.inner.keep_fingerprint(&fingerprint).await })
     }
 
+    fn find_secret_fingerprint(&self) -> BoxFuture<'_, StoreResult<Option<String>>> {
+        self.run(self.inner.find_fingerprint())
+    }
+
     fn forget_secret_fingerprint(&self) -> BoxFuture<'_, StoreResult<bool>> {
         self.run(self.inner.forget_fingerprint())
     }
