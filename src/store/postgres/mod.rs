@@ -578,6 +578,35 @@ impl Inner {
         self.read(&sql, &[]).await?.iter().map(user_of).collect()
     }
 
+    /// Inserts one user row. The database's own error comes back as is (inside `Ok`), so
+    /// `insert_user` can tell which unique constraint a concurrent insert hit.
+    async fn insert_user_row(
+        &self,
+        tx: &Transaction<'_>,
+        user: &UserRecord,
+    ) -> StoreResult<Result<u64, tokio_postgres::Error>> {
+        let sql = format!(
+            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        );
+        let statement = tx.prepare_cached(&sql).await.map_err(|err| self.pg(err))?;
+        Ok(tx
+            .execute(
+                &statement,
+                &[
+                    &user.id,
+                    &user.username,
+                    &user.canonical,
+                    &user.password_hash,
+                    &user.roles,
+                    &user.enabled,
+                    &int(user.created)?,
+                    &int(user.password_changed_at)?,
+                    &int(user.generation)?,
+                ],
+            )
+            .await)
+    }
+
     async fn insert_user(&self, user: &UserRecord) -> StoreResult<Written<()>> {
         let change = ChangeKind::UserPut(UserState::from(user));
         let mut client = self.client().await?;
@@ -600,26 +629,7 @@ impl Inner {
         {
             return Err(StoreError::Conflict(Conflict::UserIdTaken));
         }
-        let sql = format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        );
-        let statement = tx.prepare_cached(&sql).await.map_err(|err| self.pg(err))?;
-        let inserted = tx
-            .execute(
-                &statement,
-                &[
-                    &user.id,
-                    &user.username,
-                    &user.canonical,
-                    &user.password_hash,
-                    &user.roles,
-                    &user.enabled,
-                    &int(user.created)?,
-                    &int(user.password_changed_at)?,
-                    &int(user.generation)?,
-                ],
-            )
-            .await;
+        let inserted = self.insert_user_row(&tx, user).await?;
         if let Err(err) = inserted {
             // A concurrent insert of the same name or id committed first.
             if let Some(db) = err.as_db_error() {
@@ -1208,26 +1218,10 @@ impl Inner {
         if snapshot.is_empty() {
             return Ok(Written::unchanged(()));
         }
-        let sql = format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        );
         for user in &snapshot.users {
-            self.execute(
-                &tx,
-                &sql,
-                &[
-                    &user.id,
-                    &user.username,
-                    &user.canonical,
-                    &user.password_hash,
-                    &user.roles,
-                    &user.enabled,
-                    &int(user.created)?,
-                    &int(user.password_changed_at)?,
-                    &int(user.generation)?,
-                ],
-            )
-            .await?;
+            self.insert_user_row(&tx, user)
+                .await?
+                .map_err(|err| self.pg(err))?;
         }
         let sql =
             format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)");
