@@ -20,8 +20,9 @@ COPY . .
 # of the cached target dir in the same step. --locked: exactly the tested dependency set.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
+    cargo build --release --locked --bin gatehouse --example echo \
  && install -D -m 0755 target/release/gatehouse /out/gatehouse \
+ && install -D -m 0755 target/release/examples/echo /out/gatehouse-echo \
  && install -d -m 0700 /out/data
 
 # ---- runtime -------------------------------------------------------------------------
@@ -31,6 +32,9 @@ FROM gcr.io/distroless/cc-debian12 AS runtime
 ENV PATH=/usr/local/bin:/usr/bin:/bin \
     GATEHOUSE_CONFIG=/etc/gatehouse/gateway.toml
 COPY --from=builder /out/gatehouse /usr/local/bin/gatehouse
+# The demo upstream (examples/echo.rs) for deploy/compose/single.yaml; a few MB, never run
+# unless a container's entrypoint names it.
+COPY --from=builder /out/gatehouse-echo /usr/local/bin/gatehouse-echo
 # Config and binary stay root-owned and read-only to the gateway's user.
 COPY --chmod=0444 deploy/gateway.container.toml /etc/gatehouse/gateway.toml
 # The store directory: owned by the gateway's uid, mode 0700 (a named volume copies both).
