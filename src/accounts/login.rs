@@ -35,9 +35,15 @@ pub trait LoginThrottle: Send + Sync {
         username: Option<&'a str>,
         client: IpAddr,
     ) -> BoxFuture<'a, Result<(), AccountError>>;
-    /// After a wrong password or unknown user.
-    fn record_failure<'a>(&'a self, username: Option<&'a str>, client: IpAddr)
-        -> BoxFuture<'a, ()>;
+    /// After a wrong password or unknown user. Default: nothing, since `check` counted
+    /// the attempt when it admitted it (both gatehouse regulators work that way).
+    fn record_failure<'a>(
+        &'a self,
+        _username: Option<&'a str>,
+        _client: IpAddr,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(ready(()))
+    }
     /// After a correct password.
     fn record_success<'a>(&'a self, username: Option<&'a str>, client: IpAddr)
         -> BoxFuture<'a, ()>;
@@ -62,13 +68,6 @@ impl LoginThrottle for Unthrottled {
         _client: IpAddr,
     ) -> BoxFuture<'a, Result<(), AccountError>> {
         Box::pin(ready(Ok(())))
-    }
-    fn record_failure<'a>(
-        &'a self,
-        _username: Option<&'a str>,
-        _client: IpAddr,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(ready(()))
     }
     fn record_success<'a>(
         &'a self,

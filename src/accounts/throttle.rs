@@ -268,10 +268,6 @@ impl MemoryThrottle {
             })
     }
 
-    /// [`LoginThrottle::record_failure`]: nothing to do, the attempt was counted when it
-    /// was admitted.
-    pub fn record_failure(&self, _username: Option<&str>, _client: IpAddr) {}
-
     /// [`LoginThrottle::record_success`]: gives the address its attempt back and forgets
     /// the username's failures unless it is locked.
     pub fn record_success(&self, username: Option<&str>, client: IpAddr) {
@@ -312,15 +308,6 @@ impl LoginThrottle for MemoryThrottle {
             self.check_at(username, client, now_millis())
                 .map_err(too_many),
         ))
-    }
-
-    fn record_failure<'a>(
-        &'a self,
-        username: Option<&'a str>,
-        client: IpAddr,
-    ) -> BoxFuture<'a, ()> {
-        MemoryThrottle::record_failure(self, username, client);
-        Box::pin(ready(()))
     }
 
     fn record_success<'a>(
@@ -429,15 +416,6 @@ impl LoginThrottle for SharedThrottle {
         })
     }
 
-    fn record_failure<'a>(
-        &'a self,
-        _username: Option<&'a str>,
-        _client: IpAddr,
-    ) -> BoxFuture<'a, ()> {
-        // Counted when it was admitted.
-        Box::pin(ready(()))
-    }
-
     fn record_success<'a>(
         &'a self,
         username: Option<&'a str>,
@@ -524,7 +502,6 @@ mod tests {
         let now = T0;
         for _ in 0..3 {
             assert!(throttle.check_at(Some("alice"), ip(1), now).is_ok());
-            throttle.record_failure(Some("alice"), ip(1));
         }
         let wait = throttle.check_at(Some("alice"), ip(2), now).unwrap_err();
         assert_eq!(wait, Duration::from_secs(120));
