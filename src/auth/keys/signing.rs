@@ -56,6 +56,19 @@ impl SigningKey {
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, jsonwebtoken::errors::Error> {
         jsonwebtoken::encode(&self.header, claims, &self.encoding)
     }
+
+    /// Signs `claims` with this key's header but another `typ` (RFC 8725 §3.11: each kind
+    /// of JWT gets its own type, so one kind cannot pass for another). The upstream
+    /// assertion (SPEC §9) is `gatehouse-assertion+jwt`.
+    pub fn sign_typed<T: Serialize>(
+        &self,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let mut header = self.header.clone();
+        header.typ = Some(typ.to_string());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+    }
 }
 
 /// A key id that names a shared secret without revealing it: the first 8 bytes of its
@@ -80,6 +93,28 @@ mod tests {
         assert_eq!(header.kid.as_deref(), Some(key.kid()));
         assert_eq!(key.kid(), hmac_key_id(b"0123456789abcdef0123456789abcdef"));
         assert_eq!(key.kid().len(), 11, "8 bytes, base64url");
+    }
+
+    #[test]
+    fn sign_typed_changes_only_the_type() {
+        let key =
+            SigningKey::hmac(b"0123456789abcdef0123456789abcdef", Algorithm::HS256).expect("key");
+        let token = key
+            .sign_typed("gatehouse-assertion+jwt", &serde_json::json!({"sub": "u1"}))
+            .expect("sign");
+        let header = jsonwebtoken::decode_header(&token).expect("header");
+        assert_eq!(header.typ.as_deref(), Some("gatehouse-assertion+jwt"));
+        assert_eq!(header.alg, Algorithm::HS256);
+        assert_eq!(header.kid.as_deref(), Some(key.kid()));
+        let plain = key.sign(&serde_json::json!({"sub": "u1"})).expect("sign");
+        assert_eq!(
+            jsonwebtoken::decode_header(&plain)
+                .expect("header")
+                .typ
+                .as_deref(),
+            Some("JWT"),
+            "the key's own header is untouched"
+        );
     }
 
     #[test]
