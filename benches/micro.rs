@@ -9,11 +9,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use gatehouse::access::IdentityHeaders;
+use gatehouse::access::{Assertions, IdentityHeaders};
 use gatehouse::accounts::view::UserView;
 use gatehouse::accounts::Identity;
 use gatehouse::auth::keys::TokenKeys;
-use gatehouse::config::{HeaderSettings, TokenSettings};
+use gatehouse::config::{AssertionSettings, HeaderSettings, TokenSettings, UpstreamSettings};
 use gatehouse::routing::path::normalize;
 use gatehouse::routing::{Access, Pattern, Route, RouteTable};
 use gatehouse::store::UserRecord;
@@ -107,13 +107,16 @@ fn tokens(c: &mut Criterion) {
 }
 
 fn identity(c: &mut Criterion) {
-    let headers = IdentityHeaders::new(&HeaderSettings {
-        user: HeaderName::from_static("x-auth-user"),
-        subject: HeaderName::from_static("x-auth-subject"),
-        roles: HeaderName::from_static("x-auth-roles"),
-        forward_authorization: false,
-        trusted_proxies: Vec::new(),
-    });
+    let headers = IdentityHeaders::new(
+        &HeaderSettings {
+            user: HeaderName::from_static("x-auth-user"),
+            subject: HeaderName::from_static("x-auth-subject"),
+            roles: HeaderName::from_static("x-auth-roles"),
+            forward_authorization: false,
+            trusted_proxies: Vec::new(),
+        },
+        &HeaderName::from_static("x-gatehouse-assertion"),
+    );
     let mut request = HeaderMap::new();
     for (name, value) in [
         ("host", "example.com"),
@@ -156,6 +159,27 @@ fn identity(c: &mut Criterion) {
             },
             criterion::BatchSize::SmallInput,
         )
+    });
+    // SPEC §9: the upstream assertion as a request sees it once minted (the cache hit).
+    let assertions = Assertions::new(
+        &AssertionSettings {
+            enabled: true,
+            ..AssertionSettings::default()
+        },
+        &[UpstreamSettings {
+            name: "default".into(),
+            authority: "127.0.0.1:3000".into(),
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(60),
+            assertion_audience: "http://127.0.0.1:3000".into(),
+        }],
+    );
+    c.bench_function("assertion_cached", |b| {
+        b.iter(|| {
+            assertions
+                .value_for(&keys, Some(black_box(&identity)), 0)
+                .map(|value| value.map(|value| value.len()))
+        })
     });
 }
 

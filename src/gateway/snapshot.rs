@@ -1,10 +1,10 @@
 //! The part of the running state SIGHUP swaps atomically: routes, upstreams, identity and
-//! forwarding header settings. Compiled from [`Reloadable`] by value; loaded once per
+//! forwarding header settings, the upstream assertion (with its cache, started afresh). Compiled from [`Reloadable`] by value; loaded once per
 //! request (one `Arc<Snapshot>`).
 
 use ipnet::IpNet;
 
-use crate::access::IdentityHeaders;
+use crate::access::{Assertions, IdentityHeaders};
 use crate::config::Reloadable;
 use crate::error::GatewayError;
 use crate::proxy::upstream::Upstream;
@@ -18,6 +18,8 @@ pub struct Snapshot {
     pub identity: IdentityHeaders,
     pub trusted_proxies: Vec<IpNet>,
     pub forward_authorization: bool,
+    /// `[assertion]` (SPEC §9): header, ttl, each upstream's audience, the cache.
+    pub assertions: Assertions,
 }
 
 impl Snapshot {
@@ -28,7 +30,9 @@ impl Snapshot {
             routes,
             headers,
             log: _,
+            assertion,
         } = reloadable;
+        let assertions = Assertions::new(&assertion, &upstreams);
         let upstreams = upstreams
             .iter()
             .map(|settings| Upstream::new(settings, metrics))
@@ -36,9 +40,10 @@ impl Snapshot {
         Ok(Snapshot {
             routes,
             upstreams,
-            identity: IdentityHeaders::new(&headers),
+            identity: IdentityHeaders::new(&headers, &assertion.header),
             trusted_proxies: headers.trusted_proxies,
             forward_authorization: headers.forward_authorization,
+            assertions,
         })
     }
 
