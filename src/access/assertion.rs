@@ -380,15 +380,30 @@ mod tests {
 
     use super::*;
     use crate::accounts::view::{IdentityValues, UserView};
-    use crate::auth::keys::{ClaimRules, KeySet, VerifiedToken};
-    use crate::config::TokenSettings;
+    use crate::auth::keys::{generate, KeyMaterial, VerifiedToken};
+    use crate::config::{KeyFileSettings, KeyState, TokenSettings};
     use crate::error::TokenRejection;
 
-    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
-    const OTHER: &[u8] = b"another-secret-another-secret-xx";
     const ORDERS: &str = "http://10.0.0.7:8000";
     const BILLING: &str = "https://billing.internal";
+    const ISSUER: &str = "https://gw.example";
     const NOW: u64 = 1_900_000_000;
+
+    /// An ES256 key pair: the signing key and what an upstream verifies with.
+    struct Pair {
+        signing: SigningKey,
+        decoding: DecodingKey,
+    }
+
+    fn pair() -> Pair {
+        let (pem, _kid) = generate(Algorithm::ES256, 2048).expect("generate");
+        let material =
+            Arc::new(KeyMaterial::from_pem(pem.as_bytes(), Algorithm::ES256).expect("load"));
+        Pair {
+            decoding: material.decoding_key().expect("public key"),
+            signing: SigningKey::pair(material).expect("signing key"),
+        }
+    }
 
     fn user(username: &str, roles: &[&str]) -> Arc<UserView> {
         Arc::new(UserView {
@@ -439,10 +454,6 @@ mod tests {
         )
     }
 
-    fn key(secret: &[u8]) -> SigningKey {
-        SigningKey::hmac(secret, Algorithm::HS256).expect("key")
-    }
-
     fn value(
         assertions: &Assertions,
         signing: &SigningKey,
@@ -452,42 +463,42 @@ mod tests {
     ) -> String {
         let audience = assertions.audiences[upstream].clone();
         let value = assertions
-            .value(signing, "https://gw.example", who, &audience, now)
+            .value(signing, ISSUER, who, &audience, now)
             .expect("value");
         value.to_str().expect("ascii").to_string()
     }
 
     /// Verifies as an upstream would: pinned key, algorithm, `iss`, `aud`, `typ`.
-    fn verify_as_upstream(token: &str, audience: &str) -> Result<AssertionClaims, String> {
+    fn verify_as_upstream(
+        key: &DecodingKey,
+        token: &str,
+        audience: &str,
+    ) -> Result<AssertionClaims, String> {
         let header = jsonwebtoken::decode_header(token).map_err(|err| err.to_string())?;
         if header.typ.as_deref() != Some(ASSERTION_TYP) {
             return Err(format!("typ {:?}", header.typ));
         }
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&["https://gw.example"]);
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[audience]);
         validation.validate_exp = false; // the fixed test clock is in the future anyway
-        jsonwebtoken::decode::<AssertionClaims>(
-            token,
-            &DecodingKey::from_secret(SECRET),
-            &validation,
-        )
-        .map(|data| data.claims)
-        .map_err(|err| err.to_string())
+        jsonwebtoken::decode::<AssertionClaims>(token, key, &validation)
+            .map(|data| data.claims)
+            .map_err(|err| err.to_string())
     }
 
     #[test]
     fn an_assertion_states_the_identity_for_one_audience() {
         let assertions = assertions(true);
-        let signing = key(SECRET);
+        let key = pair();
         let who = identity(user("Alice", &["admin", "reader"]), Some("s-1"), "j-1");
-        let token = value(&assertions, &signing, &who, 1, NOW);
+        let token = value(&assertions, &key.signing, &who, 1, NOW);
         let header = jsonwebtoken::decode_header(&token).expect("header");
         assert_eq!(header.typ.as_deref(), Some(ASSERTION_TYP));
-        assert_eq!(header.kid.as_deref(), Some(signing.kid()));
-        assert_eq!(header.alg, Algorithm::HS256);
-        let claims = verify_as_upstream(&token, BILLING).expect("verifies");
-        assert_eq!(claims.iss, "https://gw.example");
+        assert_eq!(header.kid.as_deref(), Some(key.signing.kid()));
+        assert_eq!(header.alg, Algorithm::ES256);
+        let claims = verify_as_upstream(&key.decoding, &token, BILLING).expect("verifies");
+        assert_eq!(claims.iss, ISSUER);
         assert_eq!(claims.aud, BILLING);
         assert_eq!(claims.sub, "u-1");
         assert_eq!(claims.username, "Alice");
@@ -496,7 +507,7 @@ mod tests {
         assert_eq!((claims.iat, claims.nbf, claims.exp), (NOW, NOW, NOW + 60));
         assert!(claims.jti.len() >= 16, "{}", claims.jti);
         assert!(
-            verify_as_upstream(&token, ORDERS).is_err(),
+            verify_as_upstream(&key.decoding, &token, ORDERS).is_err(),
             "a verifier pinning another upstream's audience refuses it"
         );
     }
@@ -505,7 +516,7 @@ mod tests {
     fn roles_are_an_array_even_when_empty_and_sid_only_with_a_session() {
         let assertions = assertions(true);
         let who = identity(user("bob", &[]), None, "j-1");
-        let token = value(&assertions, &key(SECRET), &who, 0, NOW);
+        let token = value(&assertions, &pair().signing, &who, 0, NOW);
         let payload = token.split('.').nth(1).expect("payload");
         let json: serde_json::Value = serde_json::from_slice(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -517,9 +528,32 @@ mod tests {
         assert!(json.get("sid").is_none(), "{json}");
     }
 
+    /// `[tokens]` with one active ES256 key written to `dir`.
+    fn key_pair_settings(dir: &tempfile::TempDir) -> TokenSettings {
+        let (pem, _) = generate(Algorithm::ES256, 2048).expect("generate");
+        let file = dir.path().join("active.pem");
+        crate::auth::keys::files::write_private_key(&file, &pem).expect("write");
+        TokenSettings {
+            issuer: ISSUER.into(),
+            audience: "gatehouse".into(),
+            algorithm: Algorithm::ES256,
+            secret_file: None,
+            access_ttl: Duration::from_secs(900),
+            refresh_ttl: Duration::from_secs(3600),
+            leeway: Duration::from_secs(30),
+            keys: vec![KeyFileSettings {
+                file,
+                state: KeyState::Active,
+            }],
+        }
+    }
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
     #[test]
     fn nothing_without_an_identity_or_when_disabled() {
-        let keys = TokenKeys::new(SECRET, &token_settings()).expect("keys");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = TokenKeys::new(SECRET, &key_pair_settings(&dir)).expect("keys");
         let who = identity(user("alice", &[]), Some("s-1"), "j-1");
         assert!(matches!(
             assertions(true).value_for(&keys, None, 0),
@@ -540,71 +574,80 @@ mod tests {
     #[test]
     fn a_fresh_assertion_is_reused_until_half_its_ttl_is_left() {
         let assertions = assertions(true);
-        let signing = key(SECRET);
+        let key = pair();
         let who = identity(user("alice", &["admin"]), Some("s-1"), "j-1");
-        let first = value(&assertions, &signing, &who, 0, NOW);
-        assert_eq!(value(&assertions, &signing, &who, 0, NOW), first);
-        assert_eq!(value(&assertions, &signing, &who, 0, NOW + 29), first);
+        let first = value(&assertions, &key.signing, &who, 0, NOW);
+        assert_eq!(value(&assertions, &key.signing, &who, 0, NOW), first);
+        assert_eq!(value(&assertions, &key.signing, &who, 0, NOW + 29), first);
         assert_eq!(assertions.minted(), 1, "signed once");
         // Another token of the same session states the same identity: shared.
         let same_session = identity(user("alice", &["admin"]), Some("s-1"), "j-2");
         assert_eq!(
-            value(&assertions, &signing, &same_session, 0, NOW + 29),
+            value(&assertions, &key.signing, &same_session, 0, NOW + 29),
             first
         );
         assert_eq!(assertions.minted(), 1);
         // 30 s of 60 left: renewed.
-        let renewed = value(&assertions, &signing, &who, 0, NOW + 30);
+        let renewed = value(&assertions, &key.signing, &who, 0, NOW + 30);
         assert_ne!(renewed, first);
         assert_eq!(assertions.minted(), 2);
-        assert_eq!(value(&assertions, &signing, &who, 0, NOW + 31), renewed);
+        assert_eq!(value(&assertions, &key.signing, &who, 0, NOW + 31), renewed);
     }
 
     #[test]
     fn each_audience_session_and_key_gets_its_own_assertion() {
         let assertions = assertions(true);
-        let signing = key(SECRET);
+        let key = pair();
         let who = identity(user("alice", &[]), Some("s-1"), "j-1");
-        let orders = value(&assertions, &signing, &who, 0, NOW);
-        let billing = value(&assertions, &signing, &who, 1, NOW);
+        let orders = value(&assertions, &key.signing, &who, 0, NOW);
+        let billing = value(&assertions, &key.signing, &who, 1, NOW);
         assert_ne!(orders, billing);
         let other_session = identity(user("alice", &[]), Some("s-2"), "j-1");
-        assert_ne!(value(&assertions, &signing, &other_session, 0, NOW), orders);
+        assert_ne!(
+            value(&assertions, &key.signing, &other_session, 0, NOW),
+            orders
+        );
         // Without a session, by token id: a token whose id is some session's id is
         // still another credential.
         let token_only = identity(user("alice", &[]), None, "s-1");
-        assert_ne!(value(&assertions, &signing, &token_only, 0, NOW), orders);
+        assert_ne!(
+            value(&assertions, &key.signing, &token_only, 0, NOW),
+            orders
+        );
         // A swapped key (another kid) signs at once.
-        let rotated = key(OTHER);
-        let after_swap = value(&assertions, &rotated, &who, 0, NOW);
+        let rotated = pair();
+        let after_swap = value(&assertions, &rotated.signing, &who, 0, NOW);
         assert_ne!(after_swap, orders);
         assert_eq!(
             jsonwebtoken::decode_header(&after_swap)
                 .expect("header")
                 .kid
                 .as_deref(),
-            Some(rotated.kid())
+            Some(rotated.signing.kid())
         );
+        verify_as_upstream(&rotated.decoding, &after_swap, ORDERS).expect("the new key's");
         assert_eq!(assertions.minted(), 5);
     }
 
     #[test]
     fn a_change_of_roles_or_username_is_stated_at_once() {
         let assertions = assertions(true);
-        let signing = key(SECRET);
+        let key = pair();
         let before = identity(user("alice", &["reader"]), Some("s-1"), "j-1");
-        let first = value(&assertions, &signing, &before, 0, NOW);
+        let first = value(&assertions, &key.signing, &before, 0, NOW);
         let promoted = identity(user("alice", &["reader", "admin"]), Some("s-1"), "j-1");
-        let token = value(&assertions, &signing, &promoted, 0, NOW + 1);
+        let token = value(&assertions, &key.signing, &promoted, 0, NOW + 1);
         assert_ne!(token, first);
         assert_eq!(
-            verify_as_upstream(&token, ORDERS).expect("verifies").roles,
+            verify_as_upstream(&key.decoding, &token, ORDERS)
+                .expect("verifies")
+                .roles,
             ["reader", "admin"]
         );
         let renamed = identity(user("Alice2", &["reader", "admin"]), Some("s-1"), "j-1");
-        let token = value(&assertions, &signing, &renamed, 0, NOW + 2);
+        let token = value(&assertions, &key.signing, &renamed, 0, NOW + 2);
         assert_eq!(
-            verify_as_upstream(&token, ORDERS)
+            verify_as_upstream(&key.decoding, &token, ORDERS)
                 .expect("verifies")
                 .username,
             "Alice2"
@@ -615,10 +658,10 @@ mod tests {
     #[test]
     fn the_cache_is_bounded() {
         let assertions = assertions(true);
-        let signing = key(SECRET);
+        let key = pair();
         for i in 0..ASSERTION_CACHE_CAPACITY + 500 {
             let who = identity(user("alice", &[]), Some(&format!("s-{i}")), "j");
-            value(&assertions, &signing, &who, 0, NOW);
+            value(&assertions, &key.signing, &who, 0, NOW);
         }
         assert!(
             assertions.cached() <= ASSERTION_CACHE_CAPACITY,
@@ -632,39 +675,33 @@ mod tests {
         );
     }
 
-    fn token_settings() -> TokenSettings {
-        TokenSettings {
-            issuer: "https://gw.example".into(),
-            audience: "gatehouse".into(),
-            algorithm: Algorithm::HS256,
-            secret_file: None,
-            access_ttl: Duration::from_secs(900),
-            refresh_ttl: Duration::from_secs(3600),
-            leeway: Duration::from_secs(30),
-        }
-    }
-
     #[test]
     fn an_assertion_is_not_an_access_token_nor_the_other_way_round() {
-        // As an access token: its `aud` is an upstream's, never `tokens.audience` (and
-        // with key pairs its `typ` is not `at+jwt`, which the key set requires).
-        let rules = ClaimRules::new(&token_settings());
-        let set = KeySet::hmac(SECRET, Algorithm::HS256, &rules).expect("set");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = TokenKeys::new(SECRET, &key_pair_settings(&dir)).expect("keys");
+        let ring = keys.keyring();
         let who = identity(user("alice", &["admin"]), Some("s-1"), "j-1");
+        // As an access token: its `typ` is not `at+jwt`, refused before any crypto (and
+        // its `aud` is an upstream's, never `tokens.audience`: validation sees to that).
         let (assertion, _) = mint(
-            &key(SECRET),
-            "https://gw.example",
+            ring.signing(),
+            ISSUER,
             &who,
             ORDERS,
             60,
             crate::auth::now_secs(),
         )
         .expect("mint");
-        assert_eq!(set.verify(&assertion), Err(TokenRejection::WrongAudience));
-        // As an assertion: an access token has another `typ` and `aud`.
-        let keys = TokenKeys::new(SECRET, &token_settings()).expect("keys");
+        assert_eq!(keys.verify(&assertion), Err(TokenRejection::Malformed));
+        // As an assertion: an access token has another `typ` (and `aud`).
         let (access, _) = keys.issue("u-1", "alice", &[], Some("s-1")).expect("issue");
-        let err = verify_as_upstream(&access, ORDERS).expect_err("not an assertion");
+        let public = ring
+            .signing()
+            .material()
+            .expect("a key pair")
+            .decoding_key()
+            .expect("public key");
+        let err = verify_as_upstream(&public, &access, ORDERS).expect_err("not an assertion");
         assert!(err.contains("typ"), "{err}");
     }
 }
