@@ -1,6 +1,7 @@
 //! The part of the running state SIGHUP swaps atomically: routes, upstreams, identity and
-//! forwarding header settings, the upstream assertion (with its cache, started afresh). Compiled from [`Reloadable`] by value; loaded once per
-//! request (one `Arc<Snapshot>`).
+//! forwarding header settings, the upstream assertion settings (with a fresh assertion
+//! cache). Compiled from [`Reloadable`] by value; loaded once per request (one
+//! `Arc<Snapshot>`).
 
 use ipnet::IpNet;
 
