@@ -37,6 +37,7 @@ pub use signing::SigningKey;
 use crate::auth::now_secs;
 use crate::config::TokenSettings;
 use crate::error::TokenRejection;
+use crate::http::Published;
 
 /// Tokens longer than this are refused unread. Ours are ~400 bytes; 8 KiB leaves room for
 /// many roles while keeping hostile input cheap to refuse.
@@ -59,11 +60,14 @@ static TOKEN68: [bool; 256] = {
     table
 };
 
-/// The key that signs and the keys that verify, replaced together.
+/// The key that signs and the keys that verify, replaced together, with the public keys
+/// as served at `/.well-known/jwks.json` (computed here, once per key set: every swap
+/// republishes, no request serializes them).
 #[derive(Debug)]
 pub struct Keyring {
     signing: SigningKey,
     verifying: KeySet,
+    published: Published,
 }
 
 impl Keyring {
@@ -71,7 +75,12 @@ impl Keyring {
     /// verified here (bypassing any cache), so keys that cannot sign, or whose tokens the
     /// set does not verify, are an error now rather than a failure on a request.
     pub fn new(signing: SigningKey, verifying: KeySet, rules: &ClaimRules) -> Result<Self, String> {
-        let ring = Keyring { signing, verifying };
+        let published = Published::json(&verifying.jwks());
+        let ring = Keyring {
+            signing,
+            verifying,
+            published,
+        };
         ring.self_test(rules)?;
         Ok(ring)
     }
@@ -97,6 +106,11 @@ impl Keyring {
 
     pub fn verifying(&self) -> &KeySet {
         &self.verifying
+    }
+
+    /// The JWK set of [`KeySet::jwks`] as served (SPEC §9), with its ETag.
+    pub fn published(&self) -> &Published {
+        &self.published
     }
 }
 
@@ -353,6 +367,19 @@ mod tests {
             serde_json::to_string(&keys.jwks()).expect("json"),
             r#"{"keys":[]}"#
         );
+    }
+
+    #[test]
+    fn the_published_jwk_set_is_precomputed_and_republished_by_a_swap() {
+        let keys = TokenKeys::new(SECRET, &settings()).expect("keys");
+        let before = keys.keyring();
+        assert_eq!(&before.published().body[..], br#"{"keys":[]}"#);
+        keys.swap(ring(OTHER));
+        let after = keys.keyring();
+        // Same (empty) set: same bytes, same tag; a new ring built them anew.
+        assert_eq!(after.published().body, before.published().body);
+        assert_eq!(after.published().etag, before.published().etag);
+        assert!(!std::ptr::eq(after.published(), before.published()));
     }
 
     #[test]
