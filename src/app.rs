@@ -160,6 +160,11 @@ impl App {
             accounts,
             metrics: metrics.clone(),
             auth_prefix: startup.server.auth_prefix.clone(),
+            well_known: crate::endpoints::well_known::WellKnown::new(
+                &startup.tokens.issuer,
+                startup.tokens.algorithm,
+                &startup.server.auth_prefix,
+            ),
             upgrades: tokio_util::task::TaskTracker::new(),
         });
         let reloader = Arc::new(Reloader {

@@ -117,6 +117,8 @@ pub struct TokensFile {
     pub refresh_ttl: String,
     /// Clock skew allowed on exp / nbf / iat. Default `30s`.
     pub leeway: String,
+    /// How `/.well-known/jwks.json` is published.
+    pub jwks: JwksFile,
 }
 
 impl Default for TokensFile {
@@ -129,6 +131,23 @@ impl Default for TokensFile {
             access_ttl: "15m".into(),
             refresh_ttl: "7d".into(),
             leeway: "30s".into(),
+            jwks: JwksFile::default(),
+        }
+    }
+}
+
+/// `[tokens.jwks]` (SPEC §9).
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct JwksFile {
+    /// `Cache-Control: public, max-age=…` of the JWKS. Default `5m`.
+    pub max_age: String,
+}
+
+impl Default for JwksFile {
+    fn default() -> Self {
+        JwksFile {
+            max_age: "5m".into(),
         }
     }
 }

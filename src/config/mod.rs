@@ -38,6 +38,8 @@ pub struct Config {
     pub registration: RegistrationSettings,
     pub headers: HeaderSettings,
     pub log: LogSettings,
+    /// `[tokens.jwks]`: reloadable, unlike the rest of `[tokens]`.
+    pub jwks: JwksSettings,
     /// `default` is always first.
     pub upstreams: Vec<UpstreamSettings>,
     pub routes: RouteTable,
@@ -54,7 +56,7 @@ pub struct Startup {
     pub registration: RegistrationSettings,
 }
 
-/// What SIGHUP swaps: routes, upstreams, headers, log level. Handed over by value
+/// What SIGHUP swaps: routes, upstreams, headers, log level, the JWKS `max_age`. Handed over by value
 /// ([`Config::into_parts`]), so nothing is left behind half-taken.
 #[derive(Debug)]
 pub struct Reloadable {
@@ -63,6 +65,7 @@ pub struct Reloadable {
     pub routes: RouteTable,
     pub headers: HeaderSettings,
     pub log: LogSettings,
+    pub jwks: JwksSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +236,23 @@ pub struct TokenSettings {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub leeway: Duration,
+}
+
+/// `[tokens.jwks]` (SPEC §9): how the public keys are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksSettings {
+    /// `Cache-Control: public, max-age=…` (whole seconds) of the JWKS and discovery
+    /// documents: how long a verifier may go without refetching the keys, so how long a
+    /// `next` key must be published before it becomes `active`.
+    pub max_age: Duration,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        JwksSettings {
+            max_age: Duration::from_secs(300),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -677,6 +697,7 @@ impl Config {
             registration,
             headers,
             log,
+            jwks,
             upstreams,
             routes,
         } = self;
@@ -694,6 +715,7 @@ impl Config {
                 routes,
                 headers,
                 log,
+                jwks,
             },
         )
     }

@@ -92,6 +92,21 @@ impl TestGateway {
         gateway
     }
 
+    /// As [`Self::start_with`], with extra `[tokens]` keys too (e.g.
+    /// `issuer = "https://gw.example"`).
+    pub async fn start_with_tokens(
+        server_extra: &str,
+        tokens_extra: &str,
+        extra: &str,
+    ) -> TestGateway {
+        let mut gateway = Self::prepare(server_extra, extra).await;
+        let text = std::fs::read_to_string(&gateway.config_path).expect("read config");
+        let text = text.replacen("[tokens]\n", &format!("[tokens]\n{tokens_extra}\n"), 1);
+        std::fs::write(&gateway.config_path, text).expect("write config");
+        gateway.boot().await;
+        gateway
+    }
+
     /// As [`Self::start`], over a [`flaky_store::FlakyStore`] on the config's store
     /// path, which the test can switch to answer "unreachable" (SPEC §8 outage).
     /// `store_extra` is added to `[store]` (e.g. `max_stale = "1s"`).
