@@ -56,8 +56,8 @@ pub struct Startup {
     pub registration: RegistrationSettings,
 }
 
-/// What SIGHUP swaps: routes, upstreams, headers, log level, the JWKS `max_age`. Handed over by value
-/// ([`Config::into_parts`]), so nothing is left behind half-taken.
+/// What SIGHUP swaps: routes, upstreams, headers, log level, the JWKS `max_age`. Handed
+/// over by value ([`Config::into_parts`]), so nothing is left behind half-taken.
 #[derive(Debug)]
 pub struct Reloadable {
     /// `default` is always first.
