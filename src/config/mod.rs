@@ -3,9 +3,10 @@
 //! `serve`, `check-config`, `explain`, `user …` and SIGHUP all go through [`load`], so
 //! what `check-config` accepts is exactly what the gateway will run; `serve`,
 //! `check-config` and reload use [`load_with`] with the file checks of the layers above
-//! (the secret's source and length, the TLS files), so they refuse the same things. [`load`] also resolves
-//! relative file paths (`store.path`, `tokens.secret_file`, `server.tls_cert`,
-//! `server.tls_key`) against the directory holding the file, never the working directory.
+//! (the secret's source and length, the signing key files, the TLS files), so they refuse
+//! the same things. [`load`] also resolves relative file paths (`store.path`,
+//! `tokens.secret_file`, `tokens.keys[].file`, `server.tls_cert`, `server.tls_key`) against
+//! the directory holding the file, never the working directory.
 //! The validated [`Config`] holds ready values (compiled routes, header names, durations,
 //! absolute file paths): no request parses a config string. [`Config::into_parts`] hands
 //! the running gateway its [`Startup`] and [`Reloadable`] parts by value.
@@ -236,6 +237,37 @@ pub struct TokenSettings {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub leeway: Duration,
+    /// `[[tokens.keys]]` in file order (SPEC §9); empty with HS* algorithms.
+    pub keys: Vec<KeyFileSettings>,
+}
+
+/// One `[[tokens.keys]]` entry: a key file and its place in the rotation (SPEC §9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFileSettings {
+    /// Absolute once loaded (relative to the config file's directory).
+    pub file: PathBuf,
+    pub state: KeyState,
+}
+
+/// Where a key is in its rotation (SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyState {
+    /// Published in the JWKS, verifies, does not sign yet.
+    Next,
+    /// Signs (exactly one), published, verifies.
+    Active,
+    /// Published and verifies; no longer signs. May be a public key alone.
+    Retired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+        }
+    }
 }
 
 /// `[tokens.jwks]` (SPEC §9): how the public keys are published.
@@ -602,7 +634,7 @@ fn dotted(path: &serde_ignored::Path<'_>) -> String {
 
 impl Config {
     /// Makes every relative file path absolute against `base`: `store.path`,
-    /// `tokens.secret_file`, `server.tls_cert`, `server.tls_key`.
+    /// `tokens.secret_file`, `tokens.keys[].file`, `server.tls_cert`, `server.tls_key`.
     fn resolve_paths(&mut self, base: &Path) {
         let resolve = |path: &mut PathBuf| {
             if path.is_relative() {
@@ -615,6 +647,9 @@ impl Config {
         }
         if let Some(file) = &mut self.tokens.secret_file {
             resolve(file);
+        }
+        for key in &mut self.tokens.keys {
+            resolve(&mut key.file);
         }
         if let Some(tls) = &mut self.server.tls {
             resolve(&mut tls.cert);
