@@ -39,6 +39,8 @@ pub struct Config {
     pub registration: RegistrationSettings,
     pub headers: HeaderSettings,
     pub log: LogSettings,
+    /// `[tokens.jwks]`: reloadable, unlike the rest of `[tokens]`.
+    pub jwks: JwksSettings,
     /// `default` is always first.
     pub upstreams: Vec<UpstreamSettings>,
     pub routes: RouteTable,
@@ -55,8 +57,8 @@ pub struct Startup {
     pub registration: RegistrationSettings,
 }
 
-/// What SIGHUP swaps: routes, upstreams, headers, log level. Handed over by value
-/// ([`Config::into_parts`]), so nothing is left behind half-taken.
+/// What SIGHUP swaps: routes, upstreams, headers, log level, the JWKS `max_age`. Handed
+/// over by value ([`Config::into_parts`]), so nothing is left behind half-taken.
 #[derive(Debug)]
 pub struct Reloadable {
     /// `default` is always first.
@@ -64,6 +66,7 @@ pub struct Reloadable {
     pub routes: RouteTable,
     pub headers: HeaderSettings,
     pub log: LogSettings,
+    pub jwks: JwksSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -263,6 +266,23 @@ impl KeyState {
             KeyState::Next => "next",
             KeyState::Active => "active",
             KeyState::Retired => "retired",
+        }
+    }
+}
+
+/// `[tokens.jwks]` (SPEC §9): how the public keys are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksSettings {
+    /// `Cache-Control: public, max-age=…` (whole seconds) of the JWKS and discovery
+    /// documents: how long a verifier may go without refetching the keys, so how long a
+    /// `next` key must be published before it becomes `active`.
+    pub max_age: Duration,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        JwksSettings {
+            max_age: Duration::from_secs(300),
         }
     }
 }
@@ -712,6 +732,7 @@ impl Config {
             registration,
             headers,
             log,
+            jwks,
             upstreams,
             routes,
         } = self;
@@ -729,6 +750,7 @@ impl Config {
                 routes,
                 headers,
                 log,
+                jwks,
             },
         )
     }

@@ -127,6 +127,9 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Config {
     let upstreams = upstreams(&file, problems);
     let routes = routes(&file.routes, &upstreams, problems);
     let store = store(&file, problems);
+    let jwks = JwksSettings {
+        max_age: problems.duration("tokens.jwks.max_age", &file.tokens.jwks.max_age),
+    };
     Config {
         server,
         store,
@@ -136,6 +139,7 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Config {
         registration,
         headers,
         log,
+        jwks,
         upstreams,
         routes,
     }
