@@ -163,6 +163,11 @@ impl App {
             accounts,
             metrics: metrics.clone(),
             auth_prefix: startup.server.auth_prefix.clone(),
+            well_known: crate::endpoints::well_known::WellKnown::new(
+                &startup.tokens.issuer,
+                startup.tokens.algorithm,
+                &startup.server.auth_prefix,
+            ),
             upgrades: tokio_util::task::TaskTracker::new(),
         });
         let reloader = Arc::new(Reloader {
@@ -373,7 +378,7 @@ async fn watch_config(reloader: Arc<Reloader>, mut shutdown: watch::Receiver<boo
 
 impl AppHandle {
     /// Re-reads the config file through the shared loader and swaps routes, upstreams,
-    /// headers and log level; the TLS certificate is re-read too. On any problem the
+    /// headers, log level and the JWKS `max_age`; the TLS certificate is re-read too. On any problem the
     /// running config stays (the error lists the problems). On success: one warning per
     /// changed restart-only key (also logged at WARN), whose running value stays.
     pub fn reload(&self) -> Result<Vec<String>, String> {

@@ -122,6 +122,8 @@ pub struct TokensFile {
     pub leeway: String,
     /// `[[tokens.keys]]`: the key files of an asymmetric algorithm (SPEC §9).
     pub keys: Vec<KeyFile>,
+    /// How `/.well-known/jwks.json` is published.
+    pub jwks: JwksFile,
 }
 
 /// One `[[tokens.keys]]` entry.
@@ -146,6 +148,23 @@ impl Default for TokensFile {
             refresh_ttl: "7d".into(),
             leeway: "30s".into(),
             keys: Vec::new(),
+            jwks: JwksFile::default(),
+        }
+    }
+}
+
+/// `[tokens.jwks]` (SPEC §9).
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct JwksFile {
+    /// `Cache-Control: public, max-age=…` of the JWKS. Default `5m`.
+    pub max_age: String,
+}
+
+impl Default for JwksFile {
+    fn default() -> Self {
+        JwksFile {
+            max_age: "5m".into(),
         }
     }
 }

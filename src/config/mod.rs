@@ -40,6 +40,8 @@ pub struct Config {
     pub headers: HeaderSettings,
     pub log: LogSettings,
     pub assertion: AssertionSettings,
+    /// `[tokens.jwks]`: reloadable, unlike the rest of `[tokens]`.
+    pub jwks: JwksSettings,
     /// `default` is always first.
     pub upstreams: Vec<UpstreamSettings>,
     pub routes: RouteTable,
@@ -56,9 +58,9 @@ pub struct Startup {
     pub registration: RegistrationSettings,
 }
 
-/// What SIGHUP swaps: routes, upstreams, headers, log level, the assertion settings.
-/// Handed over by value
-/// ([`Config::into_parts`]), so nothing is left behind half-taken.
+/// What SIGHUP swaps: routes, upstreams, headers, log level, the JWKS `max_age`, the
+/// assertion settings. Handed over by value ([`Config::into_parts`]), so nothing is left
+/// behind half-taken.
 #[derive(Debug)]
 pub struct Reloadable {
     /// `default` is always first.
@@ -67,6 +69,7 @@ pub struct Reloadable {
     pub headers: HeaderSettings,
     pub log: LogSettings,
     pub assertion: AssertionSettings,
+    pub jwks: JwksSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -266,6 +269,23 @@ impl KeyState {
             KeyState::Next => "next",
             KeyState::Active => "active",
             KeyState::Retired => "retired",
+        }
+    }
+}
+
+/// `[tokens.jwks]` (SPEC §9): how the public keys are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksSettings {
+    /// `Cache-Control: public, max-age=…` (whole seconds) of the JWKS and discovery
+    /// documents: how long a verifier may go without refetching the keys, so how long a
+    /// `next` key must be published before it becomes `active`.
+    pub max_age: Duration,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        JwksSettings {
+            max_age: Duration::from_secs(300),
         }
     }
 }
@@ -742,6 +762,7 @@ impl Config {
             headers,
             log,
             assertion,
+            jwks,
             upstreams,
             routes,
         } = self;
@@ -760,6 +781,7 @@ impl Config {
                 headers,
                 log,
                 assertion,
+                jwks,
             },
         )
     }

@@ -128,6 +128,9 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Config {
     let routes = routes(&file.routes, &upstreams, problems);
     let store = store(&file, problems);
     let assertion = assertion(&file, &tokens, &headers, &upstreams, problems);
+    let jwks = JwksSettings {
+        max_age: problems.duration("tokens.jwks.max_age", &file.tokens.jwks.max_age),
+    };
     Config {
         server,
         store,
@@ -138,6 +141,7 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Config {
         headers,
         log,
         assertion,
+        jwks,
         upstreams,
         routes,
     }

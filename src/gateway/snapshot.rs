@@ -1,12 +1,14 @@
 //! The part of the running state SIGHUP swaps atomically: routes, upstreams, identity and
-//! forwarding header settings, the upstream assertion settings (with a fresh assertion
-//! cache). Compiled from [`Reloadable`] by value; loaded once per request (one
-//! `Arc<Snapshot>`).
+//! forwarding header settings, the JWKS `Cache-Control`, the upstream assertion settings
+//! (with a fresh assertion cache). Compiled from [`Reloadable`] by value; loaded once per
+//! request (one `Arc<Snapshot>`).
 
+use http::HeaderValue;
 use ipnet::IpNet;
 
 use crate::access::{Assertions, IdentityHeaders};
 use crate::config::Reloadable;
+use crate::endpoints::well_known;
 use crate::error::GatewayError;
 use crate::proxy::upstream::Upstream;
 use crate::routing::RouteTable;
@@ -21,6 +23,8 @@ pub struct Snapshot {
     pub forward_authorization: bool,
     /// `[assertion]` (SPEC §9): header, ttl, each upstream's audience, the cache.
     pub assertions: Assertions,
+    /// `Cache-Control` of the documents at `/.well-known/` (`tokens.jwks.max_age`).
+    pub jwks_cache_control: HeaderValue,
 }
 
 impl Snapshot {
@@ -32,6 +36,7 @@ impl Snapshot {
             headers,
             log: _,
             assertion,
+            jwks,
         } = reloadable;
         let assertions = Assertions::new(&assertion, &upstreams);
         let upstreams = upstreams
@@ -45,6 +50,7 @@ impl Snapshot {
             trusted_proxies: headers.trusted_proxies,
             forward_authorization: headers.forward_authorization,
             assertions,
+            jwks_cache_control: well_known::cache_control(jwks.max_age),
         })
     }
 

@@ -6,7 +6,8 @@
 //! `[[tokens.keys]]` (ES256, EdDSA, RS256; [`material`] reads a file, [`files`] the
 //! configured list): the `active` key signs (`typ: "at+jwt"`, claims plus `client_id`),
 //! the next, active and retired keys verify by exact `kid` and are published
-//! ([`TokenKeys::jwks`]). [`Keyring::load`] builds either from `[tokens]`; [`check`] is the
+//! ([`TokenKeys::jwks`]; as served at `/.well-known/jwks.json`, the bytes and `ETag` are
+//! computed once per keyring, [`Keyring::published`]). [`Keyring::load`] builds either from `[tokens]`; [`check`] is the
 //! config loader's file check (check-config, serve and reload refuse the same keys);
 //! [`TokenKeys::reload`] re-reads the key files on reload and swaps them in when they
 //! changed (rotation next → active → retired; a key removed stops verifying at once).
@@ -55,6 +56,7 @@ use jsonwebtoken::Algorithm;
 use crate::auth::now_secs;
 use crate::config::{KeyState, Problem, TokenSettings};
 use crate::error::TokenRejection;
+use crate::http::Published;
 
 /// Tokens longer than this are refused unread. Ours are ~400 bytes; 8 KiB leaves room for
 /// many roles while keeping hostile input cheap to refuse.
@@ -77,12 +79,15 @@ static TOKEN68: [bool; 256] = {
     table
 };
 
-/// The key that signs and the keys that verify, replaced together.
+/// The key that signs and the keys that verify, replaced together, with the public keys
+/// as served at `/.well-known/jwks.json` (computed here, once per key set: every swap
+/// republishes, no request serializes them).
 #[derive(Debug)]
 pub struct Keyring {
     signing: SigningKey,
     verifying: KeySet,
     entries: Vec<KeyEntry>,
+    published: Published,
 }
 
 /// What a keyring holds, for `gatehouse keys list`, logs and reload: one entry per key.
@@ -109,10 +114,12 @@ impl Keyring {
             file: None,
             private: true,
         }];
+        let published = Published::json(&verifying.jwks());
         let ring = Keyring {
             signing,
             verifying,
             entries,
+            published,
         };
         self_test(&ring.signing, &ring.verifying, rules)?;
         Ok(ring)
@@ -170,10 +177,12 @@ impl Keyring {
                 private: key.material.can_sign(),
             })
             .collect();
+        let published = Published::json(&verifying.jwks());
         Ok(Keyring {
             signing,
             verifying,
             entries,
+            published,
         })
     }
 
@@ -183,6 +192,11 @@ impl Keyring {
 
     pub fn verifying(&self) -> &KeySet {
         &self.verifying
+    }
+
+    /// The JWK set of [`KeySet::jwks`] as served (SPEC §9), with its ETag.
+    pub fn published(&self) -> &Published {
+        &self.published
     }
 
     /// The keys, in `[[tokens.keys]]` order (the shared secret: one `active` entry).
@@ -1033,5 +1047,53 @@ mod tests {
         let keys = TokenKeys::new(b"", &fine).expect("keys");
         assert_eq!(keys.jwks().keys.len(), 2);
         assert!(!keys.keyring().entries()[1].private);
+    }
+
+    #[test]
+    fn the_published_jwk_set_is_computed_once_per_key_set_and_republished_by_a_swap() {
+        let shared = TokenKeys::new(SECRET, &settings()).expect("keys");
+        assert_eq!(&shared.keyring().published().body[..], br#"{"keys":[]}"#);
+
+        let dir = tempfile::tempdir().expect("dir");
+        let (a, a_kid) = key_file(&dir, "a.pem", Algorithm::ES256);
+        let (b, b_kid) = key_file(&dir, "b.pem", Algorithm::ES256);
+        let keys = TokenKeys::new(
+            b"",
+            &pair_settings(Algorithm::ES256, &[(&a, KeyState::Active)]),
+        )
+        .expect("keys");
+        let kids = |ring: &Keyring| -> Vec<String> {
+            let published: serde_json::Value =
+                serde_json::from_slice(&ring.published().body).expect("json");
+            assert_eq!(
+                published,
+                serde_json::to_value(ring.verifying().jwks()).expect("json"),
+                "the served bytes are the key set's JWKS"
+            );
+            published["keys"]
+                .as_array()
+                .expect("keys")
+                .iter()
+                .map(|key| key["kid"].as_str().expect("kid").to_string())
+                .collect()
+        };
+        let before = keys.keyring();
+        assert_eq!(kids(&before), vec![a_kid.clone()]);
+
+        let next = Keyring::load(
+            b"",
+            &pair_settings(
+                Algorithm::ES256,
+                &[(&a, KeyState::Retired), (&b, KeyState::Active)],
+            ),
+            keys.rules(),
+        )
+        .expect("ring");
+        keys.swap(next);
+        let after = keys.keyring();
+        assert_eq!(kids(&after), vec![a_kid, b_kid]);
+        assert_ne!(after.published().etag, before.published().etag);
+        // Unchanged until the next swap: the same bytes on every request.
+        assert_eq!(keys.keyring().published().etag, after.published().etag);
     }
 }
