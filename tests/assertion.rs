@@ -1,19 +1,18 @@
 //! The upstream identity assertion end to end (SPEC §9 "Assertion"): a gateway with an
 //! ES256 key made by `gatehouse keys generate`, two real echo upstreams, real users.
-//! Assertions are verified as an upstream would — pinning the public key, `alg`, `iss`,
-//! `aud` and `typ` — with jsonwebtoken directly and the public key that rcgen reads from
-//! the key file (neither is gatehouse's own code). PyJWT, jwcrypto and jose verify them
-//! from the published JWKS in the interop tests.
+//! Assertions are verified as an upstream would — with the key published at
+//! `/.well-known/jwks.json`, pinning `alg`, `iss`, `aud` and `typ` — using jsonwebtoken
+//! directly (not gatehouse's own verification code). PyJWT and jose run the same checks in
+//! the interop tests.
 
 mod common;
 
 use std::path::Path;
 
-use base64::Engine as _;
-
 use common::accounts::{admin, claims_of, create_user};
 use common::{bearer, TestGateway, TestUser};
 use gatehouse::admin::protocol::Request;
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 const HEADER: &str = "x-gatehouse-assertion";
@@ -41,28 +40,33 @@ fn generate_key(dir: &Path, name: &str) -> std::path::PathBuf {
     out
 }
 
-/// `[tokens]` switched to ES256 with one active key, then `assertion` (a `[assertion]`
-/// table, or nothing).
-fn with_key_pair(assertion: &'static str) -> impl FnOnce(&Path, String) -> String {
-    move |dir, text| {
-        let key = generate_key(dir, "active.pem");
-        let secret = format!("secret_file = \"{}/secret\"\n", dir.display());
-        let tokens = format!(
-            "{secret}algorithm = \"ES256\"\nissuer = \"{ISSUER}\"\n\n[[tokens.keys]]\nfile = \"{}\"\nstate = \"active\"\n\n{assertion}\n",
-            key.display()
-        );
-        assert!(text.contains(&secret), "the harness's [tokens] changed");
-        text.replacen(&secret, &tokens, 1)
-    }
+/// `[tokens]` keys for ES256 with one active key made by `gatehouse keys generate` in
+/// `keys` (kept by the test for as long as the gateway runs).
+fn key_pair(keys: &tempfile::TempDir) -> String {
+    let key = generate_key(keys.path(), "active.pem");
+    format!(
+        "algorithm = \"ES256\"\nissuer = \"{ISSUER}\"\nkeys = [{{ file = \"{}\", state = \"active\" }}]\n",
+        key.display()
+    )
 }
 
-const ENABLED: &str = "[assertion]\nenabled = true\nttl = \"60s\"\n";
+/// A gateway in front of the harness's echo upstream with ES256 tokens and `extra`; the
+/// key directory goes with it.
+async fn start(extra: &str) -> (TestGateway, tempfile::TempDir) {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let gateway = TestGateway::start_with_tokens("", &key_pair(&keys), extra).await;
+    (gateway, keys)
+}
 
 /// A gateway with assertions on, `billing` (a second echo upstream, audience configured)
 /// under `/billing/**`, and a public `/open/**`.
-async fn gateway(billing: &common::EchoUpstream) -> TestGateway {
+async fn gateway(billing: &common::EchoUpstream) -> (TestGateway, tempfile::TempDir) {
     let extra = format!(
         r#"
+[assertion]
+enabled = true
+ttl = "60s"
+
 [upstreams.billing]
 url = "http://{billing}"
 assertion_audience = "{BILLING_AUDIENCE}"
@@ -77,32 +81,30 @@ access = "public"
 "#,
         billing = billing.addr
     );
-    TestGateway::start_edited("", &extra, with_key_pair(ENABLED)).await
+    start(&extra).await
 }
 
-/// The gateway's public key, as rcgen reads it from the key file.
-fn public_key(gateway: &TestGateway) -> DecodingKey {
-    let pem = std::fs::read_to_string(gateway.dir.path().join("active.pem")).expect("key file");
-    let pair = rcgen::KeyPair::from_pem(&pem).expect("a PKCS#8 key");
-    // SEC1 uncompressed point: 0x04 || x || y (32 bytes each for P-256).
-    let point = pair.public_key_raw();
-    assert_eq!((point.len(), point[0]), (65, 4), "a P-256 public key");
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    DecodingKey::from_ec_components(&b64(&point[1..33]), &b64(&point[33..]))
-        .expect("an EC public key")
+/// The published keys.
+async fn jwks(gateway: &TestGateway) -> JwkSet {
+    let response = gateway.get("/.well-known/jwks.json", &[]).await;
+    response.assert_status(200);
+    serde_json::from_slice(&response.body).expect("a JWK set")
 }
 
 /// Verifies `token` as an upstream whose audience is `audience` would.
-fn verify(key: &DecodingKey, token: &str, audience: &str) -> Result<serde_json::Value, String> {
+fn verify(jwks: &JwkSet, token: &str, audience: &str) -> Result<serde_json::Value, String> {
     let header = jsonwebtoken::decode_header(token).map_err(|err| err.to_string())?;
     if header.typ.as_deref() != Some(TYP) {
         return Err(format!("typ {:?}", header.typ));
     }
+    let kid = header.kid.ok_or("no kid")?;
+    let jwk = jwks.find(&kid).ok_or("unknown kid")?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|err| err.to_string())?;
     let mut validation = Validation::new(Algorithm::ES256);
     validation.set_issuer(&[ISSUER]);
     validation.set_audience(&[audience]);
     validation.set_required_spec_claims(&["iss", "aud", "sub", "exp", "nbf"]);
-    jsonwebtoken::decode::<serde_json::Value>(token, key, &validation)
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
         .map(|data| data.claims)
         .map_err(|err| format!("{:?}", err.kind()))
 }
@@ -126,9 +128,9 @@ async fn user(gateway: &TestGateway, name: &str, roles: &[&str]) -> TestUser {
 #[tokio::test]
 async fn each_upstream_receives_an_assertion_for_its_own_audience() {
     let billing = common::EchoUpstream::start().await;
-    let gateway = gateway(&billing).await;
+    let (gateway, _keys) = gateway(&billing).await;
     let alice = user(&gateway, "alice", &["admin", "reader"]).await;
-    let keys = public_key(&gateway);
+    let keys = jwks(&gateway).await;
 
     gateway
         .get("/orders/1", &[&bearer(&alice.token)])
@@ -188,9 +190,9 @@ async fn each_upstream_receives_an_assertion_for_its_own_audience() {
 #[tokio::test]
 async fn client_copies_are_stripped_and_anonymous_requests_carry_none() {
     let billing = common::EchoUpstream::start().await;
-    let gateway = gateway(&billing).await;
+    let (gateway, _keys) = gateway(&billing).await;
     let alice = user(&gateway, "alice", &[]).await;
-    let keys = public_key(&gateway);
+    let keys = jwks(&gateway).await;
     let forged = [
         "X-Gatehouse-Assertion: forged",
         "x_gatehouse_assertion: forged",
@@ -238,7 +240,7 @@ async fn client_copies_are_stripped_and_anonymous_requests_carry_none() {
 #[tokio::test]
 async fn an_assertion_is_refused_as_a_bearer_token() {
     let billing = common::EchoUpstream::start().await;
-    let gateway = gateway(&billing).await;
+    let (gateway, _keys) = gateway(&billing).await;
     let alice = user(&gateway, "alice", &["admin"]).await;
     gateway
         .get("/orders/1", &[&bearer(&alice.token)])
@@ -262,9 +264,9 @@ async fn an_assertion_is_refused_as_a_bearer_token() {
 #[tokio::test]
 async fn an_assertion_is_reused_while_fresh_and_follows_role_changes() {
     let billing = common::EchoUpstream::start().await;
-    let gateway = gateway(&billing).await;
+    let (gateway, _keys) = gateway(&billing).await;
     let alice = user(&gateway, "alice", &["reader"]).await;
-    let keys = public_key(&gateway);
+    let keys = jwks(&gateway).await;
     let auth = bearer(&alice.token);
 
     gateway.get("/a", &[&auth]).await.assert_status(200);
@@ -309,6 +311,9 @@ async fn forward_auth_answers_with_the_assertion_for_the_decided_upstream() {
 [headers]
 trusted_proxies = ["127.0.0.1/32"]
 
+[assertion]
+enabled = true
+
 [upstreams.billing]
 url = "http://{billing}"
 assertion_audience = "{BILLING_AUDIENCE}"
@@ -323,9 +328,9 @@ access = "public"
 "#,
         billing = billing.addr
     );
-    let gateway = TestGateway::start_edited("", &extra, with_key_pair(ENABLED)).await;
+    let (gateway, _keys) = start(&extra).await;
     let alice = user(&gateway, "alice", &["admin"]).await;
-    let keys = public_key(&gateway);
+    let keys = jwks(&gateway).await;
     let auth = bearer(&alice.token);
 
     let response = gateway.get("/auth/verify", &[&auth]).await;

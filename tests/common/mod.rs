@@ -129,22 +129,6 @@ impl TestGateway {
         (gateway, store)
     }
 
-    /// As [`Self::start_with`], with the config text passed through `edit` before the
-    /// gateway reads it (e.g. to add keys to `[tokens]`, which `extra` cannot reopen);
-    /// `edit` gets the temp dir too, for files the config names.
-    pub async fn start_edited(
-        server_extra: &str,
-        extra: &str,
-        edit: impl FnOnce(&std::path::Path, String) -> String,
-    ) -> TestGateway {
-        let mut gateway = Self::prepare(server_extra, extra).await;
-        let text = std::fs::read_to_string(&gateway.config_path).expect("read config");
-        let text = edit(gateway.dir.path(), text);
-        std::fs::write(&gateway.config_path, text).expect("write config");
-        gateway.boot().await;
-        gateway
-    }
-
     /// The upstream, the temp dir with its secret and config; not started.
     pub async fn prepare(server_extra: &str, extra: &str) -> TestGateway {
         let upstream = EchoUpstream::start().await;
