@@ -107,6 +107,12 @@ async fn each_key_pair_algorithm_signs_tokens_that_open_a_protected_route() {
         let config = write_config(dir.path(), &text);
         let checked = run_cli(&config, &["check-config"], "", &[]);
         assert_eq!(checked.code, 0, "{alg}: {checked:?}");
+        assert!(
+            checked
+                .stdout
+                .contains(&format!("signing keys ({alg}):\n  active   {kid}  ")),
+            "{alg}: {checked:?}"
+        );
         cli_add_user(&config, "alice", &[], PASSWORD);
         let gatehouse = Gatehouse::start(dir.path(), &config, &[]).await;
 
