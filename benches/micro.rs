@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the per-request hot path (issue: performance harness):
 //! path normalization (already-normal and messy), route matching on a 50-route table,
-//! token validation, identity-header strip + stamp.
+//! token validation (HS256, and the SPEC §9 key pairs ES256 / EdDSA / RS256, cached and
+//! uncached) and issuing, identity-header strip + stamp.
 //!
 //! Run: `cargo bench --bench micro`. Numbers are for comparing commits on one machine;
 //! the load comparison against nginx/HAProxy lives in benches/load/.
@@ -107,6 +108,55 @@ fn tokens(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
+}
+
+/// Per key-pair algorithm: verify uncached (the key set alone: header check, signature,
+/// claims — what the first request with a token pays), verify cached (every later
+/// request), and issue (login / token endpoint signing). HS256 issue for comparison.
+fn key_pairs(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("dir");
+    let hs =
+        TokenKeys::new(b"bench-secret-bench-secret-bench-secret", &token_settings()).expect("keys");
+    c.bench_function("jwt_issue_hs256", |b| {
+        b.iter(|| hs.issue("u-123", "alice", &["reader".into()], Some("s1")))
+    });
+    for (alg, name) in [
+        (jsonwebtoken::Algorithm::ES256, "es256"),
+        (jsonwebtoken::Algorithm::EdDSA, "eddsa"),
+        (jsonwebtoken::Algorithm::RS256, "rs256"),
+    ] {
+        let (pem, _) = gatehouse::auth::keys::generate(alg, 2048).expect("generate");
+        let file = dir.path().join(format!("{name}.pem"));
+        gatehouse::auth::keys::files::write_private_key(&file, &pem).expect("write");
+        let settings = TokenSettings {
+            issuer: "https://gw.example".into(),
+            algorithm: alg,
+            keys: vec![KeyFileSettings {
+                file,
+                state: KeyState::Active,
+            }],
+            ..token_settings()
+        };
+        let keys = TokenKeys::new(b"", &settings).expect("keys");
+        let (token, _) = keys
+            .issue(
+                "u-123",
+                "alice",
+                &["reader".into(), "writer".into()],
+                Some("s1"),
+            )
+            .expect("issue");
+        let ring = keys.keyring();
+        c.bench_function(&format!("jwt_verify_{name}_uncached"), |b| {
+            b.iter(|| ring.verifying().verify(black_box(&token)).map(|_| ()))
+        });
+        c.bench_function(&format!("jwt_verify_{name}_cached"), |b| {
+            b.iter(|| keys.verify(black_box(&token)).map(|_| ()))
+        });
+        c.bench_function(&format!("jwt_issue_{name}"), |b| {
+            b.iter(|| keys.issue("u-123", "alice", &["reader".into()], Some("s1")))
+        });
+    }
 }
 
 fn identity(c: &mut Criterion) {
@@ -232,5 +282,5 @@ fn assertion(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, paths, routing, tokens, identity, assertion);
+criterion_group!(benches, paths, routing, tokens, key_pairs, identity, assertion);
 criterion_main!(benches);

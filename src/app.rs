@@ -213,6 +213,10 @@ impl App {
                 shutdown.subscribe(),
             )));
         }
+        let ring = gateway.accounts.keys().keyring();
+        if ring.signing().is_pair() {
+            tracing::info!(algorithm = ?ring.signing().algorithm(), keys = %ring.describe(), "signing keys loaded");
+        }
         ops.ready.store(true, Ordering::Release);
         let _ = ops.accounts.set(gateway.accounts.clone());
         tracing::info!(%addr, %ops_addr, https = tls.is_some(), "gatehouse serving");

@@ -458,6 +458,23 @@ fn check_config(path: &Path) -> Result<(), String> {
     for warning in warnings {
         let _ = writeln!(out, "warning: {warning}");
     }
+    if crate::auth::keys::is_pair_algorithm(config.tokens.algorithm) {
+        let _ = writeln!(out, "signing keys ({:?}):", config.tokens.algorithm);
+        // The loader read every file already: each row is a key.
+        for entry in crate::auth::keys::files::describe(&config.tokens)
+            .into_iter()
+            .flatten()
+        {
+            let file = entry.file.map(|file| file.display().to_string());
+            let _ = writeln!(
+                out,
+                "  {:<7}  {}  {}",
+                entry.state.as_str(),
+                entry.kid,
+                file.unwrap_or_default()
+            );
+        }
+    }
     Ok(())
 }
 

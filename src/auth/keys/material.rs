@@ -118,10 +118,8 @@ impl KeyMaterial {
             "PRIVATE KEY" => Self::from_pkcs8(&block.der, alg),
             "PUBLIC KEY" => Self::from_spki(&block.der, alg),
             "ENCRYPTED PRIVATE KEY" => Err("holds an encrypted private key; gatehouse reads unencrypted PKCS#8 (protect the file with mode 0600 instead): `openssl pkcs8 -in OLD -nocrypt -out NEW`".into()),
-            "EC PRIVATE KEY" | "RSA PRIVATE KEY" => Err(format!(
-                "holds a {} key, not PKCS#8; convert it: `openssl pkcs8 -topk8 -nocrypt -in OLD -out NEW`",
-                block.label.trim_end_matches(" PRIVATE KEY")
-            )),
+            "EC PRIVATE KEY" => Err("holds a SEC1 `EC PRIVATE KEY`, not PKCS#8; convert it: `openssl pkcs8 -topk8 -nocrypt -in OLD -out NEW`".into()),
+            "RSA PRIVATE KEY" => Err("holds a PKCS#1 `RSA PRIVATE KEY`, not PKCS#8; convert it: `openssl pkcs8 -topk8 -nocrypt -in OLD -out NEW`".into()),
             "RSA PUBLIC KEY" => Err("holds a PKCS#1 public key; a retired key must be a SubjectPublicKeyInfo `PUBLIC KEY`: `openssl rsa -RSAPublicKey_in -in OLD -pubout -out NEW`".into()),
             "CERTIFICATE" => Err("holds a certificate; gatehouse needs the PKCS#8 private key (or, for a retired key, its public key)".into()),
             other => Err(format!(
@@ -458,13 +456,16 @@ impl KeyKind {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// With its article: "a P-256 EC key", "an RSA key", "a key of an algorithm …".
+    fn described(self) -> String {
         match self {
-            KeyKind::EcP256 => "P-256 EC",
-            KeyKind::EcOther(curve) => curve,
-            KeyKind::Ed25519 => "Ed25519",
-            KeyKind::Rsa => "RSA",
-            KeyKind::Other(what) => what,
+            KeyKind::EcP256 => "a P-256 EC key".into(),
+            KeyKind::EcOther(curve) if curve.starts_with("an ") => curve.into(),
+            KeyKind::EcOther(curve) => format!("a {curve} EC key"),
+            KeyKind::Ed25519 => "an Ed25519 key".into(),
+            KeyKind::Rsa => "an RSA key".into(),
+            KeyKind::Other(what) if what.starts_with("of ") => format!("a key {what}"),
+            KeyKind::Other(what) => format!("a {what} key"),
         }
     }
 
@@ -490,12 +491,7 @@ impl KeyKind {
             Algorithm::EdDSA => "an Ed25519 key",
             _ => "an RSA key",
         };
-        let kind = match self {
-            KeyKind::EcOther(curve) if curve.starts_with("an ") => curve.to_string(),
-            KeyKind::EcOther(curve) => format!("a {curve} EC key"),
-            KeyKind::Other(what) if what.starts_with("of ") => format!("a key {what}"),
-            other => format!("a key of kind {}", other.name()),
-        };
+        let kind = self.described();
         format!(
             "holds {kind}, but tokens.algorithm = \"{alg:?}\" needs {needs} (make one with `gatehouse keys generate --alg {alg:?}`)"
         )
@@ -877,11 +873,11 @@ mod tests {
         let (ed, _) = generate(Algorithm::EdDSA, 2048).expect("generate");
         let (rsa, _) = generate(Algorithm::RS256, 2048).expect("generate");
         for (pem, alg, says) in [
-            (&ec, Algorithm::EdDSA, "P-256 EC"),
-            (&ec, Algorithm::RS256, "P-256 EC"),
-            (&ed, Algorithm::ES256, "Ed25519"),
-            (&rsa, Algorithm::ES256, "RSA"),
-            (&rsa, Algorithm::EdDSA, "RSA"),
+            (&ec, Algorithm::EdDSA, "holds a P-256 EC key, but"),
+            (&ec, Algorithm::RS256, "holds a P-256 EC key, but"),
+            (&ed, Algorithm::ES256, "holds an Ed25519 key, but"),
+            (&rsa, Algorithm::ES256, "holds an RSA key, but"),
+            (&rsa, Algorithm::EdDSA, "holds an RSA key, but"),
         ] {
             let err = KeyMaterial::from_pem(pem.as_bytes(), alg).expect_err("wrong kind");
             assert!(err.contains(says), "{alg:?}: {err}");
@@ -895,7 +891,7 @@ mod tests {
         .expect("p384");
         let pem = encode_pem("PRIVATE KEY", p384.as_ref());
         let err = KeyMaterial::from_pem(pem.as_bytes(), Algorithm::ES256).expect_err("P-384");
-        assert!(err.contains("P-384"), "{err}");
+        assert!(err.contains("holds a P-384 EC key, but"), "{err}");
     }
 
     /// Builds a PKCS#8 RSA key from raw parts, as a weak or odd key would be written.
@@ -988,7 +984,7 @@ mod tests {
             ),
             (
                 "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n".into(),
-                "not PKCS#8",
+                "SEC1",
             ),
             (
                 "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\nMIIB\n-----END RSA PRIVATE KEY-----\n"
