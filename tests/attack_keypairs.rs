@@ -270,3 +270,26 @@ async fn an_access_token_is_refused_by_assertion_verifiers() {
         assert_eq!(access["issuer"], ISSUER);
     }
 }
+
+/// An assertion (SPEC §9: `typ` `gatehouse-assertion+jwt`, `aud` an upstream's) captured at
+/// an upstream and presented to gatehouse as a bearer token: refused.
+#[tokio::test]
+async fn an_assertion_is_refused_as_a_bearer_token() {
+    for alg in KEY_PAIR_ALGORITHMS {
+        let extra = "[assertion]\nenabled = true\n";
+        let signed = Signed::start(alg, extra).await;
+        let response = signed
+            .gatehouse
+            .request("GET", "/api/data", &[&bearer(&signed.token)], b"")
+            .await;
+        assert_eq!(response.status, 200, "{alg}");
+        let assertion = signed
+            .upstream
+            .last()
+            .and_then(|seen| seen.header("x-gatehouse-assertion").map(str::to_string))
+            .unwrap_or_else(|| panic!("{alg}: no assertion upstream"));
+        assert_refused(&signed, "assertion as a bearer token", &assertion).await;
+        let me = signed.gatehouse.me(&assertion).await;
+        assert_eq!(me.status, 401, "{alg}: /auth/me with an assertion");
+    }
+}

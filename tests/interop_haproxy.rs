@@ -10,42 +10,11 @@
 
 mod common;
 
-use common::interop::{haproxy_check, peers, tampered, Haproxy, Signed, AUDIENCE, ISSUER};
+use common::interop::{haproxy_check, haproxy_jwt_config, tampered, Haproxy, Signed, AUDIENCE};
 use common::{bearer, request, SECRET};
 
 fn haproxy_config(alg: &str, key: &str, typ: &str, upstream: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-global
-    log stderr format raw local0 info
-
-defaults
-    mode http
-    log global
-    timeout connect 2s
-    timeout client 10s
-    timeout server 10s
-
-frontend api
-    bind {{LISTEN}}
-    http-request set-var(txn.bearer) http_auth_bearer
-    http-request deny deny_status 401 unless {{ var(txn.bearer) -m found }}
-    http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_header_query('$.alg') -m str {alg} }}
-    http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_header_query('$.typ') -m str {typ} }}
-    http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_verify("{alg}","{key}") -m int 1 }}
-    http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_payload_query('$.iss') -m str {ISSUER} }}
-    http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_payload_query('$.aud') -m str {AUDIENCE} }}
-    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
-    http-request set-var(txn.now) date
-    http-request deny deny_status 401 unless {{ var(txn.exp) -m found }}
-    http-request deny deny_status 401 if {{ var(txn.exp),sub(txn.now) -m int le 0 }}
-    http-request set-header X-Verified-Subject %[var(txn.bearer),jwt_payload_query('$.sub')]
-    default_backend upstream
-
-backend upstream
-    server up {upstream}
-"#
-    )
+    haproxy_jwt_config("http_auth_bearer", alg, key, typ, AUDIENCE, upstream)
 }
 
 async fn haproxy_verifies(alg: &'static str) {
@@ -55,15 +24,8 @@ async fn haproxy_verifies(alg: &'static str) {
         (SECRET.to_string(), "JWT")
     } else {
         // The key as any verifier would get it: from the published JWKS, exported as PEM.
-        let answer = peers()
-            .python(serde_json::json!({ "op": "pems", "jwks_uri": signed.jwks_uri() }))
-            .await;
-        let pem = answer["pems"][&signed.kid]
-            .as_str()
-            .unwrap_or_else(|| panic!("no PEM for kid {}: {answer}", signed.kid));
-        let path = dir.path().join("public.pem");
-        std::fs::write(&path, pem).expect("write public.pem");
-        (path.display().to_string(), "at+jwt")
+        let pem = signed.public_pem_from_jwks(dir.path()).await;
+        (pem.display().to_string(), "at+jwt")
     };
     let haproxy = Haproxy::start(
         dir.path(),

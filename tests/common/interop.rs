@@ -246,8 +246,10 @@ pub fn tokens_config(alg: &str, keys: &[(&Path, &str)], secret_file: &Path) -> S
 }
 
 /// The real binary with `tokens`, in front of `upstream`: listeners on port 0, store in
-/// `dir/data`, low argon2 cost, a JSON log, then `extra`.
+/// `dir/data`, low argon2 cost, a JSON log, then `extra` (where `{UPSTREAM}` becomes
+/// `upstream`'s address).
 pub fn gateway_config(dir: &Path, upstream: SocketAddr, tokens: &str, extra: &str) -> String {
+    let extra = extra.replace("{UPSTREAM}", &upstream.to_string());
     format!(
         r#"
 [server]
@@ -354,6 +356,20 @@ impl Signed {
         pin
     }
 
+    /// The active key's public key as SPKI PEM, exported from the published JWKS (by
+    /// jwcrypto) as any verifier would get it, written to `dir/public.pem`.
+    pub async fn public_pem_from_jwks(&self, dir: &Path) -> PathBuf {
+        let answer = peers()
+            .python(serde_json::json!({ "op": "pems", "jwks_uri": self.jwks_uri() }))
+            .await;
+        let pem = answer["pems"][&self.kid]
+            .as_str()
+            .unwrap_or_else(|| panic!("no PEM for kid {}: {answer}", self.kid));
+        let path = dir.join("public.pem");
+        std::fs::write(&path, pem).expect("write public.pem");
+        path
+    }
+
     /// The published JWK set.
     pub async fn jwks(&self) -> serde_json::Value {
         let response = self
@@ -372,6 +388,54 @@ pub fn tampered(token: &str) -> String {
     let last = payload.pop().expect("payload");
     payload.push(if last == 'A' { 'B' } else { 'A' });
     parts.join(".")
+}
+
+/// A HAProxy config whose frontend (bound at `{LISTEN}`) lets a request through to
+/// `upstream` only with a JWT in `source` (a sample fetch: `http_auth_bearer`,
+/// `req.hdr(X-Gatehouse-Assertion)`) that `jwt_verify(alg, key)` accepts (`key`: a PEM
+/// file, or the HS* secret), whose header `alg` and `typ` and claims `iss` ([`ISSUER`]) and
+/// `aud` are the pinned ones and whose `exp` is in the future (as in benches/load/lib.sh);
+/// the verified `sub` goes upstream as `X-Verified-Subject`. Anything else: 401.
+pub fn haproxy_jwt_config(
+    source: &str,
+    alg: &str,
+    key: &str,
+    typ: &str,
+    audience: &str,
+    upstream: SocketAddr,
+) -> String {
+    format!(
+        r#"
+global
+    log stderr format raw local0 info
+
+defaults
+    mode http
+    log global
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+
+frontend api
+    bind {{LISTEN}}
+    http-request set-var(txn.jwt) {source}
+    http-request deny deny_status 401 unless {{ var(txn.jwt) -m found }}
+    http-request deny deny_status 401 unless {{ var(txn.jwt),jwt_header_query('$.alg') -m str {alg} }}
+    http-request deny deny_status 401 unless {{ var(txn.jwt),jwt_header_query('$.typ') -m str {typ} }}
+    http-request deny deny_status 401 unless {{ var(txn.jwt),jwt_verify("{alg}","{key}") -m int 1 }}
+    http-request deny deny_status 401 unless {{ var(txn.jwt),jwt_payload_query('$.iss') -m str {ISSUER} }}
+    http-request deny deny_status 401 unless {{ var(txn.jwt),jwt_payload_query('$.aud') -m str {audience} }}
+    http-request set-var(txn.exp) var(txn.jwt),jwt_payload_query('$.exp','int')
+    http-request set-var(txn.now) date
+    http-request deny deny_status 401 unless {{ var(txn.exp) -m found }}
+    http-request deny deny_status 401 if {{ var(txn.exp),sub(txn.now) -m int le 0 }}
+    http-request set-header X-Verified-Subject %[var(txn.jwt),jwt_payload_query('$.sub')]
+    default_backend upstream
+
+backend upstream
+    server up {upstream}
+"#
+    )
 }
 
 /// HAProxy: on `PATH` or in the usual sbin dirs; a test FAILS without it.
@@ -421,6 +485,13 @@ impl Haproxy {
     /// address), checks it, starts HAProxy and waits until it listens.
     pub async fn start(dir: &Path, config: &str) -> Haproxy {
         let addr = crate::common::binary::third_party_listen_addr();
+        Self::start_on(dir, addr, config).await
+    }
+
+    /// [`Self::start`] on an address the test reserved with
+    /// [`crate::common::binary::third_party_listen_addr`] (e.g. to name it in a gateway's
+    /// config before HAProxy's own config can be written).
+    pub async fn start_on(dir: &Path, addr: SocketAddr, config: &str) -> Haproxy {
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, config.replace("{LISTEN}", &addr.to_string()))
             .expect("write haproxy.cfg");
