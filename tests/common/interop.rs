@@ -96,7 +96,9 @@ impl Peers {
     pub async fn jose(&self, request: serde_json::Value) -> serde_json::Value {
         let node_dir = self.dir.join("node");
         let script = node_dir.join("jose_peer.mjs");
-        let staged = node_dir.join(format!("jose_peer.mjs.{}", std::process::id()));
+        static STAGED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let number = STAGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let staged = node_dir.join(format!("jose_peer.mjs.{}.{number}", std::process::id()));
         std::fs::copy(source_dir().join("jose_peer.mjs"), &staged).expect("stage jose_peer.mjs");
         std::fs::rename(&staged, &script).expect("place jose_peer.mjs");
         run_peer(Command::new("node").arg(script), request).await
