@@ -104,6 +104,28 @@ impl Peers {
         run_peer(Command::new("node").arg(script), request).await
     }
 
+    /// Runs an ES module (a verification snippet from the docs, exporting
+    /// `identity(headers)`) next to the installed `jose`, on each of `headers_list`;
+    /// the results in order (`{"ok", "identity"}` or `{"ok": false, "error"}`).
+    pub async fn jose_module(
+        &self,
+        code: &str,
+        headers_list: serde_json::Value,
+    ) -> Vec<serde_json::Value> {
+        static MODULES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let number = MODULES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("doc-snippet-{}-{number}.mjs", std::process::id());
+        let path = self.dir.join("node").join(&name);
+        std::fs::write(&path, code).expect("write snippet module");
+        let answer = self
+            .jose(
+                serde_json::json!({ "module": format!("./{name}"), "headers_list": headers_list }),
+            )
+            .await;
+        let _ = std::fs::remove_file(&path);
+        results(&answer)
+    }
+
     /// PyJWT, jwcrypto and npm jose, each verifying `tokens` as a relying party pinned to
     /// `pin` (`jwks_uri` or `secret`, `issuer`, `audience`, `typ`, `algorithms`). Returns
     /// `(peer name, results)` for each peer, results in token order.

@@ -5,6 +5,7 @@ One JSON request on stdin, one JSON answer on stdout; tokens travel only through
   {"op": "verify", "peer": "pyjwt" | "jwcrypto", ...}  verify tokens as a relying party would
   {"op": "pems", "jwks_uri": URL}                      every JWKS key as SPKI PEM (for HAProxy)
   {"op": "forge", "category": NAME, ...}               hostile tokens for the attack tests
+  {"op": "doc_python", "snippet": CODE, "headers_list": [...]}  run a docs snippet's identity()
 
 `verify` pins everything a careful verifier pins: the JWKS URL (or the shared secret for
 HS*), the algorithms, `iss`, `aud`, the required claims and the header `typ` (neither PyJWT
@@ -95,6 +96,19 @@ def verify(request):
                 raise ValueError(f"typ {header.get('typ')!r} is not {request['typ']!r}")
             results.append({"ok": True, "header": header, "claims": claims})
         except Exception as error:  # every failure is an answer, not a crash
+            results.append({"ok": False, "error": f"{type(error).__name__}: {error}"})
+    return {"results": results}
+
+
+def doc_python(request):
+    """Runs a verification snippet from the docs: `identity(headers)` for each headers map."""
+    namespace = {"__name__": "doc_snippet"}
+    exec(compile(request["snippet"], "doc_snippet.py", "exec"), namespace)
+    results = []
+    for headers in request["headers_list"]:
+        try:
+            results.append({"ok": True, "identity": namespace["identity"](headers)})
+        except Exception as error:  # every refusal is an answer
             results.append({"ok": False, "error": f"{type(error).__name__}: {error}"})
     return {"results": results}
 
@@ -500,7 +514,9 @@ def forge(request):
 
 def main():
     request = json.load(sys.stdin)
-    handler = {"verify": verify, "pems": pems, "forge": forge}[request["op"]]
+    handler = {"verify": verify, "pems": pems, "forge": forge, "doc_python": doc_python}[
+        request["op"]
+    ]
     json.dump(handler(request), sys.stdout)
 
 
