@@ -10,13 +10,18 @@ mod common;
 use common::interop::{peers, Signed, ISSUER, KEY_PAIR_ALGORITHMS};
 use common::{bearer, EchoUpstream};
 
-const DOC: &str = include_str!("../docs/assertion.md");
 const DOC_ISSUER: &str = "https://gw.example.com";
 const DOC_AUDIENCE: &str = "http://10.0.0.7:8000";
 
-/// The first fenced block of `language` after `heading`.
-fn snippet(heading: &str, language: &str) -> &'static str {
-    let after = DOC
+/// docs/assertion.md, read when the test runs.
+fn doc() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/assertion.md");
+    std::fs::read_to_string(path).unwrap_or_else(|error| panic!("read {path}: {error}"))
+}
+
+/// The first fenced block of `language` after `heading` in `doc`.
+fn snippet<'a>(doc: &'a str, heading: &str, language: &str) -> &'a str {
+    let after = doc
         .split_once(heading)
         .unwrap_or_else(|| panic!("docs/assertion.md has no {heading:?}"))
         .1;
@@ -64,6 +69,7 @@ assertion_audience = "https://orders.internal"
 path = "/orders/**"
 upstream = "orders"
 "#;
+    let doc = doc();
     for alg in KEY_PAIR_ALGORITHMS {
         let signed = Signed::start(alg, extra).await;
         let audience = format!("http://{}", signed.upstream.addr);
@@ -86,7 +92,11 @@ upstream = "orders"
             ])
         };
 
-        let python = adapted(snippet("### Python: PyJWT", "python"), &signed, &audience);
+        let python = adapted(
+            snippet(&doc, "### Python: PyJWT", "python"),
+            &signed,
+            &audience,
+        );
         let answer = peers()
             .python(serde_json::json!({
                 "op": "doc_python", "snippet": python,
@@ -94,7 +104,11 @@ upstream = "orders"
             }))
             .await;
         let results = answer["results"].as_array().expect("results").clone();
-        let js = adapted(snippet("### JavaScript: jose", "js"), &signed, &audience);
+        let js = adapted(
+            snippet(&doc, "### JavaScript: jose", "js"),
+            &signed,
+            &audience,
+        );
         let jose = peers()
             .jose_module(&js, headers("x-gatehouse-assertion"))
             .await;
