@@ -79,6 +79,7 @@ fn token_settings() -> TokenSettings {
         access_ttl: Duration::from_secs(900),
         refresh_ttl: Duration::from_secs(3600),
         leeway: Duration::from_secs(30),
+        keys: Vec::new(),
     }
 }
 

@@ -1,7 +1,9 @@
 //! Assembles a running gateway from a `Config` and already-bound listeners; owns the one
 //! config loader of `serve`, `check-config` and reload ([`load_config`]), reload (SIGHUP,
 //! `gatehouse reload`, or a changed file with `server.watch_config`: swap one
-//! `Arc<Snapshot>`, name each changed restart-only key in a WARN line, count it by result
+//! `Arc<Snapshot>` and, when `[[tokens.keys]]` changed, the signing keys (each replica of a
+//! PostgreSQL store reloads its own key files), name each changed restart-only key in a
+//! WARN line, count it by result
 //! in `gatehouse_config_reloads_total`), the start order (the ops listener first, not
 //! ready; the store opened and the accounts loaded, waited for with backoff while the
 //! database cannot be reached (SPEC §8); then serving, ready) and the shutdown order
@@ -32,8 +34,8 @@ pub struct App;
 
 /// The one loader of `serve`, `check-config` and reload: [`config::load_with`] plus what
 /// start would refuse about the files the config names (the signing secret's source and
-/// length, the PostgreSQL connection string's source, the TLS certificate and key), each
-/// problem with its key path.
+/// length, the `[[tokens.keys]]` key files, the PostgreSQL connection string's source, the
+/// TLS certificate and key), each problem with its key path.
 pub fn load_config(path: &Path) -> Result<Config, config::ConfigError> {
     config::load_with(path, startup_problems)
 }
@@ -43,6 +45,7 @@ fn startup_problems(config: &Config) -> Vec<config::Problem> {
     if let Err(problem) = crate::auth::secret::configured(&config.tokens) {
         problems.push(problem);
     }
+    problems.extend(crate::auth::keys::check(&config.tokens));
     if config.store.backend == config::StoreBackend::Postgres {
         if let Err(problem) = config.store.postgres.connection_string() {
             problems.push(problem);
@@ -160,6 +163,11 @@ impl App {
             accounts,
             metrics: metrics.clone(),
             auth_prefix: startup.server.auth_prefix.clone(),
+            well_known: crate::endpoints::well_known::WellKnown::new(
+                &startup.tokens.issuer,
+                startup.tokens.algorithm,
+                &startup.server.auth_prefix,
+            ),
             upgrades: tokio_util::task::TaskTracker::new(),
         });
         let reloader = Arc::new(Reloader {
@@ -306,14 +314,20 @@ impl Reloader {
     fn apply(&self) -> Result<Vec<String>, String> {
         let config = load_config(&self.config_path).map_err(|err| err.to_string())?;
         let changed = config::changed_restart_only(&self.restart_only, &config.restart_only());
-        let (_, reloadable) = config.into_parts();
+        let (startup, reloadable) = config.into_parts();
         let level = reloadable.log.level.clone();
         let snapshot = Snapshot::new(reloadable, &self.gateway.metrics)?;
         if let Some((cell, files)) = &self.tls {
             cell.reload(files)?;
         }
+        // Last of the steps that can fail: a key that does not load keeps the running
+        // keys (and, as every failure above, the running config).
+        let keys = self.gateway.accounts.keys().reload(&startup.tokens)?;
         self.gateway.snapshot.store(Arc::new(snapshot));
         self.log.set_level(&level);
+        if let Some(keys) = keys {
+            tracing::info!(keys = %keys, "signing keys reloaded");
+        }
         let warnings: Vec<String> = changed
             .into_iter()
             .map(|key| {
@@ -364,7 +378,7 @@ async fn watch_config(reloader: Arc<Reloader>, mut shutdown: watch::Receiver<boo
 
 impl AppHandle {
     /// Re-reads the config file through the shared loader and swaps routes, upstreams,
-    /// headers and log level; the TLS certificate is re-read too. On any problem the
+    /// headers, log level and the JWKS `max_age`; the TLS certificate is re-read too. On any problem the
     /// running config stays (the error lists the problems). On success: one warning per
     /// changed restart-only key (also logged at WARN), whose running value stays.
     pub fn reload(&self) -> Result<Vec<String>, String> {

@@ -1,6 +1,7 @@
 //! The command line (SPEC §1): `serve` (the default), `check-config`, `explain` (a raw `#`
 //! is refused as the gateway would; a lowercase standard method gets a note), `user …`,
-//! `store export|import`, `healthcheck`, `reload`, `migrate` (the PostgreSQL schema), and
+//! `store export|import`, `keys generate|list` (SPEC §9 signing keys), `healthcheck`,
+//! `reload`, `migrate` (the PostgreSQL schema), and
 //! `completions SHELL` / `man`, generated from these clap
 //! definitions (clap_complete, clap_mangen) so they never drift from the real options.
 //! Exit codes: 0 ok, 1 error (stderr says what and where), 2 usage.
@@ -58,6 +59,9 @@ enum Command {
     /// Export the store as JSON Lines, or import such a file into an empty store
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Make a signing key file, or list the configured ones (SPEC §9)
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Exit 0 when the running gateway's /readyz answers 200 (for container HEALTHCHECK)
     Healthcheck {
         /// Readiness URL [default: http://<ops_listen>/readyz]
@@ -84,6 +88,26 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a PKCS#8 PEM private key and print its kid. With --out the file is created
+    /// with mode 0600 (never overwriting one) and the kid printed to stdout; without it the
+    /// PEM goes to stdout and the kid to stderr
+    Generate {
+        /// The key's algorithm (tokens.algorithm)
+        #[arg(long, value_parser = ["ES256", "EdDSA", "RS256"])]
+        alg: String,
+        /// Where to write the key [default: stdout]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// RSA modulus size (RS256 only)
+        #[arg(long, default_value = "3072", value_parser = ["2048", "3072"])]
+        bits: String,
+    },
+    /// Show each configured [[tokens.keys]] key: kid, alg, state, file
+    List,
+}
+
 /// Parses the command line and runs it; returns the process exit code.
 pub fn run() -> i32 {
     let cli = match Cli::try_parse() {
@@ -103,6 +127,10 @@ pub fn run() -> i32 {
         Command::Store(command) => {
             load(&cli.config).and_then(|config| crate::admin::run_store(&config, command))
         }
+        Command::Keys(KeysCommand::Generate { alg, out, bits }) => {
+            generate_key(&alg, out.as_deref(), &bits)
+        }
+        Command::Keys(KeysCommand::List) => load(&cli.config).and_then(|config| list_keys(&config)),
         Command::Healthcheck { url } => healthcheck(&cli.config, url.as_deref()),
         Command::Completions { shell } => completions(shell),
         Command::Man => man_page(),
@@ -220,6 +248,85 @@ fn forget_sled_fingerprint(config: &Config) -> Result<(), String> {
         );
     } else {
         println!("{path}: no signing secret fingerprint was kept");
+    }
+    Ok(())
+}
+
+/// `gatehouse keys generate`: the key is made (and read back) by auth::keys; here it is
+/// written out and the kid printed.
+fn generate_key(alg: &str, out: Option<&Path>, bits: &str) -> Result<(), String> {
+    use crate::auth::keys;
+    let algorithm = match alg {
+        "ES256" => jsonwebtoken::Algorithm::ES256,
+        "EdDSA" => jsonwebtoken::Algorithm::EdDSA,
+        _ => jsonwebtoken::Algorithm::RS256,
+    };
+    let bits = if bits == "2048" { 2048 } else { 3072 };
+    let (pem, kid) = keys::generate(algorithm, bits)?;
+    match out {
+        Some(path) => {
+            keys::files::write_private_key(path, &pem)?;
+            println!("{kid}");
+            eprintln!(
+                "wrote a {alg} private key to {} (mode 0600); add it to [[tokens.keys]] with state = \"next\" (or \"active\" for the first key) and reload",
+                path.display()
+            );
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(pem.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|err| format!("cannot write the key to stdout: {err}"))?;
+            eprintln!("kid: {kid}");
+        }
+    }
+    Ok(())
+}
+
+/// `gatehouse keys list`: one line per `[[tokens.keys]]` entry, kid, alg, state, file; a
+/// file that does not load is reported on stderr (and the exit code is 1) without hiding
+/// the others.
+fn list_keys(config: &Config) -> Result<(), String> {
+    let settings = &config.tokens;
+    if !crate::auth::keys::is_pair_algorithm(settings.algorithm) {
+        println!(
+            "tokens.algorithm is {:?}: tokens are signed with the shared secret; no key files",
+            settings.algorithm
+        );
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{:<43}  {:<5}  {:<7}  FILE", "KID", "ALG", "STATE");
+    let mut failed = 0;
+    for row in crate::auth::keys::files::describe(settings) {
+        match row {
+            Ok(entry) => {
+                let file = entry
+                    .file
+                    .as_ref()
+                    .map(|file| file.display().to_string())
+                    .unwrap_or_default();
+                let public = if entry.private { "" } else { " (public key)" };
+                let _ = writeln!(
+                    out,
+                    "{:<43}  {:<5}  {:<7}  {file}{public}",
+                    entry.kid,
+                    format!("{:?}", entry.algorithm),
+                    entry.state.as_str()
+                );
+            }
+            Err(problem) => {
+                failed += 1;
+                eprintln!("gatehouse: {problem}");
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(format!(
+            "{failed} key file{} could not be read",
+            if failed == 1 { "" } else { "s" }
+        ));
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Body type and response builders shared by the proxy, the `/auth` endpoints and the ops
 //! listener, so every response gatehouse writes itself is built the same way; header
-//! names and header-map helpers more than one layer needs.
+//! names and header-map helpers more than one layer needs; [`Published`], a document
+//! served as precomputed bytes with its strong `ETag` (the JWKS and discovery, SPEC §9).
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
@@ -73,5 +74,37 @@ pub fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> boo
     }
     for name in found {
         headers.remove(&name);
+    }
+}
+
+/// A document served as bytes computed once (per key set, per start), never per request:
+/// the body and its strong entity tag (RFC 9110 §8.8.3), the base64url SHA-256 of the
+/// body in quotes, so equal bytes give the same tag on every replica and after every
+/// restart, and any change to the bytes gives another tag.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub body: Bytes,
+    pub etag: HeaderValue,
+}
+
+impl Published {
+    /// The JSON serialization of `value`, tagged.
+    pub fn json(value: &impl serde::Serialize) -> Published {
+        Published::bytes(json_bytes(value))
+    }
+
+    /// `body` as is, tagged.
+    pub fn bytes(body: Bytes) -> Published {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(&body);
+        let tag = format!(
+            "\"{}\"",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+        );
+        // base64url and quotes are visible ASCII: always a valid header value.
+        let etag =
+            HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"-\""));
+        Published { body, etag }
     }
 }

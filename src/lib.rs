@@ -13,7 +13,7 @@
 //! app                      assembles a running gateway; reload; shutdown order
 //! server  ops  admin       accept loops + TLS; /healthz /readyz /metrics; `user …` channel
 //! gateway                  Gateway::handle: the one funnel and the phase list
-//! endpoints  proxy         /auth/* endpoints; forwarding (forwarded, hop, upstream, splice)
+//! endpoints  proxy         /auth/* endpoints, /.well-known/*; forwarding (forwarded, hop, upstream, splice)
 //! access                   credentials, the one decide(), identity headers strip/stamp
 //! accounts                 use cases and the in-memory view
 //! auth  store              crypto primitives; durable state
@@ -25,7 +25,7 @@
 //! ```
 //!
 //! Every request runs the pipeline in [`gateway`]: normalize the path, strip forgeable
-//! headers, divert `/auth/*` to [`endpoints`], decide access ([`access`]), forward
+//! headers, divert `/auth/*` and the `/.well-known/` documents to [`endpoints`], decide access ([`access`]), forward
 //! ([`proxy`]).
 
 #![forbid(unsafe_code)]

@@ -37,7 +37,7 @@ idle_timeout = "a while"
 colour = "blue"
 
 [tokens]
-algorithm = "RS256"
+algorithm = "PS256"
 
 [upstreams.default]
 url = "ftp://x"

@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         access_ttl: Duration::from_secs(900),
         refresh_ttl: Duration::from_secs(3600),
         leeway: Duration::from_secs(30),
+        keys: Vec::new(),
     };
     let keys = TokenKeys::new(b"fuzz-secret-fuzz-secret-fuzz-secret!", &settings).expect("keys");
     if let Ok(Some(token)) = bearer_token(&headers) {

@@ -107,7 +107,8 @@ pub struct TokensFile {
     pub issuer: String,
     /// `aud` of issued tokens, required on validation. Default `gatehouse`.
     pub audience: String,
-    /// HS256 | HS384 | HS512. Default HS256.
+    /// HS256 | HS384 | HS512 (shared secret); ES256 | EdDSA | RS256 (key pairs, SPEC §9).
+    /// Default HS256.
     pub algorithm: String,
     /// File holding the signing secret (one trailing newline removed).
     pub secret_file: Option<String>,
@@ -117,6 +118,21 @@ pub struct TokensFile {
     pub refresh_ttl: String,
     /// Clock skew allowed on exp / nbf / iat. Default `30s`.
     pub leeway: String,
+    /// `[[tokens.keys]]`: the key files of an asymmetric algorithm (SPEC §9).
+    pub keys: Vec<KeyFile>,
+    /// How `/.well-known/jwks.json` is published.
+    pub jwks: JwksFile,
+}
+
+/// One `[[tokens.keys]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct KeyFile {
+    /// PKCS#8 PEM private key (a retired key may be its SPKI public key), relative to
+    /// the config file's directory.
+    pub file: String,
+    /// `next` | `active` | `retired`.
+    pub state: String,
 }
 
 impl Default for TokensFile {
@@ -129,6 +145,24 @@ impl Default for TokensFile {
             access_ttl: "15m".into(),
             refresh_ttl: "7d".into(),
             leeway: "30s".into(),
+            keys: Vec::new(),
+            jwks: JwksFile::default(),
+        }
+    }
+}
+
+/// `[tokens.jwks]` (SPEC §9).
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct JwksFile {
+    /// `Cache-Control: public, max-age=…` of the JWKS. Default `5m`.
+    pub max_age: String,
+}
+
+impl Default for JwksFile {
+    fn default() -> Self {
+        JwksFile {
+            max_age: "5m".into(),
         }
     }
 }

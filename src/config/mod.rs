@@ -3,9 +3,10 @@
 //! `serve`, `check-config`, `explain`, `user …` and SIGHUP all go through [`load`], so
 //! what `check-config` accepts is exactly what the gateway will run; `serve`,
 //! `check-config` and reload use [`load_with`] with the file checks of the layers above
-//! (the secret's source and length, the TLS files), so they refuse the same things. [`load`] also resolves
-//! relative file paths (`store.path`, `tokens.secret_file`, `server.tls_cert`,
-//! `server.tls_key`) against the directory holding the file, never the working directory.
+//! (the secret's source and length, the signing key files, the TLS files), so they refuse
+//! the same things. [`load`] also resolves relative file paths (`store.path`,
+//! `tokens.secret_file`, `tokens.keys[].file`, `server.tls_cert`, `server.tls_key`) against
+//! the directory holding the file, never the working directory.
 //! The validated [`Config`] holds ready values (compiled routes, header names, durations,
 //! absolute file paths): no request parses a config string. [`Config::into_parts`] hands
 //! the running gateway its [`Startup`] and [`Reloadable`] parts by value.
@@ -38,6 +39,8 @@ pub struct Config {
     pub registration: RegistrationSettings,
     pub headers: HeaderSettings,
     pub log: LogSettings,
+    /// `[tokens.jwks]`: reloadable, unlike the rest of `[tokens]`.
+    pub jwks: JwksSettings,
     /// `default` is always first.
     pub upstreams: Vec<UpstreamSettings>,
     pub routes: RouteTable,
@@ -54,8 +57,8 @@ pub struct Startup {
     pub registration: RegistrationSettings,
 }
 
-/// What SIGHUP swaps: routes, upstreams, headers, log level. Handed over by value
-/// ([`Config::into_parts`]), so nothing is left behind half-taken.
+/// What SIGHUP swaps: routes, upstreams, headers, log level, the JWKS `max_age`. Handed
+/// over by value ([`Config::into_parts`]), so nothing is left behind half-taken.
 #[derive(Debug)]
 pub struct Reloadable {
     /// `default` is always first.
@@ -63,6 +66,7 @@ pub struct Reloadable {
     pub routes: RouteTable,
     pub headers: HeaderSettings,
     pub log: LogSettings,
+    pub jwks: JwksSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +237,54 @@ pub struct TokenSettings {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub leeway: Duration,
+    /// `[[tokens.keys]]` in file order (SPEC §9); empty with HS* algorithms.
+    pub keys: Vec<KeyFileSettings>,
+}
+
+/// One `[[tokens.keys]]` entry: a key file and its place in the rotation (SPEC §9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFileSettings {
+    /// Absolute once loaded (relative to the config file's directory).
+    pub file: PathBuf,
+    pub state: KeyState,
+}
+
+/// Where a key is in its rotation (SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyState {
+    /// Published in the JWKS, verifies, does not sign yet.
+    Next,
+    /// Signs (exactly one), published, verifies.
+    Active,
+    /// Published and verifies; no longer signs. May be a public key alone.
+    Retired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+        }
+    }
+}
+
+/// `[tokens.jwks]` (SPEC §9): how the public keys are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksSettings {
+    /// `Cache-Control: public, max-age=…` (whole seconds) of the JWKS and discovery
+    /// documents: how long a verifier may go without refetching the keys, so how long a
+    /// `next` key must be published before it becomes `active`.
+    pub max_age: Duration,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        JwksSettings {
+            max_age: Duration::from_secs(300),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -582,7 +634,7 @@ fn dotted(path: &serde_ignored::Path<'_>) -> String {
 
 impl Config {
     /// Makes every relative file path absolute against `base`: `store.path`,
-    /// `tokens.secret_file`, `server.tls_cert`, `server.tls_key`.
+    /// `tokens.secret_file`, `tokens.keys[].file`, `server.tls_cert`, `server.tls_key`.
     fn resolve_paths(&mut self, base: &Path) {
         let resolve = |path: &mut PathBuf| {
             if path.is_relative() {
@@ -595,6 +647,9 @@ impl Config {
         }
         if let Some(file) = &mut self.tokens.secret_file {
             resolve(file);
+        }
+        for key in &mut self.tokens.keys {
+            resolve(&mut key.file);
         }
         if let Some(tls) = &mut self.server.tls {
             resolve(&mut tls.cert);
@@ -677,6 +732,7 @@ impl Config {
             registration,
             headers,
             log,
+            jwks,
             upstreams,
             routes,
         } = self;
@@ -694,6 +750,7 @@ impl Config {
                 routes,
                 headers,
                 log,
+                jwks,
             },
         )
     }

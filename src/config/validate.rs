@@ -127,6 +127,9 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Config {
     let upstreams = upstreams(&file, problems);
     let routes = routes(&file.routes, &upstreams, problems);
     let store = store(&file, problems);
+    let jwks = JwksSettings {
+        max_age: problems.duration("tokens.jwks.max_age", &file.tokens.jwks.max_age),
+    };
     Config {
         server,
         store,
@@ -136,6 +139,7 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Config {
         registration,
         headers,
         log,
+        jwks,
         upstreams,
         routes,
     }
@@ -248,20 +252,38 @@ fn tokens(file: &FileConfig, problems: &mut Problems) -> TokenSettings {
         "HS256" => Algorithm::HS256,
         "HS384" => Algorithm::HS384,
         "HS512" => Algorithm::HS512,
+        "ES256" => Algorithm::ES256,
+        "EdDSA" => Algorithm::EdDSA,
+        "RS256" => Algorithm::RS256,
         other => {
             problems.push(
                 "tokens.algorithm",
-                format!("`{other}` is not supported; expected one of HS256, HS384, HS512"),
+                format!("`{other}` is not supported; expected one of HS256, HS384, HS512 (shared secret), ES256, EdDSA, RS256 (key pairs)"),
             );
             Algorithm::HS256
         }
     };
+    let pairs = matches!(
+        algorithm,
+        Algorithm::ES256 | Algorithm::EdDSA | Algorithm::RS256
+    );
     if raw.issuer.is_empty() {
         problems.push("tokens.issuer", "must not be empty");
+    } else if pairs {
+        if let Err(problem) = public_issuer(&raw.issuer) {
+            problems.push(
+                "tokens.issuer",
+                format!(
+                    "with tokens.algorithm = \"{}\" the issuer is the gateway's public URL, used byte for byte as `iss` and in discovery (SPEC §9): {problem}",
+                    raw.algorithm
+                ),
+            );
+        }
     }
     if raw.audience.is_empty() {
         problems.push("tokens.audience", "must not be empty");
     }
+    let keys = key_files(raw, pairs, problems);
     TokenSettings {
         issuer: raw.issuer.clone(),
         audience: raw.audience.clone(),
@@ -270,7 +292,128 @@ fn tokens(file: &FileConfig, problems: &mut Problems) -> TokenSettings {
         access_ttl: problems.positive_duration("tokens.access_ttl", &raw.access_ttl),
         refresh_ttl: problems.positive_duration("tokens.refresh_ttl", &raw.refresh_ttl),
         leeway: problems.duration("tokens.leeway", &raw.leeway),
+        keys,
     }
+}
+
+/// `[[tokens.keys]]`: with a key-pair algorithm, at least one entry, each with a `file`
+/// and a `state`, exactly one `active`; with HS* none (the shared secret signs). The files
+/// themselves are read by the loader's file checks (auth::keys), which name them.
+fn key_files(
+    raw: &super::file::TokensFile,
+    pairs: bool,
+    problems: &mut Problems,
+) -> Vec<KeyFileSettings> {
+    if !pairs {
+        if !raw.keys.is_empty() {
+            problems.push(
+                "tokens.keys",
+                format!(
+                    "key files are for ES256, EdDSA or RS256; with tokens.algorithm = \"{}\" tokens are signed with the shared secret: remove [[tokens.keys]] or set tokens.algorithm",
+                    raw.algorithm
+                ),
+            );
+        }
+        return Vec::new();
+    }
+    if raw.keys.is_empty() {
+        problems.push(
+            "tokens.keys",
+            format!(
+                "tokens.algorithm = \"{alg}\" signs with a key pair: add a [[tokens.keys]] entry with file = \"...\" and state = \"active\" (make the file with `gatehouse keys generate --alg {alg} --out FILE`)",
+                alg = raw.algorithm
+            ),
+        );
+        return Vec::new();
+    }
+    let mut keys = Vec::new();
+    for (index, key) in raw.keys.iter().enumerate() {
+        if key.file.is_empty() {
+            problems.push(
+                format!("tokens.keys[{index}].file"),
+                "must be set: the key's PEM file",
+            );
+        }
+        let state = match key.state.as_str() {
+            "next" => KeyState::Next,
+            "active" => KeyState::Active,
+            "retired" => KeyState::Retired,
+            "" => {
+                problems.push(
+                    format!("tokens.keys[{index}].state"),
+                    "must be set: next, active or retired",
+                );
+                KeyState::Retired
+            }
+            other => {
+                problems.push(
+                    format!("tokens.keys[{index}].state"),
+                    format!("`{other}` is not a key state; expected next, active or retired"),
+                );
+                KeyState::Retired
+            }
+        };
+        keys.push(KeyFileSettings {
+            file: PathBuf::from(&key.file),
+            state,
+        });
+    }
+    let active = raw.keys.iter().filter(|key| key.state == "active").count();
+    if active != 1 {
+        problems.push(
+            "tokens.keys",
+            format!(
+                "exactly one key must have state = \"active\" (the one that signs); found {active}"
+            ),
+        );
+    }
+    keys
+}
+
+/// SPEC §9: an `https://` URL, or `http://` for a loopback host (`localhost`, 127.0.0.0/8,
+/// `[::1]`); no user info, query or fragment; no trailing `/` (discovery appends
+/// `/.well-known/...` to it).
+fn public_issuer(issuer: &str) -> Result<(), String> {
+    let uri: Uri = issuer.parse().map_err(|_| {
+        format!("`{issuer}` is not a URL; write e.g. \"https://gateway.example.com\"")
+    })?;
+    let host = uri.host().unwrap_or_default();
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if is_loopback(host) => {}
+        Some("http") => {
+            return Err(format!(
+                "`{issuer}` uses http:// for a host that is not loopback; use https://"
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "`{issuer}` is not an https:// URL; write e.g. \"https://gateway.example.com\""
+            ))
+        }
+    }
+    if host.is_empty() || uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(format!("`{issuer}` must name a host, without user info"));
+    }
+    if uri.query().is_some() || issuer.contains('#') {
+        return Err(format!(
+            "`{issuer}` has a query or fragment; an issuer has neither (RFC 8414 §2)"
+        ));
+    }
+    if issuer.ends_with('/') {
+        return Err(format!(
+            "`{issuer}` ends with `/`; remove it (discovery appends /.well-known/... to the issuer)"
+        ));
+    }
+    Ok(())
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn passwords(file: &FileConfig, problems: &mut Problems) -> PasswordSettings {

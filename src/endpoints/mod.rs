@@ -13,11 +13,16 @@
 //! | `/me`       | GET, HEAD | `me.rs`       |
 //! | `/verify`   | any       | `verify.rs` (only 200, 401, 403; 503 when stale) |
 //!
+//! | `/password` | POST      | `password.rs` |
+//! | `/register` | POST      | `register.rs` (404 while registration is off) |
+//!
 //! While the store is out of reach, every endpoint that must write answers 503
 //! `unavailable` with `Retry-After` ([`AccountError::Unavailable`]), never 401, and
 //! acknowledges nothing it could not write (SPEC §8).
-//! | `/password` | POST      | `password.rs` |
-//! | `/register` | POST      | `register.rs` (404 while registration is off) |
+//!
+//! At the root, outside `auth_prefix`, [`well_known`] serves the JWKS and the discovery
+//! document (SPEC §9), GET and HEAD, from precomputed bytes; the pipeline diverts those
+//! exact paths to it before any route is matched.
 
 pub mod body;
 mod login;
@@ -28,6 +33,7 @@ mod refresh;
 mod register;
 mod token;
 mod verify;
+pub mod well_known;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;

@@ -8,8 +8,10 @@
 //! 2. `screen`: strip forgeable identity headers, and forwarding headers from untrusted
 //!    peers (for gatehouse's own endpoints, first noting whether an untrusted peer named an
 //!    original request for forward-auth, which `/auth/verify` then refuses);
-//! 3. `Gateway::own_endpoint`: divert `auth_prefix` to gatehouse's own endpoints (never
-//!    forwarded; `/auth/verify` fills the verdict like a proxied request);
+//! 3. divert gatehouse's own paths, never forwarded and never subject to routes:
+//!    `Gateway::well_known` serves the JWKS and discovery documents at their exact root
+//!    paths (SPEC §9); `Gateway::own_endpoint` the endpoints under `auth_prefix`
+//!    (`/auth/verify` fills the verdict like a proxied request);
 //! 4. match the route and decide access ([`access::decide`](fn@crate::access::decide): route, token, roles);
 //! 5. `prepare` the upstream request (hop-by-hop out, forwarding and identity in);
 //! 6. forward, streaming both bodies; splice upgraded connections ([`crate::proxy`]);
@@ -31,6 +33,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::access::{self, Allowed, Verdict};
 use crate::accounts::Accounts;
+use crate::endpoints::well_known::{Document, WellKnown};
 use crate::endpoints::{self, EndpointContext};
 use crate::error::GatewayError;
 use crate::http::Body;
@@ -55,6 +58,8 @@ pub struct Gateway {
     pub accounts: Arc<Accounts>,
     pub metrics: Arc<Metrics>,
     pub auth_prefix: String,
+    /// The discovery document, built at start (it names only restart-only values).
+    pub well_known: WellKnown,
     /// Spliced upgraded (WebSocket) connections. They outlive the HTTP connection that
     /// carried the upgrade, so the drain waits for them here, up to `shutdown_grace`.
     pub upgrades: TaskTracker,
@@ -118,7 +123,10 @@ impl Gateway {
         // 2. Strip what a client could forge.
         let own = is_under(&path, &self.auth_prefix);
         let screened = screen(&snapshot, &mut request, ctx.conn, own);
-        // 3. gatehouse's own endpoints.
+        // 3. gatehouse's own documents at the root, and its endpoints.
+        if let Some(document) = Document::at(&path) {
+            return self.well_known(&snapshot, document, &request, ctx);
+        }
         if own {
             return self
                 .own_endpoint(&snapshot, request, &path, screened, ctx)
@@ -223,6 +231,26 @@ impl Gateway {
             "request"
         );
         response
+    }
+
+    /// Phase 3, at the root: the JWKS (the key ring's precomputed bytes) and discovery
+    /// documents, counted and logged like the endpoints under `auth_prefix`.
+    fn well_known(
+        &self,
+        snapshot: &Snapshot,
+        document: Document,
+        request: &Request<Incoming>,
+        ctx: &mut RequestCtx,
+    ) -> Result<Response<Body>, GatewayError> {
+        ctx.verdict.decision = Decision::AuthEndpoint;
+        let keyring = self.accounts.keys().keyring();
+        self.well_known.serve(
+            document,
+            request.method(),
+            request.headers(),
+            keyring.published(),
+            &snapshot.jwks_cache_control,
+        )
     }
 
     /// Phase 3: gatehouse's own endpoints, with only what they use.

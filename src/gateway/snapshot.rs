@@ -1,11 +1,13 @@
 //! The part of the running state SIGHUP swaps atomically: routes, upstreams, identity and
-//! forwarding header settings. Compiled from [`Reloadable`] by value; loaded once per
-//! request (one `Arc<Snapshot>`).
+//! forwarding header settings, the JWKS `Cache-Control`. Compiled from [`Reloadable`] by
+//! value; loaded once per request (one `Arc<Snapshot>`).
 
+use http::HeaderValue;
 use ipnet::IpNet;
 
 use crate::access::IdentityHeaders;
 use crate::config::Reloadable;
+use crate::endpoints::well_known;
 use crate::error::GatewayError;
 use crate::proxy::upstream::Upstream;
 use crate::routing::RouteTable;
@@ -18,6 +20,8 @@ pub struct Snapshot {
     pub identity: IdentityHeaders,
     pub trusted_proxies: Vec<IpNet>,
     pub forward_authorization: bool,
+    /// `Cache-Control` of the documents at `/.well-known/` (`tokens.jwks.max_age`).
+    pub jwks_cache_control: HeaderValue,
 }
 
 impl Snapshot {
@@ -28,6 +32,7 @@ impl Snapshot {
             routes,
             headers,
             log: _,
+            jwks,
         } = reloadable;
         let upstreams = upstreams
             .iter()
@@ -39,6 +44,7 @@ impl Snapshot {
             identity: IdentityHeaders::new(&headers),
             trusted_proxies: headers.trusted_proxies,
             forward_authorization: headers.forward_authorization,
+            jwks_cache_control: well_known::cache_control(jwks.max_age),
         })
     }
 

@@ -35,7 +35,8 @@ pub enum Decision {
     Denied,
     /// Malformed request, refused before routing.
     Rejected,
-    /// Served by gatehouse's own endpoints (a `/auth/verify` call is counted under the
+    /// Served by gatehouse's own endpoints under `auth_prefix` or its documents at
+    /// `/.well-known/` (a `/auth/verify` call is counted under the
     /// decision it made about the forwarded request instead: public, authenticated, ...).
     AuthEndpoint,
     /// A protected route (or `/auth/verify`) refused with 503 because this replica is

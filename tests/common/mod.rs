@@ -81,6 +81,11 @@ timeout = "5s"
     )
 }
 
+/// Config text with `tokens_extra` added to its `[tokens]` table.
+fn with_tokens(text: &str, tokens_extra: &str) -> String {
+    text.replacen("[tokens]\n", &format!("[tokens]\n{tokens_extra}\n"), 1)
+}
+
 impl TestGateway {
     /// Starts an upstream and a gateway in front of it.
     pub async fn start(extra: &str) -> TestGateway {
@@ -90,6 +95,21 @@ impl TestGateway {
     /// As [`Self::start`], with extra `[server]` keys.
     pub async fn start_with(server_extra: &str, extra: &str) -> TestGateway {
         let mut gateway = Self::prepare(server_extra, extra).await;
+        gateway.boot().await;
+        gateway
+    }
+
+    /// As [`Self::start_with`], with extra `[tokens]` keys too (e.g.
+    /// `issuer = "https://gw.example"`).
+    pub async fn start_with_tokens(
+        server_extra: &str,
+        tokens_extra: &str,
+        extra: &str,
+    ) -> TestGateway {
+        let mut gateway = Self::prepare(server_extra, extra).await;
+        let text = std::fs::read_to_string(&gateway.config_path).expect("read config");
+        std::fs::write(&gateway.config_path, with_tokens(&text, tokens_extra))
+            .expect("write config");
         gateway.boot().await;
         gateway
     }
@@ -157,13 +177,23 @@ impl TestGateway {
 
     /// Rewrites the config file (same placeholders as [`config_text`]) and reloads.
     pub fn rewrite_config(&self, server_extra: &str, extra: &str) -> Result<(), String> {
+        self.rewrite_config_with_tokens(server_extra, "", extra)
+    }
+
+    /// As [`Self::rewrite_config`], with extra `[tokens]` keys too.
+    pub fn rewrite_config_with_tokens(
+        &self,
+        server_extra: &str,
+        tokens_extra: &str,
+        extra: &str,
+    ) -> Result<(), String> {
         let text = config_text(
             &self.upstream.addr.to_string(),
             self.dir.path(),
             server_extra,
             extra,
         );
-        std::fs::write(&self.config_path, text).expect("write config");
+        std::fs::write(&self.config_path, with_tokens(&text, tokens_extra)).expect("write config");
         self.handle.as_ref().expect("running").reload().map(drop)
     }
 

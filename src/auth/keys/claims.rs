@@ -31,7 +31,17 @@ pub struct AccessClaims {
     /// password changes can end the session it came from. Absent in foreign tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// The OAuth client the token was issued to (RFC 9068 §2.2, SPEC §9): written into
+    /// tokens signed with a key pair ([`USER_CLIENT_ID`] for user logins); absent from
+    /// shared-secret tokens, whose claims stay those of SPEC §4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
+
+/// `client_id` of the tokens users get by logging in (password and refresh grants,
+/// browser sign-in): gatehouse itself is the client that asked for them — a `client_id`
+/// sent to `/auth/token` with those grants is ignored (SPEC §4).
+pub const USER_CLIENT_ID: &str = "gatehouse";
 
 /// The facts of a token that passed every check of [`super::TokenKeys::verify`]: what the
 /// store-backed checks (revocation by `jti`, ended session by `sid`, user by `sub`, password

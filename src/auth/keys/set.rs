@@ -8,16 +8,19 @@
 //! and never fetches a key); `typ` where the key requires one. Only then is the signature
 //! checked and the claims parsed and validated with that key's [`Validation`].
 //!
-//! Today a set holds one HMAC secret (HS256/384/512). Its `kid` is advisory: the secret
-//! answers every `kid` and tokens without one, as before key ids were read (tokens minted
-//! by other tools with the shared secret carry none). The public JWK set of a shared
-//! secret is empty: `{"keys":[]}`.
+//! A set holds either one HMAC secret (HS256/384/512) or the key pairs of
+//! `[[tokens.keys]]` (SPEC §9), never both.
 //!
-//! SPEC §9 plugs in here: a constructor that takes the next/active/retired key pairs of
-//! `[[tokens.keys]]`, each a [`VerifyingKey`] with its RFC 7638 thumbprint as `kid`, its
-//! own algorithm, `typ: "at+jwt"` required, and its public JWK. Such keys are found by
-//! exact `kid` only, so a token naming an unknown key (one no longer configured, or
-//! none) is refused by [`KeySet::find`] before any crypto; [`KeySet::jwks`] publishes them.
+//! - The shared secret's `kid` is advisory: the secret answers every `kid` and tokens
+//!   without one, as before key ids were read (tokens minted by other tools with the
+//!   shared secret carry none). `typ` is not checked. It is never published: the JWK set
+//!   is `{"keys":[]}`.
+//! - Key pairs ([`KeySet::pairs`]: the next, active and retired keys) are found by exact
+//!   `kid` only (the RFC 7638 thumbprint), so a token naming an unknown key (one no longer
+//!   configured), or none, is refused by [`KeySet::find`] before any crypto. Each
+//!   requires its own algorithm and `typ` `at+jwt` (RFC 9068 §4: `application/at+jwt`
+//!   too), so an upstream assertion (`gatehouse-assertion+jwt`) is never an access token;
+//!   [`KeySet::jwks`] publishes their public JWKs.
 
 use std::borrow::Cow;
 
@@ -28,8 +31,11 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde::de::{Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
 
+use std::sync::Arc;
+
 use super::claims::{AccessClaims, ClaimRules};
-use super::signing::hmac_key_id;
+use super::material::KeyMaterial;
+use super::signing::{hmac_key_id, ACCESS_TOKEN_TYP};
 use crate::error::TokenRejection;
 
 /// One key that verifies tokens, with everything its tokens are checked against.
@@ -39,8 +45,9 @@ pub struct VerifyingKey {
     decoding: DecodingKey,
     /// Built once per key: its algorithm alone, plus the claim rules.
     validation: Validation,
-    /// The `typ` a token's header must carry; `None`: not checked (HS*: tokens of other
-    /// minters sharing the secret may carry none).
+    /// The `typ` a token's header must carry (compared as RFC 9068 §4 says: `at+jwt` or
+    /// `application/at+jwt`, ASCII case-insensitive); `None`: not checked (HS*: tokens of
+    /// other minters sharing the secret may carry none).
     typ: Option<&'static str>,
     /// Published in the JWK set; `None` for a shared secret, which is never published.
     public: Option<Jwk>,
@@ -73,12 +80,42 @@ impl VerifyingKey {
         })
     }
 
+    /// A key pair of `[[tokens.keys]]` (SPEC §9), private or public alone: found by its
+    /// exact `kid`, its own algorithm only, `typ` `at+jwt` required, published.
+    pub fn pair(key: &Arc<KeyMaterial>, rules: &ClaimRules) -> Result<Self, String> {
+        Ok(VerifyingKey {
+            kid: key.kid().to_string(),
+            alg: key.algorithm(),
+            decoding: key.decoding_key()?,
+            validation: rules.validation(key.algorithm()),
+            typ: Some(ACCESS_TOKEN_TYP),
+            public: Some(key.jwk()),
+        })
+    }
+
     pub fn kid(&self) -> &str {
         &self.kid
     }
 
     pub fn algorithm(&self) -> Algorithm {
         self.alg
+    }
+
+    /// Whether a header's `typ` is the one this key requires: RFC 9068 §4 allows the
+    /// media type with or without `application/`, compared ASCII case-insensitively
+    /// (RFC 7515 §4.1.9).
+    fn accepts_typ(&self, typ: Option<&str>) -> bool {
+        let Some(required) = self.typ else {
+            return true;
+        };
+        let Some(typ) = typ else {
+            return false;
+        };
+        let bare = match typ.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+            _ => typ,
+        };
+        bare.eq_ignore_ascii_case(required)
     }
 
     /// A shared secret answers every `kid` (see the module doc).
@@ -100,6 +137,24 @@ impl KeySet {
         Ok(KeySet {
             keys: vec![VerifyingKey::hmac(secret, alg, rules)?],
         })
+    }
+
+    /// The set of the `[[tokens.keys]]` key pairs (next, active, retired). Two keys with
+    /// one `kid` are an error: lookup must be unambiguous.
+    pub fn pairs(keys: &[Arc<KeyMaterial>], rules: &ClaimRules) -> Result<Self, String> {
+        let mut set = KeySet {
+            keys: Vec::with_capacity(keys.len()),
+        };
+        for key in keys {
+            if set.keys.iter().any(|known| known.kid == key.kid()) {
+                return Err(format!(
+                    "tokens: key {} is configured twice; each key file must hold another key",
+                    key.kid()
+                ));
+            }
+            set.keys.push(VerifyingKey::pair(key, rules)?);
+        }
+        Ok(set)
     }
 
     /// The key for a token whose header names `kid`: the key with that `kid`, else the
@@ -146,7 +201,8 @@ impl KeySet {
     ///    names on an HMAC key: all refused);
     /// 4. no `jku`, `x5u`, `jwk`, `x5c` or `crit` (RFC 7515 §4.1.2–4.1.6, §4.1.11): a
     ///    token may not name or carry its own key, nor demand extensions we do not know;
-    /// 5. `typ` is the key's required type, when it has one (§9: `at+jwt`, RFC 9068 §4).
+    /// 5. `typ` is the key's required type, when it has one (§9: `at+jwt`, RFC 9068 §4;
+    ///    [`VerifyingKey::accepts_typ`]).
     pub fn check_header(&self, token: &str) -> Result<&VerifyingKey, TokenRejection> {
         let encoded = token.split('.').next().unwrap_or_default();
         let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded) else {
@@ -164,10 +220,8 @@ impl KeySet {
         if header.jku || header.x5u || header.jwk || header.x5c || header.crit {
             return Err(TokenRejection::Malformed);
         }
-        if let Some(required) = key.typ {
-            if header.typ.as_ref().map(|typ| typ.0.as_ref()) != Some(required) {
-                return Err(TokenRejection::Malformed);
-            }
+        if !key.accepts_typ(header.typ.as_ref().map(|typ| typ.0.as_ref())) {
+            return Err(TokenRejection::Malformed);
         }
         Ok(key)
     }
