@@ -83,11 +83,15 @@ pub fn peers() -> &'static Peers {
 }
 
 impl Peers {
+    /// The venv's Python (PyJWT, jwcrypto, cryptography), for a test with its own script.
+    pub fn python_bin(&self) -> PathBuf {
+        self.dir.join("venv/bin/python")
+    }
+
     /// `peers.py` with one JSON request; its JSON answer.
     pub async fn python(&self, request: serde_json::Value) -> serde_json::Value {
-        let python = self.dir.join("venv/bin/python");
         let script = source_dir().join("peers.py");
-        run_peer(Command::new(python).arg(script), request).await
+        run_peer(Command::new(self.python_bin()).arg(script), request).await
     }
 
     /// `jose_peer.mjs` with one JSON request; its JSON answer. The script is copied next to
