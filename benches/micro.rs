@@ -9,11 +9,13 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use gatehouse::access::IdentityHeaders;
+use gatehouse::access::{Assertions, IdentityHeaders};
 use gatehouse::accounts::view::UserView;
 use gatehouse::accounts::Identity;
 use gatehouse::auth::keys::TokenKeys;
-use gatehouse::config::{HeaderSettings, TokenSettings};
+use gatehouse::config::{
+    AssertionSettings, HeaderSettings, KeyFileSettings, KeyState, TokenSettings, UpstreamSettings,
+};
 use gatehouse::routing::path::normalize;
 use gatehouse::routing::{Access, Pattern, Route, RouteTable};
 use gatehouse::store::UserRecord;
@@ -108,13 +110,16 @@ fn tokens(c: &mut Criterion) {
 }
 
 fn identity(c: &mut Criterion) {
-    let headers = IdentityHeaders::new(&HeaderSettings {
-        user: HeaderName::from_static("x-auth-user"),
-        subject: HeaderName::from_static("x-auth-subject"),
-        roles: HeaderName::from_static("x-auth-roles"),
-        forward_authorization: false,
-        trusted_proxies: Vec::new(),
-    });
+    let headers = IdentityHeaders::new(
+        &HeaderSettings {
+            user: HeaderName::from_static("x-auth-user"),
+            subject: HeaderName::from_static("x-auth-subject"),
+            roles: HeaderName::from_static("x-auth-roles"),
+            forward_authorization: false,
+            trusted_proxies: Vec::new(),
+        },
+        &HeaderName::from_static("x-gatehouse-assertion"),
+    );
     let mut request = HeaderMap::new();
     for (name, value) in [
         ("host", "example.com"),
@@ -160,5 +165,72 @@ fn identity(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, paths, routing, tokens, identity);
+/// SPEC §9: the upstream assertion for a request with an identity, ES256: served from the
+/// cache (every request while it is fresh) and minted (once per session, upstream and
+/// half `ttl`).
+fn assertion(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pem, _) =
+        gatehouse::auth::keys::generate(jsonwebtoken::Algorithm::ES256, 2048).expect("generate");
+    let file = dir.path().join("active.pem");
+    gatehouse::auth::keys::files::write_private_key(&file, &pem).expect("write key");
+    let settings = TokenSettings {
+        algorithm: jsonwebtoken::Algorithm::ES256,
+        issuer: "https://gw.example".into(),
+        keys: vec![KeyFileSettings {
+            file,
+            state: KeyState::Active,
+        }],
+        ..token_settings()
+    };
+    let keys = TokenKeys::new(b"bench-secret-bench-secret-bench-secret", &settings).expect("keys");
+    let (token, _) = keys
+        .issue("u-123", "alice", &["reader".into()], Some("s-1"))
+        .expect("issue");
+    let verified = keys.verify(&token).expect("verify");
+    let user = UserRecord {
+        id: "u-123".into(),
+        username: "alice".into(),
+        canonical: "alice".into(),
+        password_hash: String::new(),
+        roles: vec!["reader".into(), "writer".into()],
+        enabled: true,
+        created: 0,
+        password_changed_at: 0,
+        generation: 0,
+    };
+    let identity = Identity::new(std::sync::Arc::new(UserView::from(&user)), verified);
+    let upstreams = [UpstreamSettings {
+        name: "default".into(),
+        authority: "127.0.0.1:3000".into(),
+        connect_timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(60),
+        assertion_audience: "http://127.0.0.1:3000".into(),
+    }];
+    let enabled = AssertionSettings {
+        enabled: true,
+        ..AssertionSettings::default()
+    };
+    let assertions = Assertions::new(&enabled, &upstreams);
+    c.bench_function("assertion_es256_cached", |b| {
+        b.iter(|| {
+            assertions
+                .value_for(&keys, Some(black_box(&identity)), 0)
+                .map(|value| value.map(|value| value.len()))
+        })
+    });
+    c.bench_function("assertion_es256_minted", |b| {
+        b.iter_batched(
+            || Assertions::new(&enabled, &upstreams),
+            |fresh| {
+                fresh
+                    .value_for(&keys, Some(black_box(&identity)), 0)
+                    .map(|value| value.map(|value| value.len()))
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, paths, routing, tokens, identity, assertion);
 criterion_main!(benches);

@@ -14,7 +14,7 @@
 //! server  ops  admin       accept loops + TLS; /healthz /readyz /metrics; `user …` channel
 //! gateway                  Gateway::handle: the one funnel and the phase list
 //! endpoints  proxy         /auth/* endpoints, /.well-known/*; forwarding (forwarded, hop, upstream, splice)
-//! access                   credentials, the one decide(), identity headers strip/stamp
+//! access                   credentials, the one decide(), identity headers strip/stamp, assertion
 //! accounts                 use cases and the in-memory view
 //! auth  store              crypto primitives; durable state
 //! telemetry                tracing, access log, metrics

@@ -1,6 +1,8 @@
 //! Strip, then stamp (SPEC §3.2): the identity headers an upstream believes are removed
 //! from every request, whatever the client wrote, before anything reads headers, and set
-//! only from a verified identity.
+//! only from a verified identity. The assertion header (`assertion.header`, SPEC §9) is
+//! stripped in the same pass, whether or not assertions are enabled; it is stamped by
+//! [`super::assertion`].
 //!
 //! Threat model: an upstream framework may read `X-Auth-User` under another spelling —
 //! any letter case (HTTP names are case-insensitive; hyper already lowercases them), or
@@ -20,18 +22,21 @@ pub struct IdentityHeaders {
     pub user: HeaderName,
     pub subject: HeaderName,
     pub roles: HeaderName,
-    /// Lowercase, `_` folded to `-`.
-    folded: [String; 3],
+    /// Lowercase, `_` folded to `-`: the three identity headers and the assertion header.
+    folded: [String; 4],
 }
 
 impl IdentityHeaders {
-    pub fn new(settings: &HeaderSettings) -> Self {
+    /// The identity headers of `settings`, plus `assertion` (`assertion.header`) among
+    /// the names stripped.
+    pub fn new(settings: &HeaderSettings, assertion: &HeaderName) -> Self {
         let fold = |name: &HeaderName| name.as_str().replace('_', "-");
         IdentityHeaders {
             folded: [
                 fold(&settings.user),
                 fold(&settings.subject),
                 fold(&settings.roles),
+                fold(assertion),
             ],
             user: settings.user.clone(),
             subject: settings.subject.clone(),
@@ -39,14 +44,15 @@ impl IdentityHeaders {
         }
     }
 
-    /// True when an upstream could read `name` as one of the identity headers.
+    /// True when an upstream could read `name` as one of the identity headers or as the
+    /// assertion header.
     pub fn is_identity(&self, name: &HeaderName) -> bool {
         self.folded
             .iter()
             .any(|target| folds_to(name.as_str(), target))
     }
 
-    /// Removes every header that could be read as an identity header.
+    /// Removes every header that could be read as an identity or assertion header.
     pub fn strip(&self, headers: &mut HeaderMap) {
         remove_where(headers, |name| self.is_identity(name));
     }
@@ -81,13 +87,16 @@ mod tests {
     use http::HeaderValue;
 
     fn headers() -> IdentityHeaders {
-        IdentityHeaders::new(&HeaderSettings {
-            user: HeaderName::from_static("x-auth-user"),
-            subject: HeaderName::from_static("x-auth-subject"),
-            roles: HeaderName::from_static("x-auth-roles"),
-            forward_authorization: false,
-            trusted_proxies: Vec::new(),
-        })
+        IdentityHeaders::new(
+            &HeaderSettings {
+                user: HeaderName::from_static("x-auth-user"),
+                subject: HeaderName::from_static("x-auth-subject"),
+                roles: HeaderName::from_static("x-auth-roles"),
+                forward_authorization: false,
+                trusted_proxies: Vec::new(),
+            },
+            &HeaderName::from_static("x-gatehouse-assertion"),
+        )
     }
 
     #[test]
@@ -99,6 +108,9 @@ mod tests {
             "x-auth_user",
             "x_auth-roles",
             "x-auth-subject",
+            "x-gatehouse-assertion",
+            "x_gatehouse_assertion",
+            "X-Gatehouse-ASSERTION",
         ] {
             map.append(
                 HeaderName::from_bytes(name.as_bytes()).expect("name"),

@@ -6,17 +6,21 @@
 //!   where the default for unmatched requests is written) followed by the credential
 //!   check — used by the pipeline, `/auth/verify` and (its route-level part)
 //!   `gatehouse explain`;
-//! - [`identity`]: strip, then stamp — identity headers removed from every request and
-//!   set only from a verified identity.
+//! - [`identity`]: strip, then stamp — identity headers (and the assertion header)
+//!   removed from every request and set only from a verified identity;
+//! - [`assertion`]: the signed identity assertion for upstreams (SPEC §9), minted with
+//!   the active key and cached.
 //!
 //! Below the pipeline and the endpoints; above accounts and the routing types.
 //!
 //! [`RouteTable::decide`]: crate::routing::RouteTable::decide
 
+pub mod assertion;
 pub mod credentials;
 pub mod decide;
 pub mod identity;
 
+pub use assertion::{Assertions, ASSERTION_TYP};
 pub use credentials::{authenticate, bearer_token};
 pub use decide::{decide, Allowed, Verdict};
 pub use identity::IdentityHeaders;

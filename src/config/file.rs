@@ -18,6 +18,8 @@ pub struct FileConfig {
     pub registration: RegistrationFile,
     pub headers: HeadersFile,
     pub log: LogFile,
+    /// The signed identity assertion for upstreams (SPEC §9).
+    pub assertion: AssertionFile,
     /// Named upstreams; `default` is required.
     pub upstreams: BTreeMap<String, UpstreamFile>,
     /// Route rules, checked in file order.
@@ -258,6 +260,28 @@ impl Default for LogFile {
     }
 }
 
+/// `[assertion]` (SPEC §9): a short-lived JWT per upstream carrying the identity.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct AssertionFile {
+    /// Default `false`; needs a key-pair `tokens.algorithm`.
+    pub enabled: bool,
+    /// Default `X-Gatehouse-Assertion`; always stripped from client requests.
+    pub header: String,
+    /// Lifetime of one assertion. Default `60s`.
+    pub ttl: String,
+}
+
+impl Default for AssertionFile {
+    fn default() -> Self {
+        AssertionFile {
+            enabled: false,
+            header: "X-Gatehouse-Assertion".into(),
+            ttl: "60s".into(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct UpstreamFile {
     /// `http://host:port`.
@@ -268,6 +292,8 @@ pub struct UpstreamFile {
     /// Until the upstream's response head arrives. Default `60s`.
     #[serde(default = "default_upstream_timeout")]
     pub timeout: String,
+    /// `aud` of the assertions sent to this upstream. Default: the URL's origin.
+    pub assertion_audience: Option<String>,
 }
 
 fn default_connect_timeout() -> String {

@@ -39,6 +39,7 @@ pub struct Config {
     pub registration: RegistrationSettings,
     pub headers: HeaderSettings,
     pub log: LogSettings,
+    pub assertion: AssertionSettings,
     /// `[tokens.jwks]`: reloadable, unlike the rest of `[tokens]`.
     pub jwks: JwksSettings,
     /// `default` is always first.
@@ -57,8 +58,9 @@ pub struct Startup {
     pub registration: RegistrationSettings,
 }
 
-/// What SIGHUP swaps: routes, upstreams, headers, log level, the JWKS `max_age`. Handed
-/// over by value ([`Config::into_parts`]), so nothing is left behind half-taken.
+/// What SIGHUP swaps: routes, upstreams, headers, log level, the JWKS `max_age`, the
+/// assertion settings. Handed over by value ([`Config::into_parts`]), so nothing is left
+/// behind half-taken.
 #[derive(Debug)]
 pub struct Reloadable {
     /// `default` is always first.
@@ -66,6 +68,7 @@ pub struct Reloadable {
     pub routes: RouteTable,
     pub headers: HeaderSettings,
     pub log: LogSettings,
+    pub assertion: AssertionSettings,
     pub jwks: JwksSettings,
 }
 
@@ -341,6 +344,32 @@ pub struct UpstreamSettings {
     pub authority: String,
     pub connect_timeout: Duration,
     pub timeout: Duration,
+    /// `aud` of the assertions this upstream receives (SPEC §9): as configured, else the
+    /// URL's origin (RFC 6454 §6.2: `http://host`, `:port` unless 80).
+    pub assertion_audience: String,
+}
+
+/// `[assertion]` (SPEC §9): the signed identity upstreams may verify. Validation
+/// guarantees `enabled` only with a key-pair `tokens.algorithm`, a `header` that is
+/// neither reserved nor an identity header, and a `ttl` of whole seconds.
+#[derive(Debug, Clone)]
+pub struct AssertionSettings {
+    pub enabled: bool,
+    /// Stamped on forwarded requests with an identity; stripped from every client request.
+    pub header: HeaderName,
+    /// Lifetime of one assertion (`exp` = `iat` + `ttl`), whole seconds.
+    pub ttl: Duration,
+}
+
+impl Default for AssertionSettings {
+    /// SPEC §9's defaults: off, `X-Gatehouse-Assertion`, `60s`.
+    fn default() -> Self {
+        AssertionSettings {
+            enabled: false,
+            header: HeaderName::from_static("x-gatehouse-assertion"),
+            ttl: Duration::from_secs(60),
+        }
+    }
 }
 
 /// A config that could not be loaded: every problem found, each with its key path.
@@ -732,6 +761,7 @@ impl Config {
             registration,
             headers,
             log,
+            assertion,
             jwks,
             upstreams,
             routes,
@@ -750,6 +780,7 @@ impl Config {
                 routes,
                 headers,
                 log,
+                assertion,
                 jwks,
             },
         )
@@ -1063,5 +1094,102 @@ acess = "public"
             );
         }
         assert_eq!(all.len(), 6, "{all:#?}");
+    }
+
+    fn problems_at(text: &str) -> Vec<(String, String)> {
+        parse(text)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|problem| (problem.path, problem.problem))
+            .collect()
+    }
+
+    #[test]
+    fn assertion_defaults_and_audiences_are_the_upstream_origins() {
+        let text = r#"
+[upstreams.default]
+url = "http://127.0.0.1:3000/"
+[upstreams.billing]
+url = "http://Billing.Internal:80"
+[upstreams.v6]
+url = "http://[::1]:8080"
+[upstreams.orders]
+url = "http://10.0.0.7:8000"
+assertion_audience = "https://orders.internal"
+"#;
+        let config = parse(text).expect("valid");
+        assert!(!config.assertion.enabled);
+        assert_eq!(config.assertion.header.as_str(), "x-gatehouse-assertion");
+        assert_eq!(config.assertion.ttl, Duration::from_secs(60));
+        let audiences: Vec<(&str, &str)> = config
+            .upstreams
+            .iter()
+            .map(|u| (u.name.as_str(), u.assertion_audience.as_str()))
+            .collect();
+        assert_eq!(
+            audiences,
+            [
+                ("default", "http://127.0.0.1:3000"),
+                ("billing", "http://billing.internal"),
+                ("orders", "https://orders.internal"),
+                ("v6", "http://[::1]:8080"),
+            ]
+        );
+        let (_, reloadable) = config.into_parts();
+        assert_eq!(
+            reloadable.assertion.ttl,
+            Duration::from_secs(60),
+            "reloadable"
+        );
+    }
+
+    #[test]
+    fn assertions_need_a_key_pair_algorithm() {
+        let problems = problems_at(&format!("{MINIMAL}[assertion]\nenabled = true\n"));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "assertion.enabled");
+        assert!(problems[0].1.contains("ES256"), "{problems:?}");
+        assert!(parse(&format!("{MINIMAL}[assertion]\nenabled = false\n")).is_ok());
+    }
+
+    #[test]
+    fn assertion_header_ttl_and_audiences_are_checked() {
+        for (section, path, says) in [
+            (
+                "header = \"bad header\"",
+                "assertion.header",
+                "not a valid header name",
+            ),
+            ("header = \"Authorization\"", "assertion.header", "reserved"),
+            (
+                "header = \"x_auth_user\"",
+                "assertion.header",
+                "identity header",
+            ),
+            ("ttl = \"0s\"", "assertion.ttl", "longer than zero"),
+            ("ttl = \"1500ms\"", "assertion.ttl", "whole seconds"),
+            ("ttl = \"2h\"", "assertion.ttl", "at most"),
+            ("ttl = \"soon\"", "assertion.ttl", "not a duration"),
+        ] {
+            let problems = problems_at(&format!("{MINIMAL}[assertion]\n{section}\n"));
+            assert_eq!(problems.len(), 1, "{section}: {problems:?}");
+            assert_eq!(problems[0].0, path, "{section}");
+            assert!(problems[0].1.contains(says), "{section}: {problems:?}");
+        }
+        let problems = problems_at(&format!("{MINIMAL}assertion_audience = \"\"\n"));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "upstreams.default.assertion_audience");
+        // An access token's audience is never an upstream's assertion audience.
+        let problems = problems_at(&format!(
+            "{MINIMAL}assertion_audience = \"gatehouse\"\n[assertion]\nenabled = true\n"
+        ));
+        assert!(
+            problems.iter().any(
+                |(path, problem)| path == "upstreams.default.assertion_audience"
+                    && problem.contains("tokens.audience")
+            ),
+            "{problems:?}"
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use http::{HeaderName, Method, Uri};
 use ipnet::IpNet;
-use jsonwebtoken::Algorithm;
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::file::{FileConfig, RouteFile};
 use super::units::parse_duration;
@@ -127,6 +127,7 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Config {
     let upstreams = upstreams(&file, problems);
     let routes = routes(&file.routes, &upstreams, problems);
     let store = store(&file, problems);
+    let assertion = assertion(&file, &tokens, &headers, &upstreams, problems);
     let jwks = JwksSettings {
         max_age: problems.duration("tokens.jwks.max_age", &file.tokens.jwks.max_age),
     };
@@ -139,6 +140,7 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Config {
         registration,
         headers,
         log,
+        assertion,
         jwks,
         upstreams,
         routes,
@@ -440,35 +442,38 @@ fn passwords(file: &FileConfig, problems: &mut Problems) -> PasswordSettings {
     settings
 }
 
+/// Header names gatehouse or HTTP itself gives a meaning: never an identity or assertion
+/// header.
+const RESERVED_HEADERS: [&str; 16] = [
+    "host",
+    "authorization",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-authorization",
+    "cookie",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
+
 fn headers(file: &FileConfig, problems: &mut Problems) -> HeaderSettings {
     let raw = &file.headers;
     let user = problems.header_name("headers.user", &raw.user);
     let subject = problems.header_name("headers.subject", &raw.subject);
     let roles = problems.header_name("headers.roles", &raw.roles);
-    let reserved = [
-        "host",
-        "authorization",
-        "connection",
-        "content-length",
-        "transfer-encoding",
-        "upgrade",
-        "te",
-        "trailer",
-        "keep-alive",
-        "proxy-authorization",
-        "cookie",
-        "forwarded",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-request-id",
-    ];
     for (key, name) in [
         ("headers.user", &user),
         ("headers.subject", &subject),
         ("headers.roles", &roles),
     ] {
-        if reserved.contains(&name.as_str()) {
+        if RESERVED_HEADERS.contains(&name.as_str()) {
             problems.push(
                 key,
                 format!("`{name}` is reserved; choose a name such as X-Auth-User"),
@@ -504,6 +509,102 @@ fn headers(file: &FileConfig, problems: &mut Problems) -> HeaderSettings {
         roles,
         forward_authorization: raw.forward_authorization,
         trusted_proxies,
+    }
+}
+
+/// The longest `assertion.ttl`: an assertion is a short-lived proof of one request's
+/// identity, not a session.
+const MAX_ASSERTION_TTL: Duration = Duration::from_secs(3600);
+
+/// `[assertion]` (SPEC §9), checked against what it depends on: a key-pair algorithm (an
+/// upstream must be able to verify with the published public keys; a shared secret would
+/// let every upstream mint access tokens), a header no identity header or reserved name
+/// can be confused with, and per-upstream audiences that differ from the access tokens'
+/// `aud` (so neither kind of token can pass for the other on `aud` alone).
+fn assertion(
+    file: &FileConfig,
+    tokens: &TokenSettings,
+    headers: &HeaderSettings,
+    upstreams: &[UpstreamSettings],
+    problems: &mut Problems,
+) -> AssertionSettings {
+    let raw = &file.assertion;
+    if raw.enabled && tokens.algorithm.family() == AlgorithmFamily::Hmac {
+        problems.push(
+            "assertion.enabled",
+            format!(
+                "needs a key-pair tokens.algorithm (ES256, EdDSA or RS256), not {:?}: upstreams verify assertions with the published public keys",
+                tokens.algorithm
+            ),
+        );
+    }
+    let header = problems.header_name("assertion.header", &raw.header);
+    let folded = header.as_str().replace('_', "-");
+    if RESERVED_HEADERS.contains(&header.as_str()) {
+        problems.push(
+            "assertion.header",
+            format!("`{header}` is reserved; choose a name such as X-Gatehouse-Assertion"),
+        );
+    } else if [&headers.user, &headers.subject, &headers.roles]
+        .iter()
+        .any(|name| name.as_str().replace('_', "-") == folded)
+    {
+        problems.push(
+            "assertion.header",
+            format!("`{header}` is already an identity header (headers.user, headers.subject or headers.roles); choose another name"),
+        );
+    }
+    let ttl = problems.positive_duration("assertion.ttl", &raw.ttl);
+    if ttl.subsec_nanos() != 0 {
+        problems.push(
+            "assertion.ttl",
+            "must be whole seconds (JWT times are in seconds), e.g. \"60s\"",
+        );
+    } else if ttl > MAX_ASSERTION_TTL {
+        problems.push(
+            "assertion.ttl",
+            "must be at most \"1h\": an assertion proves one request's identity, keep it short-lived",
+        );
+    }
+    for (name, raw_upstream) in &file.upstreams {
+        if raw_upstream
+            .assertion_audience
+            .as_deref()
+            .is_some_and(|audience| audience.trim().is_empty())
+        {
+            problems.push(
+                format!("upstreams.{name}.assertion_audience"),
+                "must not be empty; remove it to use the upstream's URL origin",
+            );
+        }
+    }
+    if raw.enabled {
+        for upstream in upstreams {
+            if upstream.assertion_audience == tokens.audience {
+                problems.push(
+                    format!("upstreams.{}.assertion_audience", upstream.name),
+                    format!(
+                        "`{}` is also tokens.audience: an access token must never pass for an assertion; choose another audience",
+                        upstream.assertion_audience
+                    ),
+                );
+            }
+        }
+    }
+    AssertionSettings {
+        enabled: raw.enabled,
+        header,
+        ttl,
+    }
+}
+
+/// RFC 6454 §6.2 serialization of an `http://` URL's origin: scheme, lowercase host, and
+/// the port unless it is the default (80). No user information, path or trailing slash.
+fn origin(url: &Uri) -> String {
+    let host = url.host().unwrap_or_default().to_ascii_lowercase();
+    match url.port_u16() {
+        Some(port) if port != 80 => format!("http://{host}:{port}"),
+        _ => format!("http://{host}"),
     }
 }
 
@@ -594,11 +695,16 @@ fn upstreams(file: &FileConfig, problems: &mut Problems) -> Vec<UpstreamSettings
                 .authority()
                 .map(|a| a.as_str().to_string())
                 .unwrap_or_default();
+            let assertion_audience = raw
+                .assertion_audience
+                .clone()
+                .unwrap_or_else(|| origin(&url));
             list.push(UpstreamSettings {
                 name: name.clone(),
                 authority,
                 connect_timeout,
                 timeout,
+                assertion_audience,
             });
         }
     }

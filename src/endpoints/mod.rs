@@ -38,7 +38,7 @@ pub mod well_known;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::access::{IdentityHeaders, Verdict};
+use crate::access::{Assertions, IdentityHeaders, Verdict};
 use crate::accounts::{AccountError, Accounts, Identity, TokenPair};
 use crate::error::GatewayError;
 use crate::http::{json_response, Body};
@@ -53,6 +53,8 @@ pub struct EndpointContext<'a> {
     pub routes: &'a RouteTable,
     /// The snapshot's identity header names (`/auth/verify` answers with them).
     pub identity_headers: &'a IdentityHeaders,
+    /// The snapshot's assertion settings and cache (`/auth/verify` answers with one).
+    pub assertions: &'a Assertions,
     /// The connection's peer.
     pub peer: std::net::IpAddr,
     /// The client's address for brute-force counting: the peer, or — when the peer is a

@@ -20,7 +20,10 @@
 //!   `invalid_request`; an internal fault is logged and answered 403.
 //! - **200 carries every configured identity header**, empty without an identity
 //!   (anonymous on a public route), so a proxy that copies them never passes a client's own
-//!   copy through.
+//!   copy through. With `[assertion] enabled` (SPEC §9) the assertion header too: an
+//!   assertion for the upstream of the route decided (`upstreams.default` when no
+//!   original URI is named), or empty. (SPEC leaves this open; Pomerium's forward-auth
+//!   answers with its assertion the same way.)
 //!
 //! The decision and user land in the request's [`Verdict`], so the access line and the
 //! `gatehouse_requests_total{decision}` counter show what forward-auth decided.
@@ -44,17 +47,19 @@ pub fn handle(
     verdict: &mut Verdict,
 ) -> Result<Response<Body>, GatewayError> {
     match decide(context, request.headers(), verdict) {
-        Ok(identity) => Ok(answer(context, identity.as_ref())),
+        Ok((identity, upstream)) => {
+            answer(context, identity.as_ref(), upstream).map_err(|err| fail_closed(err, verdict))
+        }
         Err(err) => Err(fail_closed(err, verdict)),
     }
 }
 
-/// Who may pass, or why not.
+/// Who may pass (and to which upstream), or why not.
 fn decide(
     context: &EndpointContext<'_>,
     headers: &HeaderMap,
     verdict: &mut Verdict,
-) -> Result<Option<Identity>, GatewayError> {
+) -> Result<(Option<Identity>, usize), GatewayError> {
     if context.untrusted_original_request {
         verdict.decided(Decision::Rejected, None);
         tracing::warn!(
@@ -85,7 +90,8 @@ fn decide(
         verdict.decided(Decision::Unauthenticated, None);
         let identity = context.authenticate(headers)?;
         verdict.decided(Decision::Authenticated, Some(&identity));
-        return Ok(Some(identity));
+        // No route: the assertion is for `upstreams.default` (index 0).
+        return Ok((Some(identity), 0));
     };
     let uri = uri
         .to_str()
@@ -96,7 +102,7 @@ fn decide(
     let path = normalized_path(&uri)?;
     let route = context.routes.decide(&method, &path);
     let allowed = access::decide(context.accounts, &route, headers, verdict)?;
-    Ok(allowed.identity)
+    Ok((allowed.identity, allowed.upstream))
 }
 
 /// The one value given for the original method or URI, by either family of headers.
@@ -127,18 +133,29 @@ fn invalid(description: impl Into<String>) -> GatewayError {
     GatewayError::InvalidForwardedRequest(description.into())
 }
 
-/// 200 with every identity header: the identity's values, or empty.
-fn answer(context: &EndpointContext<'_>, identity: Option<&Identity>) -> Response<Body> {
+/// 200 with every identity header (and the assertion header when enabled): the
+/// identity's values, or empty.
+fn answer(
+    context: &EndpointContext<'_>,
+    identity: Option<&Identity>,
+    upstream: usize,
+) -> Result<Response<Body>, GatewayError> {
     let names = context.identity_headers;
+    let assertions = context.assertions;
+    let assertion = assertions.value_for(context.accounts.keys(), identity, upstream)?;
     let mut response = empty_response(StatusCode::OK);
     let headers = response.headers_mut();
     for name in [&names.user, &names.subject, &names.roles] {
         headers.insert(name.clone(), HeaderValue::from_static(""));
     }
+    if assertions.enabled() {
+        headers.insert(assertions.header().clone(), HeaderValue::from_static(""));
+    }
     if let Some(identity) = identity {
         names.stamp(headers, identity);
     }
-    response
+    assertions.stamp(headers, assertion);
+    Ok(response)
 }
 
 /// Keeps a refusal within what a forward-auth proxy understands: 401 and 403 pass as

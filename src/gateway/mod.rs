@@ -13,7 +13,8 @@
 //!    paths (SPEC §9); `Gateway::own_endpoint` the endpoints under `auth_prefix`
 //!    (`/auth/verify` fills the verdict like a proxied request);
 //! 4. match the route and decide access ([`access::decide`](fn@crate::access::decide): route, token, roles);
-//! 5. `prepare` the upstream request (hop-by-hop out, forwarding and identity in);
+//! 5. `prepare` the upstream request (hop-by-hop out, forwarding and identity in, and
+//!    the signed assertion when `[assertion]` is enabled, SPEC §9);
 //! 6. forward, streaming both bodies; splice upgraded connections ([`crate::proxy`]);
 //! 7. `clean` the response.
 //!
@@ -138,8 +139,13 @@ impl Gateway {
         let upstream = snapshot.upstream(allowed.upstream)?;
         ctx.upstream = Some(upstream.name.clone());
         // 5. Prepare the upstream request.
+        let assertion = snapshot.assertions.value_for(
+            self.accounts.keys(),
+            allowed.identity.as_ref(),
+            allowed.upstream,
+        )?;
         let (outbound, upgrade) = prepare(
-            &snapshot, request, &path, &uri, upstream, &allowed, screened, ctx,
+            &snapshot, request, &path, &uri, upstream, &allowed, assertion, screened, ctx,
         )?;
         // 6. Forward; a 101 answer to an upgrade request is spliced.
         let mut response = upstream.send(outbound, &ctx.request_id).await?;
@@ -278,6 +284,7 @@ impl Gateway {
             metrics: &self.metrics,
             routes: &snapshot.routes,
             identity_headers: &snapshot.identity,
+            assertions: &snapshot.assertions,
             peer,
             client_ip,
             untrusted_original_request: screened.untrusted_original_request,
@@ -328,7 +335,8 @@ fn screen(
 }
 
 /// Phase 5: the upstream request — hop-by-hop headers out, forwarding and identity
-/// headers in, the normalized path — and the client side of a requested upgrade.
+/// headers in, the `assertion` value (when there is one), the normalized path — and the
+/// client side of a requested upgrade.
 #[allow(clippy::too_many_arguments)]
 fn prepare(
     snapshot: &Snapshot,
@@ -337,6 +345,7 @@ fn prepare(
     uri: &Uri,
     upstream: &Upstream,
     allowed: &Allowed,
+    assertion: Option<HeaderValue>,
     screened: Screened,
     ctx: &RequestCtx,
 ) -> Result<(Request<Incoming>, ClientUpgrade), GatewayError> {
@@ -363,6 +372,7 @@ fn prepare(
     if let Some(identity) = &allowed.identity {
         snapshot.identity.stamp(headers, identity);
     }
+    snapshot.assertions.stamp(headers, assertion);
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
     parts.uri = upstream.uri(path, uri.query())?;
     parts.version = Version::HTTP_11;

@@ -1,11 +1,12 @@
 //! The part of the running state SIGHUP swaps atomically: routes, upstreams, identity and
-//! forwarding header settings, the JWKS `Cache-Control`. Compiled from [`Reloadable`] by
-//! value; loaded once per request (one `Arc<Snapshot>`).
+//! forwarding header settings, the JWKS `Cache-Control`, the upstream assertion settings
+//! (with a fresh assertion cache). Compiled from [`Reloadable`] by value; loaded once per
+//! request (one `Arc<Snapshot>`).
 
 use http::HeaderValue;
 use ipnet::IpNet;
 
-use crate::access::IdentityHeaders;
+use crate::access::{Assertions, IdentityHeaders};
 use crate::config::Reloadable;
 use crate::endpoints::well_known;
 use crate::error::GatewayError;
@@ -20,6 +21,8 @@ pub struct Snapshot {
     pub identity: IdentityHeaders,
     pub trusted_proxies: Vec<IpNet>,
     pub forward_authorization: bool,
+    /// `[assertion]` (SPEC §9): header, ttl, each upstream's audience, the cache.
+    pub assertions: Assertions,
     /// `Cache-Control` of the documents at `/.well-known/` (`tokens.jwks.max_age`).
     pub jwks_cache_control: HeaderValue,
 }
@@ -32,8 +35,10 @@ impl Snapshot {
             routes,
             headers,
             log: _,
+            assertion,
             jwks,
         } = reloadable;
+        let assertions = Assertions::new(&assertion, &upstreams);
         let upstreams = upstreams
             .iter()
             .map(|settings| Upstream::new(settings, metrics))
@@ -41,9 +46,10 @@ impl Snapshot {
         Ok(Snapshot {
             routes,
             upstreams,
-            identity: IdentityHeaders::new(&headers),
+            identity: IdentityHeaders::new(&headers, &assertion.header),
             trusted_proxies: headers.trusted_proxies,
             forward_authorization: headers.forward_authorization,
+            assertions,
             jwks_cache_control: well_known::cache_control(jwks.max_age),
         })
     }

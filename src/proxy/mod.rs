@@ -7,7 +7,9 @@
 //! - [`splice_upgrade`]: the WebSocket (any `101`) splice.
 //!
 //! Nothing here decides access or reads credentials: identity headers are stripped and
-//! stamped by the access layer (`access::identity`), called from the pipeline.
+//! stamped by the access layer (`access::identity`), called from the pipeline; so is the
+//! signed upstream assertion (`access::assertion`, SPEC §9), which lives there rather
+//! than here because `/auth/verify` answers with it too and endpoints sit beside proxy.
 
 pub mod forwarded;
 pub mod hop;
