@@ -3,10 +3,10 @@
 //! `JWKSet` loads the same document, both verify the token (pinned algorithm, `iss`, `aud`),
 //! and jwcrypto's RFC 7638 thumbprint of every published key equals its `kid`.
 //!
-//! The Python packages (pinned below) live in a venv under the target directory, made on
-//! first use; without network access the test fails saying what to run. (The interop
-//! suite's shared peer harness covers these libraries more widely; this test only proves
-//! that the document gatehouse serves is one they load.)
+//! The Python packages are the interop harness's (tests/common/interop.rs: pinned in
+//! tests/interop/requirements.txt, installed once under a lock; without network access the
+//! test fails saying what to run). The interop suite covers these libraries more widely;
+//! this test only proves that the document gatehouse serves is one they load.
 
 mod common;
 
@@ -18,7 +18,6 @@ use common::binary::run;
 use common::TestGateway;
 
 const ISSUER: &str = "http://127.0.0.1:8080";
-const PACKAGES: [&str; 3] = ["PyJWT==2.15.1", "jwcrypto==1.6.1", "cryptography==50.0.2"];
 
 /// Fetches the JWKS and verifies the token as a relying party would; request on stdin.
 const CHECK: &str = r#"
@@ -49,46 +48,6 @@ out["jwcrypto_sub"] = json.loads(verified.claims)["sub"]
 print(json.dumps(out))
 "#;
 
-/// The venv's python, made (once, pinned packages) if missing.
-fn python() -> PathBuf {
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let venv = tmp.parent().unwrap_or(tmp).join("well-known-venv");
-    let python = venv.join("bin/python");
-    let stamp = venv.join(".stamp");
-    let want = PACKAGES.join(" ");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
-        return python;
-    }
-    let fix = format!(
-        "python3 -m venv {dir} && {dir}/bin/pip install {want} (needs python3 with venv and PyPI)",
-        dir = venv.display()
-    );
-    let status = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .expect("python3");
-    assert!(status.success(), "could not make the venv; run: {fix}");
-    let out = Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--only-binary=:all:",
-        ])
-        .args(PACKAGES)
-        .output()
-        .expect("pip");
-    assert!(
-        out.status.success(),
-        "could not install {want}; run: {fix}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(&stamp, &want).expect("stamp");
-    python
-}
-
 /// `gatehouse keys generate --alg ALG --out DIR/NAME.pem`; the file and the printed kid.
 fn generate(dir: &Path, alg: &str, name: &str) -> (PathBuf, String) {
     let file = dir.join(format!("{name}.pem"));
@@ -104,7 +63,9 @@ fn generate(dir: &Path, alg: &str, name: &str) -> (PathBuf, String) {
 
 #[tokio::test]
 async fn pyjwt_and_jwcrypto_load_the_jwks_and_verify_gatehouse_tokens() {
-    let python = tokio::task::spawn_blocking(python).await.expect("venv");
+    let python = tokio::task::spawn_blocking(|| common::interop::peers().python_bin())
+        .await
+        .expect("peers");
     for alg in ["ES256", "EdDSA", "RS256"] {
         let keys = tempfile::tempdir().expect("tempdir");
         let (next, next_kid) = generate(keys.path(), alg, "next");

@@ -4,13 +4,15 @@
 //! "unreachable"), the real binary as a child process ([`binary`]), and a raw HTTP/1.1
 //! client that sends bytes exactly as written (attack inputs must not be "fixed" by a
 //! client library on the way), for any listener of either; a throwaway PostgreSQL
-//! ([`postgres`]) for the PostgreSQL store, and a real nginx ([`nginx`]) to put in front.
+//! ([`postgres`]) for the PostgreSQL store, a real nginx ([`nginx`]) to put in front, and
+//! the real JWT peers (PyJWT, jwcrypto, npm jose, HAProxy: [`interop`]) for published keys.
 
 #![allow(dead_code, unused_imports)]
 
 pub mod accounts;
 pub mod binary;
 pub mod flaky_store;
+pub mod interop;
 pub mod nginx;
 pub mod postgres;
 pub mod upstream;
