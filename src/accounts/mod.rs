@@ -571,6 +571,32 @@ impl Accounts {
         Ok(())
     }
 
+    /// Revokes one token (RFC 7009, SPEC §4 `/auth/revoke`): a refresh token ends its whole
+    /// login session, an access token stops working (revoked by its `jti`; its session
+    /// goes on). Tokens that are unknown, expired, or already revoked are not an error
+    /// (RFC 7009 §2.2). Both kinds are tried whatever the hint says (§2.1: the hint only
+    /// orders the lookups): a JWT is three dot-separated segments, our refresh tokens have
+    /// no dot, so the shape picks the one lookup that can match.
+    pub async fn revoke(&self, token: &str) -> Result<(), AccountError> {
+        if token.contains('.') {
+            // Only our signature matters: a disabled user's token may still be revoked.
+            if let Ok(claims) = self.keys.verify(token) {
+                let until = claims.exp.saturating_add(self.settings.leeway.as_secs());
+                self.directory.revoke(&claims.jti, until).await?;
+            }
+            return Ok(());
+        }
+        if token.len() <= MAX_REFRESH_TOKEN_LEN {
+            let hash = refresh_token_hash(token);
+            if let Some(record) = self.directory.store().find_refresh(&hash).await? {
+                self.directory
+                    .end_session(&record.user_id, &record.family)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Changes the caller's own password (SPEC §4 `/auth/password`): the new one must meet
     /// the policy and the current one must verify; then every earlier token and session
     /// ends and a fresh session starts.

@@ -10,6 +10,7 @@
 //! | `/token`    | POST      | `token.rs`    |
 //! | `/refresh`  | POST      | `refresh.rs`  |
 //! | `/logout`   | POST      | `logout.rs`   |
+//! | `/revoke`   | POST      | `revoke.rs` (RFC 7009) |
 //! | `/me`       | GET, HEAD | `me.rs`       |
 //! | `/verify`   | any       | `verify.rs` (only 200, 401, 403; 503 when stale) |
 //!
@@ -31,6 +32,7 @@ mod me;
 mod password;
 mod refresh;
 mod register;
+mod revoke;
 mod token;
 mod verify;
 pub mod well_known;
@@ -101,6 +103,10 @@ pub async fn dispatch(
         "/logout" => {
             only(&method, &[Method::POST], "POST")?;
             logout::handle(context, request).await
+        }
+        "/revoke" => {
+            only(&method, &[Method::POST], "POST")?;
+            revoke::handle(context, request).await
         }
         "/password" => {
             only(&method, &[Method::POST], "POST")?;
