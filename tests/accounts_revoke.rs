@@ -10,13 +10,6 @@ use common::accounts;
 use accounts::*;
 use common::*;
 
-fn token(value: &serde_json::Value, name: &str) -> String {
-    value[name]
-        .as_str()
-        .unwrap_or_else(|| panic!("{name} in {value}"))
-        .to_string()
-}
-
 /// `value` percent-encoded for a form body (everything but the unreserved characters).
 fn form_value(value: &str) -> String {
     value

@@ -13,13 +13,6 @@ use gatehouse::admin::protocol::Request;
 
 const ADMIN_ROUTE: &str = "[[routes]]\npath = \"/admin/**\"\nroles = [\"admin\"]\n";
 
-fn token(value: &serde_json::Value, name: &str) -> String {
-    value[name]
-        .as_str()
-        .unwrap_or_else(|| panic!("{name} in {value}"))
-        .to_string()
-}
-
 // ---------------------------------------------------------------------------------------
 // /auth/refresh
 

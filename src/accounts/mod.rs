@@ -549,24 +549,11 @@ impl Accounts {
         refresh_token: Option<&str>,
         access_token: Option<&str>,
     ) -> Result<(), AccountError> {
-        if let Some(token) = refresh_token.filter(|t| t.len() <= MAX_REFRESH_TOKEN_LEN) {
-            let hash = refresh_token_hash(token);
-            let found = self.directory.store().find_refresh(&hash).await?;
-            if let Some(record) = found {
-                self.directory
-                    .end_session(&record.user_id, &record.family)
-                    .await?;
-            }
+        if let Some(token) = refresh_token {
+            self.end_refresh_session(token).await?;
         }
         if let Some(token) = access_token {
-            // Only our signature matters here: a disabled user may still log out.
-            if let Ok(claims) = self.keys.verify(token) {
-                let until = claims.exp.saturating_add(self.settings.leeway.as_secs());
-                self.directory.revoke(&claims.jti, until).await?;
-                if let Some(sid) = &claims.sid {
-                    self.directory.end_session(&claims.sub, sid).await?;
-                }
-            }
+            self.revoke_access_token(token, true).await?;
         }
         Ok(())
     }
@@ -579,20 +566,42 @@ impl Accounts {
     /// no dot, so the shape picks the one lookup that can match.
     pub async fn revoke(&self, token: &str) -> Result<(), AccountError> {
         if token.contains('.') {
-            // Only our signature matters: a disabled user's token may still be revoked.
-            if let Ok(claims) = self.keys.verify(token) {
-                let until = claims.exp.saturating_add(self.settings.leeway.as_secs());
-                self.directory.revoke(&claims.jti, until).await?;
-            }
+            self.revoke_access_token(token, false).await
+        } else {
+            self.end_refresh_session(token).await
+        }
+    }
+
+    /// Ends the login session a refresh token belongs to (all its refresh and access
+    /// tokens); an unknown or oversized token ends nothing.
+    async fn end_refresh_session(&self, token: &str) -> Result<(), AccountError> {
+        if token.len() > MAX_REFRESH_TOKEN_LEN {
             return Ok(());
         }
-        if token.len() <= MAX_REFRESH_TOKEN_LEN {
-            let hash = refresh_token_hash(token);
-            if let Some(record) = self.directory.store().find_refresh(&hash).await? {
-                self.directory
-                    .end_session(&record.user_id, &record.family)
-                    .await?;
-            }
+        let hash = refresh_token_hash(token);
+        if let Some(record) = self.directory.store().find_refresh(&hash).await? {
+            self.directory
+                .end_session(&record.user_id, &record.family)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Revokes an access token by its `jti` until it would have expired, and with
+    /// `end_session` its login session too. Only our signature matters here (a disabled
+    /// user may still log out); a token that does not verify revokes nothing.
+    async fn revoke_access_token(
+        &self,
+        token: &str,
+        end_session: bool,
+    ) -> Result<(), AccountError> {
+        let Ok(claims) = self.keys.verify(token) else {
+            return Ok(());
+        };
+        let until = claims.exp.saturating_add(self.settings.leeway.as_secs());
+        self.directory.revoke(&claims.jti, until).await?;
+        if let (true, Some(sid)) = (end_session, &claims.sid) {
+            self.directory.end_session(&claims.sub, sid).await?;
         }
         Ok(())
     }

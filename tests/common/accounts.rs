@@ -60,6 +60,14 @@ pub async fn create_user(gateway: &TestGateway, username: &str, roles: &[&str]) 
     }
 }
 
+/// The string member `name` of a JSON token response (`access_token`, `refresh_token`).
+pub fn token(value: &serde_json::Value, name: &str) -> String {
+    value[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} in {value}"))
+        .to_string()
+}
+
 /// The (unverified) claims of a JWT, for assertions.
 pub fn claims_of(token: &str) -> serde_json::Value {
     let payload = token.split('.').nth(1).expect("a JWT");
