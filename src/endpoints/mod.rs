@@ -17,6 +17,9 @@
 //! | `/password` | POST      | `password.rs` |
 //! | `/register` | POST      | `register.rs` (404 while registration is off) |
 //!
+//! Service clients authenticate (the token endpoint's `client_credentials` grant)
+//! by HTTP Basic or in the form body, parsed in one place: [`client_auth`].
+//!
 //! While the store is out of reach, every endpoint that must write answers 503
 //! `unavailable` with `Retry-After` ([`AccountError::Unavailable`]), never 401, and
 //! acknowledges nothing it could not write (SPEC §8).
@@ -26,6 +29,7 @@
 //! exact paths to it before any route is matched.
 
 pub mod body;
+mod client_auth;
 mod login;
 mod logout;
 mod me;
@@ -132,8 +136,8 @@ fn issued(context: &EndpointContext<'_>, verdict: &mut Verdict, pair: TokenPair)
 
 /// The token response (RFC 6749 §5.1): never cached (`Cache-Control: no-store`, and
 /// `Pragma: no-cache` for HTTP/1.0 caches).
-fn token_response(pair: TokenPair) -> Response<Body> {
-    let mut response = json_response(StatusCode::OK, &pair);
+fn token_response(tokens: impl serde::Serialize) -> Response<Body> {
+    let mut response = json_response(StatusCode::OK, &tokens);
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
