@@ -11,13 +11,14 @@
 //! | `/refresh`  | POST      | `refresh.rs`  |
 //! | `/logout`   | POST      | `logout.rs`   |
 //! | `/revoke`   | POST      | `revoke.rs` (RFC 7009) |
+//! | `/introspect` | POST    | `introspect.rs` (RFC 7662; callers are service clients) |
 //! | `/me`       | GET, HEAD | `me.rs`       |
 //! | `/verify`   | any       | `verify.rs` (only 200, 401, 403; 503 when stale) |
 //!
 //! | `/password` | POST      | `password.rs` |
 //! | `/register` | POST      | `register.rs` (404 while registration is off) |
 //!
-//! Service clients authenticate (the token endpoint's `client_credentials` grant)
+//! Service clients authenticate (token endpoint's `client_credentials` grant, introspection)
 //! by HTTP Basic or in the form body, parsed in one place: [`client_auth`].
 //!
 //! While the store is out of reach, every endpoint that must write answers 503
@@ -30,6 +31,7 @@
 
 pub mod body;
 mod client_auth;
+mod introspect;
 mod login;
 mod logout;
 mod me;
@@ -111,6 +113,10 @@ pub async fn dispatch(
         "/revoke" => {
             only(&method, &[Method::POST], "POST")?;
             revoke::handle(context, request).await
+        }
+        "/introspect" => {
+            only(&method, &[Method::POST], "POST")?;
+            introspect::handle(context, request).await
         }
         "/password" => {
             only(&method, &[Method::POST], "POST")?;
