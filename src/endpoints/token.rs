@@ -134,9 +134,9 @@ async fn client_credentials(
         .client_credentials(&credentials.id, credentials.secret, context.client_ip)
         .await;
     context.metrics.login(login_outcome(&result));
-    let issued = result.map_err(client_error)?;
-    if let Ok(identity) = context.accounts.authenticate(&issued.access_token) {
+    let token = result.map_err(client_error)?;
+    if let Ok(identity) = context.accounts.authenticate(&token.access_token) {
         verdict.user = Some(identity.user.clone());
     }
-    Ok(token_response(issued))
+    Ok(token_response(token))
 }
