@@ -1039,6 +1039,70 @@ async fn export_and_import_carry_a_gateway_from_sled_to_postgresql_and_back() {
     assert_eq!(response.error_code(), "invalid_grant");
 }
 
+/// Issue #14: a service client moves from sled to PostgreSQL with `store export` /
+/// `store import`: its `{"type":"client"}` line is carried byte for byte, its secret (only
+/// its hash travels) and the tokens issued on sled keep working on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_client_moves_from_sled_to_postgresql_with_its_secret_and_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sled = generated_secret_config(&dir.path().join("sled"), None);
+    let added = cli_at(&sled, &["client", "add", "ci-bot", "--role", "deploy"]).await;
+    let secret = zeroize::Zeroizing::new(added.stdout.trim().to_string());
+    let address = std::net::IpAddr::from([127, 0, 0, 1]);
+    let open = |config: PathBuf| async move {
+        let config = gatehouse::config::load(&config).expect("config");
+        let store = gatehouse::store::open(&config.store).await.expect("store");
+        gatehouse::accounts::Accounts::open(store, &config)
+            .await
+            .expect("accounts")
+    };
+    let on_sled = open(sled.clone()).await;
+    let token = on_sled
+        .client_credentials("ci-bot", secret.clone(), address)
+        .await
+        .expect("client credentials on sled")
+        .access_token;
+    drop(on_sled);
+    let export = cli_at(&sled, &["store", "export"]).await;
+    let client_line = |file: &str| {
+        file.lines()
+            .find(|line| line.starts_with(r#"{"type":"client""#))
+            .map(str::to_string)
+            .expect("a client line")
+    };
+    let from_sled = dir.path().join("from-sled.jsonl");
+    std::fs::write(&from_sled, &export.stdout).expect("write export");
+
+    let url = shared_database().await;
+    let pg = generated_secret_config(&dir.path().join("pg"), Some(&url));
+    cli_at(
+        &pg,
+        &["store", "import", from_sled.to_str().expect("utf-8")],
+    )
+    .await;
+    let again = cli_at(&pg, &["store", "export"]).await;
+    assert_eq!(client_line(&again.stdout), client_line(&export.stdout));
+    let listed = cli_at(&pg, &["client", "list"]).await;
+    assert!(listed.stdout.starts_with("ci-bot "), "{listed:?}");
+
+    let on_pg = open(pg.clone()).await;
+    let identity = on_pg.authenticate(&token).expect("the sled-era token");
+    assert_eq!(identity.client_id(), Some("ci-bot"));
+    on_pg
+        .authenticate_client("ci-bot", secret.clone(), address)
+        .await
+        .expect("the secret");
+    cli_at(&pg, &["client", "rotate", "ci-bot"]).await;
+    let deadline = Instant::now() + POLL_FOR;
+    while on_pg.authenticate(&token).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the rotation never reached the view"
+        );
+        on_pg.directory().follow().await;
+    }
+}
+
 /// `deploy/compose/nginx.conf` as shipped, pointed at these replicas: each `server
 /// gatehouse-N:8080` line names replica N's address, `listen 8080` becomes `listen`, and
 /// the pid, logs and temp dirs go into `dir` (the shipped file leaves them to the
