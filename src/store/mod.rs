@@ -125,7 +125,8 @@ pub struct UserRecord {
     pub username: String,
     /// Lower-case name: the unique key; names compare case-insensitively everywhere.
     pub canonical: String,
-    /// argon2id PHC string.
+    /// argon2id PHC string, or the foreign hash an import brought (bcrypt, Django
+    /// pbkdf2_sha256, another argon2) until the user's next successful login replaces it.
     pub password_hash: String,
     pub roles: Vec<String>,
     pub enabled: bool,
@@ -356,6 +357,11 @@ pub trait Store: Send + Sync + 'static {
     /// Adds a user; `Conflict::UsernameTaken` when the canonical name is taken,
     /// `Conflict::UserIdTaken` when the id is. Publishes [`ChangeKind::UserPut`].
     fn insert_user(&self, user: &UserRecord) -> BoxFuture<'_, StoreResult<Written<()>>>;
+    /// Adds many users in one transaction, all or none (`gatehouse user import`):
+    /// `Conflict::UsernameTaken` when a canonical name is taken or given twice,
+    /// `Conflict::UserIdTaken` when an id is. Publishes ONE [`ChangeKind::UsersPut`] with
+    /// every user; nothing for an empty list.
+    fn insert_users(&self, users: &[UserRecord]) -> BoxFuture<'_, StoreResult<Written<()>>>;
     /// Applies `change` to one user atomically ([`UserChange::apply`]); the user as it is
     /// now, or `None` when there is no such user. Publishes [`ChangeKind::UserPut`] when
     /// the record changed.
