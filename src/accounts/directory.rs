@@ -351,7 +351,7 @@ fn check_roles(roles: &[String]) -> Result<(), AccountError> {
     }
 }
 
-fn dedup(roles: Vec<String>) -> Vec<String> {
+pub(super) fn dedup(roles: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(roles.len());
     for role in roles {
         if !out.contains(&role) {

@@ -31,6 +31,7 @@
 
 pub mod directory;
 pub mod feed;
+pub mod import;
 pub mod login;
 pub mod throttle;
 pub mod view;

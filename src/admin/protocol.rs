@@ -13,8 +13,8 @@
 //! `{"op":"export","source_backend":"sled"}` is the one request answered by more than a
 //! line: `{"ok":true}` and then the export file ([`export_file`]), until the socket closes.
 //!
-//! Requests may carry a password (`add`, `passwd`): they are never logged, and `Debug`
-//! is not derived for them.
+//! Requests may carry a password (`add`, `passwd`) or password hashes (`import`): they
+//! are never logged, and `Debug` is not derived for them.
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -68,6 +68,11 @@ pub enum Request {
         username: String,
     },
     List,
+    /// `gatehouse user import`: the whole file (JSON Lines, it holds password hashes),
+    /// checked and applied by the side holding the store.
+    Import {
+        file: Zeroizing<String>,
+    },
     /// `gatehouse reload`: re-read `gateway.toml` as SIGHUP does.
     Reload,
     /// `gatehouse store export` while a gateway holds the store: the reply line is
@@ -90,6 +95,7 @@ impl Request {
             Request::Remove { .. } => "remove",
             Request::Unlock { .. } => "unlock",
             Request::List => "list",
+            Request::Import { .. } => "import",
             Request::Reload => "reload",
             Request::Export { .. } => "export",
         }
@@ -106,7 +112,9 @@ impl Request {
             | Request::Roles { username, .. }
             | Request::Remove { username }
             | Request::Unlock { username } => Some(username),
-            Request::List | Request::Reload | Request::Export { .. } => None,
+            Request::List | Request::Import { .. } | Request::Reload | Request::Export { .. } => {
+                None
+            }
         }
     }
 }
@@ -205,6 +213,11 @@ pub async fn execute(target: &AdminTarget, request: &Request) -> Reply {
             .remove(username)
             .await
             .map(|()| format!("user {username} removed")),
+        Request::Import { file } => directory
+            .import_users(file)
+            .await
+            .map(|count| format!("imported {count} users"))
+            .map_err(|err| AccountError::Policy(format!("{err}; nothing was imported"))),
         Request::Unlock { username } => match canonical_username(username) {
             Some(canonical) => target.throttle.unlock(&canonical).await.map(|forgotten| {
                 tracing::info!(username = %canonical, "login lockout cleared by an operator");
