@@ -3,7 +3,9 @@
 //!
 //! - **Python** (`target/interop/venv`): PyJWT (`PyJWKClient`), jwcrypto and cryptography,
 //!   pinned in `tests/interop/requirements.txt`, driven through `tests/interop/peers.py`
-//!   (verify as a relying party; export JWKS keys as PEM; forge hostile tokens).
+//!   (verify as a relying party; export JWKS keys as PEM; forge hostile tokens); and
+//!   bcrypt, passlib, argon2-cffi and Django through `tests/interop/hashes.py` (password
+//!   hashes of other systems for `gatehouse user import`).
 //! - **Node** (`target/interop/node`): npm `jose`, pinned by `tests/interop/package.json` and
 //!   its `package-lock.json`, driven through `tests/interop/jose_peer.mjs`.
 //! - **HAProxy** from Debian (`jwt_verify`): found on `PATH` or in `/usr/sbin`.
@@ -91,6 +93,13 @@ impl Peers {
     /// `peers.py` with one JSON request; its JSON answer.
     pub async fn python(&self, request: serde_json::Value) -> serde_json::Value {
         let script = source_dir().join("peers.py");
+        run_peer(Command::new(self.python_bin()).arg(script), request).await
+    }
+
+    /// `hashes.py` with one JSON request (`{"hashes": [{"scheme", "password"}]}`): password
+    /// hashes made by the real bcrypt, passlib, argon2-cffi and Django (`tests/user_import.rs`).
+    pub async fn hashes(&self, request: serde_json::Value) -> serde_json::Value {
+        let script = source_dir().join("hashes.py");
         run_peer(Command::new(self.python_bin()).arg(script), request).await
     }
 
