@@ -208,6 +208,11 @@ async fn a_bad_line_is_reported_by_number_and_nothing_is_imported() {
             "line 3: \"has space\" is not a valid username",
         ),
         (
+            // Columns swapped: the hash is never shown.
+            format!("{good}\n{}\n", line(bcrypt, "alice", &[])),
+            "line 2: the value is not a valid username",
+        ),
+        (
             format!("{good}\n{}\n", line("FIRST", bcrypt, &[])),
             "line 2: the username `FIRST` is on line 1 already",
         ),

@@ -58,6 +58,16 @@ fn shown_key(key: &str) -> String {
     }
 }
 
+/// A refused name or role for a message: quoted when it could be one, else not shown
+/// (columns swapped by mistake would otherwise print a hash or a password).
+fn shown(value: &str) -> String {
+    if value.len() <= 64 && !value.contains('$') {
+        format!("{value:?}")
+    } else {
+        "the value".to_string()
+    }
+}
+
 fn string(object: &Map<String, Value>, key: &str, line: usize) -> Result<String, AccountError> {
     match object.get(key) {
         Some(Value::String(text)) => Ok(text.clone()),
@@ -99,7 +109,10 @@ fn entry(
     let canonical = canonical_username(&username).ok_or_else(|| {
         bad(
             line,
-            format!("{username:?} is not a valid username; {USERNAME_RULE}"),
+            format!(
+                "{} is not a valid username; {USERNAME_RULE}",
+                shown(&username)
+            ),
         )
     })?;
     if let Some(first) = seen.get(&canonical) {
@@ -127,7 +140,7 @@ fn entry(
                 Value::String(role) if Role::is_valid(role) => Ok(role.clone()),
                 Value::String(role) => Err(bad(
                     line,
-                    format!("{role:?} is not a role name; {ROLE_RULE}"),
+                    format!("{} is not a role name; {ROLE_RULE}", shown(role)),
                 )),
                 _ => Err(bad(line, "`roles` must be an array of strings")),
             })
