@@ -9,7 +9,8 @@
 //! - bcrypt's 72-byte limit: a longer password verifies by its first 72 bytes, as in the
 //!   system that made the hash, and the upgrade then stores the whole password;
 //! - a bad line is reported with its number, exit 1, nothing is imported (the export is
-//!   unchanged), and no hash or plaintext reaches stderr;
+//!   unchanged), and no hash or plaintext reaches stderr; a service client's name is taken
+//!   for users too;
 //! - a running gateway takes the import through its admin socket (5,000 users, beyond the
 //!   socket's usual request size) and the next login works without a restart;
 //! - PostgreSQL: the CLI writes the database, and a second replica sees the users at once
@@ -193,6 +194,8 @@ async fn a_bad_line_is_reported_by_number_and_nothing_is_imported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), &binary_config(dir.path(), ""));
     cli_add_user(&config, "Existing", &[], common::accounts::PASSWORD);
+    let client = run_cli(&config, &["client", "add", "ci-bot"], "", &[]);
+    assert_eq!(client.code, 0, "{client:?}");
     let before = export_records(&config);
     let good = line("first", bcrypt, &[]);
     let costly = bcrypt.replacen("$04$", "$15$", 1);
@@ -218,7 +221,12 @@ async fn a_bad_line_is_reported_by_number_and_nothing_is_imported() {
         ),
         (
             format!("{good}\n{}\n", line("existing", bcrypt, &[])),
-            "line 2: a user named `existing` exists already",
+            "line 2: the name `existing` is taken already",
+        ),
+        (
+            // One namespace for users and service clients.
+            format!("{}\n{good}\n", line("CI-Bot", bcrypt, &[])),
+            "line 1: the name `CI-Bot` is taken already",
         ),
         (
             format!("{good}\n{}\n", line("costly", &costly, &[])),
@@ -340,7 +348,7 @@ async fn a_running_gateway_takes_5000_users_through_its_socket_and_logs_them_in_
     assert!(
         again
             .stderr
-            .contains("line 1: a user named `user0000` exists already"),
+            .contains("line 1: the name `user0000` is taken already"),
         "{}",
         again.stderr
     );

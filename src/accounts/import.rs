@@ -10,7 +10,8 @@
 //! rule and compared by its canonical (lower-case) form, the roles by the role rule, and
 //! the hash must be one the hasher verifies within its cost bounds
 //! ([`crate::auth::password::PasswordHasher::check_stored`]). A name given twice in the
-//! file (case-insensitively) or already in the store is refused. All or nothing: the
+//! file (case-insensitively) or already in the store — a user's or a service client's:
+//! they share one namespace — is refused. All or nothing: the
 //! first bad line is reported as `line N: …` and nothing is written.
 //!
 //! No message ever contains a hash or any value of the file but a username (a typed-in
@@ -27,7 +28,7 @@ use super::directory::{canonical_username, dedup, Directory};
 use super::AccountError;
 use crate::auth::now_secs;
 use crate::names::{Role, ROLE_RULE, USERNAME_RULE};
-use crate::store::{Conflict, StoreError, UserRecord};
+use crate::store::{Conflict, PrincipalKind, StoreError, UserRecord};
 
 /// The keys a line may have.
 const KEYS: [&str; 4] = ["username", "password_hash", "roles", "enabled"];
@@ -124,7 +125,7 @@ fn entry(
     if taken.contains(&canonical) {
         return Err(bad(
             line,
-            format!("a user named `{username}` exists already (names compare case-insensitively)"),
+            format!("the name `{username}` is taken already (users and service clients share names, compared case-insensitively)"),
         ));
     }
     let password_hash = string(&object, "password_hash", line)?;
@@ -197,6 +198,7 @@ impl Directory {
                 created: now,
                 password_changed_at: now,
                 generation: 0,
+                kind: PrincipalKind::User,
             })
             .collect();
         let written = self.store().insert_users(&users).await;

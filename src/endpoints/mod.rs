@@ -11,11 +11,15 @@
 //! | `/refresh`  | POST      | `refresh.rs`  |
 //! | `/logout`   | POST      | `logout.rs`   |
 //! | `/revoke`   | POST      | `revoke.rs` (RFC 7009) |
+//! | `/introspect` | POST    | `introspect.rs` (RFC 7662; callers are service clients) |
 //! | `/me`       | GET, HEAD | `me.rs`       |
 //! | `/verify`   | any       | `verify.rs` (only 200, 401, 403; 503 when stale) |
 //!
 //! | `/password` | POST      | `password.rs` |
 //! | `/register` | POST      | `register.rs` (404 while registration is off) |
+//!
+//! Service clients authenticate (token endpoint's `client_credentials` grant, introspection)
+//! by HTTP Basic or in the form body, parsed in one place: [`client_auth`].
 //!
 //! While the store is out of reach, every endpoint that must write answers 503
 //! `unavailable` with `Retry-After` ([`AccountError::Unavailable`]), never 401, and
@@ -26,6 +30,8 @@
 //! exact paths to it before any route is matched.
 
 pub mod body;
+mod client_auth;
+mod introspect;
 mod login;
 mod logout;
 mod me;
@@ -108,6 +114,10 @@ pub async fn dispatch(
             only(&method, &[Method::POST], "POST")?;
             revoke::handle(context, request).await
         }
+        "/introspect" => {
+            only(&method, &[Method::POST], "POST")?;
+            introspect::handle(context, request).await
+        }
         "/password" => {
             only(&method, &[Method::POST], "POST")?;
             password::handle(context, request).await
@@ -132,8 +142,8 @@ fn issued(context: &EndpointContext<'_>, verdict: &mut Verdict, pair: TokenPair)
 
 /// The token response (RFC 6749 §5.1): never cached (`Cache-Control: no-store`, and
 /// `Pragma: no-cache` for HTTP/1.0 caches).
-fn token_response(pair: TokenPair) -> Response<Body> {
-    let mut response = json_response(StatusCode::OK, &pair);
+fn token_response(tokens: impl serde::Serialize) -> Response<Body> {
+    let mut response = json_response(StatusCode::OK, &tokens);
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -143,9 +153,11 @@ fn token_response(pair: TokenPair) -> Response<Body> {
 /// The SPEC §5 outcome of an account error, for endpoints without their own mapping.
 fn account_error(err: AccountError) -> GatewayError {
     match err {
-        AccountError::InvalidCredentials | AccountError::NoSuchUser(_) => {
-            GatewayError::InvalidCredentials
-        }
+        AccountError::InvalidCredentials
+        | AccountError::NoSuchUser(_)
+        | AccountError::NoSuchClient(_) => GatewayError::InvalidCredentials,
+        // Until the client-credentials grant maps it to 401 `invalid_client` (GRANT).
+        AccountError::InvalidClient => GatewayError::InvalidCredentials,
         AccountError::AccountDisabled => GatewayError::AccountDisabled,
         AccountError::TooManyAttempts { retry_after_secs } => {
             GatewayError::TooManyAttempts { retry_after_secs }
