@@ -309,7 +309,8 @@ pub enum UserChange {
     /// tokens issued earlier are refused) and a generation bump (sessions made earlier
     /// are refused).
     SetPassword { hash: String, changed_at: u64 },
-    /// A rehash after a login under older argon2 parameters: the hash is replaced only
+    /// A rehash after a login under older argon2 parameters or with an imported foreign
+    /// hash (`user import`): the hash is replaced only
     /// while it is still `from` (the password did not change meanwhile). Not a password
     /// change: no generation bump, no change time.
     Rehash { from: String, to: String },
