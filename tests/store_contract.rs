@@ -3,7 +3,8 @@
 //! PostgreSQL on a fresh database per test in one throwaway cluster for the binary
 //! (`common::postgres`).
 //!
-//! Covered: each verb, typed conflicts, the generation rules of `UserChange`, the atomic
+//! Covered: each verb, typed conflicts, the all-or-nothing batch insert (`insert_users`,
+//! one change for the batch), the generation rules of `UserChange`, the atomic
 //! refresh rotation with reuse detection (also under concurrency), durability across a
 //! reopen, and the change feed (a change for every write verb and none for a write that
 //! changed nothing, order and numbering, cursor resume, load + cursor, trimming and the
@@ -109,6 +110,7 @@ macro_rules! contract_suite {
             contract_suite!(@tests $make;
                 users_are_found_by_id_and_canonical_name,
                 names_and_ids_are_unique_and_a_removed_name_is_free_again,
+                many_users_are_inserted_all_or_none_with_one_change,
                 user_changes_follow_the_generation_rules,
                 a_session_needs_the_user_enabled_and_at_its_generation,
                 rotation_spends_the_token_and_reuse_ends_the_family,
@@ -252,6 +254,79 @@ pub mod contract {
             .collect();
         names.sort();
         assert_eq!(names, ["Alice", "bob"]);
+    }
+
+    pub async fn many_users_are_inserted_all_or_none_with_one_change(backend: &impl Backend) {
+        let store = backend.open().await;
+        add(store.as_ref(), "u0", "Taken").await;
+        let before = head(store.as_ref()).await;
+        let empty = store.insert_users(&[]).await.expect("empty batch");
+        assert_eq!(empty.seq, None, "an empty batch publishes nothing");
+        // Refused whole: a name in the store, a name twice in the batch, an id taken.
+        for (batch, expected) in [
+            (
+                vec![user("u1", "fresh"), user("u2", "TAKEN")],
+                Conflict::UsernameTaken,
+            ),
+            (
+                vec![user("u1", "fresh"), user("u2", "Fresh")],
+                Conflict::UsernameTaken,
+            ),
+            (
+                vec![user("u1", "fresh"), user("u0", "other")],
+                Conflict::UserIdTaken,
+            ),
+            (
+                vec![user("u1", "fresh"), user("u1", "other")],
+                Conflict::UserIdTaken,
+            ),
+        ] {
+            assert_eq!(conflict(store.insert_users(&batch).await), expected);
+            assert!(store.find_user("u1").await.expect("find").is_none());
+            assert!(store
+                .find_user_by_name("fresh")
+                .await
+                .expect("find")
+                .is_none());
+        }
+        assert_eq!(
+            head(store.as_ref()).await,
+            before,
+            "a conflict publishes nothing"
+        );
+        let mut batch: Vec<UserRecord> = (1..=300)
+            .map(|i| user(&format!("b{i}"), &format!("Batch{i}")))
+            .collect();
+        batch[0].roles = vec![];
+        batch[1].roles = vec!["a".into(), "b:c".into()];
+        batch[2].enabled = false;
+        let written = store.insert_users(&batch).await.expect("insert batch");
+        let seq = written.seq.expect("one change");
+        assert_eq!(seq, before + 1, "one number for the whole batch");
+        for user in &batch {
+            let found = store
+                .find_user_by_name(&user.canonical)
+                .await
+                .expect("find")
+                .expect("inserted");
+            assert_eq!(&found, user);
+        }
+        let published = changes(store.as_ref(), before).await;
+        assert_eq!(published.len(), 1, "one change for one write");
+        assert_eq!(
+            published[0].kind,
+            ChangeKind::UsersPut {
+                users: batch.iter().map(UserState::from).collect()
+            }
+        );
+        let loaded = store.load().await.expect("load");
+        assert_eq!(loaded.cursor, seq);
+        assert_eq!(loaded.users.len(), 301);
+        // The names are unique against later single inserts too.
+        assert_eq!(
+            conflict(store.insert_user(&user("u9", "batch7")).await),
+            Conflict::UsernameTaken
+        );
     }
 
     pub async fn names_and_ids_are_unique_and_a_removed_name_is_free_again(backend: &impl Backend) {

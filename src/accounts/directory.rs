@@ -233,7 +233,8 @@ impl Directory {
         Ok(updated)
     }
 
-    /// Stores a hash made with the current parameters after a successful login, unless
+    /// Stores a hash made with the current parameters after a successful login against a
+    /// hash made under older parameters or imported from another system, unless
     /// the password changed meanwhile ([`UserChange::Rehash`]). Best effort: the login
     /// succeeds either way.
     pub async fn rehash(&self, user: &UserRecord, password: Password) {
@@ -245,7 +246,7 @@ impl Directory {
         .await;
         match result {
             Ok(_) => {
-                tracing::info!(user = %user.username, "password rehashed with the current argon2 parameters")
+                tracing::info!(user = %user.username, "password hash replaced by argon2id with the current parameters")
             }
             Err(err) => {
                 tracing::warn!(user = %user.username, error = %err, "could not rehash a password")

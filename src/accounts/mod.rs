@@ -36,6 +36,7 @@
 pub mod clients;
 pub mod directory;
 pub mod feed;
+pub mod import;
 pub mod login;
 pub mod throttle;
 pub mod view;

@@ -766,6 +766,9 @@ mod tests {
         fn insert_user(&self, user: &UserRecord) -> StoreFuture<'_, StoreResult<Written<()>>> {
             self.inner.insert_user(user)
         }
+        fn insert_users(&self, users: &[UserRecord]) -> StoreFuture<'_, StoreResult<Written<()>>> {
+            self.inner.insert_users(users)
+        }
         fn update_user(
             &self,
             id: &str,

@@ -142,6 +142,12 @@ impl View {
             ChangeKind::UserPut(user) => {
                 write(&self.users).insert(user.id.clone(), Arc::new(UserView::from(user)));
             }
+            ChangeKind::UsersPut { users } => {
+                let mut view = write(&self.users);
+                for user in users {
+                    view.insert(user.id.clone(), Arc::new(UserView::from(user)));
+                }
+            }
             // Every token naming a removed user fails from now on.
             ChangeKind::UserRemoved { id } => {
                 write(&self.users).remove(id);
@@ -291,6 +297,31 @@ mod tests {
         assert!(view.check(&claims(100)).is_ok());
         view.apply(&revoked("j1", 300), 100, 0);
         assert_eq!(view.check(&claims(100)), Err(TokenRejection::Revoked));
+    }
+
+    #[test]
+    fn a_batch_of_users_is_applied_whole() {
+        let ChangeKind::UserPut(alice) = record(1) else {
+            unreachable!()
+        };
+        let mut bob = alice.clone();
+        bob.id = "u2".into();
+        bob.username = "bob".into();
+        bob.canonical = "bob".into();
+        let view = View::default();
+        view.apply(
+            &ChangeKind::UsersPut {
+                users: vec![alice, bob],
+            },
+            100,
+            0,
+        );
+        assert_eq!(view.user_count(), 2);
+        assert!(view.check(&claims(100)).is_ok());
+        assert_eq!(
+            view.user("u2").map(|user| user.username.clone()),
+            Some("bob".to_string())
+        );
     }
 
     #[test]

@@ -35,6 +35,16 @@ pub enum UserCommand {
     Remove { name: String },
     /// Clear a username's login failures and end its lockout early
     Unlock { name: String },
+    /// Create users from another system's password hashes (JSON Lines), all or nothing
+    ///
+    /// One JSON object a line: {"username","password_hash","roles"?,"enabled"?}; hashes may
+    /// be argon2 (PHC), bcrypt ($2a$/$2b$/$2y$) or Django pbkdf2_sha256$; each is upgraded
+    /// to argon2id at the user's next successful login. A bad line is reported with its
+    /// number and nothing is imported. See docs/migrating-users.md.
+    Import {
+        /// The file (`-`: stdin)
+        file: std::path::PathBuf,
+    },
     /// List users
     List {
         /// A JSON array of {"username","roles","enabled","created"}

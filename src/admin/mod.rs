@@ -10,6 +10,11 @@
 //! 3. if the store is locked (a gateway is starting and has not bound its socket yet),
 //!    retries both for a few seconds.
 //!
+//! `gatehouse user import FILE` reads the whole file first (at most
+//! [`MAX_IMPORT_FILE_BYTES`]) and sends it as one request; whichever side holds the store
+//! checks every line and writes all users in one transaction
+//! ([`crate::accounts::Directory::import_users`]).
+//!
 //! `gatehouse reload` takes the socket only: without a running gateway there is nothing
 //! to reload. `gatehouse store export` / `import` live in [`transfer`].
 //!
@@ -141,8 +146,49 @@ fn request_for(command: UserCommand) -> Result<(Request, bool), String> {
         UserCommand::Remove { name } => Request::Remove { username: name },
         UserCommand::Unlock { name } => Request::Unlock { username: name },
         UserCommand::List { json } => return Ok((Request::List, json)),
+        UserCommand::Import { file } => Request::Import {
+            file: read_import(&file)?,
+        },
     };
     Ok((request, false))
+}
+
+/// Largest import file: the admin socket takes an import request of at most
+/// [`socket::MAX_IMPORT_BYTES`], and JSON escaping makes the file up to a few percent larger
+/// in it (about 100,000 users; split a larger table into several imports).
+pub const MAX_IMPORT_FILE_BYTES: u64 = socket::MAX_IMPORT_BYTES / 2;
+
+/// The import file (`-`: stdin), whole, as UTF-8, at most [`MAX_IMPORT_FILE_BYTES`].
+fn read_import(file: &std::path::Path) -> Result<Zeroizing<String>, String> {
+    use std::io::Read as _;
+    let name = file.display();
+    let mut bytes = Zeroizing::new(Vec::new());
+    let read = if file == std::path::Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(MAX_IMPORT_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(file).and_then(|opened| {
+            opened
+                .take(MAX_IMPORT_FILE_BYTES + 1)
+                .read_to_end(&mut bytes)
+        })
+    };
+    read.map_err(|err| format!("cannot read {name}: {err}; nothing was imported"))?;
+    if bytes.len() as u64 > MAX_IMPORT_FILE_BYTES {
+        return Err(format!(
+            "{name} is larger than {} MiB: split it into several files (each import is all or nothing); nothing was imported",
+            MAX_IMPORT_FILE_BYTES / (1024 * 1024)
+        ));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|err| {
+        format!(
+            "{name} is not UTF-8 (byte {}); nothing was imported",
+            err.valid_up_to()
+        )
+    })?;
+    Ok(Zeroizing::new(text.to_string()))
 }
 
 /// The new password: one line of stdin, or asked twice on the terminal without echo.

@@ -13,8 +13,8 @@
 //! `{"op":"export","source_backend":"sled"}` is the one request answered by more than a
 //! line: `{"ok":true}` and then the export file ([`export_file`]), until the socket closes.
 //!
-//! Requests may carry a password (`add`, `passwd`): they are never logged, and `Debug`
-//! is not derived for them. Replies to `client_add` / `client_rotate` carry the new client
+//! Requests may carry a password (`add`, `passwd`) or password hashes (`import`): they
+//! are never logged, and `Debug` is not derived for them. Replies to `client_add` / `client_rotate` carry the new client
 //! secret (the one time it is shown, SPEC §1); `Reply`'s `Debug` leaves it out.
 //!
 //! ```text
@@ -77,6 +77,11 @@ pub enum Request {
         username: String,
     },
     List,
+    /// `gatehouse user import`: the whole file (JSON Lines, it holds password hashes),
+    /// checked and applied by the side holding the store.
+    Import {
+        file: Zeroizing<String>,
+    },
     /// `gatehouse client add`: a service client with a new secret (in the reply).
     ClientAdd {
         name: String,
@@ -115,6 +120,7 @@ impl Request {
             Request::Remove { .. } => "remove",
             Request::Unlock { .. } => "unlock",
             Request::List => "list",
+            Request::Import { .. } => "import",
             Request::ClientAdd { .. } => "client_add",
             Request::ClientList => "client_list",
             Request::ClientRemove { .. } => "client_remove",
@@ -138,7 +144,11 @@ impl Request {
             Request::ClientAdd { name, .. }
             | Request::ClientRemove { name }
             | Request::ClientRotate { name } => Some(name),
-            Request::List | Request::ClientList | Request::Reload | Request::Export { .. } => None,
+            Request::List
+            | Request::Import { .. }
+            | Request::ClientList
+            | Request::Reload
+            | Request::Export { .. } => None,
         }
     }
 }
@@ -262,6 +272,11 @@ pub async fn execute(target: &AdminTarget, request: &Request) -> Reply {
             .remove(username)
             .await
             .map(|()| format!("user {username} removed")),
+        Request::Import { file } => directory
+            .import_users(file)
+            .await
+            .map(|count| format!("imported {count} users"))
+            .map_err(|err| AccountError::Policy(format!("{err}; nothing was imported"))),
         Request::Unlock { username } => match canonical_username(username) {
             Some(canonical) => target.throttle.unlock(&canonical).await.map(|forgotten| {
                 tracing::info!(username = %canonical, "login lockout cleared by an operator");

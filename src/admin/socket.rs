@@ -6,8 +6,9 @@
 //! Threat model: whoever can connect can administer users, trigger a reload and read
 //! an export (password hashes, the generated secret). The socket is created with mode
 //! 0600 inside the store directory (mode 0700), so only the gateway's own user (and root)
-//! can reach it. Each connection carries one request line of at most 64 KiB, read within
-//! 10 s; the reply is one line (for `export`: one line, then the export file, which is
+//! can reach it. Each connection carries one request line of at most 64 KiB (`user import`,
+//! which carries its whole file: at most [`MAX_IMPORT_BYTES`]), read within 10 s; the reply
+//! is one line (for `export`: one line, then the export file, which is
 //! why its client reads past the 1 MiB cap of the others). The socket file is removed on
 //! shutdown, and a stale one left by a killed gateway is replaced at start (the store
 //! lock proves no other gateway serves this store).
@@ -23,7 +24,13 @@ pub const SOCKET_NAME: &str = "admin.sock";
 /// Largest request line accepted.
 pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
 
+/// Largest `import` request line accepted (it carries the import file): 32 MiB.
+pub const MAX_IMPORT_BYTES: u64 = 32 * 1024 * 1024;
+
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+const TOO_LONG: &str =
+    "the admin request must be one line of at most 64 KiB (an import: at most 32 MiB)";
 
 /// Where the admin socket of the store at `store_path` lives.
 pub fn socket_path(store_path: &Path) -> PathBuf {
@@ -147,16 +154,20 @@ mod unix {
 
     async fn handle(stream: tokio::net::UnixStream, target: &AdminTarget) -> Result<(), String> {
         let (read, mut write) = stream.into_split();
-        let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST_BYTES));
+        let mut reader = tokio::io::BufReader::new(read.take(MAX_IMPORT_BYTES));
         let mut line = zeroize::Zeroizing::new(String::new());
         let read = tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await;
         let reply = match read {
             Err(_) => Reply::failed("the admin request did not arrive in time"),
             Ok(Err(err)) => Reply::failed(format!("cannot read the admin request: {err}")),
-            Ok(Ok(_)) if !line.ends_with('\n') => {
-                Reply::failed("the admin request must be one line of at most 64 KiB")
-            }
-            Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
+            Ok(Ok(_)) if !line.ends_with('\n') => Reply::failed(TOO_LONG),
+            Ok(Ok(size)) => match serde_json::from_str::<Request>(&line) {
+                Ok(request)
+                    if size as u64 > MAX_REQUEST_BYTES
+                        && !matches!(request, Request::Import { .. }) =>
+                {
+                    Reply::failed(TOO_LONG)
+                }
                 Ok(Request::Export { source_backend }) => {
                     let file = export_file(target, &source_backend).await;
                     tracing::info!(op = "export", ok = file.is_ok(), "admin command applied");

@@ -47,6 +47,9 @@ pub struct Change {
 pub enum ChangeKind {
     /// A user was created or changed (`insert_user`, `update_user`).
     UserPut(UserState),
+    /// Many users were created at once (`insert_users`, `gatehouse user import`): one
+    /// change for one write, however many users.
+    UsersPut { users: Vec<UserState> },
     /// A user was removed (`remove_user`).
     UserRemoved { id: String },
     /// A session was started, refreshed or ended (`insert_session`, `take_refresh`,

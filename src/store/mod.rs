@@ -174,7 +174,8 @@ pub struct UserRecord {
     pub username: String,
     /// Lower-case name: the unique key; names compare case-insensitively everywhere.
     pub canonical: String,
-    /// argon2id PHC string.
+    /// argon2id PHC string, or the foreign hash an import brought (bcrypt, Django
+    /// pbkdf2_sha256, another argon2) until the user's next successful login replaces it.
     pub password_hash: String,
     pub roles: Vec<String>,
     pub enabled: bool,
@@ -308,7 +309,8 @@ pub enum UserChange {
     /// tokens issued earlier are refused) and a generation bump (sessions made earlier
     /// are refused).
     SetPassword { hash: String, changed_at: u64 },
-    /// A rehash after a login under older argon2 parameters: the hash is replaced only
+    /// A rehash after a login under older argon2 parameters or with an imported foreign
+    /// hash (`user import`): the hash is replaced only
     /// while it is still `from` (the password did not change meanwhile). Not a password
     /// change: no generation bump, no change time.
     Rehash { from: String, to: String },
@@ -420,6 +422,11 @@ pub trait Store: Send + Sync + 'static {
     /// Adds a user; `Conflict::UsernameTaken` when the canonical name is taken,
     /// `Conflict::UserIdTaken` when the id is. Publishes [`ChangeKind::UserPut`].
     fn insert_user(&self, user: &UserRecord) -> BoxFuture<'_, StoreResult<Written<()>>>;
+    /// Adds many users in one transaction, all or none (`gatehouse user import`):
+    /// `Conflict::UsernameTaken` when a canonical name is taken or given twice,
+    /// `Conflict::UserIdTaken` when an id is. Publishes ONE [`ChangeKind::UsersPut`] with
+    /// every user; nothing for an empty list.
+    fn insert_users(&self, users: &[UserRecord]) -> BoxFuture<'_, StoreResult<Written<()>>>;
     /// Applies `change` to one user atomically ([`UserChange::apply`]); the user as it is
     /// now, or `None` when there is no such user. Publishes [`ChangeKind::UserPut`] when
     /// the record changed.

@@ -385,6 +385,37 @@ impl Inner {
         })
     }
 
+    fn insert_users(&self, list: &[UserRecord]) -> StoreResult<Written<()>> {
+        if list.is_empty() {
+            return Ok(Written::unchanged(()));
+        }
+        let values = list
+            .iter()
+            .map(|user| Ok((user, encode(user)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let change = ChangeKind::UsersPut {
+            users: list.iter().map(UserState::from).collect(),
+        };
+        self.write(|| {
+            (&self.users, &self.usernames, &self.meta, &self.changes).transaction(
+                |(users, usernames, meta, changes)| {
+                    for (user, value) in &values {
+                        // A name given twice in the list finds its first insert here.
+                        if usernames.get(user.canonical.as_bytes())?.is_some() {
+                            return conflict(Conflict::UsernameTaken);
+                        }
+                        if users.get(user.id.as_bytes())?.is_some() {
+                            return conflict(Conflict::UserIdTaken);
+                        }
+                        usernames.insert(user.canonical.as_bytes(), user.id.as_bytes())?;
+                        users.insert(user.id.as_bytes(), value.clone())?;
+                    }
+                    Ok(((), Some(publish(meta, changes, &change)?)))
+                },
+            )
+        })
+    }
+
     fn update_user(
         &self,
         id: &str,
@@ -912,6 +943,11 @@ impl Store for SledStore {
     fn insert_user(&self, user: &UserRecord) -> BoxFuture<'_, StoreResult<Written<()>>> {
         let user = user.clone();
         self.run(move |store| store.insert_user(&user))
+    }
+
+    fn insert_users(&self, users: &[UserRecord]) -> BoxFuture<'_, StoreResult<Written<()>>> {
+        let users = users.to_vec();
+        self.run(move |store| store.insert_users(&users))
     }
 
     fn update_user(

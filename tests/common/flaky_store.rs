@@ -82,6 +82,9 @@ impl Store for FlakyStore {
     fn insert_user(&self, user: &UserRecord) -> BoxFuture<'_, StoreResult<Written<()>>> {
         verb!(self, self.inner.insert_user(user))
     }
+    fn insert_users(&self, users: &[UserRecord]) -> BoxFuture<'_, StoreResult<Written<()>>> {
+        verb!(self, self.inner.insert_users(users))
+    }
     fn update_user(
         &self,
         id: &str,

@@ -4,7 +4,9 @@
 //! - **Python** (`target/interop/venv`): PyJWT (`PyJWKClient`), jwcrypto, cryptography and
 //!   authlib (with requests), pinned in `tests/interop/requirements.txt`, driven through
 //!   `tests/interop/peers.py` (verify as a relying party; export JWKS keys as PEM; forge
-//!   hostile tokens) and `tests/interop/authlib_client.py` (an OAuth 2.0 client).
+//!   hostile tokens) and `tests/interop/authlib_client.py` (an OAuth 2.0 client); and
+//!   bcrypt, passlib, argon2-cffi and Django through `tests/interop/hashes.py` (password
+//!   hashes of other systems for `gatehouse user import`).
 //! - **Node** (`target/interop/node`): npm `jose`, pinned by `tests/interop/package.json` and
 //!   its `package-lock.json`, driven through `tests/interop/jose_peer.mjs`.
 //! - **HAProxy** from Debian (`jwt_verify`): found on `PATH` or in `/usr/sbin`.
@@ -100,6 +102,12 @@ impl Peers {
     pub async fn python_script(&self, name: &str, request: serde_json::Value) -> serde_json::Value {
         let script = source_dir().join(name);
         run_peer(Command::new(self.python_bin()).arg(script), request).await
+    }
+
+    /// `hashes.py` with one JSON request (`{"hashes": [{"scheme", "password"}]}`): password
+    /// hashes made by the real bcrypt, passlib, argon2-cffi and Django (`tests/user_import.rs`).
+    pub async fn hashes(&self, request: serde_json::Value) -> serde_json::Value {
+        self.python_script("hashes.py", request).await
     }
 
     /// `jose_peer.mjs` with one JSON request; its JSON answer. The script is copied next to

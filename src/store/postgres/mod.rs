@@ -662,6 +662,121 @@ impl Inner {
         })
     }
 
+    /// One `INSERT … SELECT FROM UNNEST(arrays)` for the whole list (one round trip
+    /// however many users; roles travel as one JSON array per user, since PostgreSQL
+    /// arrays cannot be ragged), after the same checks as `insert_user`.
+    async fn insert_users(&self, users: &[UserRecord]) -> StoreResult<Written<()>> {
+        if users.is_empty() {
+            return Ok(Written::unchanged(()));
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut ids = std::collections::HashSet::new();
+        for user in users {
+            if !names.insert(user.canonical.as_str()) {
+                return Err(StoreError::Conflict(Conflict::UsernameTaken));
+            }
+            if !ids.insert(user.id.as_str()) {
+                return Err(StoreError::Conflict(Conflict::UserIdTaken));
+            }
+        }
+        let column = |f: fn(&UserRecord) -> String| users.iter().map(f).collect::<Vec<_>>();
+        let id = column(|u| u.id.clone());
+        let username = column(|u| u.username.clone());
+        let canonical = column(|u| u.canonical.clone());
+        let password_hash = column(|u| u.password_hash.clone());
+        let kind = column(|u| u.kind.as_str().to_string());
+        let roles = users
+            .iter()
+            .map(|u| serde_json::to_string(&u.roles))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| StoreError::Backend(err.to_string()))?;
+        let enabled: Vec<bool> = users.iter().map(|u| u.enabled).collect();
+        let numbers = |f: fn(&UserRecord) -> u64| {
+            users
+                .iter()
+                .map(|u| int(f(u)))
+                .collect::<StoreResult<Vec<_>>>()
+        };
+        let created = numbers(|u| u.created)?;
+        let changed = numbers(|u| u.password_changed_at)?;
+        let generation = numbers(|u| u.generation)?;
+        let change = ChangeKind::UsersPut {
+            users: users.iter().map(UserState::from).collect(),
+        };
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        if self
+            .query_opt(
+                &tx,
+                "SELECT 1 FROM users WHERE canonical = ANY($1) LIMIT 1",
+                &[&canonical],
+            )
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::Conflict(Conflict::UsernameTaken));
+        }
+        if self
+            .query_opt(
+                &tx,
+                "SELECT 1 FROM users WHERE id = ANY($1) LIMIT 1",
+                &[&id],
+            )
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::Conflict(Conflict::UserIdTaken));
+        }
+        let sql = format!(
+            "INSERT INTO users ({USER_COLUMNS}) \
+             SELECT id, username, canonical, password_hash, \
+                    ARRAY(SELECT jsonb_array_elements_text(roles::jsonb)), \
+                    enabled, created, password_changed_at, generation, kind \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                         $6::bool[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[]) \
+                  AS t({USER_COLUMNS})"
+        );
+        let statement = tx.prepare_cached(&sql).await.map_err(|err| self.pg(err))?;
+        let inserted = tx
+            .execute(
+                &statement,
+                &[
+                    &id,
+                    &username,
+                    &canonical,
+                    &password_hash,
+                    &roles,
+                    &enabled,
+                    &created,
+                    &changed,
+                    &generation,
+                    &kind,
+                ],
+            )
+            .await;
+        if let Err(err) = inserted {
+            // A concurrent insert of one of these names or ids committed first.
+            if let Some(db) = err.as_db_error() {
+                if *db.code() == SqlState::UNIQUE_VIOLATION {
+                    return Err(StoreError::Conflict(
+                        if db.constraint() == Some("users_canonical_key") {
+                            Conflict::UsernameTaken
+                        } else {
+                            Conflict::UserIdTaken
+                        },
+                    ));
+                }
+            }
+            return Err(self.pg(err));
+        }
+        let seq = self.publish(&tx, &change).await?;
+        self.commit(tx).await?;
+        Ok(Written {
+            value: (),
+            seq: Some(seq),
+        })
+    }
+
     async fn update_user(
         &self,
         id: &str,
@@ -1319,6 +1434,11 @@ impl Store for PostgresStore {
     fn insert_user(&self, user: &UserRecord) -> BoxFuture<'_, StoreResult<Written<()>>> {
         let user = user.clone();
         self.run(async move { self.inner.insert_user(&user).await })
+    }
+
+    fn insert_users(&self, users: &[UserRecord]) -> BoxFuture<'_, StoreResult<Written<()>>> {
+        let users = users.to_vec();
+        self.run(async move { self.inner.insert_users(&users).await })
     }
 
     fn update_user(
