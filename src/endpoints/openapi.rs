@@ -273,7 +273,8 @@ fn json_content(schema: Value) -> Value {
     json!({ "application/json": { "schema": schema } })
 }
 
-/// A request body as JSON or as a form, with one schema.
+/// A request body as JSON or as a form, with one schema. Its `additionalProperties` must
+/// be strings: the body reader refuses a JSON object with any other value (body.rs).
 fn json_or_form(schema: Value, required: bool, description: &str) -> Value {
     json!({
         "required": required,
@@ -519,6 +520,7 @@ fn refresh() -> Value {
             "type": "object",
             "required": ["refresh_token"],
             "properties": { "refresh_token": { "type": "string" } },
+            "additionalProperties": { "type": "string" },
         }), true, "the refresh token, as JSON or a form field"),
         "responses": {
             "200": token_success("a token response with a new refresh token", schema_ref("TokenResponse")),
@@ -543,6 +545,7 @@ fn logout() -> Value {
         "requestBody": json_or_form(json!({
             "type": "object",
             "properties": { "refresh_token": { "type": "string" } },
+            "additionalProperties": { "type": "string" },
         }), false, "the session's refresh token, as JSON or a form field (optional with a bearer token)"),
         "responses": {
             "204": { "description": "the session has ended" },
@@ -874,6 +877,34 @@ mod tests {
             }
         }
         assert!(checked > 30, "{checked}");
+    }
+
+    /// The body reader takes a JSON object only when every value is a string (body.rs):
+    /// each JSON body schema says so, or a client generated from it sends what is refused.
+    #[test]
+    fn json_bodies_allow_only_string_members() {
+        let document = document("/auth", 12..=256);
+        let mut checked = 0;
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for operation in item.as_object().expect("item").values() {
+                let Some(schema) =
+                    operation.pointer("/requestBody/content/application~1json/schema")
+                else {
+                    continue;
+                };
+                let schema = resolve(&document, schema);
+                assert_eq!(
+                    schema["additionalProperties"],
+                    json!({ "type": "string" }),
+                    "{path}"
+                );
+                for (name, property) in schema["properties"].as_object().expect("properties") {
+                    assert_eq!(property["type"], "string", "{path} {name}");
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 5);
     }
 
     #[test]
