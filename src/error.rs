@@ -105,6 +105,13 @@ pub enum GatewayError {
     RefreshRejected,
     #[error("unsupported grant type")]
     UnsupportedGrantType,
+    /// RFC 6749 §5.2 `invalid_client`: a service client's authentication failed (unknown
+    /// client, wrong secret, removed or disabled client, no or an unsupported client
+    /// authentication). 401 with `WWW-Authenticate: Basic` (the scheme clients
+    /// authenticate with); one answer for every cause, so nothing tells whether a client
+    /// of that name exists.
+    #[error("client authentication failed")]
+    InvalidClient,
     #[error("username taken")]
     UsernameTaken,
     #[error("upstream unreachable")]
@@ -144,6 +151,7 @@ impl GatewayError {
             GatewayError::InvalidGrant => StatusCode::BAD_REQUEST,
             GatewayError::RefreshRejected => StatusCode::UNAUTHORIZED,
             GatewayError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
+            GatewayError::InvalidClient => StatusCode::UNAUTHORIZED,
             GatewayError::UsernameTaken => StatusCode::CONFLICT,
             GatewayError::BadGateway => StatusCode::BAD_GATEWAY,
             GatewayError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -171,6 +179,7 @@ impl GatewayError {
             GatewayError::InvalidGrant => "invalid_grant",
             GatewayError::RefreshRejected => "invalid_grant",
             GatewayError::UnsupportedGrantType => "unsupported_grant_type",
+            GatewayError::InvalidClient => "invalid_client",
             GatewayError::UsernameTaken => "username_taken",
             GatewayError::BadGateway => "bad_gateway",
             GatewayError::GatewayTimeout => "gateway_timeout",
@@ -197,7 +206,12 @@ impl GatewayError {
             GatewayError::TooManyAttempts { .. } => "too many failed attempts; try again later",
             GatewayError::InvalidGrant => "the grant is invalid, expired or revoked",
             GatewayError::RefreshRejected => "the refresh token is invalid, expired or revoked",
-            GatewayError::UnsupportedGrantType => "grant_type must be password or refresh_token",
+            GatewayError::UnsupportedGrantType => {
+                "grant_type must be password, refresh_token or client_credentials"
+            }
+            GatewayError::InvalidClient => {
+                "client authentication failed: send the client's id and secret by HTTP Basic or as client_id and client_secret"
+            }
             GatewayError::UsernameTaken => "that username is taken",
             GatewayError::BadGateway => "the upstream service could not be reached",
             GatewayError::GatewayTimeout => "the upstream service did not answer in time",
@@ -240,6 +254,13 @@ impl GatewayError {
                     HeaderValue::from_static(
                         r#"Bearer realm="gatehouse", error="insufficient_scope", error_description="the token lacks a role this route requires""#,
                     ),
+                );
+            }
+            // RFC 6749 §5.2: the scheme the client authenticates with.
+            GatewayError::InvalidClient => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="gatehouse""#),
                 );
             }
             GatewayError::TooManyAttempts { retry_after_secs } => {

@@ -207,6 +207,10 @@ async fn discovery_is_one_document_at_both_paths_with_the_issuer_byte_for_byte()
         document["token_endpoint_auth_methods_supported"],
         serde_json::json!(["client_secret_basic", "client_secret_post"])
     );
+    assert_eq!(
+        document["introspection_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post"])
+    );
     assert_eq!(document["response_types_supported"], serde_json::json!([]));
     assert_eq!(
         document["id_token_signing_alg_values_supported"],

@@ -14,11 +14,15 @@
 //! | `/refresh`      | POST      | `refresh.rs`  |
 //! | `/logout`       | POST      | `logout.rs`   |
 //! | `/revoke`       | POST      | `revoke.rs` (RFC 7009) |
+//! | `/introspect`   | POST      | `introspect.rs` (RFC 7662; callers are service clients) |
 //! | `/me`           | GET, HEAD | `me.rs`       |
 //! | `/verify`       | any       | `verify.rs` (only 200, 401, 403; 503 when stale) |
 //! | `/password`     | POST      | `password.rs` |
 //! | `/register`     | POST      | `register.rs` (404 while registration is off) |
 //! | `/openapi.json` | GET, HEAD | `openapi.rs` (OpenAPI 3.1 document of this table) |
+//!
+//! Service clients authenticate (token endpoint's `client_credentials` grant, introspection)
+//! by HTTP Basic or in the form body, parsed in one place: [`client_auth`].
 //!
 //! While the store is out of reach, every endpoint that must write answers 503
 //! `unavailable` with `Retry-After` ([`AccountError::Unavailable`]), never 401, and
@@ -29,6 +33,8 @@
 //! exact paths to it before any route is matched.
 
 pub mod body;
+mod client_auth;
+mod introspect;
 mod login;
 mod logout;
 mod me;
@@ -89,6 +95,7 @@ pub enum Endpoint {
     Refresh,
     Logout,
     Revoke,
+    Introspect,
     Me,
     Verify,
     Password,
@@ -174,6 +181,11 @@ pub const ROUTES: &[Route] = &[
         endpoint: Endpoint::Revoke,
     },
     Route {
+        path: "/introspect",
+        methods: Methods::POST,
+        endpoint: Endpoint::Introspect,
+    },
+    Route {
         path: "/me",
         methods: Methods::GET_HEAD,
         endpoint: Endpoint::Me,
@@ -226,6 +238,7 @@ pub async fn dispatch(
         Endpoint::Refresh => refresh::handle(context, request).await,
         Endpoint::Logout => logout::handle(context, request).await,
         Endpoint::Revoke => revoke::handle(context, request).await,
+        Endpoint::Introspect => introspect::handle(context, request).await,
         Endpoint::Me => me::handle(context, &request),
         Endpoint::Verify => verify::handle(context, &request, verdict),
         Endpoint::Password => password::handle(context, request).await,
@@ -246,8 +259,8 @@ fn issued(context: &EndpointContext<'_>, verdict: &mut Verdict, pair: TokenPair)
 
 /// The token response (RFC 6749 §5.1): never cached (`Cache-Control: no-store`, and
 /// `Pragma: no-cache` for HTTP/1.0 caches).
-fn token_response(pair: TokenPair) -> Response<Body> {
-    let mut response = json_response(StatusCode::OK, &pair);
+fn token_response(tokens: impl serde::Serialize) -> Response<Body> {
+    let mut response = json_response(StatusCode::OK, &tokens);
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));

@@ -194,6 +194,7 @@ fn fail_closed(err: GatewayError, verdict: &mut Verdict) -> GatewayError {
         | GatewayError::InvalidGrant
         | GatewayError::RefreshRejected
         | GatewayError::UnsupportedGrantType
+        | GatewayError::InvalidClient
         | GatewayError::UsernameTaken
         | GatewayError::BadGateway
         | GatewayError::GatewayTimeout => {

@@ -135,8 +135,9 @@ fn discovery_document(
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         // RFC 7009 revocation takes no client authentication (SPEC §4).
         "revocation_endpoint_auth_methods_supported": ["none"],
-        // RFC 7662 introspection: a service client, by HTTP Basic (SPEC §4).
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+        // RFC 7662 introspection: a service client, by HTTP Basic (SPEC §4) or in the
+        // form body, as at the token endpoint.
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": [],
         "id_token_signing_alg_values_supported": [algorithm],
     }))
@@ -319,7 +320,7 @@ mod tests {
                 "grant_types_supported": ["password", "refresh_token", "client_credentials"],
                 "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "revocation_endpoint_auth_methods_supported": ["none"],
-                "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+                "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "response_types_supported": [],
                 "id_token_signing_alg_values_supported": ["HS256"],
             })
