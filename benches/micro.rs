@@ -200,6 +200,7 @@ fn identity(c: &mut Criterion) {
         created: 0,
         password_changed_at: 0,
         generation: 0,
+        kind: gatehouse::store::PrincipalKind::User,
     };
     let identity = Identity::new(std::sync::Arc::new(UserView::from(&user)), verified);
     c.bench_function("identity_strip_and_stamp", |b| {
@@ -248,6 +249,7 @@ fn assertion(c: &mut Criterion) {
         created: 0,
         password_changed_at: 0,
         generation: 0,
+        kind: gatehouse::store::PrincipalKind::User,
     };
     let identity = Identity::new(std::sync::Arc::new(UserView::from(&user)), verified);
     let upstreams = [UpstreamSettings {

@@ -1,5 +1,6 @@
 //! The command line (SPEC §1): `serve` (the default), `check-config`, `explain` (a raw `#`
 //! is refused as the gateway would; a lowercase standard method gets a note), `user …`,
+//! `client …` (service clients),
 //! `store export|import`, `keys generate|list` (SPEC §9 signing keys), `healthcheck`,
 //! `reload`, `migrate` (the PostgreSQL schema), and
 //! `completions SHELL` / `man`, generated from these clap
@@ -14,7 +15,7 @@ use std::time::Duration;
 use clap::{CommandFactory as _, Parser, Subcommand};
 use http::Method;
 
-use crate::admin::{StoreCommand, UserCommand};
+use crate::admin::{ClientCommand, StoreCommand, UserCommand};
 use crate::app::App;
 use crate::config::{self, access_label, Config};
 use crate::routing::{is_under, normalized_path, Access, PathRejection};
@@ -56,6 +57,10 @@ enum Command {
     /// Manage users (works whether or not a gateway is serving the store)
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage service clients for the client-credentials grant (add and rotate print the
+    /// secret once)
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// Export the store as JSON Lines, or import such a file into an empty store
     #[command(subcommand)]
     Store(StoreCommand),
@@ -123,6 +128,9 @@ pub fn run() -> i32 {
         Command::Explain { method, path } => explain(&cli.config, &method, &path),
         Command::User(command) => {
             load(&cli.config).and_then(|config| crate::admin::run(&config, command))
+        }
+        Command::Client(command) => {
+            load(&cli.config).and_then(|config| crate::admin::run_client(&config, command))
         }
         Command::Store(command) => {
             load(&cli.config).and_then(|config| crate::admin::run_store(&config, command))

@@ -21,9 +21,9 @@ use common::postgres::PgCluster;
 use gatehouse::store::counters::Admission;
 use gatehouse::store::postgres::PostgresOptions;
 use gatehouse::store::{
-    ChangeKind, Conflict, CounterOp, CounterOutcome, Feed, Purged, RefreshRecord, RevokedRecord,
-    Seq, SessionRecord, Snapshot, Store, StoreError, Taken, UserChange, UserRecord, UserState,
-    FEED_RETENTION,
+    ChangeKind, Conflict, CounterOp, CounterOutcome, Feed, PrincipalKind, Purged, RefreshRecord,
+    RevokedRecord, Seq, SessionRecord, Snapshot, Store, StoreError, Taken, UserChange, UserRecord,
+    UserState, FEED_RETENTION,
 };
 
 /// A backend under test.
@@ -131,6 +131,7 @@ macro_rules! contract_suite {
                 login_counters_are_shared_by_every_handle_on_the_store,
                 concurrent_admissions_never_exceed_the_limit,
                 the_first_kept_secret_fingerprint_wins,
+                clients_keep_their_kind_and_share_the_name_namespace_with_users,
             );
         }
     };
@@ -162,6 +163,16 @@ pub mod contract {
             created: 1,
             password_changed_at: 1,
             generation: 0,
+            kind: PrincipalKind::User,
+        }
+    }
+
+    fn client(id: &str, name: &str) -> UserRecord {
+        UserRecord {
+            password_hash: format!("$gatehouse-client-sha256${}", "ab".repeat(32)),
+            roles: vec!["deploy".into()],
+            kind: PrincipalKind::Client,
+            ..user(id, name)
         }
     }
 
@@ -1318,5 +1329,104 @@ pub mod contract {
             .insert_session(&session("u1", "g2", 100), &token(11, "u1", "g2", 100))
             .await
             .expect("new session");
+    }
+
+    /// Service clients are principals of kind `Client` in the users table (issue #14):
+    /// the kind survives every read path (find, list, load, the feed, update, export →
+    /// import), and users and clients share one case-insensitive name namespace.
+    pub async fn clients_keep_their_kind_and_share_the_name_namespace_with_users(
+        backend: &impl Backend,
+    ) {
+        let store = backend.open().await;
+        add(store.as_ref(), "u1", "alice").await;
+        let before = head(store.as_ref()).await;
+        let written = store
+            .insert_user(&client("c1", "ci-bot"))
+            .await
+            .expect("insert client");
+        assert!(written.seq.is_some());
+        let published = changes(store.as_ref(), before).await;
+        assert!(
+            matches!(&published[..], [change] if matches!(&change.kind,
+                ChangeKind::UserPut(state) if state.kind == PrincipalKind::Client && state.id == "c1")),
+            "{published:?}"
+        );
+        assert_eq!(
+            store.find_user("c1").await.expect("find"),
+            Some(client("c1", "ci-bot"))
+        );
+        assert_eq!(
+            store
+                .find_user_by_name("ci-bot")
+                .await
+                .expect("find")
+                .map(|c| c.kind),
+            Some(PrincipalKind::Client)
+        );
+        let mut kinds: Vec<(String, PrincipalKind)> = store
+            .list_users()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|u| (u.id, u.kind))
+            .collect();
+        kinds.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            kinds,
+            [
+                ("c1".to_string(), PrincipalKind::Client),
+                ("u1".to_string(), PrincipalKind::User)
+            ]
+        );
+        let loaded = store.load().await.expect("load");
+        let state = loaded.users.iter().find(|u| u.id == "c1").expect("loaded");
+        assert_eq!(state.kind, PrincipalKind::Client);
+
+        // One namespace: a user cannot take a client's name, nor a client a user's.
+        let head_before = head(store.as_ref()).await;
+        assert_eq!(
+            conflict(store.insert_user(&user("u2", "CI-Bot")).await),
+            Conflict::UsernameTaken
+        );
+        assert_eq!(
+            conflict(store.insert_user(&client("c2", "Alice")).await),
+            Conflict::UsernameTaken
+        );
+        assert_eq!(head(store.as_ref()).await, head_before);
+
+        // Rotation (a new secret hash) keeps the kind and bumps the generation.
+        let rotated = store
+            .update_user(
+                "c1",
+                UserChange::SetPassword {
+                    hash: format!("$gatehouse-client-sha256${}", "cd".repeat(32)),
+                    changed_at: 9,
+                },
+            )
+            .await
+            .expect("rotate")
+            .value
+            .expect("client");
+        assert_eq!(
+            (rotated.kind, rotated.generation),
+            (PrincipalKind::Client, 1)
+        );
+
+        let snapshot = exported(store.as_ref()).await;
+        let target = backend.fresh().await;
+        target.import(snapshot.clone()).await.expect("import");
+        assert_eq!(exported(target.as_ref()).await, snapshot);
+        assert_eq!(
+            target
+                .find_user("c1")
+                .await
+                .expect("find")
+                .map(|c| (c.kind, c.generation)),
+            Some((PrincipalKind::Client, 1))
+        );
+
+        // Its name is free again once it is removed, for a user too.
+        store.remove_user("c1").await.expect("remove");
+        add(store.as_ref(), "u3", "CI-bot").await;
     }
 }

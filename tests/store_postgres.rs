@@ -626,6 +626,7 @@ async fn a_refresh_token_presented_to_several_stores_at_once_rotates_exactly_onc
             created: 1,
             password_changed_at: 1,
             generation: 0,
+            kind: gatehouse::store::PrincipalKind::User,
         })
         .await
         .expect("user");

@@ -412,6 +412,8 @@ mod tests {
             enabled: true,
             password_changed_at: 0,
             generation: 0,
+            kind: crate::store::PrincipalKind::User,
+            client_sid: None,
             headers: IdentityValues {
                 subject: None,
                 user: None,

@@ -1,5 +1,9 @@
 //! The user directory: creating, changing and removing users, and ending their sessions,
 //! through the store, with the in-memory [`View`] following the store's change feed.
+//! Service clients live in the same store records (kind client); their verbs are in
+//! [`super::clients`], and the user verbs here never touch them: a client's name is "no
+//! such user" to them and left out of [`Directory::list`], while [`Directory::add`]
+//! still refuses it (one name namespace).
 //! Both the running gateway (its `/auth/*` endpoints and admin socket) and the CLI working
 //! on a stopped gateway's store go through here, so the rules are the same either way.
 //!
@@ -19,8 +23,8 @@ use super::AccountError;
 use crate::auth::now_secs;
 use crate::auth::password::{Password, PasswordHasher};
 use crate::store::{
-    Conflict, Purged, RevokedRecord, Store, StoreError, StoreResult, UserChange, UserRecord,
-    UserState, Written,
+    Conflict, PrincipalKind, Purged, RevokedRecord, Store, StoreError, StoreResult, UserChange,
+    UserRecord, UserState, Written,
 };
 
 pub use crate::names::{canonical_username, MAX_USERNAME_LEN};
@@ -148,12 +152,14 @@ impl Directory {
         self.follower.poll(self.store.as_ref(), &self.view).await;
     }
 
+    /// A user (never a service client) by name.
     async fn find_by_name(&self, name: &str) -> Result<UserRecord, AccountError> {
         let not_found = || AccountError::NoSuchUser(name.to_string());
         let canonical = canonical_username(name).ok_or_else(not_found)?;
         self.store
             .find_user_by_name(&canonical)
             .await?
+            .filter(|user| user.kind == PrincipalKind::User)
             .ok_or_else(not_found)
     }
 
@@ -185,6 +191,7 @@ impl Directory {
             created: now,
             password_changed_at: now,
             generation: 0,
+            kind: PrincipalKind::User,
         };
         self.applied(self.store.insert_user(&user).await).await?;
         Ok(UserSummary::from(&user))
@@ -287,9 +294,10 @@ impl Directory {
         Ok(())
     }
 
-    /// Every user, sorted by name.
+    /// Every user (service clients left out), sorted by name.
     pub async fn list(&self) -> Result<Vec<UserSummary>, AccountError> {
         let mut users = self.store.list_users().await?;
+        users.retain(|user| user.kind == PrincipalKind::User);
         users.sort_by(|a, b| a.canonical.cmp(&b.canonical));
         Ok(users.iter().map(UserSummary::from).collect())
     }
@@ -332,7 +340,7 @@ impl Directory {
     }
 
     /// Applies one typed change to a user in the store, then the feed to the view.
-    async fn update(
+    pub(super) async fn update(
         &self,
         user_id: &str,
         change: UserChange,
@@ -342,7 +350,7 @@ impl Directory {
     }
 }
 
-fn check_roles(roles: &[String]) -> Result<(), AccountError> {
+pub(super) fn check_roles(roles: &[String]) -> Result<(), AccountError> {
     match roles.iter().find(|role| !Role::is_valid(role)) {
         Some(role) => Err(AccountError::Policy(format!(
             "`{role}` is not a role name; {ROLE_RULE}"
@@ -351,7 +359,7 @@ fn check_roles(roles: &[String]) -> Result<(), AccountError> {
     }
 }
 
-fn dedup(roles: Vec<String>) -> Vec<String> {
+pub(super) fn dedup(roles: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(roles.len());
     for role in roles {
         if !out.contains(&role) {

@@ -19,6 +19,7 @@ use futures_util::future::BoxFuture;
 use super::directory::canonical_username;
 use super::{AccountError, Accounts, TokenPair};
 use crate::auth::password::Password;
+use crate::store::PrincipalKind;
 
 /// Brute-force regulation (SPEC §2 `[login]`). `username` is the canonical name when the
 /// presented one is well-formed, so lockouts count case-insensitively. Each method's
@@ -101,7 +102,14 @@ impl Accounts {
         let key = canonical.as_deref();
         self.throttle.check(key, client).await?;
         let user = match key {
-            Some(name) => self.directory.store().find_user_by_name(name).await?,
+            // A service client's name is no user's: the unknown-user path (same answer
+            // and timing as a wrong password); its secret is no password.
+            Some(name) => self
+                .directory
+                .store()
+                .find_user_by_name(name)
+                .await?
+                .filter(|user| user.kind == PrincipalKind::User),
             None => None,
         };
         let hasher = self.directory.hasher();

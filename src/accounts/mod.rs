@@ -23,12 +23,17 @@
 //! the store; past `store.max_stale` it is [`Accounts::stale`] and cannot vouch for
 //! tokens any more ([`watch_freshness`] logs the transitions).
 //!
+//! Service clients ([`clients`]): principals of kind client in the same store, with a
+//! secret instead of a password; the client-credentials grant signs them an access token
+//! (no refresh token, no session) whose `sid` marks the client's current secret.
+//!
 //! Sessions: a login creates a session (refresh-token family, the `sid` claim). Refresh
 //! tokens are 256-bit random strings; the store keeps only their SHA-256. Each is
 //! single-use: refreshing spends it and issues a successor; presenting a spent one ends
 //! the whole family (RFC 9700 §4.14.2). Logout ends the session and revokes the access
 //! token presented; a password change or a disable ends every session of the user.
 
+pub mod clients;
 pub mod directory;
 pub mod feed;
 pub mod login;
@@ -48,6 +53,7 @@ use crate::auth::{new_refresh_token, refresh_token_hash, MAX_REFRESH_TOKEN_LEN};
 use crate::config::Config;
 use crate::error::TokenRejection;
 use crate::store::{Conflict, RefreshRecord, SessionRecord, Store, StoreError, Taken, UserRecord};
+pub use clients::{ClientSummary, ClientToken, NewClientSecret};
 pub use directory::{canonical_username, Directory, UserSummary};
 pub use login::{LoginThrottle, Unthrottled};
 pub use throttle::{MemoryThrottle, SharedThrottle};
@@ -102,6 +108,16 @@ impl Identity {
     pub fn exp(&self) -> u64 {
         self.token.exp
     }
+
+    /// True when the caller is a service client (client-credentials token).
+    pub fn is_client(&self) -> bool {
+        self.user.kind == crate::store::PrincipalKind::Client
+    }
+
+    /// The service client's name (its tokens' `client_id`), `None` for a user.
+    pub fn client_id(&self) -> Option<&str> {
+        self.is_client().then_some(self.user.username.as_str())
+    }
 }
 
 /// Why an account operation did not happen. The endpoints map these to SPEC §5
@@ -128,6 +144,14 @@ pub enum AccountError {
     /// Administration named a user that does not exist.
     #[error("no user named `{0}`")]
     NoSuchUser(String),
+    /// Administration named a service client that does not exist.
+    #[error("no service client named `{0}`")]
+    NoSuchClient(String),
+    /// Client authentication failed (client-credentials grant, introspection): unknown
+    /// client, wrong secret, or a disabled client — never says which (RFC 6749 §5.2
+    /// `invalid_client`).
+    #[error("client authentication failed")]
+    InvalidClient,
     /// The store cannot be reached: nothing was acknowledged; may be retried (SPEC §8:
     /// 503 `unavailable`, never 401). The detail is for logs only.
     #[error("the store cannot be reached: {0}")]
@@ -615,6 +639,10 @@ impl Accounts {
         current: Password,
         new: Password,
     ) -> Result<TokenPair, AccountError> {
+        if identity.is_client() {
+            // A service client has a secret, not a password (`client rotate` changes it).
+            return Err(AccountError::InvalidCredentials);
+        }
         self.directory
             .hasher()
             .check_policy(&new)

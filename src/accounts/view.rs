@@ -1,5 +1,6 @@
 //! The in-process view of what every request checks (SPEC §4 validation): for each user
-//! id its name, current roles, enabled flag, last password change and generation; the
+//! id (service clients included: principals of kind client) its name, current roles,
+//! enabled flag, last password change and generation; the
 //! revoked access-token ids; the ended login sessions. Built from the store's
 //! [`Loaded`] state at start and changed only by applying the store's change feed
 //! ([`View::apply`], driven by [`super::feed::Follower`]), so a bearer check is a few
@@ -20,7 +21,7 @@ use http::HeaderValue;
 
 use crate::auth::keys::VerifiedToken;
 use crate::error::TokenRejection;
-use crate::store::{ChangeKind, Loaded, UserRecord, UserState};
+use crate::store::{ChangeKind, Loaded, PrincipalKind, UserRecord, UserState};
 
 /// What a request needs to know about a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,12 @@ pub struct UserView {
     /// Unix seconds; tokens with an earlier `iat` are refused.
     pub password_changed_at: u64,
     pub generation: u64,
+    /// A user or a service client.
+    pub kind: PrincipalKind,
+    /// A service client's tokens carry this `sid` (the marker of its current secret,
+    /// [`super::clients::session_marker`]); any other is refused, so a rotation ends
+    /// every earlier token at once, in the same second too. `None` for users.
+    pub client_sid: Option<String>,
     /// The identity header values, built once per user change rather than per request.
     pub headers: IdentityValues,
 }
@@ -59,6 +66,9 @@ impl From<&UserState> for UserView {
             enabled: record.enabled,
             password_changed_at: record.password_changed_at,
             generation: record.generation,
+            kind: record.kind,
+            client_sid: (record.kind == PrincipalKind::Client)
+                .then(|| super::clients::session_marker(record.generation)),
             headers: IdentityValues {
                 subject: HeaderValue::from_str(&record.id).ok(),
                 user: HeaderValue::from_str(&record.username).ok(),
@@ -91,7 +101,8 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 impl View {
     /// The store-backed part of token validation: `jti` not revoked, session not ended,
-    /// user exists and is enabled, token issued at or after the last password change.
+    /// user exists and is enabled, token issued at or after the last password change; for
+    /// a service client, the token's `sid` is the marker of its current secret.
     /// One rejection reason for all, so a response never tells which.
     pub fn check(&self, claims: &VerifiedToken) -> Result<Arc<UserView>, TokenRejection> {
         if read(&self.revoked).contains_key(&claims.jti) {
@@ -108,6 +119,12 @@ impl View {
             .ok_or(TokenRejection::Revoked)?;
         if !user.enabled || claims.iat < user.password_changed_at {
             return Err(TokenRejection::Revoked);
+        }
+        if let Some(expected) = &user.client_sid {
+            // A service client's token is valid only under its current secret.
+            if claims.sid.as_deref() != Some(expected.as_str()) {
+                return Err(TokenRejection::Revoked);
+            }
         }
         Ok(user)
     }
@@ -225,6 +242,7 @@ mod tests {
             created: 1,
             password_changed_at: changed,
             generation: 0,
+            kind: crate::store::PrincipalKind::User,
         })
     }
 
@@ -315,6 +333,65 @@ mod tests {
         assert!(
             view.check(&fresh).is_ok(),
             "the reload replaced the revocations too"
+        );
+    }
+
+    fn client(generation: u64) -> ChangeKind {
+        ChangeKind::UserPut(UserState {
+            id: "c1".into(),
+            username: "ci-bot".into(),
+            canonical: "ci-bot".into(),
+            roles: vec!["deploy".into()],
+            enabled: true,
+            created: 1,
+            password_changed_at: 100,
+            generation,
+            kind: PrincipalKind::Client,
+        })
+    }
+
+    fn client_claims(sid: Option<&str>) -> VerifiedToken {
+        VerifiedToken {
+            sub: "c1".into(),
+            sid: sid.map(str::to_string),
+            jti: "j9".into(),
+            iat: 100,
+            exp: 160,
+        }
+    }
+
+    #[test]
+    fn a_client_token_is_valid_only_under_the_current_generation_marker() {
+        let view = View::default();
+        view.apply(&client(0), 100, 0);
+        let marker0 = crate::accounts::clients::session_marker(0);
+        let user = view
+            .check(&client_claims(Some(&marker0)))
+            .expect("current marker");
+        assert_eq!(user.username, "ci-bot");
+        assert_eq!(user.kind, PrincipalKind::Client);
+        assert_eq!(
+            view.check(&client_claims(None)),
+            Err(TokenRejection::Revoked),
+            "no sid"
+        );
+        assert_eq!(
+            view.check(&client_claims(Some("s1"))),
+            Err(TokenRejection::Revoked),
+            "a user session id"
+        );
+        // A rotation in the same second (iat == password_changed_at) still ends it.
+        view.apply(&client(1), 100, 0);
+        assert_eq!(
+            view.check(&client_claims(Some(&marker0))),
+            Err(TokenRejection::Revoked)
+        );
+        let marker1 = crate::accounts::clients::session_marker(1);
+        assert!(view.check(&client_claims(Some(&marker1))).is_ok());
+        view.apply(&ChangeKind::UserRemoved { id: "c1".into() }, 100, 0);
+        assert_eq!(
+            view.check(&client_claims(Some(&marker1))),
+            Err(TokenRejection::Revoked)
         );
     }
 }

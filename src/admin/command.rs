@@ -1,4 +1,5 @@
-//! The admin command types (SPEC §1 `gatehouse user …`, `gatehouse store …`): owned
+//! The admin command types (SPEC §1 `gatehouse user …`, `gatehouse client …`,
+//! `gatehouse store …`): owned
 //! here, so the command line depends on admin and not the reverse. clap derives their
 //! parsing; [`super::run`] turns user commands into protocol requests,
 //! [`super::run_store`] runs store commands.
@@ -40,6 +41,30 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `gatehouse client …` (SPEC §1, §4 "Service clients"): machine callers of the OAuth 2.0
+/// client-credentials grant.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a service client; prints its generated secret once on stdout
+    Add {
+        name: String,
+        /// A role to grant (repeatable)
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// List service clients (name, id, roles, created; never a secret)
+    List {
+        /// A JSON array of {"name","id","roles","created"}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a service client; its secret and every token issued to it stop working
+    Remove { name: String },
+    /// Give a service client a new secret (printed once on stdout); the old secret and
+    /// every token issued before stop working
+    Rotate { name: String },
 }
 
 /// `gatehouse store …` (SPEC §1, §8 "Moving").

@@ -1,5 +1,5 @@
-//! `gatehouse user …` (SPEC §1): user administration that works the same whether or not a
-//! gateway is serving the store.
+//! `gatehouse user …` and `gatehouse client …` (SPEC §1): user and service-client
+//! administration that works the same whether or not a gateway is serving the store.
 //!
 //! Flow: the CLI turns the command into a [`protocol::Request`] (asking for the password
 //! first, twice without echo or one line from stdin), then
@@ -14,7 +14,8 @@
 //! to reload. `gatehouse store export` / `import` live in [`transfer`].
 //!
 //! Exit codes: 0 done, 1 failed (message on stderr). Confirmations go to stderr too, so
-//! stdout carries only `list` output.
+//! stdout carries only `list` output and the secret `client add` / `client rotate` print
+//! once (the one place gatehouse prints a secret).
 
 mod command;
 pub mod protocol;
@@ -27,11 +28,11 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
-use crate::accounts::{Directory, UserSummary};
+use crate::accounts::{ClientSummary, Directory, UserSummary};
 use crate::auth::password::PasswordHasher;
 use crate::config::Config;
 use crate::store::OpenError;
-pub use command::{StoreCommand, UserCommand};
+pub use command::{ClientCommand, StoreCommand, UserCommand};
 use protocol::{Reply, Request};
 pub use transfer::run_store;
 
@@ -53,6 +54,40 @@ pub fn run(config: &Config, command: UserCommand) -> Result<(), String> {
     }
     if let Some(message) = &reply.message {
         eprintln!("{message}");
+    }
+    Ok(())
+}
+
+/// Runs a `client` subcommand: like `user` commands, through the running gateway or on
+/// the store directly. `add` and `rotate` print the new secret alone on stdout (once: only
+/// its hash is kept), the confirmation with the client's id on stderr.
+pub fn run_client(config: &Config, command: ClientCommand) -> Result<(), String> {
+    let (request, json) = match command {
+        ClientCommand::Add { name, roles } => (Request::ClientAdd { name, roles }, false),
+        ClientCommand::List { json } => (Request::ClientList, json),
+        ClientCommand::Remove { name } => (Request::ClientRemove { name }, false),
+        ClientCommand::Rotate { name } => (Request::ClientRotate { name }, false),
+    };
+    let reply = deliver(config, &request)?;
+    if !reply.ok {
+        return Err(reply
+            .error
+            .unwrap_or_else(|| "the command failed".to_string()));
+    }
+    if let Some(clients) = &reply.clients {
+        print_clients(clients, json)?;
+    }
+    if let Some(secret) = &reply.secret {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", secret.as_str())
+            .and_then(|()| out.flush())
+            .map_err(|err| format!("cannot print the secret: {err}"))?;
+    }
+    if let Some(message) = &reply.message {
+        eprintln!("{message}");
+    }
+    if reply.secret.is_some() {
+        eprintln!("the secret above is shown only this once: store it now (gatehouse keeps only its hash)");
     }
     Ok(())
 }
@@ -226,6 +261,47 @@ async fn apply_directly(
         .await
         .map_err(|err| format!("cannot flush the store: {err}"))?;
     Ok(reply)
+}
+
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+fn print_clients(clients: &[ClientSummary], json: bool) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        let list: Vec<serde_json::Value> = clients
+            .iter()
+            .map(|client| {
+                serde_json::json!({
+                    "name": client.name,
+                    "id": client.id,
+                    "roles": client.roles,
+                    "created": rfc3339(client.created),
+                })
+            })
+            .collect();
+        serde_json::to_string_pretty(&list)
+            .map_err(std::io::Error::other)
+            .and_then(|text| writeln!(out, "{text}"))
+    } else {
+        clients.iter().try_for_each(|client| {
+            let roles = if client.roles.is_empty() {
+                "-".to_string()
+            } else {
+                client.roles.join(",")
+            };
+            writeln!(
+                out,
+                "{} {} {} {}",
+                client.name,
+                client.id,
+                roles,
+                rfc3339(client.created)
+            )
+        })
+    };
+    written.map_err(|err| format!("cannot write the list: {err}"))
 }
 
 fn print_users(users: &[UserSummary], json: bool) -> Result<(), String> {

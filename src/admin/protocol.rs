@@ -14,14 +14,23 @@
 //! line: `{"ok":true}` and then the export file ([`export_file`]), until the socket closes.
 //!
 //! Requests may carry a password (`add`, `passwd`): they are never logged, and `Debug`
-//! is not derived for them.
+//! is not derived for them. Replies to `client_add` / `client_rotate` carry the new client
+//! secret (the one time it is shown, SPEC §1); `Reply`'s `Debug` leaves it out.
+//!
+//! ```text
+//! → {"op":"client_add","name":"ci-bot","roles":["deploy"]}
+//! ← {"ok":true,"message":"client ci-bot added (id …)","secret":"…"}
+//! ```
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use std::sync::Arc;
 
-use crate::accounts::{canonical_username, AccountError, Directory, LoginThrottle, UserSummary};
+use crate::accounts::{
+    canonical_username, AccountError, ClientSummary, Directory, LoginThrottle, NewClientSecret,
+    UserSummary,
+};
 
 /// Reloads the running gateway's configuration (the same function SIGHUP calls, handed
 /// down by the layer that owns reload): the warnings about changed restart-only keys, or
@@ -68,6 +77,22 @@ pub enum Request {
         username: String,
     },
     List,
+    /// `gatehouse client add`: a service client with a new secret (in the reply).
+    ClientAdd {
+        name: String,
+        roles: Vec<String>,
+    },
+    /// `gatehouse client list`.
+    ClientList,
+    /// `gatehouse client remove`: its secret and tokens stop working.
+    ClientRemove {
+        name: String,
+    },
+    /// `gatehouse client rotate`: a new secret (in the reply); the old one and every
+    /// earlier token stop working.
+    ClientRotate {
+        name: String,
+    },
     /// `gatehouse reload`: re-read `gateway.toml` as SIGHUP does.
     Reload,
     /// `gatehouse store export` while a gateway holds the store: the reply line is
@@ -90,13 +115,17 @@ impl Request {
             Request::Remove { .. } => "remove",
             Request::Unlock { .. } => "unlock",
             Request::List => "list",
+            Request::ClientAdd { .. } => "client_add",
+            Request::ClientList => "client_list",
+            Request::ClientRemove { .. } => "client_remove",
+            Request::ClientRotate { .. } => "client_rotate",
             Request::Reload => "reload",
             Request::Export { .. } => "export",
         }
     }
 
-    /// The username the command changes, as given, for the log line (`None` for `list`
-    /// and `reload`). A username is not a secret; the password never leaves the request.
+    /// The user or client name the command changes, as given, for the log line (`None`
+    /// for the lists and `reload`). A username is not a secret; the password never leaves the request.
     pub fn username(&self) -> Option<&str> {
         match self {
             Request::Add { username, .. }
@@ -106,13 +135,16 @@ impl Request {
             | Request::Roles { username, .. }
             | Request::Remove { username }
             | Request::Unlock { username } => Some(username),
-            Request::List | Request::Reload | Request::Export { .. } => None,
+            Request::ClientAdd { name, .. }
+            | Request::ClientRemove { name }
+            | Request::ClientRotate { name } => Some(name),
+            Request::List | Request::ClientList | Request::Reload | Request::Export { .. } => None,
         }
     }
 }
 
 /// The answer to a [`Request`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Reply {
     pub ok: bool,
     /// What was done (success).
@@ -124,6 +156,25 @@ pub struct Reply {
     /// `list` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<Vec<UserSummary>>,
+    /// `client_list` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<Vec<ClientSummary>>,
+    /// `client_add` / `client_rotate` only: the new secret, shown once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("ok", &self.ok)
+            .field("message", &self.message)
+            .field("error", &self.error)
+            .field("users", &self.users)
+            .field("clients", &self.clients)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Reply {
@@ -134,6 +185,8 @@ impl Reply {
             message: None,
             error: None,
             users: None,
+            clients: None,
+            secret: None,
         }
     }
 
@@ -144,6 +197,8 @@ impl Reply {
             message: Some(message),
             error: None,
             users: None,
+            clients: None,
+            secret: None,
         }
     }
 
@@ -154,6 +209,8 @@ impl Reply {
             message: None,
             error: Some(error.into()),
             users: None,
+            clients: None,
+            secret: None,
         }
     }
 }
@@ -161,7 +218,7 @@ impl Reply {
 fn describe(err: AccountError) -> String {
     match err {
         AccountError::UsernameTaken => {
-            "a user with that name exists already (names compare case-insensitively)".into()
+            "a user or service client with that name exists already (users and clients share one namespace; names compare case-insensitively)".into()
         }
         other => other.to_string(),
     }
@@ -243,13 +300,37 @@ pub async fn execute(target: &AdminTarget, request: &Request) -> Reply {
             // Answered as a stream by the socket (`export_file`), never as one reply.
             return Reply::failed("store export is answered by the admin socket as a stream");
         }
+        Request::ClientAdd { name, roles } => {
+            return secret_reply(directory.add_client(name, roles.clone()).await, |c| {
+                format!("client {} added (id {})", c.name, c.id)
+            })
+        }
+        Request::ClientRotate { name } => {
+            return secret_reply(directory.rotate_client(name).await, |c| {
+                format!(
+                    "client {} (id {}) has a new secret; the old one and every token issued before no longer work",
+                    c.name, c.id
+                )
+            })
+        }
+        Request::ClientRemove { name } => directory
+            .remove_client(name)
+            .await
+            .map(|()| format!("client {name} removed; its tokens no longer work")),
+        Request::ClientList => {
+            return match directory.list_clients().await {
+                Ok(clients) => Reply {
+                    clients: Some(clients),
+                    ..Reply::ok()
+                },
+                Err(err) => Reply::failed(describe(err)),
+            }
+        }
         Request::List => {
             return match directory.list().await {
                 Ok(users) => Reply {
-                    ok: true,
-                    message: None,
-                    error: None,
                     users: Some(users),
+                    ..Reply::ok()
                 },
                 Err(err) => Reply::failed(describe(err)),
             }
@@ -257,6 +338,21 @@ pub async fn execute(target: &AdminTarget, request: &Request) -> Reply {
     };
     match result {
         Ok(message) => Reply::done(message),
+        Err(err) => Reply::failed(describe(err)),
+    }
+}
+
+/// The reply to `client_add` / `client_rotate`: a confirmation naming the client's id,
+/// and the secret.
+fn secret_reply(
+    result: Result<NewClientSecret, AccountError>,
+    message: impl FnOnce(&ClientSummary) -> String,
+) -> Reply {
+    match result {
+        Ok(NewClientSecret { client, secret }) => Reply {
+            secret: Some(secret),
+            ..Reply::done(message(&client))
+        },
         Err(err) => Reply::failed(describe(err)),
     }
 }

@@ -270,9 +270,11 @@ fn token_response(tokens: impl serde::Serialize) -> Response<Body> {
 /// The SPEC §5 outcome of an account error, for endpoints without their own mapping.
 fn account_error(err: AccountError) -> GatewayError {
     match err {
-        AccountError::InvalidCredentials | AccountError::NoSuchUser(_) => {
-            GatewayError::InvalidCredentials
-        }
+        AccountError::InvalidCredentials
+        | AccountError::NoSuchUser(_)
+        | AccountError::NoSuchClient(_) => GatewayError::InvalidCredentials,
+        // Until the client-credentials grant maps it to 401 `invalid_client` (GRANT).
+        AccountError::InvalidClient => GatewayError::InvalidCredentials,
         AccountError::AccountDisabled => GatewayError::AccountDisabled,
         AccountError::TooManyAttempts { retry_after_secs } => {
             GatewayError::TooManyAttempts { retry_after_secs }

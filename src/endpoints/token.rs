@@ -61,6 +61,8 @@ fn grant_error(err: AccountError) -> GatewayError {
         | AccountError::AccountDisabled
         | AccountError::InvalidGrant
         | AccountError::NoSuchUser(_)
+        | AccountError::NoSuchClient(_)
+        | AccountError::InvalidClient
         | AccountError::UsernameTaken
         | AccountError::Policy(_) => GatewayError::InvalidGrant,
     }

@@ -8,8 +8,9 @@
 //! [`snapshot`] is the whole store as one value and its JSON Lines file format, what
 //! `gatehouse store export` / `store import` carry between stores and backends.
 //!
-//! Record kinds (see [`sled_store`] for the sled layout): users (+ a unique index of
-//! canonical names), refresh tokens (only the SHA-256 of the token), login sessions
+//! Record kinds (see [`sled_store`] for the sled layout): users and service clients (one
+//! record type, told apart by [`PrincipalKind`]; + a unique index of canonical names
+//! shared by both), refresh tokens (only the SHA-256 of the token), login sessions
 //! (refresh-token families), revoked access-token ids, meta (the generated signing
 //! secret, the signing secret's fingerprint, the feed's counters) and the change log. Every value is encoded as a version
 //! byte followed by serde_json (`codec`), so later formats can migrate record by record.
@@ -56,7 +57,7 @@ pub use snapshot::Snapshot;
 /// written and no change was published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Conflict {
-    /// [`Store::insert_user`]: another user has this canonical name.
+    /// [`Store::insert_user`]: another user or service client has this canonical name.
     #[error("username taken")]
     UsernameTaken,
     /// [`Store::insert_user`]: a user with this id exists.
@@ -115,7 +116,55 @@ impl<T> Written<T> {
     }
 }
 
-/// A user account.
+/// What kind of principal a [`UserRecord`] is. Service clients (machine callers of the
+/// client-credentials grant, SPEC §4) live in the users table as principals of kind
+/// `Client` (precedent: Keycloak's service-account users), so users and clients share one
+/// name namespace (the unique canonical name) and every replica's view follows both
+/// through the same feed. Serialized as the field `"principal"` (the feed's changes are
+/// tagged by `"kind"` already): `"user"` / `"client"`, left out for users; absent
+/// (records, feed entries and export lines written before clients existed) means `User`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    #[default]
+    User,
+    Client,
+}
+
+impl PrincipalKind {
+    /// True for [`PrincipalKind::User`] (serde: the field is left out for users, so user
+    /// records are written as before clients existed).
+    pub fn is_user(&self) -> bool {
+        *self == PrincipalKind::User
+    }
+
+    /// `user` or `client` (the PostgreSQL column's values).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::Client => "client",
+        }
+    }
+
+    /// The inverse of [`Self::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "user" => Some(PrincipalKind::User),
+            "client" => Some(PrincipalKind::Client),
+            _ => None,
+        }
+    }
+}
+
+/// How a service client's `password_hash` starts: the SHA-256 of its secret in hex follows
+/// (written and checked by `accounts::clients`). Not a PHC string, so nothing mistakes it
+/// for a password hash, and no password verifier accepts it.
+pub const CLIENT_SECRET_HASH_PREFIX: &str = "$gatehouse-client-sha256$";
+
+/// A user account, or a service client ([`PrincipalKind::Client`]): for a client,
+/// `password_hash` holds the SHA-256 of its secret (`$gatehouse-client-sha256$<hex>`,
+/// never a PHC string, see `auth::client_secret`), `password_changed_at` when that secret
+/// was set, and `generation` is bumped by every rotation.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct UserRecord {
     /// Stable opaque id: the `sub` of the user's tokens. Never reused, so tokens of a
@@ -139,6 +188,13 @@ pub struct UserRecord {
     /// generation is refused, which closes the race between a login in flight and a
     /// password change.
     pub generation: u64,
+    /// A user or a service client.
+    #[serde(
+        rename = "principal",
+        default,
+        skip_serializing_if = "PrincipalKind::is_user"
+    )]
+    pub kind: PrincipalKind,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -151,6 +207,7 @@ impl std::fmt::Debug for UserRecord {
             .field("created", &self.created)
             .field("password_changed_at", &self.password_changed_at)
             .field("generation", &self.generation)
+            .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
 }
@@ -218,6 +275,12 @@ pub struct UserState {
     pub created: u64,
     pub password_changed_at: u64,
     pub generation: u64,
+    #[serde(
+        rename = "principal",
+        default,
+        skip_serializing_if = "PrincipalKind::is_user"
+    )]
+    pub kind: PrincipalKind,
 }
 
 impl From<&UserRecord> for UserState {
@@ -231,6 +294,7 @@ impl From<&UserRecord> for UserState {
             created: user.created,
             password_changed_at: user.password_changed_at,
             generation: user.generation,
+            kind: user.kind,
         }
     }
 }

@@ -1080,7 +1080,40 @@ mod tests {
             created: 1,
             password_changed_at: 1,
             generation: 0,
+            kind: crate::store::PrincipalKind::User,
         }
+    }
+
+    /// Records and feed entries written before service clients existed have no
+    /// `principal`: they decode as users, and users are still written without it.
+    #[test]
+    fn records_and_changes_from_before_clients_decode_as_users() {
+        let old = br#"{"id":"u1","username":"Alice","canonical":"alice","password_hash":"h","roles":[],"enabled":true,"created":1,"password_changed_at":1,"generation":0}"#;
+        let mut bytes = vec![super::super::codec::CURRENT];
+        bytes.extend_from_slice(old);
+        let record: UserRecord = decode(USERS, &bytes).expect("decode");
+        assert_eq!(record.kind, crate::store::PrincipalKind::User);
+        assert_eq!(
+            encode(&record).expect("encode"),
+            bytes,
+            "users are written as before"
+        );
+        let change = br#"{"kind":"user_put","id":"u1","username":"Alice","canonical":"alice","roles":[],"enabled":true,"created":1,"password_changed_at":1,"generation":0}"#;
+        let change: ChangeKind = serde_json::from_slice(change).expect("old change");
+        assert!(
+            matches!(change, ChangeKind::UserPut(state) if state.kind == crate::store::PrincipalKind::User)
+        );
+        let client = UserRecord {
+            kind: crate::store::PrincipalKind::Client,
+            ..record
+        };
+        let again: UserRecord = decode(USERS, &encode(&client).expect("encode")).expect("decode");
+        assert_eq!(again, client);
+        let published =
+            serde_json::to_string(&ChangeKind::UserPut(UserState::from(&client))).expect("json");
+        assert!(published.contains(r#""principal":"client""#), "{published}");
+        let back: ChangeKind = serde_json::from_str(&published).expect("round trip");
+        assert_eq!(back, ChangeKind::UserPut(UserState::from(&client)));
     }
 
     #[tokio::test]

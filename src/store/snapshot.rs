@@ -6,11 +6,12 @@
 //! ```text
 //! {"gatehouse_export":1,"created":"2026-12-03T10:00:00Z","source_backend":"sled"}
 //! {"type":"user","id":"…","username":"Alice","canonical":"alice","password_hash":"$argon2id$…","roles":["admin"],"enabled":true,"created":…,"password_changed_at":…,"generation":0}
+//! {"type":"client","id":"…","username":"ci-bot","canonical":"ci-bot","password_hash":"$gatehouse-client-sha256$…","roles":["deploy"],"enabled":true,"created":…,"password_changed_at":…,"generation":1}
 //! {"type":"session","family":"…","user_id":"…","created":…,"generation":0,"expires_at":…,"ended_at":null}
 //! {"type":"refresh_token","token_hash":"<64 hex digits: SHA-256 of the token>","family":"…","user_id":"…","expires_at":…,"spent":false}
 //! {"type":"revoked","jti":"…","expires_at":…}
 //! {"type":"secret","secret":"<base64>"}
-//! {"type":"end","records":5}
+//! {"type":"end","records":6}
 //! ```
 //!
 //! - The header comes first; its `gatehouse_export` is the format version. A reader
@@ -19,9 +20,12 @@
 //! - Then one record a line, tagged by `"type"`; order does not matter, except that
 //!   `end` is last. `end` counts the records before it, so a truncated file (disk full,
 //!   a copy cut short) is refused rather than restored in part.
-//! - `"type":"client"` is reserved for service clients (SPEC §4 client-credentials); this
-//!   build has none, never writes one, and refuses a file holding one rather than drop
-//!   it silently.
+//! - `{"type":"client",…}` is a service client (SPEC §4 client credentials): the fields of
+//!   a user line, its `password_hash` being the SHA-256 of its secret
+//!   (`$gatehouse-client-sha256$<hex>`, see `auth::client_secret`). In memory clients are
+//!   [`UserRecord`]s of kind [`PrincipalKind::Client`] (they live in the users table);
+//!   the line's type carries the kind, so neither line repeats it. Files written before
+//!   clients existed have none and read as before.
 //! - `secret` is the generated signing secret, when the store keeps one: the file must be
 //!   guarded like the secret (and it holds password hashes anyway).
 //!
@@ -39,7 +43,10 @@ use zeroize::Zeroizing;
 
 use crate::names::{canonical_username, Role, ROLE_RULE};
 
-use super::{RefreshRecord, RevokedRecord, SessionRecord, UserRecord};
+use super::{
+    PrincipalKind, RefreshRecord, RevokedRecord, SessionRecord, UserRecord,
+    CLIENT_SECRET_HASH_PREFIX,
+};
 
 /// The format version this build writes and reads.
 pub const FORMAT: u64 = 1;
@@ -49,6 +56,7 @@ pub const FORMAT: u64 = 1;
 /// comparable).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Users and service clients ([`UserRecord::kind`]).
     pub users: Vec<UserRecord>,
     pub sessions: Vec<SessionRecord>,
     pub refresh_tokens: Vec<RefreshRecord>,
@@ -98,9 +106,15 @@ impl Snapshot {
     pub fn summary(&self) -> String {
         let count =
             |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let clients = self
+            .users
+            .iter()
+            .filter(|u| u.kind == PrincipalKind::Client)
+            .count();
         format!(
-            "{}, {}, {}, {}, {}",
-            count(self.users.len(), "user", "users"),
+            "{}, {}, {}, {}, {}, {}",
+            count(self.users.len() - clients, "user", "users"),
+            count(clients, "service client", "service clients"),
             count(self.sessions.len(), "session", "sessions"),
             count(self.refresh_tokens.len(), "refresh token", "refresh tokens"),
             count(self.revoked.len(), "revoked token id", "revoked token ids"),
@@ -173,8 +187,9 @@ enum Line {
     Secret {
         secret: Zeroizing<String>,
     },
-    /// Reserved for service clients; never written by this build.
-    Client(serde_json::Value),
+    /// A service client: a [`UserRecord`] of kind client, written without its `kind`
+    /// (the line's type says it).
+    Client(UserRecord),
     End {
         records: u64,
     },
@@ -201,7 +216,14 @@ pub fn write(out: &mut impl Write, header: &Header, snapshot: &Snapshot) -> std:
     sorted.sort();
     write_line(out, header)?;
     for user in &sorted.users {
-        write_line(out, &Line::User(user.clone()))?;
+        let line = match user.kind {
+            PrincipalKind::User => Line::User(user.clone()),
+            PrincipalKind::Client => Line::Client(UserRecord {
+                kind: PrincipalKind::User,
+                ..user.clone()
+            }),
+        };
+        write_line(out, &line)?;
     }
     for session in &sorted.sessions {
         write_line(out, &Line::Session(session.clone()))?;
@@ -310,23 +332,24 @@ pub fn read(input: impl BufRead) -> Result<(Header, Snapshot), ReadError> {
             fail(number, format!("not a valid record: {}", describe(&err)))
         })?;
         match record {
+            Line::User(user) if user.kind == PrincipalKind::Client => {
+                return Err(fail(
+                    number,
+                    format!(
+                        "user {}: a service client is written as a \"client\" line",
+                        user.id
+                    ),
+                ));
+            }
             Line::User(user) => {
-                if canonical_username(&user.username).as_deref() != Some(user.canonical.as_str()) {
-                    return Err(fail(
-                        number,
-                        format!("user {}: not a valid username, or canonical is not its lower-case form", user.id),
-                    ));
-                }
-                if let Some(role) = user.roles.iter().find(|role| !Role::is_valid(role)) {
-                    return Err(fail(number, format!("user {}: `{role}` is not a role name ({ROLE_RULE})", user.id)));
-                }
-                if !user_ids.insert(user.id.clone()) {
-                    return Err(fail(number, format!("a second user with id {}", user.id)));
-                }
-                if !names.insert(user.canonical.clone()) {
-                    return Err(fail(number, format!("a second user named {}", user.canonical)));
-                }
-                snapshot.users.push(user);
+                add_principal(&mut snapshot, user, number, &mut user_ids, &mut names)?
+            }
+            Line::Client(client) => {
+                let client = UserRecord {
+                    kind: PrincipalKind::Client,
+                    ..client
+                };
+                add_principal(&mut snapshot, client, number, &mut user_ids, &mut names)?;
             }
             Line::Session(session) => {
                 if !sessions.insert((session.user_id.clone(), session.family.clone())) {
@@ -351,7 +374,10 @@ pub fn read(input: impl BufRead) -> Result<(Header, Snapshot), ReadError> {
             }
             Line::Revoked(revoked) => {
                 if !jtis.insert(revoked.jti.clone()) {
-                    return Err(fail(number, format!("token id {} revoked twice", revoked.jti)));
+                    return Err(fail(
+                        number,
+                        format!("token id {} revoked twice", revoked.jti),
+                    ));
                 }
                 snapshot.revoked.push(revoked);
             }
@@ -364,17 +390,14 @@ pub fn read(input: impl BufRead) -> Result<(Header, Snapshot), ReadError> {
                     .map_err(|_| fail(number, "secret is not base64".into()))?;
                 snapshot.secret = Some(Zeroizing::new(bytes));
             }
-            Line::Client(_) => {
-                return Err(fail(
-                    number,
-                    "a service client: this gatehouse version has no service clients and would lose it; import with the version that wrote the file".into(),
-                ))
-            }
             Line::End { records } => {
                 if records != snapshot.records() as u64 {
                     return Err(fail(
                         number,
-                        format!("the end record counts {records} records but {} precede it", snapshot.records()),
+                        format!(
+                            "the end record counts {records} records but {} precede it",
+                            snapshot.records()
+                        ),
                     ));
                 }
                 ended = Some(number);
@@ -392,6 +415,57 @@ pub fn read(input: impl BufRead) -> Result<(Header, Snapshot), ReadError> {
     }
     check_references(&snapshot)?;
     Ok((header, snapshot))
+}
+
+/// Checks one user or client line and adds it: a valid name whose canonical form is
+/// given, valid roles, an id and a name no other user or client has, and a secret hash
+/// of the right form for the kind (a client's is never a password hash, a user's never a
+/// client's).
+fn add_principal(
+    snapshot: &mut Snapshot,
+    user: UserRecord,
+    number: usize,
+    user_ids: &mut HashSet<String>,
+    names: &mut HashSet<String>,
+) -> Result<(), ReadError> {
+    let fail = |problem: String| ReadError {
+        line: number,
+        problem,
+    };
+    let what = match user.kind {
+        PrincipalKind::User => "user",
+        PrincipalKind::Client => "client",
+    };
+    if canonical_username(&user.username).as_deref() != Some(user.canonical.as_str()) {
+        return Err(fail(format!(
+            "{what} {}: not a valid name, or canonical is not its lower-case form",
+            user.id
+        )));
+    }
+    if let Some(role) = user.roles.iter().find(|role| !Role::is_valid(role)) {
+        return Err(fail(format!(
+            "{what} {}: `{role}` is not a role name ({ROLE_RULE})",
+            user.id
+        )));
+    }
+    let client_hash = user.password_hash.starts_with(CLIENT_SECRET_HASH_PREFIX);
+    if client_hash != (user.kind == PrincipalKind::Client) {
+        return Err(fail(format!(
+            "{what} {}: password_hash is not a {what}'s (clients have `{CLIENT_SECRET_HASH_PREFIX}…`, users never)",
+            user.id
+        )));
+    }
+    if !user_ids.insert(user.id.clone()) {
+        return Err(fail(format!("a second user or client with id {}", user.id)));
+    }
+    if !names.insert(user.canonical.clone()) {
+        return Err(fail(format!(
+            "a second user or client named {}",
+            user.canonical
+        )));
+    }
+    snapshot.users.push(user);
+    Ok(())
 }
 
 /// Every session names a user in the file, every refresh token a session in it.
@@ -475,6 +549,7 @@ mod tests {
                 created: 1,
                 password_changed_at: 2,
                 generation: 3,
+                kind: PrincipalKind::User,
             }],
             sessions: vec![SessionRecord {
                 family: "f1".into(),
@@ -539,7 +614,7 @@ mod tests {
     }
 
     #[test]
-    fn truncated_files_newer_formats_and_clients_are_refused() {
+    fn truncated_files_and_newer_formats_are_refused() {
         let written = text(&sample());
         let cut: Vec<&str> = written.lines().take(5).collect();
         let err = read_text(&cut.join("\n")).expect_err("truncated");
@@ -549,15 +624,6 @@ mod tests {
         let err = read_text(&newer).expect_err("newer");
         assert_eq!(err.line, 1);
         assert!(err.problem.contains("format 2"), "{err}");
-
-        let client = written.replacen(
-            r#"{"type":"end""#,
-            "{\"type\":\"client\",\"name\":\"ci\"}\n{\"type\":\"end\"",
-            1,
-        );
-        let err = read_text(&client).expect_err("client");
-        assert_eq!(err.line, 7);
-        assert!(err.problem.contains("service client"), "{err}");
 
         assert!(read_text("").is_err());
         assert_eq!(
@@ -594,5 +660,86 @@ mod tests {
         let debug = format!("{:?}", sample());
         assert!(!debug.contains("0123456789abcdef"), "{debug}");
         assert!(!debug.contains("argon2id"), "{debug}");
+    }
+
+    fn client(id: &str, name: &str) -> UserRecord {
+        UserRecord {
+            id: id.into(),
+            username: name.into(),
+            canonical: name.to_lowercase(),
+            password_hash: format!("{CLIENT_SECRET_HASH_PREFIX}{}", "cd".repeat(32)),
+            roles: vec!["deploy".into()],
+            enabled: true,
+            created: 5,
+            password_changed_at: 6,
+            generation: 1,
+            kind: PrincipalKind::Client,
+        }
+    }
+
+    #[test]
+    fn clients_are_written_as_client_lines_and_read_back_as_clients() {
+        let mut snapshot = sample();
+        snapshot.users.push(client("c1", "CI-Bot"));
+        let written = text(&snapshot);
+        let line = written
+            .lines()
+            .find(|line| line.starts_with(r#"{"type":"client""#))
+            .expect("a client line");
+        assert!(line.contains(r#""username":"CI-Bot""#), "{line}");
+        assert!(
+            !line.contains("\"principal\""),
+            "the line's type carries the kind: {line}"
+        );
+        assert!(
+            !written.contains("\"principal\""),
+            "user lines are written as before clients existed"
+        );
+        assert!(
+            written.ends_with("{\"type\":\"end\",\"records\":6}\n"),
+            "{written}"
+        );
+        let mut back = read_text(&written).expect("read");
+        back.sort();
+        snapshot.sort();
+        assert_eq!(back, snapshot);
+        assert!(
+            snapshot.summary().contains("1 user, 1 service client"),
+            "{}",
+            snapshot.summary()
+        );
+    }
+
+    #[test]
+    fn client_lines_are_checked_like_user_lines_and_by_their_hash() {
+        let with = |extra: UserRecord| {
+            let mut snapshot = sample();
+            snapshot.users.push(extra);
+            text(&snapshot)
+        };
+        // A client may not take a user's name (one namespace).
+        let err = read_text(&with(client("c1", "ALICE"))).expect_err("same name");
+        assert!(
+            err.problem.contains("a second user or client named alice"),
+            "{err}"
+        );
+        // A client whose hash is a password hash, a user whose hash is a client's.
+        let mut argon = client("c1", "ci");
+        argon.password_hash = sample().users[0].password_hash.clone();
+        let err = read_text(&with(argon)).expect_err("client with a password hash");
+        assert!(err.problem.contains("password_hash"), "{err}");
+        assert!(!err.to_string().contains("argon2id$"), "{err}");
+        let mut user = client("u9", "bob");
+        user.kind = PrincipalKind::User;
+        let err = read_text(&with(user)).expect_err("user with a client hash");
+        assert!(err.problem.contains("password_hash"), "{err}");
+        // A user line that claims to be a client.
+        let written = text(&sample()).replacen(
+            r#""generation":3"#,
+            r#""generation":3,"principal":"client""#,
+            1,
+        );
+        let err = read_text(&written).expect_err("kind in a user line");
+        assert_eq!(err.line, 2, "{err}");
     }
 }

@@ -226,7 +226,7 @@ impl Keyring {
 
 /// Signs one token with `signing` and verifies it with `verifying`, bypassing any cache.
 fn self_test(signing: &SigningKey, verifying: &KeySet, rules: &ClaimRules) -> Result<(), String> {
-    let (token, claims) = issue(signing, rules, "self-test", "self-test", &[], None)
+    let (token, claims) = issue(signing, rules, "self-test", "self-test", &[], None, None)
         .map_err(|err| format!("tokens: the signing key cannot sign a token: {err}"))?;
     let verified = verifying.verify(&token).map_err(|rejection| {
         format!(
@@ -361,6 +361,29 @@ impl TokenKeys {
             username,
             roles,
             session,
+            None,
+        )
+    }
+
+    /// Mints an access token for a service client (client-credentials grant, SPEC §4):
+    /// `sub` its id, `username` and `client_id` its name (with every algorithm, shared
+    /// secret included: the token was issued to that client), `sid` the marker of the
+    /// client's current secret (`accounts::clients`), so a rotation ends it.
+    pub fn issue_for_client(
+        &self,
+        sub: &str,
+        name: &str,
+        roles: &[String],
+        sid: &str,
+    ) -> Result<(String, AccessClaims), jsonwebtoken::errors::Error> {
+        issue(
+            &self.ring.load().signing,
+            &self.rules,
+            sub,
+            name,
+            roles,
+            Some(sid),
+            Some(name),
         )
     }
 
@@ -399,7 +422,8 @@ impl TokenKeys {
     }
 }
 
-/// Mints the claims of SPEC §4 (plus `client_id` with a key pair, §9) and signs them.
+/// Mints the claims of SPEC §4 (plus `client_id` with a key pair, §9; a service client's
+/// name as `client_id` whatever the algorithm) and signs them.
 fn issue(
     signing: &SigningKey,
     rules: &ClaimRules,
@@ -407,6 +431,7 @@ fn issue(
     username: &str,
     roles: &[String],
     session: Option<&str>,
+    client: Option<&str>,
 ) -> Result<(String, AccessClaims), jsonwebtoken::errors::Error> {
     let now = now_secs();
     let claims = AccessClaims {
@@ -420,7 +445,10 @@ fn issue(
         exp: now + rules.access_ttl.as_secs(),
         jti: crate::auth::random_id(16),
         sid: session.map(str::to_string),
-        client_id: signing.is_pair().then(|| USER_CLIENT_ID.to_string()),
+        client_id: match client {
+            Some(name) => Some(name.to_string()),
+            None => signing.is_pair().then(|| USER_CLIENT_ID.to_string()),
+        },
     };
     let token = signing.sign(&claims)?;
     Ok((token, claims))
@@ -718,6 +746,33 @@ mod tests {
         assert!(claims.client_id.is_none());
         let payload = decode_segment(token.split('.').nth(1).expect("payload"));
         assert!(payload.get("client_id").is_none(), "{payload}");
+    }
+
+    #[test]
+    fn client_tokens_carry_the_client_name_as_client_id_with_every_algorithm() {
+        let keys = TokenKeys::new(SECRET, &settings()).expect("keys");
+        let (token, claims) = keys
+            .issue_for_client("c1", "ci-bot", &["deploy".into()], "client.3")
+            .expect("issue");
+        let payload = decode_segment(token.split('.').nth(1).expect("payload"));
+        assert_eq!(payload["client_id"], "ci-bot");
+        assert_eq!(payload["username"], "ci-bot");
+        assert_eq!(payload["sub"], "c1");
+        assert_eq!(payload["sid"], "client.3");
+        assert_eq!(claims.client_id.as_deref(), Some("ci-bot"));
+        let dir = tempfile::tempdir().expect("dir");
+        let (file, _) = key_file(&dir, "ec.pem", Algorithm::ES256);
+        let pair = TokenKeys::new(
+            b"",
+            &pair_settings(Algorithm::ES256, &[(&file, KeyState::Active)]),
+        )
+        .expect("keys");
+        let (token, _) = pair
+            .issue_for_client("c1", "ci-bot", &[], "client.0")
+            .expect("issue");
+        let payload = decode_segment(token.split('.').nth(1).expect("payload"));
+        assert_eq!(payload["client_id"], "ci-bot");
+        assert_eq!(pair.verify(&token).map(|v| v.sub.clone()), Ok("c1".into()));
     }
 
     /// The header check refuses, before any crypto, every token that does not name one

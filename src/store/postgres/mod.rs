@@ -9,7 +9,8 @@
 //! (user id, family), `refresh_tokens` (SHA-256 only), `revoked`, `meta` (the generated
 //! secret; the secret's fingerprint), `changes(seq, at, change jsonb)` and the one-row
 //! `feed_head(seq, trimmed)`; `login_counters` (`0002`, the lockout counts every replica
-//! shares: [`counters`]).
+//! shares: [`counters`]); `users.kind` (`0003`: `user` or `client`, service clients being
+//! principals in the users table).
 //!
 //! **Sequence numbers in commit order.** Every publishing transaction ends with
 //! `UPDATE feed_head SET seq = seq + 1 RETURNING seq` and the insert of its change row
@@ -57,9 +58,9 @@ pub use conninfo::{redact, Conninfo, SslMode};
 pub use schema::{MigrateError, Migrated, LATEST};
 
 use super::{
-    BoxFuture, Change, ChangeKind, Conflict, CounterOp, CounterOutcome, Feed, Loaded, Purged,
-    RefreshRecord, RevokedRecord, Seq, SessionRecord, Snapshot, Store, StoreError, StoreResult,
-    Taken, UserChange, UserRecord, UserState, Written, FEED_RETENTION,
+    BoxFuture, Change, ChangeKind, Conflict, CounterOp, CounterOutcome, Feed, Loaded,
+    PrincipalKind, Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, Snapshot, Store,
+    StoreError, StoreResult, Taken, UserChange, UserRecord, UserState, Written, FEED_RETENTION,
 };
 
 /// How the store connects: pool size and timeouts.
@@ -207,7 +208,7 @@ const META: &str = "meta";
 const SECRET_KEY: &str = "signing_secret";
 
 const USER_COLUMNS: &str =
-    "id, username, canonical, password_hash, roles, enabled, created, password_changed_at, generation";
+    "id, username, canonical, password_hash, roles, enabled, created, password_changed_at, generation, kind";
 const SESSION_COLUMNS: &str = "user_id, family, created, generation, expires_at, ended_at";
 const REFRESH_COLUMNS: &str = "token_hash, family, user_id, expires_at, spent";
 
@@ -222,6 +223,13 @@ fn user_of(row: &Row) -> StoreResult<UserRecord> {
         created: uint(USERS, col(USERS, row, "created")?)?,
         password_changed_at: uint(USERS, col(USERS, row, "password_changed_at")?)?,
         generation: uint(USERS, col(USERS, row, "generation")?)?,
+        kind: {
+            let kind: String = col(USERS, row, "kind")?;
+            PrincipalKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+                tree: USERS,
+                detail: format!("kind: `{kind}` is neither user nor client"),
+            })?
+        },
     })
 }
 
@@ -586,7 +594,7 @@ impl Inner {
         user: &UserRecord,
     ) -> StoreResult<Result<u64, tokio_postgres::Error>> {
         let sql = format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         );
         let statement = tx.prepare_cached(&sql).await.map_err(|err| self.pg(err))?;
         Ok(tx
@@ -602,6 +610,7 @@ impl Inner {
                     &int(user.created)?,
                     &int(user.password_changed_at)?,
                     &int(user.generation)?,
+                    &user.kind.as_str(),
                 ],
             )
             .await)

@@ -32,10 +32,15 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "login_counters",
         sql: include_str!("migrations/0002_login_counters.sql"),
     },
+    Migration {
+        version: 3,
+        name: "principal_kind",
+        sql: include_str!("migrations/0003_principal_kind.sql"),
+    },
 ];
 
 /// The schema version this binary creates and understands.
-pub const LATEST: i32 = 2;
+pub const LATEST: i32 = 3;
 
 /// The advisory lock key every gatehouse migration takes ("gatehous" in ASCII).
 const LOCK_KEY: i64 = 0x6761_7465_686f_7573;
