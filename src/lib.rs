@@ -11,7 +11,7 @@
 //! main
 //! cli                      clap commands, prompts, printing
 //! app                      assembles a running gateway; reload; shutdown order
-//! server  ops  admin       accept loops + TLS; /healthz /readyz /metrics; `user …` channel
+//! server  ops  admin       accept loops + TLS; /healthz /readyz /metrics; `user …`, `client …` channel
 //! gateway                  Gateway::handle: the one funnel and the phase list
 //! endpoints  proxy         /auth/* endpoints, /.well-known/*; forwarding (forwarded, hop, upstream, splice)
 //! access                   credentials, the one decide(), identity headers strip/stamp, assertion

@@ -1039,6 +1039,70 @@ async fn export_and_import_carry_a_gateway_from_sled_to_postgresql_and_back() {
     assert_eq!(response.error_code(), "invalid_grant");
 }
 
+/// Issue #14: a service client moves from sled to PostgreSQL with `store export` /
+/// `store import`: its `{"type":"client"}` line is carried byte for byte, its secret (only
+/// its hash travels) and the tokens issued on sled keep working on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_client_moves_from_sled_to_postgresql_with_its_secret_and_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sled = generated_secret_config(&dir.path().join("sled"), None);
+    let added = cli_at(&sled, &["client", "add", "ci-bot", "--role", "deploy"]).await;
+    let secret = zeroize::Zeroizing::new(added.stdout.trim().to_string());
+    let address = std::net::IpAddr::from([127, 0, 0, 1]);
+    let open = |config: PathBuf| async move {
+        let config = gatehouse::config::load(&config).expect("config");
+        let store = gatehouse::store::open(&config.store).await.expect("store");
+        gatehouse::accounts::Accounts::open(store, &config)
+            .await
+            .expect("accounts")
+    };
+    let on_sled = open(sled.clone()).await;
+    let token = on_sled
+        .client_credentials("ci-bot", secret.clone(), address)
+        .await
+        .expect("client credentials on sled")
+        .access_token;
+    drop(on_sled);
+    let export = cli_at(&sled, &["store", "export"]).await;
+    let client_line = |file: &str| {
+        file.lines()
+            .find(|line| line.starts_with(r#"{"type":"client""#))
+            .map(str::to_string)
+            .expect("a client line")
+    };
+    let from_sled = dir.path().join("from-sled.jsonl");
+    std::fs::write(&from_sled, &export.stdout).expect("write export");
+
+    let url = shared_database().await;
+    let pg = generated_secret_config(&dir.path().join("pg"), Some(&url));
+    cli_at(
+        &pg,
+        &["store", "import", from_sled.to_str().expect("utf-8")],
+    )
+    .await;
+    let again = cli_at(&pg, &["store", "export"]).await;
+    assert_eq!(client_line(&again.stdout), client_line(&export.stdout));
+    let listed = cli_at(&pg, &["client", "list"]).await;
+    assert!(listed.stdout.starts_with("ci-bot "), "{listed:?}");
+
+    let on_pg = open(pg.clone()).await;
+    let identity = on_pg.authenticate(&token).expect("the sled-era token");
+    assert_eq!(identity.client_id(), Some("ci-bot"));
+    on_pg
+        .authenticate_client("ci-bot", secret.clone(), address)
+        .await
+        .expect("the secret");
+    cli_at(&pg, &["client", "rotate", "ci-bot"]).await;
+    let deadline = Instant::now() + POLL_FOR;
+    while on_pg.authenticate(&token).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the rotation never reached the view"
+        );
+        on_pg.directory().follow().await;
+    }
+}
+
 /// `deploy/compose/nginx.conf` as shipped, pointed at these replicas: each `server
 /// gatehouse-N:8080` line names replica N's address, `listen 8080` becomes `listen`, and
 /// the pid, logs and temp dirs go into `dir` (the shipped file leaves them to the
@@ -1157,4 +1221,117 @@ async fn the_compose_nginx_config_balances_two_replicas_and_survives_one_stoppin
         );
     }
     login_ok(listen, "lea").await;
+}
+
+/// Issue #14: a service client added with the CLI on the database gets tokens that every
+/// replica accepts (route rules and the user header as for a user); `client rotate` and
+/// `client remove` with the CLI end them on every replica within 1 s. The tokens come from
+/// the client-credentials use case of one more process on the same database (what
+/// `/auth/token` runs), the replicas judge them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_rotate_and_remove_end_its_tokens_on_every_replica_within_a_second() {
+    let url = shared_database().await;
+    let fleet = Fleet::start(&url, 2, "").await;
+    let all = [0, 1];
+    let secret = |out: &Output| zeroize::Zeroizing::new(out.stdout.trim().to_string());
+    let added = secret(
+        &fleet
+            .cli(&["client", "add", "ci-bot", "--role", "admin"], "")
+            .await,
+    );
+    let config = gatehouse::config::load(&fleet.cli).expect("config");
+    let store = gatehouse::store::open(&config.store)
+        .await
+        .expect("open the database");
+    let accounts = gatehouse::accounts::Accounts::open(store, &config)
+        .await
+        .expect("accounts");
+    let address = std::net::IpAddr::from([127, 0, 0, 1]);
+    let issue = |secret: zeroize::Zeroizing<String>| {
+        let accounts = &accounts;
+        async move {
+            accounts
+                .client_credentials("ci-bot", secret, address)
+                .await
+                .expect("client credentials")
+                .access_token
+        }
+    };
+
+    let first = issue(added.clone()).await;
+    let token = first.as_str();
+    until_each(
+        &fleet,
+        &all,
+        Instant::now(),
+        "client add (CLI)",
+        |addr| async move { get_status(addr, "/admin/x", token).await == 200 },
+    )
+    .await;
+    let me = request(
+        fleet.replicas[1].addr,
+        "GET",
+        "/auth/me",
+        &[&bearer(token)],
+        b"",
+    )
+    .await;
+    me.assert_status(200);
+    assert_eq!(me.json()["username"], "ci-bot");
+    assert_eq!(
+        fleet
+            .upstream
+            .last()
+            .and_then(|seen| seen.header("x-auth-user").map(str::to_string)),
+        Some("ci-bot".to_string())
+    );
+
+    let rotated = secret(&fleet.cli(&["client", "rotate", "ci-bot"], "").await);
+    let acked = Instant::now();
+    within_a_second(
+        &fleet,
+        &all,
+        acked,
+        "client rotate (CLI)",
+        |addr| async move { get_status(addr, "/admin/x", token).await == 401 },
+    )
+    .await;
+    let listed = fleet.cli(&["client", "list"], "").await;
+    assert!(
+        !listed.stdout.contains(rotated.as_str()),
+        "list shows no secret"
+    );
+
+    // The old secret fails now; a token under the new one works everywhere.
+    assert_eq!(
+        accounts
+            .authenticate_client("ci-bot", added.clone(), address)
+            .await,
+        Err(gatehouse::accounts::AccountError::InvalidClient)
+    );
+    let second = issue(rotated).await;
+    let token = second.as_str();
+    until_each(
+        &fleet,
+        &all,
+        Instant::now(),
+        "token after rotate",
+        |addr| async move { get_status(addr, "/admin/x", token).await == 200 },
+    )
+    .await;
+
+    fleet.cli(&["client", "remove", "ci-bot"], "").await;
+    let acked = Instant::now();
+    within_a_second(
+        &fleet,
+        &all,
+        acked,
+        "client remove (CLI)",
+        |addr| async move { get_status(addr, "/admin/x", token).await == 401 },
+    )
+    .await;
+    assert_eq!(
+        get_status(fleet.replicas[0].addr, "/admin/x", &first).await,
+        401
+    );
 }
