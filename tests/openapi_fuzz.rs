@@ -1,6 +1,6 @@
 //! `GET /auth/openapi.json` checked by real OpenAPI tools (issue #14): the document passes
 //! openapi-spec-validator (OpenAPI 3.1), and a schemathesis run against the real binary
-//! (sled in a temp dir, a real upstream, a user, routes that make every forward-auth
+//! (sled in a temp dir, a real upstream, a user, a service client, routes that make every forward-auth
 //! outcome reachable) finds no 5xx and nothing undocumented: status codes, content types
 //! and response bodies all as the document says (`not_a_server_error`,
 //! `status_code_conformance`, `content_type_conformance`, `response_schema_conformance`).
@@ -11,8 +11,9 @@
 //! seed (`GATEHOUSE_FUZZ_SEED` to explore another), so the run is reproducible and stays
 //! well under a minute and a half on two busy cores. It logs itself in as the user through
 //! `/auth/login` (schemathesis's dynamic bearer auth; again after any 401, since fuzzed
-//! logouts and revocations end its session); the password reaches it through its
-//! environment, never argv.
+//! logouts and revocations end its session), and as the service client by HTTP Basic at
+//! the token and introspection endpoints; the password and the client secret reach it
+//! through its environment, never argv.
 
 mod common;
 
@@ -20,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use common::accounts::PASSWORD;
-use common::binary::{serve_with_users, Gatehouse};
+use common::binary::{run_blocking, serve_with_users, Gatehouse};
 use common::interop::peers;
 use common::EchoUpstream;
 
@@ -54,18 +55,53 @@ access = "deny"
 
 const FUZZER: &str = "fuzzer";
 
+/// The service client schemathesis authenticates as at `/auth/token` and `/auth/introspect`.
+const FUZZ_CLIENT: &str = "fuzz-client";
+
+/// Operations whose 200 needs schemathesis's credentials: proof that it authenticated.
+/// (`/auth/token` and `/auth/introspect` join once the grant calls the accounts API.)
+const AUTHENTICATED_200: [&str; 1] = ["/auth/me"];
+
 /// schemathesis's configuration: log in as the fuzz user for `bearerAuth`.
 const SCHEMATHESIS_TOML: &str = r#"
 [auth.dynamic.openapi.bearerAuth]
 path = "/auth/login"
 payload = { username = "fuzzer", password = "${GATEHOUSE_FUZZ_PASSWORD}" }
 extract_selector = "/access_token"
+
+[auth.openapi.clientBasic]
+username = "fuzz-client"
+password = "${GATEHOUSE_FUZZ_CLIENT_SECRET}"
 "#;
 
-async fn gateway(dir: &std::path::Path) -> (EchoUpstream, Gatehouse) {
+/// The gateway with the fuzz user, and the fuzz client added through the running gateway
+/// (`gatehouse client add`); returns the client's secret.
+async fn gateway(dir: &std::path::Path) -> (EchoUpstream, Gatehouse, String) {
     let upstream = EchoUpstream::start().await;
     let (gatehouse, _) = serve_with_users(dir, upstream.addr, CONFIG, &[(FUZZER, &[])]).await;
-    (upstream, gatehouse)
+    let config = gatehouse
+        .config_path
+        .to_str()
+        .expect("utf-8 path")
+        .to_owned();
+    let added = run_blocking(
+        [
+            "-c",
+            &config,
+            "client",
+            "add",
+            FUZZ_CLIENT,
+            "--role",
+            "admin",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert_eq!(added.code, 0, "client add: {}", added.stderr);
+    let secret = added.stdout.trim().to_owned();
+    assert!(!secret.is_empty(), "client add printed no secret");
+    (upstream, gatehouse, secret)
 }
 
 fn tool(name: &str) -> std::path::PathBuf {
@@ -76,7 +112,7 @@ fn tool(name: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn the_document_is_valid_openapi_3_1() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_upstream, gatehouse) = gateway(dir.path()).await;
+    let (_upstream, gatehouse, _) = gateway(dir.path()).await;
     let response = gatehouse
         .request("GET", "/auth/openapi.json", &[], b"")
         .await;
@@ -112,7 +148,7 @@ async fn the_document_is_valid_openapi_3_1() {
 #[tokio::test]
 async fn schemathesis_finds_no_server_error_and_nothing_undocumented() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_upstream, gatehouse) = gateway(dir.path()).await;
+    let (_upstream, gatehouse, client_secret) = gateway(dir.path()).await;
     let config = dir.path().join("schemathesis.toml");
     std::fs::write(&config, SCHEMATHESIS_TOML).expect("write schemathesis.toml");
     let examples = std::env::var("FUZZ_EXAMPLES").unwrap_or_else(|_| "12".into());
@@ -138,6 +174,7 @@ async fn schemathesis_finds_no_server_error_and_nothing_undocumented() {
             .args(["--generation-database", "none"])
             .args(["--suppress-health-check", "all"])
             .env("GATEHOUSE_FUZZ_PASSWORD", PASSWORD)
+            .env("GATEHOUSE_FUZZ_CLIENT_SECRET", &client_secret)
             .env("SCHEMATHESIS_HOOKS", "")
             .current_dir(config.parent().expect("dir"))
             .stdin(Stdio::null())
@@ -177,10 +214,12 @@ async fn schemathesis_finds_no_server_error_and_nothing_undocumented() {
             "schemathesis never called {path}:\n{report}"
         );
     }
-    assert!(
-        seen.contains_key(&("/auth/me".to_owned(), 200)),
-        "schemathesis never authenticated (no 200 from /auth/me): {seen:?}\n{report}"
-    );
+    for path in AUTHENTICATED_200 {
+        assert!(
+            seen.contains_key(&(path.to_owned(), 200)),
+            "schemathesis never authenticated at {path} (no 200): {seen:?}\n{report}"
+        );
+    }
     eprintln!("responses by (path, status): {seen:?}");
     eprintln!("schemathesis: {:?}\n{report}", started.elapsed());
 }
