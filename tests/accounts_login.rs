@@ -347,11 +347,8 @@ async fn token_endpoint_errors_follow_rfc6749_section_5_2() {
     let cases: &[(&str, u16, &str)] = &[
         ("username=hank&password=x", 400, "invalid_request"),
         ("grant_type=", 400, "invalid_request"),
-        (
-            "grant_type=client_credentials",
-            400,
-            "unsupported_grant_type",
-        ),
+        // A supported grant (SPEC §4) without client authentication (RFC 6749 §5.2).
+        ("grant_type=client_credentials", 401, "invalid_client"),
         (
             "grant_type=authorization_code&code=x",
             400,

@@ -1,7 +1,8 @@
 //! Service-client authentication on a request (RFC 6749 §2.3.1): what the token endpoint's
 //! `client_credentials` grant and `/auth/introspect` read to learn which client calls and
-//! with which secret. Parsing only; checking the secret (constant time, lockout counting)
-//! is the accounts layer's.
+//! with which secret, and the one mapping of the accounts layer's verdict to SPEC §5
+//! ([`client_error`]). Checking the secret (constant time, lockout counting) is the
+//! accounts layer's.
 //!
 //! Two methods, one per request:
 //! - **HTTP Basic** (`client_secret_basic`): `Authorization: Basic base64(id ":" secret)`,
@@ -31,6 +32,7 @@ use base64::Engine as _;
 use http::{header, HeaderMap};
 use zeroize::Zeroizing;
 
+use crate::accounts::AccountError;
 use crate::error::GatewayError;
 
 /// A client's id and secret as presented, decoded; not yet checked.
@@ -73,6 +75,27 @@ pub fn credentials(
             (Some(id), Some(secret)) if !id.is_empty() => Ok(ClientCredentials { id, secret }),
             _ => Err(GatewayError::InvalidClient),
         },
+    }
+}
+
+/// The SPEC §5 outcome of a failed client authentication (RFC 6749 §5.2): every refusal
+/// is 401 `invalid_client`, one body whatever the cause; lockout, outage and faults stay
+/// what they are (429, 503, 500).
+pub fn client_error(err: AccountError) -> GatewayError {
+    match err {
+        AccountError::TooManyAttempts { retry_after_secs } => {
+            GatewayError::TooManyAttempts { retry_after_secs }
+        }
+        AccountError::Unavailable(_) => GatewayError::Unavailable,
+        AccountError::Internal(detail) => GatewayError::Internal(detail),
+        AccountError::InvalidClient
+        | AccountError::InvalidCredentials
+        | AccountError::AccountDisabled
+        | AccountError::InvalidGrant
+        | AccountError::UsernameTaken
+        | AccountError::Policy(_)
+        | AccountError::NoSuchUser(_)
+        | AccountError::NoSuchClient(_) => GatewayError::InvalidClient,
     }
 }
 

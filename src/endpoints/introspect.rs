@@ -40,7 +40,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::body::{self, Accepts};
-use super::client_auth::{self, ClientCredentials};
+use super::client_auth::{self, client_error, ClientCredentials};
 use super::EndpointContext;
 use crate::accounts::Identity;
 use crate::error::GatewayError;
@@ -98,10 +98,11 @@ async fn authenticate_caller(
     context: &EndpointContext<'_>,
     caller: ClientCredentials,
 ) -> Result<(), GatewayError> {
-    // Until the service-client model is merged no client exists: every caller fails.
-    let _ = context;
-    drop((caller.id, caller.secret));
-    Err(GatewayError::InvalidClient)
+    context
+        .accounts
+        .authenticate_client(&caller.id, caller.secret, context.client_ip)
+        .await
+        .map_err(client_error)
 }
 
 /// The RFC 7662 §2.2 members of an active token.
@@ -117,11 +118,12 @@ fn active(context: &EndpointContext<'_>, identity: &Identity) -> serde_json::Val
         "iss": keys.rules().issuer,
         "token_type": "Bearer",
     });
-    let client_id = if keys.keyring().signing().is_pair() {
-        Some(crate::auth::keys::USER_CLIENT_ID)
-    } else {
-        None
-    };
+    let client_id = identity.client_id().or_else(|| {
+        keys.keyring()
+            .signing()
+            .is_pair()
+            .then_some(crate::auth::keys::USER_CLIENT_ID)
+    });
     if let (Some(client_id), Some(object)) = (client_id, members.as_object_mut()) {
         object.insert("client_id".into(), client_id.into());
     }

@@ -273,8 +273,7 @@ fn account_error(err: AccountError) -> GatewayError {
         AccountError::InvalidCredentials
         | AccountError::NoSuchUser(_)
         | AccountError::NoSuchClient(_) => GatewayError::InvalidCredentials,
-        // Until the client-credentials grant maps it to 401 `invalid_client` (GRANT).
-        AccountError::InvalidClient => GatewayError::InvalidCredentials,
+        AccountError::InvalidClient => GatewayError::InvalidClient,
         AccountError::AccountDisabled => GatewayError::AccountDisabled,
         AccountError::TooManyAttempts { retry_after_secs } => {
             GatewayError::TooManyAttempts { retry_after_secs }
@@ -291,7 +290,10 @@ fn account_error(err: AccountError) -> GatewayError {
 fn login_outcome<T>(result: &Result<T, AccountError>) -> LoginOutcome {
     match result {
         Ok(_) => LoginOutcome::Success,
-        Err(AccountError::InvalidCredentials) => LoginOutcome::InvalidCredentials,
+        // A service client's wrong secret is its wrong password.
+        Err(AccountError::InvalidCredentials | AccountError::InvalidClient) => {
+            LoginOutcome::InvalidCredentials
+        }
         Err(AccountError::AccountDisabled) => LoginOutcome::Disabled,
         Err(AccountError::TooManyAttempts { .. }) => LoginOutcome::Throttled,
         Err(AccountError::Policy(_)) => LoginOutcome::InvalidRequest,

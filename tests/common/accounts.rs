@@ -141,3 +141,72 @@ pub async fn refresh(gateway: &TestGateway, refresh_token: &str) -> Response {
     )
     .await
 }
+
+/// `gatehouse client add NAME [--role R]…` through the real binary, against the running
+/// gateway (its admin socket); returns the secret it prints once on stdout.
+pub async fn add_client(gateway: &TestGateway, name: &str, roles: &[&str]) -> String {
+    let mut args = vec![
+        "-c".to_string(),
+        gateway.config_path.display().to_string(),
+        "client".into(),
+        "add".into(),
+        name.into(),
+    ];
+    for role in roles {
+        args.push("--role".into());
+        args.push(role.to_string());
+    }
+    let out = crate::common::binary::run_blocking(args).await;
+    assert_eq!(out.code, 0, "client add {name}: {}", out.stderr);
+    out.stdout
+        .lines()
+        .map(str::trim)
+        .rfind(|line| !line.is_empty())
+        .unwrap_or_else(|| panic!("client add {name} printed no secret"))
+        .to_string()
+}
+
+/// `Authorization: Basic …` for a service client, id and secret form-encoded first as
+/// RFC 6749 §2.3.1 asks (`form` false: raw, as authlib and curl `-u` send them).
+pub fn client_basic(id: &str, secret: &str, form: bool) -> String {
+    let encode = |text: &str| -> String {
+        if !form {
+            return text.to_string();
+        }
+        text.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'*') {
+                    char::from(b).to_string()
+                } else if b == b' ' {
+                    "+".to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let pair = format!("{}:{}", encode(id), encode(secret));
+    format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// `POST /auth/token` with `grant_type=client_credentials`, `form` appended (`&…`) and
+/// extra header lines (the client's Basic credentials).
+pub async fn client_token(gateway: &TestGateway, form: &str, headers: &[&str]) -> Response {
+    post_form(
+        gateway,
+        "/auth/token",
+        &format!("grant_type=client_credentials{form}"),
+        headers,
+    )
+    .await
+}
+
+/// A client-credentials token that must be issued (Basic); the access token.
+pub async fn client_token_ok(gateway: &TestGateway, id: &str, secret: &str) -> String {
+    let response = client_token(gateway, "", &[&client_basic(id, secret, true)]).await;
+    response.assert_status(200);
+    token(&response.json(), "access_token")
+}

@@ -1,9 +1,10 @@
 //! Real peers for gatehouse's published-key tokens (SPEC §9), and the one harness that
 //! drives them: the interop tests (`tests/interop_*.rs`) and the key-pair attack tests.
 //!
-//! - **Python** (`target/interop/venv`): PyJWT (`PyJWKClient`), jwcrypto and cryptography,
-//!   pinned in `tests/interop/requirements.txt`, driven through `tests/interop/peers.py`
-//!   (verify as a relying party; export JWKS keys as PEM; forge hostile tokens).
+//! - **Python** (`target/interop/venv`): PyJWT (`PyJWKClient`), jwcrypto, cryptography and
+//!   authlib (with requests), pinned in `tests/interop/requirements.txt`, driven through
+//!   `tests/interop/peers.py` (verify as a relying party; export JWKS keys as PEM; forge
+//!   hostile tokens) and `tests/interop/authlib_client.py` (an OAuth 2.0 client).
 //! - **Node** (`target/interop/node`): npm `jose`, pinned by `tests/interop/package.json` and
 //!   its `package-lock.json`, driven through `tests/interop/jose_peer.mjs`.
 //! - **HAProxy** from Debian (`jwt_verify`): found on `PATH` or in `/usr/sbin`.
@@ -91,6 +92,13 @@ impl Peers {
     /// `peers.py` with one JSON request; its JSON answer.
     pub async fn python(&self, request: serde_json::Value) -> serde_json::Value {
         let script = source_dir().join("peers.py");
+        run_peer(Command::new(self.python_bin()).arg(script), request).await
+    }
+
+    /// Another script of `tests/interop/` (`name`) run by the venv's Python with one JSON
+    /// request; its JSON answer.
+    pub async fn python_script(&self, name: &str, request: serde_json::Value) -> serde_json::Value {
+        let script = source_dir().join(name);
         run_peer(Command::new(self.python_bin()).arg(script), request).await
     }
 
