@@ -58,9 +58,9 @@ const FUZZER: &str = "fuzzer";
 /// The service client schemathesis authenticates as at `/auth/token` and `/auth/introspect`.
 const FUZZ_CLIENT: &str = "fuzz-client";
 
-/// Operations whose 200 needs schemathesis's credentials: proof that it authenticated.
-/// (`/auth/token` and `/auth/introspect` join once the grant calls the accounts API.)
-const AUTHENTICATED_200: [&str; 1] = ["/auth/me"];
+/// Operations whose 200 needs schemathesis's credentials (the user's bearer token, the
+/// client's Basic credentials): proof that it authenticated.
+const AUTHENTICATED_200: [&str; 3] = ["/auth/me", "/auth/token", "/auth/introspect"];
 
 /// schemathesis's configuration: log in as the fuzz user for `bearerAuth`.
 const SCHEMATHESIS_TOML: &str = r#"
