@@ -168,6 +168,10 @@ impl App {
                 startup.tokens.algorithm,
                 &startup.server.auth_prefix,
             ),
+            openapi: crate::endpoints::openapi::published(
+                &startup.server.auth_prefix,
+                startup.passwords.min_length..=startup.passwords.max_length,
+            ),
             upgrades: tokio_util::task::TaskTracker::new(),
         });
         let reloader = Arc::new(Reloader {

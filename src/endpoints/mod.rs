@@ -4,19 +4,22 @@
 //! [`EndpointContext`] (accounts, metrics, the snapshot's routes and identity header
 //! names, the peer and client address), never the gateway itself.
 //!
-//! | path        | method    | file          |
-//! |-------------|-----------|---------------|
-//! | `/login`    | POST      | `login.rs`    |
-//! | `/token`    | POST      | `token.rs`    |
-//! | `/refresh`  | POST      | `refresh.rs`  |
-//! | `/logout`   | POST      | `logout.rs`   |
-//! | `/revoke`   | POST      | `revoke.rs` (RFC 7009) |
-//! | `/introspect` | POST    | `introspect.rs` (RFC 7662; callers are service clients) |
-//! | `/me`       | GET, HEAD | `me.rs`       |
-//! | `/verify`   | any       | `verify.rs` (only 200, 401, 403; 503 when stale) |
+//! The routes are one table, [`ROUTES`] (path, methods, [`Endpoint`]): [`dispatch`] routes
+//! by it and [`openapi`] documents it, so the two cannot drift apart.
 //!
-//! | `/password` | POST      | `password.rs` |
-//! | `/register` | POST      | `register.rs` (404 while registration is off) |
+//! | path            | method    | file          |
+//! |-----------------|-----------|---------------|
+//! | `/login`        | POST      | `login.rs`    |
+//! | `/token`        | POST      | `token.rs`    |
+//! | `/refresh`      | POST      | `refresh.rs`  |
+//! | `/logout`       | POST      | `logout.rs`   |
+//! | `/revoke`       | POST      | `revoke.rs` (RFC 7009) |
+//! | `/introspect`   | POST      | `introspect.rs` (RFC 7662; callers are service clients) |
+//! | `/me`           | GET, HEAD | `me.rs`       |
+//! | `/verify`       | any       | `verify.rs` (only 200, 401, 403; 503 when stale) |
+//! | `/password`     | POST      | `password.rs` |
+//! | `/register`     | POST      | `register.rs` (404 while registration is off) |
+//! | `/openapi.json` | GET, HEAD | `openapi.rs` (OpenAPI 3.1 document of this table) |
 //!
 //! Service clients authenticate (token endpoint's `client_credentials` grant, introspection)
 //! by HTTP Basic or in the form body, parsed in one place: [`client_auth`].
@@ -35,6 +38,7 @@ mod introspect;
 mod login;
 mod logout;
 mod me;
+pub mod openapi;
 mod password;
 mod refresh;
 mod register;
@@ -49,7 +53,7 @@ use hyper::body::Incoming;
 use crate::access::{Assertions, IdentityHeaders, Verdict};
 use crate::accounts::{AccountError, Accounts, Identity, TokenPair};
 use crate::error::GatewayError;
-use crate::http::{json_response, Body};
+use crate::http::{json_response, Body, Published};
 use crate::routing::RouteTable;
 use crate::telemetry::metrics::{LoginOutcome, Metrics};
 
@@ -72,6 +76,8 @@ pub struct EndpointContext<'a> {
     /// (`X-Forwarded-Method/-Uri`, `X-Original-Method/-URI`); seen before phase 2
     /// stripped them, so `/auth/verify` can refuse instead of ignoring them.
     pub untrusted_original_request: bool,
+    /// The OpenAPI document `GET /auth/openapi.json` serves, built once at start.
+    pub openapi: &'a Published,
 }
 
 impl EndpointContext<'_> {
@@ -81,52 +87,163 @@ impl EndpointContext<'_> {
     }
 }
 
-/// Routes `sub_path` (the normalized path below `auth_prefix`) to its endpoint. `verdict`
-/// is the access line's: `/auth/verify` fills in its decision and user.
+/// Which handler serves a route of [`ROUTES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Login,
+    Token,
+    Refresh,
+    Logout,
+    Revoke,
+    Introspect,
+    Me,
+    Verify,
+    Password,
+    Register,
+    OpenApi,
+}
+
+/// The methods a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Methods {
+    /// Only these (upper case, as on the wire); any other is 405 with `Allow: allow`,
+    /// which is `methods` joined by `", "` (a unit test holds them together).
+    Only {
+        methods: &'static [&'static str],
+        allow: &'static str,
+    },
+    /// Every method (forward-auth decides about the original request, whatever the
+    /// proxy's own method is).
+    Any,
+}
+
+impl Methods {
+    const GET_HEAD: Methods = Methods::Only {
+        methods: &["GET", "HEAD"],
+        allow: "GET, HEAD",
+    };
+    const POST: Methods = Methods::Only {
+        methods: &["POST"],
+        allow: "POST",
+    };
+
+    /// 405 unless this route takes `method`.
+    fn check(self, method: &Method) -> Result<(), GatewayError> {
+        match self {
+            Methods::Any => Ok(()),
+            Methods::Only { methods, allow } => {
+                if methods.contains(&method.as_str()) {
+                    Ok(())
+                } else {
+                    Err(GatewayError::MethodNotAllowed(allow))
+                }
+            }
+        }
+    }
+}
+
+/// One endpoint: its path below `auth_prefix`, its methods, its handler.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub path: &'static str,
+    pub methods: Methods,
+    pub endpoint: Endpoint,
+}
+
+/// Every endpoint under `auth_prefix` (SPEC §4): the one table [`dispatch`] routes by and
+/// [`openapi`] documents, so the router and `GET /auth/openapi.json` cannot disagree about
+/// which paths and methods exist (tests/openapi_document.rs checks the served document
+/// against it and against the real router).
+pub const ROUTES: &[Route] = &[
+    Route {
+        path: "/login",
+        methods: Methods::POST,
+        endpoint: Endpoint::Login,
+    },
+    Route {
+        path: "/token",
+        methods: Methods::POST,
+        endpoint: Endpoint::Token,
+    },
+    Route {
+        path: "/refresh",
+        methods: Methods::POST,
+        endpoint: Endpoint::Refresh,
+    },
+    Route {
+        path: "/logout",
+        methods: Methods::POST,
+        endpoint: Endpoint::Logout,
+    },
+    Route {
+        path: "/revoke",
+        methods: Methods::POST,
+        endpoint: Endpoint::Revoke,
+    },
+    Route {
+        path: "/introspect",
+        methods: Methods::POST,
+        endpoint: Endpoint::Introspect,
+    },
+    Route {
+        path: "/me",
+        methods: Methods::GET_HEAD,
+        endpoint: Endpoint::Me,
+    },
+    Route {
+        path: "/verify",
+        methods: Methods::Any,
+        endpoint: Endpoint::Verify,
+    },
+    Route {
+        path: "/password",
+        methods: Methods::POST,
+        endpoint: Endpoint::Password,
+    },
+    Route {
+        path: "/register",
+        methods: Methods::POST,
+        endpoint: Endpoint::Register,
+    },
+    Route {
+        path: "/openapi.json",
+        methods: Methods::GET_HEAD,
+        endpoint: Endpoint::OpenApi,
+    },
+];
+
+/// The route at `sub_path`, if any (exact match).
+pub fn route(sub_path: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|route| route.path == sub_path)
+}
+
+/// Routes `sub_path` (the normalized path below `auth_prefix`) to its endpoint by
+/// [`ROUTES`]: 404 for a path not there (and for `/register` while registration is off,
+/// whatever the method), 405 for a method the route does not take. `verdict` is the
+/// access line's: `/auth/verify` fills in its decision and user.
 pub async fn dispatch(
     context: &EndpointContext<'_>,
     sub_path: &str,
     request: Request<Incoming>,
     verdict: &mut Verdict,
 ) -> Result<Response<Body>, GatewayError> {
-    let method = request.method().clone();
-    match sub_path {
-        "/me" => only(&method, &[Method::GET, Method::HEAD], "GET, HEAD")
-            .and_then(|()| me::handle(context, &request)),
-        "/verify" => verify::handle(context, &request, verdict),
-        "/login" => {
-            only(&method, &[Method::POST], "POST")?;
-            login::handle(context, request, verdict).await
-        }
-        "/token" => {
-            only(&method, &[Method::POST], "POST")?;
-            token::handle(context, request, verdict).await
-        }
-        "/refresh" => {
-            only(&method, &[Method::POST], "POST")?;
-            refresh::handle(context, request).await
-        }
-        "/logout" => {
-            only(&method, &[Method::POST], "POST")?;
-            logout::handle(context, request).await
-        }
-        "/revoke" => {
-            only(&method, &[Method::POST], "POST")?;
-            revoke::handle(context, request).await
-        }
-        "/introspect" => {
-            only(&method, &[Method::POST], "POST")?;
-            introspect::handle(context, request).await
-        }
-        "/password" => {
-            only(&method, &[Method::POST], "POST")?;
-            password::handle(context, request).await
-        }
-        "/register" if context.accounts.registration_enabled() => {
-            only(&method, &[Method::POST], "POST")?;
-            register::handle(context, request).await
-        }
-        _ => Err(GatewayError::NotFound),
+    let route = route(sub_path).ok_or(GatewayError::NotFound)?;
+    if route.endpoint == Endpoint::Register && !context.accounts.registration_enabled() {
+        return Err(GatewayError::NotFound);
+    }
+    route.methods.check(request.method())?;
+    match route.endpoint {
+        Endpoint::Login => login::handle(context, request, verdict).await,
+        Endpoint::Token => token::handle(context, request, verdict).await,
+        Endpoint::Refresh => refresh::handle(context, request).await,
+        Endpoint::Logout => logout::handle(context, request).await,
+        Endpoint::Revoke => revoke::handle(context, request).await,
+        Endpoint::Introspect => introspect::handle(context, request).await,
+        Endpoint::Me => me::handle(context, &request),
+        Endpoint::Verify => verify::handle(context, &request, verdict),
+        Endpoint::Password => password::handle(context, request).await,
+        Endpoint::Register => register::handle(context, request).await,
+        Endpoint::OpenApi => openapi::serve(context.openapi, request.method(), request.headers()),
     }
 }
 
@@ -181,18 +298,5 @@ fn login_outcome<T>(result: &Result<T, AccountError>) -> LoginOutcome {
         Err(AccountError::TooManyAttempts { .. }) => LoginOutcome::Throttled,
         Err(AccountError::Policy(_)) => LoginOutcome::InvalidRequest,
         Err(_) => LoginOutcome::Error,
-    }
-}
-
-/// 405 unless the method is one of `allowed`.
-fn only(
-    method: &Method,
-    allowed: &[Method],
-    allow_header: &'static str,
-) -> Result<(), GatewayError> {
-    if allowed.contains(method) {
-        Ok(())
-    } else {
-        Err(GatewayError::MethodNotAllowed(allow_header))
     }
 }

@@ -156,8 +156,9 @@ fn is_http_url(text: &str) -> bool {
 }
 
 /// The response for a published document: 200 (`GET`), its head (`HEAD`), 304 when the
-/// client's copy is current, 405 for any other method.
-fn respond(
+/// client's copy is current, 405 for any other method. Also serves the OpenAPI document
+/// ([`super::openapi`]), published the same way.
+pub(super) fn respond(
     published: &Published,
     method: &Method,
     headers: &HeaderMap,

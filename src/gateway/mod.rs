@@ -61,6 +61,8 @@ pub struct Gateway {
     pub auth_prefix: String,
     /// The discovery document, built at start (it names only restart-only values).
     pub well_known: WellKnown,
+    /// `GET /auth/openapi.json`, built at start (it names only `auth_prefix`).
+    pub openapi: crate::http::Published,
     /// Spliced upgraded (WebSocket) connections. They outlive the HTTP connection that
     /// carried the upgrade, so the drain waits for them here, up to `shutdown_grace`.
     pub upgrades: TaskTracker,
@@ -288,6 +290,7 @@ impl Gateway {
             peer,
             client_ip,
             untrusted_original_request: screened.untrusted_original_request,
+            openapi: &self.openapi,
         };
         let sub_path = &path[self.auth_prefix.len()..];
         endpoints::dispatch(&context, sub_path, request, &mut ctx.verdict).await

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers of the interop and attack tests (tests/common/interop.rs):
-#   DIR/venv  Python venv with PyJWT, jwcrypto, cryptography (tests/interop/requirements.txt)
+#   DIR/venv  Python venv with PyJWT, jwcrypto, cryptography, schemathesis,
+#             openapi-spec-validator (tests/interop/requirements.txt)
 #   DIR/node  npm jose (tests/interop/package.json + package-lock.json, `npm ci`)
 # DIR defaults to ${CARGO_TARGET_DIR:-target}/interop. Idempotent and cheap when nothing
 # changed (a stamp holds the hash of what was installed); safe to run from several test
