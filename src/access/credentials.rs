@@ -3,7 +3,7 @@
 //! layer's ([`Accounts::authenticate`]). Never logs a credential.
 
 use http::header;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 use crate::accounts::{Accounts, Identity};
 use crate::error::GatewayError;
@@ -22,11 +22,9 @@ pub fn authenticate(accounts: &Accounts, headers: &HeaderMap) -> Result<Identity
         .map_err(GatewayError::InvalidToken)
 }
 
-/// The bearer token of a request: `Ok(None)` when there is no Authorization header or it
-/// uses another scheme; an error when there are several (RFC 6750 §3.1 `invalid_request`)
-/// or the Bearer credentials are empty or not a token68.
-pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
-    let malformed = || GatewayError::InvalidToken(crate::error::TokenRejection::Malformed);
+/// The request's one `Authorization` header, if any; 400 `invalid_request` when there are
+/// several (RFC 6750 §3.1; for client credentials RFC 6749 §5.2 "multiple credentials").
+pub fn single_authorization(headers: &HeaderMap) -> Result<Option<&HeaderValue>, GatewayError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -36,6 +34,17 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
             "send exactly one Authorization header",
         ));
     }
+    Ok(Some(value))
+}
+
+/// The bearer token of a request: `Ok(None)` when there is no Authorization header or it
+/// uses another scheme; an error when there are several (RFC 6750 §3.1 `invalid_request`)
+/// or the Bearer credentials are empty or not a token68.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
+    let malformed = || GatewayError::InvalidToken(crate::error::TokenRejection::Malformed);
+    let Some(value) = single_authorization(headers)? else {
+        return Ok(None);
+    };
     let bytes = value.as_bytes();
     let Some(space) = bytes.iter().position(|b| *b == b' ') else {
         return if bytes.eq_ignore_ascii_case(b"bearer") {

@@ -29,7 +29,7 @@
 //! leaves it out.
 
 use base64::Engine as _;
-use http::{header, HeaderMap};
+use http::HeaderMap;
 use zeroize::Zeroizing;
 
 use crate::accounts::AccountError;
@@ -102,15 +102,9 @@ pub fn client_error(err: AccountError) -> GatewayError {
 /// HTTP Basic client credentials: `Ok(None)` without an `Authorization` header; 401
 /// `invalid_client` for another scheme or malformed credentials; 400 for several headers.
 fn basic(headers: &HeaderMap) -> Result<Option<ClientCredentials>, GatewayError> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
+    let Some(value) = crate::access::credentials::single_authorization(headers)? else {
         return Ok(None);
     };
-    if values.next().is_some() {
-        return Err(GatewayError::invalid_request(
-            "send exactly one Authorization header",
-        ));
-    }
     decode_basic(value.as_bytes())
         .map(Some)
         .ok_or(GatewayError::InvalidClient)
@@ -167,7 +161,7 @@ mod tests {
     fn basic_header(raw: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(
-            header::AUTHORIZATION,
+            http::header::AUTHORIZATION,
             HeaderValue::from_str(raw).expect("header value"),
         );
         headers
@@ -309,7 +303,7 @@ mod tests {
         );
         let mut two = basic_of(b"bot:pw");
         two.append(
-            header::AUTHORIZATION,
+            http::header::AUTHORIZATION,
             HeaderValue::from_static("Basic Ym90OnB3"),
         );
         assert!(is_invalid_request(credentials(&two, None, None)));

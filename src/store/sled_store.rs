@@ -214,6 +214,24 @@ fn tx_get<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Inserts a user and its name inside a transaction, refusing a taken name or id.
+fn insert_new_user(
+    users: &TransactionalTree,
+    usernames: &TransactionalTree,
+    user: &UserRecord,
+    value: &[u8],
+) -> TxResult<()> {
+    if usernames.get(user.canonical.as_bytes())?.is_some() {
+        return conflict(Conflict::UsernameTaken);
+    }
+    if users.get(user.id.as_bytes())?.is_some() {
+        return conflict(Conflict::UserIdTaken);
+    }
+    usernames.insert(user.canonical.as_bytes(), user.id.as_bytes())?;
+    users.insert(user.id.as_bytes(), value)?;
+    Ok(())
+}
+
 /// Unix seconds by the store's clock (stamps changes for trimming).
 fn clock() -> u64 {
     std::time::SystemTime::now()
@@ -371,14 +389,7 @@ impl Inner {
         self.write(|| {
             (&self.users, &self.usernames, &self.meta, &self.changes).transaction(
                 |(users, usernames, meta, changes)| {
-                    if usernames.get(user.canonical.as_bytes())?.is_some() {
-                        return conflict(Conflict::UsernameTaken);
-                    }
-                    if users.get(user.id.as_bytes())?.is_some() {
-                        return conflict(Conflict::UserIdTaken);
-                    }
-                    usernames.insert(user.canonical.as_bytes(), user.id.as_bytes())?;
-                    users.insert(user.id.as_bytes(), value.clone())?;
+                    insert_new_user(users, usernames, user, &value)?;
                     Ok(((), Some(publish(meta, changes, &change)?)))
                 },
             )
@@ -401,14 +412,7 @@ impl Inner {
                 |(users, usernames, meta, changes)| {
                     for (user, value) in &values {
                         // A name given twice in the list finds its first insert here.
-                        if usernames.get(user.canonical.as_bytes())?.is_some() {
-                            return conflict(Conflict::UsernameTaken);
-                        }
-                        if users.get(user.id.as_bytes())?.is_some() {
-                            return conflict(Conflict::UserIdTaken);
-                        }
-                        usernames.insert(user.canonical.as_bytes(), user.id.as_bytes())?;
-                        users.insert(user.id.as_bytes(), value.clone())?;
+                        insert_new_user(users, usernames, user, value)?;
                     }
                     Ok(((), Some(publish(meta, changes, &change)?)))
                 },

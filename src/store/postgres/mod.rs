@@ -586,6 +586,21 @@ impl Inner {
         self.read(&sql, &[]).await?.iter().map(user_of).collect()
     }
 
+    /// What a failed user INSERT means: a unique violation is the conflict it names (a
+    /// concurrent insert of the same name or id committed first), anything else a fault.
+    fn user_insert_failure(&self, err: tokio_postgres::Error) -> StoreError {
+        if let Some(db) = err.as_db_error() {
+            if *db.code() == SqlState::UNIQUE_VIOLATION {
+                return StoreError::Conflict(if db.constraint() == Some("users_canonical_key") {
+                    Conflict::UsernameTaken
+                } else {
+                    Conflict::UserIdTaken
+                });
+            }
+        }
+        self.pg(err)
+    }
+
     /// Inserts one user row. The database's own error comes back as is (inside `Ok`), so
     /// `insert_user` can tell which unique constraint a concurrent insert hit.
     async fn insert_user_row(
@@ -641,18 +656,7 @@ impl Inner {
         let inserted = self.insert_user_row(&tx, user).await?;
         if let Err(err) = inserted {
             // A concurrent insert of the same name or id committed first.
-            if let Some(db) = err.as_db_error() {
-                if *db.code() == SqlState::UNIQUE_VIOLATION {
-                    return Err(StoreError::Conflict(
-                        if db.constraint() == Some("users_canonical_key") {
-                            Conflict::UsernameTaken
-                        } else {
-                            Conflict::UserIdTaken
-                        },
-                    ));
-                }
-            }
-            return Err(self.pg(err));
+            return Err(self.user_insert_failure(err));
         }
         let seq = self.publish(&tx, &change).await?;
         self.commit(tx).await?;
@@ -756,18 +760,7 @@ impl Inner {
             .await;
         if let Err(err) = inserted {
             // A concurrent insert of one of these names or ids committed first.
-            if let Some(db) = err.as_db_error() {
-                if *db.code() == SqlState::UNIQUE_VIOLATION {
-                    return Err(StoreError::Conflict(
-                        if db.constraint() == Some("users_canonical_key") {
-                            Conflict::UsernameTaken
-                        } else {
-                            Conflict::UserIdTaken
-                        },
-                    ));
-                }
-            }
-            return Err(self.pg(err));
+            return Err(self.user_insert_failure(err));
         }
         let seq = self.publish(&tx, &change).await?;
         self.commit(tx).await?;
