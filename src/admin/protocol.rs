@@ -275,7 +275,7 @@ pub async fn execute(target: &AdminTarget, request: &Request) -> Reply {
         Request::Import { file } => directory
             .import_users(file)
             .await
-            .map(|count| format!("imported {count} users"))
+            .map(|count| format!("imported {count} user{}", if count == 1 { "" } else { "s" }))
             .map_err(|err| AccountError::Policy(format!("{err}; nothing was imported"))),
         Request::Unlock { username } => match canonical_username(username) {
             Some(canonical) => target.throttle.unlock(&canonical).await.map(|forgotten| {
