@@ -10,20 +10,6 @@ use common::accounts;
 use accounts::*;
 use common::*;
 
-/// `value` percent-encoded for a form body (everything but the unreserved characters).
-fn form_value(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 async fn revoke(gateway: &TestGateway, form: &str) -> Response {
     post_form(gateway, "/auth/revoke", form, &[]).await
 }

@@ -279,32 +279,10 @@ async fn password_grant_with_a_client_secret_is_not_a_login() {
     );
 }
 
-/// `[tokens]` for ES256 with one active key made by `gatehouse keys generate`.
-fn es256(keys: &std::path::Path) -> String {
-    let key = keys.join("active.pem");
-    let output = binary::run(
-        &[
-            "keys",
-            "generate",
-            "--alg",
-            "ES256",
-            "--out",
-            key.to_str().expect("utf-8 path"),
-        ],
-        "",
-        |_| {},
-    );
-    assert_eq!(output.code, 0, "keys generate: {}", output.stderr);
-    format!(
-        "algorithm = \"ES256\"\nissuer = \"http://127.0.0.1:8080\"\nkeys = [{{ file = \"{}\", state = \"active\" }}]\n",
-        key.display()
-    )
-}
-
 #[tokio::test]
 async fn key_pair_tokens_for_clients_work_the_same() {
     let keys = tempfile::tempdir().expect("tempdir");
-    let gateway = TestGateway::start_with_tokens("", &es256(keys.path()), ROUTES).await;
+    let gateway = TestGateway::start_with_tokens("", &es256_tokens(keys.path()), ROUTES).await;
     let secret = add_client(&gateway, "ci-bot", &["deploy"]).await;
     let access = client_token_ok(&gateway, "ci-bot", &secret).await;
     let header = jsonwebtoken::decode_header(&access).expect("a JWT header");

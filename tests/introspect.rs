@@ -15,20 +15,6 @@ use gatehouse::admin::protocol::Request;
 
 const INACTIVE: &[u8] = br#"{"active":false}"#;
 
-/// `value` percent-encoded for a form body.
-fn form_value(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// A gateway and a resource server's client credentials.
 async fn start(extra: &str) -> (TestGateway, String) {
     let gateway = TestGateway::start(extra).await;
@@ -369,24 +355,7 @@ async fn malformed_requests() {
 #[tokio::test]
 async fn key_pair_user_tokens_carry_gatehouse_as_client_id() {
     let keys = tempfile::tempdir().expect("tempdir");
-    let key = keys.path().join("active.pem");
-    let output = binary::run(
-        &[
-            "keys",
-            "generate",
-            "--alg",
-            "ES256",
-            "--out",
-            key.to_str().expect("utf-8"),
-        ],
-        "",
-        |_| {},
-    );
-    assert_eq!(output.code, 0, "{}", output.stderr);
-    let tokens = format!(
-        "algorithm = \"ES256\"\nissuer = \"http://127.0.0.1:8080\"\nkeys = [{{ file = \"{}\", state = \"active\" }}]\n",
-        key.display()
-    );
+    let tokens = es256_tokens(keys.path());
     let gateway = TestGateway::start_with_tokens("", &tokens, "").await;
     let secret = add_client(&gateway, "orders-api", &[]).await;
     let alice = gateway.user("alice", &[]).await;

@@ -210,3 +210,39 @@ pub async fn client_token_ok(gateway: &TestGateway, id: &str, secret: &str) -> S
     response.assert_status(200);
     token(&response.json(), "access_token")
 }
+
+/// `value` percent-encoded for a form body (everything but the unreserved characters).
+pub fn form_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// `[tokens]` for ES256 with one active key made by `gatehouse keys generate` in `keys`.
+pub fn es256_tokens(keys: &std::path::Path) -> String {
+    let key = keys.join("active.pem");
+    let output = crate::common::binary::run(
+        &[
+            "keys",
+            "generate",
+            "--alg",
+            "ES256",
+            "--out",
+            key.to_str().expect("utf-8 path"),
+        ],
+        "",
+        |_| {},
+    );
+    assert_eq!(output.code, 0, "keys generate: {}", output.stderr);
+    format!(
+        "algorithm = \"ES256\"\nissuer = \"http://127.0.0.1:8080\"\nkeys = [{{ file = \"{}\", state = \"active\" }}]\n",
+        key.display()
+    )
+}
