@@ -22,18 +22,7 @@ roles = ["deploy"]
 "#;
 
 fn assert_invalid_client(response: &Response, what: &str) {
-    assert_eq!(
-        response.status,
-        401,
-        "{what}: {}",
-        String::from_utf8_lossy(&response.body)
-    );
-    assert_eq!(response.error_code(), "invalid_client", "{what}");
-    assert_eq!(
-        response.header("www-authenticate"),
-        Some(r#"Basic realm="gatehouse""#),
-        "{what}: RFC 6749 §5.2 asks for the scheme the client authenticates with"
-    );
+    assert_invalid_client_challenge(response, what);
     assert_eq!(response.header("content-type"), Some("application/json"));
 }
 

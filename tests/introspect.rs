@@ -236,18 +236,7 @@ async fn callers_must_authenticate_as_a_service_client() {
     let alice = gateway.user("alice", &[]).await;
     let form = format!("token={}", form_value(&alice.token));
     let check = |response: Response, what: &str| {
-        assert_eq!(
-            response.status,
-            401,
-            "{what}: {}",
-            String::from_utf8_lossy(&response.body)
-        );
-        assert_eq!(response.error_code(), "invalid_client", "{what}");
-        assert_eq!(
-            response.header("www-authenticate"),
-            Some(r#"Basic realm="gatehouse""#),
-            "{what}"
-        );
+        assert_invalid_client_challenge(&response, what);
         assert!(
             !String::from_utf8_lossy(&response.body).contains("alice"),
             "{what}: the token's owner is not revealed"

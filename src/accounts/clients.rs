@@ -16,7 +16,7 @@
 //!
 //! Tokens: `sub` the client's id, `username` and `client_id` its name, `roles` its roles,
 //! no refresh token and no session, but a `sid` = [`session_marker`] of the client's
-//! generation. `client rotate` (new secret, generation bump) and `client remove` therefore
+//! generation (the view owns the marker, since it is what it checks). `client rotate` (new secret, generation bump) and `client remove` therefore
 //! end every earlier token at once, in the same second too, on every replica following
 //! the feed ([`super::view::View::check`]). A client removed and added again under the
 //! same name has a new id: the old tokens name the old one.
@@ -29,6 +29,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::directory::{check_roles, dedup};
+use super::view::session_marker;
 use super::{AccountError, Accounts, Directory};
 use crate::auth::keys::claims::USER_CLIENT_ID;
 use crate::auth::now_secs;
@@ -40,12 +41,6 @@ pub const SECRET_BYTES: usize = 32;
 
 /// Longest secret looked at; ours are 43 characters. Longer ones fail like a wrong one.
 pub const MAX_SECRET_LEN: usize = 256;
-
-/// The `sid` of a service client's tokens under generation `generation` of its secret.
-/// The `.` keeps it apart from login-session ids (base64url, no dot).
-pub fn session_marker(generation: u64) -> String {
-    format!("client.{generation}")
-}
 
 /// The stored form of a client secret: [`CLIENT_SECRET_HASH_PREFIX`] + SHA-256 in hex.
 fn secret_hash(secret: &str) -> String {

@@ -35,11 +35,18 @@ pub struct UserView {
     /// A user or a service client.
     pub kind: PrincipalKind,
     /// A service client's tokens carry this `sid` (the marker of its current secret,
-    /// [`super::clients::session_marker`]); any other is refused, so a rotation ends
+    /// [`session_marker`]); any other is refused, so a rotation ends
     /// every earlier token at once, in the same second too. `None` for users.
     pub client_sid: Option<String>,
     /// The identity header values, built once per user change rather than per request.
     pub headers: IdentityValues,
+}
+
+/// The `sid` of a service client's tokens under generation `generation` of its secret
+/// (what [`View::check`] compares; `accounts::clients` writes it into the tokens). The `.`
+/// keeps it apart from login-session ids (base64url, no dot).
+pub fn session_marker(generation: u64) -> String {
+    format!("client.{generation}")
 }
 
 /// A user's identity header values; `None` where a value cannot be a header value (such
@@ -68,7 +75,7 @@ impl From<&UserState> for UserView {
             generation: record.generation,
             kind: record.kind,
             client_sid: (record.kind == PrincipalKind::Client)
-                .then(|| super::clients::session_marker(record.generation)),
+                .then(|| session_marker(record.generation)),
             headers: IdentityValues {
                 subject: HeaderValue::from_str(&record.id).ok(),
                 user: HeaderValue::from_str(&record.username).ok(),
@@ -395,7 +402,7 @@ mod tests {
     fn a_client_token_is_valid_only_under_the_current_generation_marker() {
         let view = View::default();
         view.apply(&client(0), 100, 0);
-        let marker0 = crate::accounts::clients::session_marker(0);
+        let marker0 = session_marker(0);
         let user = view
             .check(&client_claims(Some(&marker0)))
             .expect("current marker");
@@ -417,7 +424,7 @@ mod tests {
             view.check(&client_claims(Some(&marker0))),
             Err(TokenRejection::Revoked)
         );
-        let marker1 = crate::accounts::clients::session_marker(1);
+        let marker1 = session_marker(1);
         assert!(view.check(&client_claims(Some(&marker1))).is_ok());
         view.apply(&ChangeKind::UserRemoved { id: "c1".into() }, 100, 0);
         assert_eq!(

@@ -246,3 +246,20 @@ pub fn es256_tokens(keys: &std::path::Path) -> String {
         key.display()
     )
 }
+
+/// A 401 `invalid_client` with the Basic challenge (RFC 6749 §5.2: the scheme the client
+/// authenticates with).
+pub fn assert_invalid_client_challenge(response: &Response, what: &str) {
+    assert_eq!(
+        response.status,
+        401,
+        "{what}: {}",
+        String::from_utf8_lossy(&response.body)
+    );
+    assert_eq!(response.error_code(), "invalid_client", "{what}");
+    assert_eq!(
+        response.header("www-authenticate"),
+        Some(r#"Basic realm="gatehouse""#),
+        "{what}: RFC 6749 §5.2 asks for the scheme the client authenticates with"
+    );
+}
