@@ -212,8 +212,12 @@ impl App {
             )),
         ];
         if startup.server.watch_config {
+            // The bytes to compare against are read now, before anything is served: read
+            // inside the task, a change made before the task first ran would go unseen.
+            let seen = std::fs::read(&reloader.config_path).ok();
             tasks.push(tokio::spawn(watch_config(
                 reloader.clone(),
+                seen,
                 shutdown.subscribe(),
             )));
         }
@@ -357,9 +361,12 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// Kubernetes ConfigMap update swaps a symlink, and an mtime can stay within its
 /// granularity). A file that cannot be read (mid-replace) is no change; a refused file is
 /// logged once, and the next change is tried again.
-async fn watch_config(reloader: Arc<Reloader>, mut shutdown: watch::Receiver<bool>) {
+async fn watch_config(
+    reloader: Arc<Reloader>,
+    mut seen: Option<Vec<u8>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let path = reloader.config_path.clone();
-    let mut seen = tokio::fs::read(&path).await.ok();
     let mut interval = tokio::time::interval(WATCH_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
