@@ -186,6 +186,7 @@ pub mod contract {
             generation: 0,
             expires_at,
             ended_at: None,
+            browser: None,
         }
     }
 

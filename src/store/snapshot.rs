@@ -558,6 +558,7 @@ mod tests {
                 generation: 3,
                 expires_at: 100,
                 ended_at: None,
+                browser: None,
             }],
             refresh_tokens: vec![RefreshRecord {
                 token_hash: [0xab; 32],
