@@ -33,6 +33,7 @@
 //! exact paths to it before any route is matched.
 
 pub mod body;
+pub mod browser;
 mod client_auth;
 mod introspect;
 mod login;
