@@ -284,6 +284,7 @@ impl Gateway {
         let context = EndpointContext {
             accounts: &self.accounts,
             metrics: &self.metrics,
+            auth_prefix: &self.auth_prefix,
             routes: &snapshot.routes,
             identity_headers: &snapshot.identity,
             assertions: &snapshot.assertions,

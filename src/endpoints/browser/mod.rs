@@ -13,7 +13,9 @@
 //!   `X-Content-Type-Options: nosniff`, `Cache-Control: no-store` (a page holds a CSRF
 //!   token), `Referrer-Policy: same-origin` (the query can hold `rd`).
 //! * **Cookies** (RFC 6265bis): every cookie is `Secure; HttpOnly; SameSite=Lax; Path=/`.
-//!   The pre-session cookie (`csrf_cookie_name()`) is host-only, never `Domain=`; the
+//!   The pre-session cookie (`csrf_cookie_name()`) has the shape of a session cookie
+//!   value (`accounts::browser::new_cookie_value`, 256 random bits) and is host-only,
+//!   never `Domain=`; the
 //!   session cookie carries `Domain=` only with `cookie_domain`, `Max-Age` only for
 //!   remember-me. Clearing repeats the attributes with `Max-Age=0`, so the browser
 //!   matches the same cookie.
@@ -157,23 +159,6 @@ pub fn set_cookie(
     HeaderValue::from_str(&cookie).ok()
 }
 
-/// A fresh pre-session cookie value: 256 random bits, base64url.
-pub fn new_pre_session() -> String {
-    use rand::RngCore as _;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Whether `value` has the shape [`new_pre_session`] gives (43 base64url characters), so a
-/// client-made value of another shape is replaced rather than adopted.
-pub fn is_pre_session(value: &str) -> bool {
-    value.len() == 43
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// The same-origin check of SPEC §10 (see the module docs).
 pub fn same_origin(headers: &HeaderMap, public_url: &Url) -> bool {
     if let Some(site) = headers.get(&SEC_FETCH_SITE) {
@@ -232,15 +217,6 @@ mod tests {
             wide,
             "__Secure-x=; Path=/; Secure; HttpOnly; SameSite=Lax; Domain=example.com; Max-Age=0"
         );
-    }
-
-    #[test]
-    fn pre_sessions_are_random_and_recognized() {
-        let one = new_pre_session();
-        assert!(is_pre_session(&one));
-        assert_ne!(one, new_pre_session());
-        assert!(!is_pre_session("attacker-chosen"));
-        assert!(!is_pre_session(&format!("{}=", &one[..42])));
     }
 
     #[test]
