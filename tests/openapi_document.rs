@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 
 use common::{Response, TestGateway};
 
-/// SPEC §4's endpoint table, below `auth_prefix`, word for word.
-const SPEC_ENDPOINTS: [&str; 11] = [
+/// SPEC §4's endpoint table, below `auth_prefix`, word for word, and SPEC §10's pages.
+const SPEC_ENDPOINTS: [&str; 13] = [
     "/login",
     "/token",
     "/refresh",
@@ -26,6 +26,8 @@ const SPEC_ENDPOINTS: [&str; 11] = [
     "/revoke",
     "/introspect",
     "/openapi.json",
+    "/sign_in",
+    "/sign_out",
 ];
 
 /// The methods an OpenAPI path item can name.
@@ -33,11 +35,16 @@ const OPENAPI_METHODS: [&str; 8] = [
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
 ];
 
-/// Registration on (so `/auth/register` is routed), and a public catch-all so a request
-/// that escaped to the proxy would be forwarded and counted.
+/// Registration and browser sign-in on (so `/auth/register` and the pages are routed),
+/// and a public catch-all so a request that escaped to the proxy would be forwarded and
+/// counted.
 const CONFIG: &str = r#"
 [registration]
 enabled = true
+
+[browser]
+enabled = true
+public_url = "https://app.example.com"
 
 [[routes]]
 path = "/**"
@@ -205,7 +212,7 @@ async fn the_document_and_the_router_name_exactly_the_spec_endpoints() {
 }
 
 /// SPEC §4's methods: POST for the endpoints that take a body, GET/HEAD for `/me` and the
-/// document, every method for forward-auth.
+/// document, every method for forward-auth; GET/HEAD/POST for SPEC §10's pages.
 #[tokio::test]
 async fn documented_methods_are_the_spec_methods() {
     let gateway = TestGateway::start(CONFIG).await;
@@ -215,6 +222,7 @@ async fn documented_methods_are_the_spec_methods() {
         let expected: BTreeSet<String> = match sub {
             "/me" | "/openapi.json" => ["GET", "HEAD"].map(String::from).into(),
             "/verify" => OPENAPI_METHODS.map(String::from).into(),
+            "/sign_in" | "/sign_out" => ["GET", "HEAD", "POST"].map(String::from).into(),
             _ => ["POST".to_owned()].into(),
         };
         assert_eq!(methods, expected, "{path}");
