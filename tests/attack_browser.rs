@@ -21,8 +21,8 @@ mod common;
 
 use common::accounts::{add_user, login, PASSWORD};
 use common::browser::{
-    body, form_body, input_value, post, section, session_cookie, set_cookie, sign_in, sign_in_form,
-    submit, SignInForm, PUBLIC_URL, SAME_ORIGIN,
+    await_signed_in, body, form_body, input_value, post, section, session_cookie, set_cookie,
+    sign_in, sign_in_form, signed_in, submit, SignInForm, PUBLIC_URL, SAME_ORIGIN,
 };
 use common::{Response, TestGateway};
 
@@ -257,18 +257,10 @@ async fn sign_out_needs_a_post_from_this_site_with_the_token() {
     add_user(&gateway, "alice", &[], PASSWORD).await;
     let session = session_cookie(&sign_in(&gateway, "alice", PASSWORD, false).await);
     let cookie = format!("Cookie: {session}");
-    let still_signed_in = |page: Response| {
-        assert!(
-            body(&page).contains("Do you want to sign out?"),
-            "{}",
-            body(&page)
-        );
-    };
+    assert!(await_signed_in(&gateway, &cookie, true).await);
     // A GET (a link, an <img>, a prefetch) never signs out.
     for _ in 0..2 {
-        let page = gateway.get("/auth/sign_out", &[&cookie]).await;
-        assert!(set_cookie(&page, "__Host-gatehouse_session").is_none());
-        still_signed_in(page);
+        assert!(signed_in(&gateway, &cookie).await);
     }
     let csrf = input_value(
         &body(&gateway.get("/auth/sign_out", &[&cookie]).await),
@@ -300,7 +292,7 @@ async fn sign_out_needs_a_post_from_this_site_with_the_token() {
         let response = post(&gateway, "/auth/sign_out", &form, &headers).await;
         assert_forbidden(&response, what);
     }
-    still_signed_in(gateway.get("/auth/sign_out", &[&cookie]).await);
+    assert!(signed_in(&gateway, &cookie).await, "still signed in");
 }
 
 #[tokio::test]

@@ -12,8 +12,8 @@ mod common;
 
 use common::accounts::{add_user, admin, PASSWORD};
 use common::browser::{
-    body, cookie_value, form_body, input_value, post, section, session_cookie, set_cookie,
-    set_cookies, sign_in, sign_in_form, submit, PUBLIC_URL, SAME_ORIGIN,
+    await_signed_in, body, cookie_value, form_body, input_value, post, section, session_cookie,
+    set_cookie, set_cookies, sign_in, sign_in_form, submit, PUBLIC_URL, SAME_ORIGIN,
 };
 use common::{Response, TestGateway};
 use gatehouse::admin::protocol::Request;
@@ -167,13 +167,7 @@ async fn signing_in_sets_the_host_cookie_and_goes_to_rd() {
 
     // The sign-out page sees the session.
     let cookie = format!("Cookie: __Host-gatehouse_session={value}");
-    let page = gateway.get("/auth/sign_out", &[&cookie]).await;
-    page.assert_status(200);
-    assert!(
-        body(&page).contains("Do you want to sign out?"),
-        "{}",
-        body(&page)
-    );
+    assert!(await_signed_in(&gateway, &cookie, true).await);
 
     let metrics = common::raw(
         gateway.ops_addr,
@@ -313,6 +307,7 @@ async fn signing_out_ends_the_session_clears_the_cookie_and_goes_to_sign_in() {
     add_user(&gateway, "alice", &[], PASSWORD).await;
     let session = session_cookie(&sign_in(&gateway, "alice", PASSWORD, false).await);
     let cookie = format!("Cookie: {session}");
+    assert!(await_signed_in(&gateway, &cookie, true).await);
 
     let page = gateway.get("/auth/sign_out", &[&cookie]).await;
     page.assert_status(200);
@@ -346,6 +341,7 @@ async fn signing_out_ends_the_session_clears_the_cookie_and_goes_to_sign_in() {
     );
 
     // The old cookie, replayed, names no session any more.
+    assert!(!await_signed_in(&gateway, &cookie, false).await);
     let page = gateway.get("/auth/sign_out", &[&cookie]).await;
     assert!(
         body(&page).contains("You are not signed in."),

@@ -184,3 +184,28 @@ pub fn session_cookie(response: &Response) -> String {
         .map(|set| set.split(';').next().unwrap_or_default().to_string())
         .unwrap_or_else(|| panic!("no session cookie in {:?}", response.headers))
 }
+
+/// Whether the sign-out page sees a live session for `cookie` (a `Cookie:` header line).
+pub async fn signed_in(gateway: &TestGateway, cookie: &str) -> bool {
+    let page = gateway.get("/auth/sign_out", &[cookie]).await;
+    page.assert_status(200);
+    let text = body(&page);
+    assert!(
+        set_cookie(&page, "__Host-gatehouse_session").is_none(),
+        "a GET never signs out"
+    );
+    text.contains("Do you want to sign out?")
+}
+
+/// Polls [`signed_in`] until it is `expected` (the view may learn of a change from the
+/// store's feed), within [`super::DEADLINE`]; the last answer.
+pub async fn await_signed_in(gateway: &TestGateway, cookie: &str, expected: bool) -> bool {
+    let deadline = std::time::Instant::now() + super::DEADLINE;
+    loop {
+        let now = signed_in(gateway, cookie).await;
+        if now == expected || std::time::Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
