@@ -17,6 +17,7 @@
 //! | `/introspect`   | POST      | `introspect.rs` (RFC 7662; callers are service clients) |
 //! | `/me`           | GET, HEAD | `me.rs`       |
 //! | `/verify`       | any       | `verify.rs` (only 200, 401, 403; 503 when stale) |
+//! | `/forward-auth` | any       | `verify.rs` (as `/verify`, but 302 to sign in for a browser navigation) |
 //! | `/password`     | POST      | `password.rs` |
 //! | `/register`     | POST      | `register.rs` (404 while registration is off) |
 //! | `/openapi.json` | GET, HEAD | `openapi.rs` (OpenAPI 3.1 document of this table) |
@@ -111,6 +112,7 @@ pub enum Endpoint {
     Introspect,
     Me,
     Verify,
+    ForwardAuth,
     Password,
     Register,
     OpenApi,
@@ -215,6 +217,11 @@ pub const ROUTES: &[Route] = &[
         endpoint: Endpoint::Verify,
     },
     Route {
+        path: "/forward-auth",
+        methods: Methods::Any,
+        endpoint: Endpoint::ForwardAuth,
+    },
+    Route {
         path: "/password",
         methods: Methods::POST,
         endpoint: Endpoint::Password,
@@ -272,7 +279,10 @@ pub async fn dispatch(
         Endpoint::Revoke => revoke::handle(context, request).await,
         Endpoint::Introspect => introspect::handle(context, request).await,
         Endpoint::Me => me::handle(context, &request),
-        Endpoint::Verify => verify::handle(context, &request, verdict),
+        Endpoint::Verify => verify::handle(context, &request, verdict, verify::Mode::Verify),
+        Endpoint::ForwardAuth => {
+            verify::handle(context, &request, verdict, verify::Mode::ForwardAuth)
+        }
         Endpoint::Password => password::handle(context, request).await,
         Endpoint::Register => register::handle(context, request).await,
         Endpoint::OpenApi => openapi::serve(context.openapi, request.method(), request.headers()),
