@@ -408,3 +408,72 @@ async fn page_errors_carry_the_page_headers_and_bodies_are_capped() {
     response.assert_status(405);
     assert_eq!(response.header("allow"), Some("GET, HEAD, POST"));
 }
+
+/// The whole browser round trip at the HTTP level: a navigation to a protected page is
+/// sent to the sign-in page with `rd`, the form posts back to that very URL, the cookie
+/// then carries the identity upstream; after sign-out the same cookie is sent to sign in
+/// again. (Needs NAVIGATION's pipeline.)
+#[tokio::test]
+async fn protected_page_to_sign_in_and_back_with_the_identity_upstream() {
+    // The harness addresses the gateway as `Host: gateway.test`: the original URL is on
+    // that host, which rd may go back to only because it is listed.
+    let gateway = TestGateway::start(&section("allowed_redirect_hosts = [\"gateway.test\"]")).await;
+    add_user(&gateway, "alice", &[], PASSWORD).await;
+    let navigate = [
+        "Sec-Fetch-Mode: navigate",
+        "Sec-Fetch-Dest: document",
+        "Sec-Fetch-Site: none",
+        "Accept: text/html",
+    ];
+    let first = gateway.get("/private/page?x=1", &navigate).await;
+    first.assert_status(302);
+    let location = first.header("location").expect("Location").to_string();
+    let query = location
+        .strip_prefix(&format!("{PUBLIC_URL}/auth/sign_in"))
+        .unwrap_or_else(|| panic!("{location}"));
+    let form = sign_in_form(&gateway, query, &[]).await;
+    assert_eq!(form.rd, "http://gateway.test/private/page?x=1");
+    let signed_in = submit(
+        &gateway,
+        &form,
+        &[("username", "alice"), ("password", PASSWORD)],
+    )
+    .await;
+    signed_in.assert_status(303);
+    assert_eq!(
+        signed_in.header("location"),
+        Some("http://gateway.test/private/page?x=1")
+    );
+    let cookie = format!("Cookie: {}", session_cookie(&signed_in));
+    let mut headers = navigate.to_vec();
+    headers.push(&cookie);
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    let back = loop {
+        let back = gateway.get("/private/page?x=1", &headers).await;
+        if back.status == 200 || std::time::Instant::now() > deadline {
+            break back;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    back.assert_status(200);
+    let seen = gateway
+        .upstream
+        .last()
+        .expect("the upstream got the request");
+    assert_eq!(seen.header("x-auth-user"), Some("alice"));
+
+    let page = gateway.get("/auth/sign_out", &[&cookie]).await;
+    let csrf = input_value(&body(&page), "csrf").expect("csrf");
+    let mut out_headers = SAME_ORIGIN.to_vec();
+    out_headers.push(&cookie);
+    post(
+        &gateway,
+        "/auth/sign_out",
+        &form_body(&[("csrf", &csrf)]),
+        &out_headers,
+    )
+    .await
+    .assert_status(303);
+    let replay = gateway.get("/private/page?x=1", &headers).await;
+    replay.assert_status(302);
+}
