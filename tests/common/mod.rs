@@ -11,6 +11,7 @@
 
 pub mod accounts;
 pub mod binary;
+pub mod browser;
 pub mod flaky_store;
 pub mod interop;
 pub mod nginx;
