@@ -108,3 +108,16 @@ impl Published {
         Published { body, etag }
     }
 }
+
+/// A header map of static `(name, value)` pairs, repeated names appended (unit tests).
+#[cfg(test)]
+pub fn header_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    map
+}

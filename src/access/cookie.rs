@@ -90,14 +90,14 @@ fn named(pair: &[u8], names: &[&str]) -> bool {
 fn pairs(field: &[u8]) -> impl Iterator<Item = &[u8]> {
     field
         .split(|byte| *byte == b';')
-        .map(trim)
+        .map(<[u8]>::trim_ascii)
         .filter(|pair| !pair.is_empty())
 }
 
 /// `name=value`, both trimmed; `None` without `=` (RFC 6265 §5.2 ignores such a pair).
 fn split_pair(pair: &[u8]) -> Option<(&[u8], &[u8])> {
     let equals = pair.iter().position(|byte| *byte == b'=')?;
-    Some((trim(&pair[..equals]), trim(&pair[equals + 1..])))
+    Some((pair[..equals].trim_ascii(), pair[equals + 1..].trim_ascii()))
 }
 
 fn unquote(value: &[u8]) -> &[u8] {
@@ -105,16 +105,6 @@ fn unquote(value: &[u8]) -> &[u8] {
         [b'"', inner @ .., b'"'] => inner,
         _ => value,
     }
-}
-
-fn trim(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = bytes {
-        bytes = rest;
-    }
-    bytes
 }
 
 #[cfg(test)]

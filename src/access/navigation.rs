@@ -127,8 +127,11 @@ pub fn request_origin(headers: &HeaderMap, https: bool) -> (&'static str, Option
     } else {
         "http"
     };
-    let host = first_element(headers, &X_FORWARDED_HOST)
-        .or_else(|| headers.get(header::HOST).map(|host| trim(host.as_bytes())));
+    let host = first_element(headers, &X_FORWARDED_HOST).or_else(|| {
+        headers
+            .get(header::HOST)
+            .map(|host| host.as_bytes().trim_ascii())
+    });
     (scheme, host)
 }
 
@@ -151,7 +154,7 @@ pub fn forwarded_origin(headers: &HeaderMap) -> Option<(&'static str, &[u8])> {
 /// wrote), trimmed; `None` when absent or empty.
 fn first_element<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h [u8]> {
     let value = headers.get(name)?.as_bytes();
-    let first = trim(value.split(|byte| *byte == b',').next()?);
+    let first = value.split(|byte| *byte == b',').next()?.trim_ascii();
     (!first.is_empty()).then_some(first)
 }
 
@@ -190,17 +193,7 @@ fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Single<'h> {
 
 /// A structured-header token compared case-insensitively, surrounding whitespace ignored.
 fn token_is(value: &[u8], expected: &[u8]) -> bool {
-    trim(value).eq_ignore_ascii_case(expected)
-}
-
-fn trim(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = bytes {
-        bytes = rest;
-    }
-    bytes
+    value.trim_ascii().eq_ignore_ascii_case(expected)
 }
 
 /// One `Accept` field value: `#( media-range [ weight ] )`, commas inside quoted
@@ -216,15 +209,18 @@ fn media_range_is_html(element: &[u8]) -> bool {
     let Some(media) = parts.next() else {
         return false;
     };
-    if !trim(media).eq_ignore_ascii_case(b"text/html") {
+    if !media.trim_ascii().eq_ignore_ascii_case(b"text/html") {
         return false;
     }
     for parameter in parts {
-        let parameter = trim(parameter);
+        let parameter = parameter.trim_ascii();
         let Some(equals) = parameter.iter().position(|b| *b == b'=') else {
             continue;
         };
-        let (name, value) = (trim(&parameter[..equals]), trim(&parameter[equals + 1..]));
+        let (name, value) = (
+            parameter[..equals].trim_ascii(),
+            parameter[equals + 1..].trim_ascii(),
+        );
         if name.eq_ignore_ascii_case(b"q") {
             return quality_above_zero(value);
         }
@@ -276,16 +272,7 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-        }
-        map
-    }
+    use crate::http::header_map as headers;
 
     fn nav(method: Method, pairs: &[(&'static str, &'static str)]) -> bool {
         is_browser_navigation(&method, &headers(pairs))

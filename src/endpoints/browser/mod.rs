@@ -185,16 +185,7 @@ pub fn form_origins(public_url: &Url, target: Option<&Url>) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-        }
-        map
-    }
+    use crate::http::header_map as headers;
 
     #[test]
     fn cookies_are_found_by_exact_name() {
