@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::accounts::claims_of;
 use common::binary::{serve_with_users, third_party_listen_addr, Gatehouse};
-use common::nginx::{nginx_dir, Nginx};
+use common::nginx::{nginx_conf, nginx_dir, Nginx};
 use common::{get, EchoUpstream, DEADLINE};
 
 const TRUSTED: &str = r#"
@@ -61,21 +61,8 @@ fn nginx_config(
     gatehouse: SocketAddr,
     upstream: SocketAddr,
 ) -> String {
-    let dir = dir.display();
-    format!(
+    let server = format!(
         r#"
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log {dir}/access.log;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-
     server {{
         listen {listen};
 
@@ -101,9 +88,9 @@ http {{
             proxy_pass http://{upstream};
         }}
     }}
-}}
 "#
-    )
+    );
+    nginx_conf(dir, &server)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,21 +273,8 @@ fn browser_nginx_config(
     gatehouse: SocketAddr,
     upstream: SocketAddr,
 ) -> String {
-    let dir = dir.display();
-    format!(
+    let server = format!(
         r#"
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log {dir}/access.log;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-
     server {{
         listen {listen};
 
@@ -348,9 +322,9 @@ http {{
             proxy_pass http://{upstream};
         }}
     }}
-}}
 "#
-    )
+    );
+    nginx_conf(dir, &server)
 }
 
 /// What Chrome sends for a typed URL or a followed link.

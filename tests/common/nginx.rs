@@ -102,3 +102,26 @@ impl Drop for Nginx {
         stop_gracefully(&mut self.child);
     }
 }
+
+/// A whole `nginx.conf`: one worker, its pid, logs and temp paths in `dir`, and `server`
+/// (one or more `server { ... }` blocks) inside `http`.
+pub fn nginx_conf(dir: &Path, server: &str) -> String {
+    let dir = dir.display();
+    format!(
+        r#"
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+{server}
+}}
+"#
+    )
+}
