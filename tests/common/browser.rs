@@ -9,8 +9,8 @@
 //! opens one session: `--headless=new --no-sandbox --disable-dev-shm-usage` and a fresh
 //! profile in a temp dir, with first-run, sync, updates, background networking, crash
 //! uploads, translation, password saving and HTTPS upgrades turned off, so the browser
-//! talks to nobody but the loopback servers of the test. `HOME` and the XDG dirs point
-//! into the same temp dir, so nothing is written to the real home. Nothing is downloaded:
+//! talks to nobody but the loopback servers of the test. `HOME`, `TMPDIR` and the XDG dirs
+//! point into the same temp dir, so nothing is left in the real home or `/tmp`. Nothing is downloaded:
 //! a missing `chromium` / `chromedriver` FAILS the test with a message naming the Debian
 //! packages (`.ci/run` installs them), it never skips.
 //! [`Browser::start_without_javascript`] is the same with JavaScript switched off by the
@@ -143,7 +143,9 @@ impl Driver {
         let chromedriver = find_chromedriver();
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path().join("home");
+        let tmp = dir.path().join("tmp");
         std::fs::create_dir_all(&home).expect("home dir");
+        std::fs::create_dir_all(&tmp).expect("tmp dir");
         let mut child = Command::new(&chromedriver)
             .arg("--port=0")
             .arg(format!(
@@ -154,6 +156,7 @@ impl Driver {
             .env("XDG_CONFIG_HOME", home.join(".config"))
             .env("XDG_CACHE_HOME", home.join(".cache"))
             .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("TMPDIR", &tmp)
             .env_remove("http_proxy")
             .env_remove("https_proxy")
             .env_remove("HTTP_PROXY")
