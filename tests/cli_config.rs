@@ -361,3 +361,53 @@ methods = "GET"
     assert!(err.contains("4 problems"), "{err}");
     assert!(!err.contains("SPEC") && !err.contains("i64"), "{err}");
 }
+
+#[test]
+fn check_config_reports_every_browser_problem_with_its_key_path() {
+    let (_dir, path) = write(
+        r#"
+[upstreams.default]
+url = "http://127.0.0.1:3000"
+
+[browser]
+enabled = true
+public_url = "http://app.example.com/app"
+cookie_domain = "not a domain"
+allowed_redirect_hosts = ["ok.example.com", "bad host", ".10.0.0.1"]
+inactivity = "0s"
+expiration = "1500ms"
+remember_me = "fortnight"
+colour = "blue"
+"#,
+    );
+    let (code, _, err) = gatehouse(&["check-config", "-c", &path]);
+    assert_eq!(code, 1, "{err}");
+    for expected in [
+        "browser.public_url:",
+        "browser.cookie_domain:",
+        "browser.allowed_redirect_hosts[1]:",
+        "browser.allowed_redirect_hosts[2]:",
+        "browser.inactivity: must be longer than zero",
+        "browser.expiration: must be whole seconds",
+        "browser.remember_me:",
+        "browser.colour: unknown key",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(err.contains("8 problems"), "{err}");
+    assert!(!err.contains("allowed_redirect_hosts[0]"), "{err}");
+
+    // Enabled without public_url: named; a good section passes.
+    let (_dir, path) =
+        write("[upstreams.default]\nurl = \"http://127.0.0.1:3000\"\n[browser]\nenabled = true\n");
+    let (code, _, err) = gatehouse(&["check-config", "-c", &path]);
+    assert_eq!(code, 1);
+    assert!(err.contains("browser.public_url: is required"), "{err}");
+    let (_dir, path) = write(
+        "[upstreams.default]\nurl = \"http://127.0.0.1:3000\"\n[browser]\nenabled = true\n\
+         public_url = \"https://app.example.com\"\ncookie_domain = \"example.com\"\n\
+         allowed_redirect_hosts = [\".example.com\", \"app2.example.org:8443\"]\nremember_me = \"0s\"\n",
+    );
+    let (code, _, err) = gatehouse(&["check-config", "-c", &path]);
+    assert_eq!(code, 0, "{err}");
+}

@@ -1,5 +1,6 @@
 //! The login use case (SPEC §4 `/auth/login`, and the password grant of `/auth/token`,
-//! RFC 6749 §4.3): throttle check → look the user up → verify the password (or the dummy
+//! RFC 6749 §4.3; the browser sign-in form of SPEC §10 shares [`Accounts::verify_credentials`]
+//! with them, so it has the same lockout, timing and errors): throttle check → look the user up → verify the password (or the dummy
 //! hash) → record the outcome → enabled? → rehash if the parameters changed → new session.
 //!
 //! Threat model: guessing passwords, and learning which usernames exist. A wrong password
@@ -19,7 +20,7 @@ use futures_util::future::BoxFuture;
 use super::directory::canonical_username;
 use super::{AccountError, Accounts, TokenPair};
 use crate::auth::password::Password;
-use crate::store::PrincipalKind;
+use crate::store::{PrincipalKind, UserRecord};
 
 /// Brute-force regulation (SPEC §2 `[login]`). `username` is the canonical name when the
 /// presented one is well-formed, so lockouts count case-insensitively. Each method's
@@ -98,6 +99,21 @@ impl Accounts {
         password: Password,
         client: IpAddr,
     ) -> Result<TokenPair, AccountError> {
+        let user = self.verify_credentials(username, password, client).await?;
+        self.start_session(&user).await
+    }
+
+    /// What every password sign-in shares (`/auth/login`, the password grant, the browser
+    /// sign-in form of SPEC §10): throttle check → look the user up → verify the password
+    /// (or the dummy hash) → record the outcome → enabled? → rehash if the parameters
+    /// changed. The user whose password verified; the caller starts its kind of session.
+    /// Failures of every caller count toward the same lockout.
+    pub(crate) async fn verify_credentials(
+        &self,
+        username: &str,
+        password: Password,
+        client: IpAddr,
+    ) -> Result<UserRecord, AccountError> {
         let canonical = canonical_username(username);
         let key = canonical.as_deref();
         self.throttle.check(key, client).await?;
@@ -134,7 +150,7 @@ impl Accounts {
         if verification.needs_rehash {
             self.directory.rehash(&user, password).await;
         }
-        self.start_session(&user).await
+        Ok(user)
     }
 }
 

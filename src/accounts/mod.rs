@@ -33,6 +33,7 @@
 //! the whole family (RFC 9700 §4.14.2). Logout ends the session and revokes the access
 //! token presented; a password change or a disable ends every session of the user.
 
+pub mod browser;
 pub mod clients;
 pub mod directory;
 pub mod feed;
@@ -54,6 +55,7 @@ use crate::auth::{new_refresh_token, refresh_token_hash, MAX_REFRESH_TOKEN_LEN};
 use crate::config::Config;
 use crate::error::TokenRejection;
 use crate::store::{Conflict, RefreshRecord, SessionRecord, Store, StoreError, Taken, UserRecord};
+pub use browser::{csrf_matches, csrf_token, BrowserSignIn};
 pub use clients::{ClientSummary, ClientToken, NewClientSecret};
 pub use directory::{canonical_username, Directory, UserSummary};
 pub use login::{LoginThrottle, Unthrottled};

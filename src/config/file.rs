@@ -20,6 +20,8 @@ pub struct FileConfig {
     pub log: LogFile,
     /// The signed identity assertion for upstreams (SPEC §9).
     pub assertion: AssertionFile,
+    /// Browser sign-in: the sign-in page and cookie sessions (SPEC §10).
+    pub browser: BrowserFile,
     /// Named upstreams; `default` is required.
     pub upstreams: BTreeMap<String, UpstreamFile>,
     /// Route rules, checked in file order.
@@ -278,6 +280,40 @@ impl Default for AssertionFile {
             enabled: false,
             header: "X-Gatehouse-Assertion".into(),
             ttl: "60s".into(),
+        }
+    }
+}
+
+/// `[browser]` (SPEC §10): the sign-in page and cookie sessions.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct BrowserFile {
+    /// Default `false`.
+    pub enabled: bool,
+    /// Where browsers reach gatehouse (an http(s) origin); required when enabled.
+    pub public_url: Option<String>,
+    /// Empty (the default): host-only `__Host-` cookies.
+    pub cookie_domain: String,
+    /// `host`, `host:port` or `.domain` entries `rd` may also point at.
+    pub allowed_redirect_hosts: Vec<String>,
+    /// Default `2h`.
+    pub inactivity: String,
+    /// Default `12h`.
+    pub expiration: String,
+    /// Default `14d`; `0s` hides the box.
+    pub remember_me: String,
+}
+
+impl Default for BrowserFile {
+    fn default() -> Self {
+        BrowserFile {
+            enabled: false,
+            public_url: None,
+            cookie_domain: String::new(),
+            allowed_redirect_hosts: Vec::new(),
+            inactivity: "2h".into(),
+            expiration: "12h".into(),
+            remember_me: "14d".into(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! absolute file paths): no request parses a config string. [`Config::into_parts`] hands
 //! the running gateway its [`Startup`] and [`Reloadable`] parts by value.
 
+mod browser;
 mod file;
 mod units;
 mod validate;
@@ -25,6 +26,7 @@ use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
 use crate::routing::{Access, RouteTable, UNMATCHED};
+pub use browser::BrowserSettings;
 pub use units::parse_duration;
 pub use validate::Problem;
 
@@ -42,6 +44,8 @@ pub struct Config {
     pub assertion: AssertionSettings,
     /// `[tokens.jwks]`: reloadable, unlike the rest of `[tokens]`.
     pub jwks: JwksSettings,
+    /// `[browser]` (SPEC §10): reloadable.
+    pub browser: BrowserSettings,
     /// `default` is always first.
     pub upstreams: Vec<UpstreamSettings>,
     pub routes: RouteTable,
@@ -59,7 +63,7 @@ pub struct Startup {
 }
 
 /// What SIGHUP swaps: routes, upstreams, headers, log level, the JWKS `max_age`, the
-/// assertion settings. Handed over by value ([`Config::into_parts`]), so nothing is left
+/// assertion settings, the browser settings. Handed over by value ([`Config::into_parts`]), so nothing is left
 /// behind half-taken.
 #[derive(Debug)]
 pub struct Reloadable {
@@ -70,6 +74,7 @@ pub struct Reloadable {
     pub log: LogSettings,
     pub assertion: AssertionSettings,
     pub jwks: JwksSettings,
+    pub browser: BrowserSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -763,6 +768,7 @@ impl Config {
             log,
             assertion,
             jwks,
+            browser,
             upstreams,
             routes,
         } = self;
@@ -782,6 +788,7 @@ impl Config {
                 log,
                 assertion,
                 jwks,
+                browser,
             },
         )
     }

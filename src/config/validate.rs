@@ -131,6 +131,7 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Config {
     let jwks = JwksSettings {
         max_age: problems.duration("tokens.jwks.max_age", &file.tokens.jwks.max_age),
     };
+    let browser = super::browser::validate(&file.browser, problems);
     Config {
         server,
         store,
@@ -142,6 +143,7 @@ pub(super) fn validate(file: FileConfig, problems: &mut Problems) -> Config {
         log,
         assertion,
         jwks,
+        browser,
         upstreams,
         routes,
     }

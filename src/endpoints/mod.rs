@@ -78,6 +78,8 @@ pub struct EndpointContext<'a> {
     pub untrusted_original_request: bool,
     /// The OpenAPI document `GET /auth/openapi.json` serves, built once at start.
     pub openapi: &'a Published,
+    /// The snapshot's `[browser]` settings (SPEC §10).
+    pub browser: &'a crate::config::BrowserSettings,
 }
 
 impl EndpointContext<'_> {

@@ -291,6 +291,7 @@ impl Gateway {
             client_ip,
             untrusted_original_request: screened.untrusted_original_request,
             openapi: &self.openapi,
+            browser: &snapshot.browser,
         };
         let sub_path = &path[self.auth_prefix.len()..];
         endpoints::dispatch(&context, sub_path, request, &mut ctx.verdict).await

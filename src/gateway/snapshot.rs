@@ -1,13 +1,15 @@
 //! The part of the running state SIGHUP swaps atomically: routes, upstreams, identity and
 //! forwarding header settings, the JWKS `Cache-Control`, the upstream assertion settings
-//! (with a fresh assertion cache). Compiled from [`Reloadable`] by value; loaded once per
+//! (with a fresh assertion cache), the `[browser]` settings (SPEC §10). Compiled from [`Reloadable`] by value; loaded once per
 //! request (one `Arc<Snapshot>`).
+
+use std::sync::Arc;
 
 use http::HeaderValue;
 use ipnet::IpNet;
 
 use crate::access::{Assertions, IdentityHeaders};
-use crate::config::Reloadable;
+use crate::config::{BrowserSettings, Reloadable};
 use crate::endpoints::well_known;
 use crate::error::GatewayError;
 use crate::proxy::upstream::Upstream;
@@ -25,6 +27,8 @@ pub struct Snapshot {
     pub assertions: Assertions,
     /// `Cache-Control` of the documents at `/.well-known/` (`tokens.jwks.max_age`).
     pub jwks_cache_control: HeaderValue,
+    /// `[browser]` (SPEC §10): the sign-in pages, the session cookie, redirects.
+    pub browser: Arc<BrowserSettings>,
 }
 
 impl Snapshot {
@@ -37,6 +41,7 @@ impl Snapshot {
             log: _,
             assertion,
             jwks,
+            browser,
         } = reloadable;
         let assertions = Assertions::new(&assertion, &upstreams);
         let upstreams = upstreams
@@ -51,6 +56,7 @@ impl Snapshot {
             forward_authorization: headers.forward_authorization,
             assertions,
             jwks_cache_control: well_known::cache_control(jwks.max_age),
+            browser: Arc::new(browser),
         })
     }
 
