@@ -1,5 +1,5 @@
 //! Browser sign-in end to end in a REAL browser (SPEC §10, issue #15): Debian's headless
-//! Chromium driven over WebDriver (tests/common/browser.rs) against the in-process gateway
+//! Chromium driven over WebDriver (tests/common/chromium.rs) against the in-process gateway
 //! and the real echo upstream, whose JSON page shows the headers it received.
 //!
 //! First the harness proves itself: JavaScript runs (or, switched off, does not), cookies
@@ -15,7 +15,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::browser::{describe, Browser};
+use common::chromium::{describe, Browser};
 use common::TestGateway;
 
 /// A public route to the echo upstream, for the harness's own pages.

@@ -6,13 +6,13 @@
 //! client library on the way), for any listener of either; a throwaway PostgreSQL
 //! ([`postgres`]) for the PostgreSQL store, a real nginx ([`nginx`]) to put in front, and
 //! the real JWT peers (PyJWT, jwcrypto, npm jose, HAProxy: [`interop`]) for published keys,
-//! and a real headless Chromium driven over WebDriver ([`browser`]) for the browser flows.
+//! and a real headless Chromium driven over WebDriver ([`chromium`]) for the browser flows.
 
 #![allow(dead_code, unused_imports)]
 
 pub mod accounts;
 pub mod binary;
-pub mod browser;
+pub mod chromium;
 pub mod flaky_store;
 pub mod interop;
 pub mod nginx;

@@ -6,7 +6,7 @@
 //! `/ws` accepts an HTTP/1.1 upgrade and echoes bytes back (WebSocket-like splice tests);
 //! `/drain` reads the whole body and reports its length (streaming uploads);
 //! `/download/<bytes>` streams that many bytes back; a path ending in `/browser-page` is a
-//! small HTML page for the browser harness (tests/common/browser.rs): a script that marks
+//! small HTML page for the browser harness (tests/common/chromium.rs): a script that marks
 //! the page and lists `document.cookie`, so a test can tell JavaScript ran (or did not) and
 //! what scripts can read, and two cookies set with it, one script-visible and one
 //! `__Host-` + `Secure; HttpOnly` (does the browser keep such cookies over this origin?).
