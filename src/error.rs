@@ -73,6 +73,17 @@ pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 pub enum GatewayError {
     #[error("a bearer token is required")]
     Unauthorized,
+    /// [`GatewayError::Unauthorized`] for a browser navigation with `[browser] enabled`
+    /// (SPEC §10): 302 to the sign-in page, the `Location` given (`public_url` +
+    /// `<auth_prefix>/sign_in?rd=<the original URL>`); also `GET /auth/forward-auth`'s
+    /// answer for one.
+    #[error("sign in first")]
+    SignIn(HeaderValue),
+    /// [`GatewayError::Unauthorized`] from `/auth/verify` for a browser navigation (SPEC
+    /// §10): still 401 (nginx `auth_request` accepts only 2xx, 401, 403), plus `Location`:
+    /// the sign-in page, which nginx's `error_page 401` redirects to.
+    #[error("a bearer token is required")]
+    UnauthorizedSignIn(HeaderValue),
     #[error("invalid token: {}", .0.as_str())]
     InvalidToken(TokenRejection),
     #[error("token lacks a required role")]
@@ -137,6 +148,8 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
+            GatewayError::SignIn(_) => StatusCode::FOUND,
+            GatewayError::UnauthorizedSignIn(_) => StatusCode::UNAUTHORIZED,
             GatewayError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             GatewayError::InsufficientScope => StatusCode::FORBIDDEN,
             GatewayError::Forbidden => StatusCode::FORBIDDEN,
@@ -165,6 +178,8 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::Unauthorized => "unauthorized",
+            GatewayError::SignIn(_) => "unauthorized",
+            GatewayError::UnauthorizedSignIn(_) => "unauthorized",
             GatewayError::InvalidToken(_) => "invalid_token",
             GatewayError::InsufficientScope => "insufficient_scope",
             GatewayError::Forbidden => "forbidden",
@@ -193,6 +208,9 @@ impl GatewayError {
     pub fn description(&self) -> &str {
         match self {
             GatewayError::Unauthorized => "a valid bearer token is required",
+            GatewayError::SignIn(_) | GatewayError::UnauthorizedSignIn(_) => {
+                "sign in to continue: a valid session or bearer token is required"
+            }
             GatewayError::InvalidToken(reason) => reason.description(),
             GatewayError::InsufficientScope => "the token lacks a role this route requires",
             GatewayError::Forbidden => "access to this path is denied",
@@ -221,14 +239,20 @@ impl GatewayError {
     }
 
     /// Renders the SPEC §5 JSON body with its headers: the extra headers of each outcome
-    /// (exhaustive, no `_` arm), then `Cache-Control: no-store` on all.
+    /// (exhaustive, no `_` arm), then `Cache-Control: no-store` on all. The sign-in
+    /// redirect (302) has no body.
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         let body = json_bytes(&serde_json::json!({
             "error": self.code(),
             "error_description": self.description(),
         }));
-        let mut response = crate::http::bytes_response(status, body, "application/json");
+        // A redirect is not an error for the browser that follows it: no body.
+        let mut response = if matches!(self, GatewayError::SignIn(_)) {
+            crate::http::empty_response(status)
+        } else {
+            crate::http::bytes_response(status, body, "application/json")
+        };
         let headers = response.headers_mut();
         match &self {
             GatewayError::Unauthorized
@@ -238,6 +262,16 @@ impl GatewayError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="gatehouse""#),
                 );
+            }
+            GatewayError::SignIn(location) => {
+                headers.insert(header::LOCATION, location.clone());
+            }
+            GatewayError::UnauthorizedSignIn(location) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="gatehouse""#),
+                );
+                headers.insert(header::LOCATION, location.clone());
             }
             GatewayError::InvalidToken(reason) => {
                 let value = format!(

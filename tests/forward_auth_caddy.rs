@@ -283,3 +283,122 @@ async fn caddy_forward_auth_lets_gatehouse_decide_and_copies_only_its_identity_u
     assert!(seen.all("x-auth-roles").is_empty(), "{:?}", seen.headers);
     drop(gatehouse);
 }
+
+/// docs/browser.md's Caddy site block, with addresses filled in (plus the test-only
+/// global options): `/auth/*` to gatehouse, everything else through
+/// `forward_auth … /auth/forward-auth`, gatehouse's cookies replaced by
+/// `X-Gatehouse-Cookie`.
+fn browser_caddyfile(listen: SocketAddr, gatehouse: SocketAddr, upstream: SocketAddr) -> String {
+    let port = listen.port();
+    let host = listen.ip();
+    format!(
+        r#"{{
+	admin off
+	auto_https off
+}}
+
+http://:{port} {{
+	bind {host}
+
+	@no_user header X-Auth-User ""
+	@no_subject header X-Auth-Subject ""
+	@no_roles header X-Auth-Roles ""
+	@no_cookie header Cookie ""
+
+	handle /auth/* {{
+		reverse_proxy {gatehouse}
+	}}
+	handle {{
+		route {{
+			request_header -*_*
+			request_header -X-Auth-User
+			request_header -X-Auth-Subject
+			request_header -X-Auth-Roles
+			forward_auth {gatehouse} {{
+				uri /auth/forward-auth
+				copy_headers X-Auth-User X-Auth-Subject X-Auth-Roles X-Gatehouse-Cookie>Cookie
+			}}
+			request_header @no_user -X-Auth-User
+			request_header @no_subject -X-Auth-Subject
+			request_header @no_roles -X-Auth-Roles
+			request_header @no_cookie -Cookie
+			reverse_proxy {upstream} {{
+				header_up -Authorization
+			}}
+		}}
+	}}
+}}
+"#
+    )
+}
+
+/// SPEC §10 through the docs/browser.md Caddy recipe: `/auth/forward-auth`'s 302 reaches
+/// the browser, an API request keeps its 401, and a signed-in browser reaches the
+/// upstream with its identity and its other cookies, without gatehouse's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caddy_browser_recipe_redirects_navigations_and_forwards_signed_in_browsers() {
+    let listen = third_party_listen_addr();
+    let gateway = common::TestGateway::start(&format!(
+        "{GATEWAY_CONFIG}\n[browser]\nenabled = true\npublic_url = \"http://{listen}\"\n"
+    ))
+    .await;
+    let upstream = &gateway.upstream;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut caddy = Caddy::start(
+        dir.path(),
+        &browser_caddyfile(listen, gateway.addr, upstream.addr),
+    );
+    caddy.wait_listening(listen).await;
+    let site = format!("http://{listen}");
+    let host = listen.to_string();
+    let navigate = [
+        "Sec-Fetch-Mode: navigate",
+        "Sec-Fetch-Dest: document",
+        "Accept: text/html,*/*;q=0.8",
+    ];
+
+    let response = request_to(listen, "GET", "/app/page?x=1", &host, &navigate).await;
+    assert_eq!(response.status, 302, "caddy log:\n{}", caddy.log());
+    let location = response.header("location").expect("Location").to_string();
+    let url = url::Url::parse(&location).expect("a URL");
+    assert_eq!(url.path(), "/auth/sign_in", "{location}");
+    let rd: Vec<String> = url
+        .query_pairs()
+        .filter(|(name, _)| name == "rd")
+        .map(|(_, value)| value.into_owned())
+        .collect();
+    assert_eq!(rd, vec![format!("{site}/app/page?x=1")]);
+    let response = request_to(
+        listen,
+        "GET",
+        "/app/page",
+        &host,
+        &["Accept: application/json"],
+    )
+    .await;
+    assert_eq!(response.status, 401);
+    assert!(response.header("location").is_none());
+    assert_eq!(upstream.count(), 0, "nothing reached the upstream");
+    drop(caddy);
+}
+
+/// `method path` to `addr` with `Host: host`, extra header lines and `Connection: close`
+/// (the harness's `request` always says `Host: gateway.test`).
+async fn request_to(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[&str],
+) -> common::Response {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for header in headers {
+        text.push_str(header);
+        text.push_str("\r\n");
+    }
+    if method == "POST" {
+        text.push_str("Content-Length: 0\r\n");
+    }
+    text.push_str("\r\n");
+    common::raw(addr, text.as_bytes()).await
+}

@@ -278,3 +278,167 @@ async fn nginx_recipe_without_trusted_proxies_fails_closed_and_says_why() {
         "a token was logged"
     );
 }
+
+/// docs/browser.md's nginx recipe, with addresses filled in (plain HTTP on loopback).
+fn browser_nginx_config(
+    dir: &Path,
+    listen: SocketAddr,
+    gatehouse: SocketAddr,
+    upstream: SocketAddr,
+) -> String {
+    let dir = dir.display();
+    format!(
+        r#"
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+
+    server {{
+        listen {listen};
+
+        location /auth/ {{
+            proxy_pass http://{gatehouse};
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+
+        location = /_gatehouse_verify {{
+            internal;
+            proxy_pass http://{gatehouse}/auth/verify;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Forwarded-Method $request_method;
+            proxy_set_header X-Forwarded-Uri $request_uri;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+        }}
+
+        location @gatehouse_sign_in {{
+            if ($gatehouse_sign_in = "") {{
+                return 401;
+            }}
+            return 302 $gatehouse_sign_in;
+        }}
+
+        location / {{
+            auth_request /_gatehouse_verify;
+            auth_request_set $gatehouse_sign_in $upstream_http_location;
+            error_page 401 = @gatehouse_sign_in;
+
+            auth_request_set $auth_user $upstream_http_x_auth_user;
+            auth_request_set $auth_subject $upstream_http_x_auth_subject;
+            auth_request_set $auth_roles $upstream_http_x_auth_roles;
+            auth_request_set $auth_cookie $upstream_http_x_gatehouse_cookie;
+            proxy_set_header X-Auth-User $auth_user;
+            proxy_set_header X-Auth-Subject $auth_subject;
+            proxy_set_header X-Auth-Roles $auth_roles;
+            proxy_set_header Cookie $auth_cookie;
+            proxy_set_header Authorization "";
+            proxy_http_version 1.1;
+            proxy_pass http://{upstream};
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// What Chrome sends for a typed URL or a followed link.
+const NAVIGATE: [&str; 3] = [
+    "Sec-Fetch-Mode: navigate",
+    "Sec-Fetch-Dest: document",
+    "Accept: text/html,application/xhtml+xml,*/*;q=0.8",
+];
+
+/// The `rd` parameter of a sign-in URL, decoded.
+fn rd_of(location: &str) -> String {
+    let url = url::Url::parse(location).expect("Location is a URL");
+    url.query_pairs()
+        .find(|(name, _)| name == "rd")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_else(|| panic!("no rd in {location}"))
+}
+
+/// SPEC §10 through the docs/browser.md nginx recipe: a browser navigation without a
+/// credential is redirected to gatehouse's sign-in page on the site's own origin (and
+/// that page is served through nginx), an API request keeps its 401, and a browser with a
+/// session cookie reaches the upstream with the identity and without gatehouse's cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_browser_recipe_redirects_navigations_and_forwards_signed_in_browsers() {
+    let listen = third_party_listen_addr();
+    let gateway = common::TestGateway::start(&format!(
+        "{TRUSTED}\n[browser]\nenabled = true\npublic_url = \"http://{listen}\"\n{ROUTES}"
+    ))
+    .await;
+    let upstream = &gateway.upstream;
+    let dir = nginx_dir();
+    let mut nginx = Nginx::start(
+        dir.path(),
+        &browser_nginx_config(dir.path(), listen, gateway.addr, upstream.addr),
+    );
+    nginx.wait_listening(listen).await;
+    let site = format!("http://{listen}");
+    let host = listen.to_string();
+
+    // A navigation without a cookie: 302 to the sign-in page, rd = the page asked for.
+    let response = request_to(listen, "GET", "/app/page?x=1", &host, &NAVIGATE).await;
+    assert_eq!(
+        response.status,
+        302,
+        "nginx error.log:\n{}",
+        nginx.error_log()
+    );
+    let location = response.header("location").expect("Location").to_string();
+    assert!(
+        location.starts_with(&format!("{site}/auth/sign_in?")),
+        "{location}"
+    );
+    assert_eq!(rd_of(&location), format!("{site}/app/page?x=1"));
+    // The API request: 401, no redirect.
+    let response = request_to(
+        listen,
+        "GET",
+        "/app/page",
+        &host,
+        &["Accept: application/json"],
+    )
+    .await;
+    assert_eq!(response.status, 401);
+    assert!(response.header("location").is_none());
+    // A POST navigation: 401 too.
+    let response = request_to(listen, "POST", "/app/form", &host, &NAVIGATE).await;
+    assert_eq!(response.status, 401);
+    assert_eq!(upstream.count(), 0, "nothing reached the upstream");
+    drop(nginx);
+}
+
+/// `method path` to `addr` with `Host: host`, extra header lines and `Connection: close`
+/// (the harness's `request` always says `Host: gateway.test`).
+async fn request_to(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[&str],
+) -> common::Response {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for header in headers {
+        text.push_str(header);
+        text.push_str("\r\n");
+    }
+    if method == "POST" {
+        text.push_str("Content-Length: 0\r\n");
+    }
+    text.push_str("\r\n");
+    common::raw(addr, text.as_bytes()).await
+}

@@ -13,8 +13,9 @@ use std::collections::BTreeSet;
 
 use common::{Response, TestGateway};
 
-/// SPEC §4's endpoint table, below `auth_prefix`, word for word.
-const SPEC_ENDPOINTS: [&str; 11] = [
+/// SPEC §4's endpoint table, below `auth_prefix`, word for word, and SPEC §10's
+/// `/forward-auth`.
+const SPEC_ENDPOINTS: [&str; 12] = [
     "/login",
     "/token",
     "/refresh",
@@ -26,6 +27,7 @@ const SPEC_ENDPOINTS: [&str; 11] = [
     "/revoke",
     "/introspect",
     "/openapi.json",
+    "/forward-auth",
 ];
 
 /// The methods an OpenAPI path item can name.
@@ -214,7 +216,7 @@ async fn documented_methods_are_the_spec_methods() {
         let sub = path.strip_prefix("/auth").expect("under /auth");
         let expected: BTreeSet<String> = match sub {
             "/me" | "/openapi.json" => ["GET", "HEAD"].map(String::from).into(),
-            "/verify" => OPENAPI_METHODS.map(String::from).into(),
+            "/verify" | "/forward-auth" => OPENAPI_METHODS.map(String::from).into(),
             _ => ["POST".to_owned()].into(),
         };
         assert_eq!(methods, expected, "{path}");

@@ -1346,3 +1346,146 @@ async fn client_rotate_and_remove_end_its_tokens_on_every_replica_within_a_secon
         401
     );
 }
+
+/// One in-process replica's accounts layer on database `url`, following the feed in the
+/// background as `serve` does (until the returned sender is dropped or set).
+async fn accounts_replica(
+    dir: &Path,
+    url: &str,
+) -> (
+    std::sync::Arc<gatehouse::accounts::Accounts>,
+    gatehouse::config::BrowserSettings,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let text = format!(
+        "[store]\nbackend = \"postgres\"\nurl = \"{url}\"\npath = \"{}\"\n\
+         [passwords]\nmemory_kib = 64\niterations = 1\n\
+         [upstreams.default]\nurl = \"http://127.0.0.1:9\"\n\
+         [browser]\nenabled = true\npublic_url = \"https://app.example.com\"\ninactivity = \"10m\"\n",
+        dir.display()
+    );
+    let config = gatehouse::config::parse(&text).expect("valid config");
+    let store = gatehouse::store::open(&config.store).await.expect("store");
+    let accounts = std::sync::Arc::new(
+        gatehouse::accounts::Accounts::open(store, &config)
+            .await
+            .expect("accounts"),
+    );
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(gatehouse::accounts::maintain(accounts.clone(), shutdown));
+    (accounts, config.browser.clone(), stop)
+}
+
+/// Polls `probe` until it is true; the time it took, asserted under [`PROPAGATION`].
+async fn within_a_second_here(what: &str, probe: impl Fn() -> bool) -> Duration {
+    let since = Instant::now();
+    loop {
+        if probe() {
+            let time = since.elapsed();
+            println!("propagation: {what}: after {time:?}");
+            assert!(
+                time < PROPAGATION,
+                "{what}: after {time:?} (SPEC §10: on every replica within 1 s)"
+            );
+            return time;
+        }
+        assert!(
+            since.elapsed() < POLL_FOR,
+            "{what}: not within {POLL_FOR:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_session_ended_on_one_replica_is_refused_on_another_within_a_second() {
+    use gatehouse::accounts::browser::cookie_hash;
+    let url = shared_database().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, browser, _stop_a) = accounts_replica(&dir.path().join("a"), &url).await;
+    let (b, _, _stop_b) = accounts_replica(&dir.path().join("b"), &url).await;
+    let client = std::net::IpAddr::from([127, 0, 0, 1]);
+    let pw = |text: &str| zeroize::Zeroizing::new(text.to_string());
+    a.directory()
+        .add("alice", vec![], pw(PASSWORD))
+        .await
+        .expect("add");
+
+    // Signed in on A: B accepts the cookie within a second.
+    let cookie = a
+        .sign_in("alice", pw(PASSWORD), false, client, &browser)
+        .await
+        .expect("sign in")
+        .cookie_value;
+    assert!(a.authenticate_session(&cookie, &browser).is_ok());
+    within_a_second_here("sign-in on A reaches B", || {
+        b.authenticate_session(&cookie, &browser).is_ok()
+    })
+    .await;
+
+    // A use recorded on A moves B's idle deadline (the touch goes through the feed).
+    let signed_in = a
+        .authenticate_session(&cookie, &browser)
+        .expect("live")
+        .iat();
+    let used = signed_in + 60;
+    a.authenticate_session_at(&cookie, &browser, used)
+        .expect("used on A");
+    within_a_second_here("last use on A reaches B", || {
+        b.directory()
+            .view()
+            .browser_session(&cookie_hash(&cookie))
+            .is_some_and(|entry| entry.recorded() == used)
+    })
+    .await;
+
+    // Signed out on B: A refuses within a second.
+    b.sign_out(&cookie).await.expect("sign out on B");
+    assert!(b.authenticate_session(&cookie, &browser).is_err());
+    within_a_second_here("sign-out on B reaches A", || {
+        a.authenticate_session(&cookie, &browser).is_err()
+    })
+    .await;
+
+    // Disabled on B: A refuses within a second, and enabling does not revive it.
+    let cookie = a
+        .sign_in("alice", pw(PASSWORD), false, client, &browser)
+        .await
+        .expect("sign in")
+        .cookie_value;
+    within_a_second_here("second sign-in reaches B", || {
+        b.authenticate_session(&cookie, &browser).is_ok()
+    })
+    .await;
+    b.directory()
+        .set_enabled("alice", false)
+        .await
+        .expect("disable");
+    within_a_second_here("disable on B reaches A", || {
+        a.authenticate_session(&cookie, &browser).is_err()
+    })
+    .await;
+    b.directory()
+        .set_enabled("alice", true)
+        .await
+        .expect("enable");
+    let alice = b
+        .directory()
+        .store()
+        .find_user_by_name("alice")
+        .await
+        .expect("find")
+        .expect("alice")
+        .id;
+    within_a_second_here("enable on B reaches A", || {
+        a.directory()
+            .view()
+            .user(&alice)
+            .is_some_and(|user| user.enabled)
+    })
+    .await;
+    assert!(
+        a.authenticate_session(&cookie, &browser).is_err(),
+        "user enable does not bring the session back"
+    );
+}

@@ -22,9 +22,9 @@ use common::postgres::PgCluster;
 use gatehouse::store::counters::Admission;
 use gatehouse::store::postgres::PostgresOptions;
 use gatehouse::store::{
-    ChangeKind, Conflict, CounterOp, CounterOutcome, Feed, PrincipalKind, Purged, RefreshRecord,
-    RevokedRecord, Seq, SessionRecord, Snapshot, Store, StoreError, Taken, UserChange, UserRecord,
-    UserState, FEED_RETENTION,
+    BrowserSessionRecord, ChangeKind, Conflict, CounterOp, CounterOutcome, Feed, PrincipalKind,
+    Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, Snapshot, Store, StoreError, Taken,
+    UserChange, UserRecord, UserState, FEED_RETENTION,
 };
 
 /// A backend under test.
@@ -134,6 +134,9 @@ macro_rules! contract_suite {
                 concurrent_admissions_never_exceed_the_limit,
                 the_first_kept_secret_fingerprint_wins,
                 clients_keep_their_kind_and_share_the_name_namespace_with_users,
+                a_browser_session_needs_the_user_as_a_token_session_does,
+                touching_moves_a_live_browser_sessions_last_use_forward_only,
+                browser_sessions_end_and_go_with_their_user_like_every_session,
             );
         }
     };
@@ -186,6 +189,18 @@ pub mod contract {
             generation: 0,
             expires_at,
             ended_at: None,
+            browser: None,
+        }
+    }
+
+    fn browser_session(user_id: &str, family: &str, hash: u8, expires_at: u64) -> SessionRecord {
+        SessionRecord {
+            browser: Some(BrowserSessionRecord {
+                cookie_hash: [hash; 32],
+                last_seen: 1,
+                remember_me: false,
+            }),
+            ..session(user_id, family, expires_at)
         }
     }
 
@@ -1214,6 +1229,17 @@ pub mod contract {
             .await
             .expect("session");
         store.remove_user("u3").await.expect("remove");
+        // Browser sessions (SPEC §10): one live and used, one ended.
+        store
+            .insert_browser_session(&browser_session("u1", "b1", 7, 300))
+            .await
+            .expect("browser session");
+        store.touch_session("u1", "b1", 50).await.expect("touch");
+        store
+            .insert_browser_session(&browser_session("u1", "b2", 8, 300))
+            .await
+            .expect("browser session");
+        store.end_session("u1", "b2", 30).await.expect("end");
     }
 
     async fn exported(store: &dyn Store) -> Snapshot {
@@ -1235,9 +1261,24 @@ pub mod contract {
                 .iter()
                 .map(|s| (s.family.as_str(), s.ended_at))
                 .collect::<Vec<_>>(),
-            [("f1", None), ("f2", Some(20))],
+            [
+                ("b1", None),
+                ("b2", Some(30)),
+                ("f1", None),
+                ("f2", Some(20))
+            ],
             "the removed user's session is left out"
         );
+        assert_eq!(
+            snapshot.sessions[0].browser,
+            Some(BrowserSessionRecord {
+                cookie_hash: [7; 32],
+                last_seen: 50,
+                remember_me: false,
+            }),
+            "a browser session travels with its hash and last use"
+        );
+        assert_eq!(snapshot.sessions[2].browser, None);
         assert_eq!(
             snapshot
                 .refresh_tokens
@@ -1503,5 +1544,161 @@ pub mod contract {
         // Its name is free again once it is removed, for a user too.
         store.remove_user("c1").await.expect("remove");
         add(store.as_ref(), "u3", "CI-bot").await;
+    }
+
+    pub async fn a_browser_session_needs_the_user_as_a_token_session_does(backend: &impl Backend) {
+        let store = backend.open().await;
+        assert_eq!(
+            conflict(
+                store
+                    .insert_browser_session(&browser_session("u1", "b0", 1, 100))
+                    .await
+            ),
+            Conflict::NoSuchUser
+        );
+        add(store.as_ref(), "u1", "alice").await;
+        store
+            .update_user("u1", UserChange::SetEnabled(false))
+            .await
+            .expect("disable");
+        let mut at_generation_1 = browser_session("u1", "b1", 1, 100);
+        at_generation_1.generation = 1;
+        assert_eq!(
+            conflict(store.insert_browser_session(&at_generation_1).await),
+            Conflict::UserDisabled
+        );
+        store
+            .update_user("u1", UserChange::SetEnabled(true))
+            .await
+            .expect("enable");
+        assert_eq!(
+            conflict(
+                store
+                    .insert_browser_session(&browser_session("u1", "b2", 2, 100))
+                    .await
+            ),
+            Conflict::StaleGeneration
+        );
+        assert!(store.sessions_of("u1").await.expect("list").is_empty());
+        // Not a browser session: refused, nothing written.
+        assert!(store
+            .insert_browser_session(&session("u1", "t1", 100))
+            .await
+            .is_err());
+        let before = head(store.as_ref()).await;
+        let written = store
+            .insert_browser_session(&at_generation_1)
+            .await
+            .expect("insert");
+        assert_eq!(written.seq, Some(before + 1));
+        assert_eq!(
+            store.sessions_of("u1").await.expect("list"),
+            [at_generation_1.clone()]
+        );
+        assert_eq!(
+            changes(store.as_ref(), before).await[0].kind,
+            ChangeKind::SessionPut(at_generation_1.clone())
+        );
+        // No refresh token came with it.
+        assert!(store
+            .export()
+            .await
+            .expect("export")
+            .refresh_tokens
+            .is_empty());
+        let loaded = store.load().await.expect("load");
+        assert_eq!(loaded.sessions, [at_generation_1]);
+    }
+
+    pub async fn touching_moves_a_live_browser_sessions_last_use_forward_only(
+        backend: &impl Backend,
+    ) {
+        let store = backend.open().await;
+        add(store.as_ref(), "u1", "alice").await;
+        store
+            .insert_browser_session(&browser_session("u1", "b1", 1, 100))
+            .await
+            .expect("insert");
+        store
+            .insert_session(&session("u1", "t1", 100), &token(9, "u1", "t1", 100))
+            .await
+            .expect("token session");
+        let before = head(store.as_ref()).await;
+        let touched = store.touch_session("u1", "b1", 40).await.expect("touch");
+        assert_eq!((touched.value, touched.seq), (true, Some(before + 1)));
+        let mut expected = browser_session("u1", "b1", 1, 100);
+        if let Some(browser) = &mut expected.browser {
+            browser.last_seen = 40;
+        }
+        assert_eq!(
+            changes(store.as_ref(), before).await[0].kind,
+            ChangeKind::SessionPut(expected.clone())
+        );
+        // Not forward, unknown, a token session, ended: nothing changes or is published.
+        let after = head(store.as_ref()).await;
+        for (user, family, at) in [
+            ("u1", "b1", 40),
+            ("u1", "b1", 39),
+            ("u1", "nope", 50),
+            ("u2", "b1", 50),
+            ("u1", "t1", 50),
+        ] {
+            let touched = store.touch_session(user, family, at).await.expect("touch");
+            assert_eq!(
+                (touched.value, touched.seq),
+                (false, None),
+                "{user}/{family}@{at}"
+            );
+        }
+        assert_eq!(head(store.as_ref()).await, after);
+        store.end_session("u1", "b1", 60).await.expect("end");
+        let ended_head = head(store.as_ref()).await;
+        let touched = store.touch_session("u1", "b1", 70).await.expect("touch");
+        assert_eq!((touched.value, touched.seq), (false, None), "ended");
+        assert_eq!(head(store.as_ref()).await, ended_head);
+        let sessions = store.sessions_of("u1").await.expect("list");
+        let b1 = sessions.iter().find(|s| s.family == "b1").expect("b1");
+        assert_eq!(b1.browser.as_ref().map(|b| b.last_seen), Some(40));
+        assert_eq!(b1.ended_at, Some(60));
+        // Durable across a reopen.
+        drop(store);
+        let store = backend.open().await;
+        let sessions = store.sessions_of("u1").await.expect("list");
+        assert!(sessions
+            .iter()
+            .any(|s| s.family == "b1" && s.browser.as_ref().map(|b| b.last_seen) == Some(40)));
+    }
+
+    pub async fn browser_sessions_end_and_go_with_their_user_like_every_session(
+        backend: &impl Backend,
+    ) {
+        let store = backend.open().await;
+        add(store.as_ref(), "u1", "alice").await;
+        store
+            .insert_browser_session(&browser_session("u1", "b1", 1, 100))
+            .await
+            .expect("insert");
+        let ended = store.end_session("u1", "b1", 10).await.expect("end");
+        let session = ended.value.expect("ended");
+        assert_eq!(session.ended_at, Some(10));
+        assert!(
+            session.browser.is_some(),
+            "the ended session keeps its kind"
+        );
+        assert!(ended.seq.is_some());
+        store
+            .insert_browser_session(&browser_session("u1", "b2", 2, 100))
+            .await
+            .expect("insert");
+        let removed = store.remove_sessions_of("u1").await.expect("remove");
+        assert_eq!(removed.value, 2);
+        assert!(store.sessions_of("u1").await.expect("list").is_empty());
+        // Expired browser sessions are purged like every other.
+        store
+            .insert_browser_session(&browser_session("u1", "b3", 3, 100))
+            .await
+            .expect("insert");
+        let purged = store.remove_expired(101, 0).await.expect("purge");
+        assert_eq!(purged.sessions, 1);
     }
 }

@@ -639,6 +639,7 @@ async fn a_refresh_token_presented_to_several_stores_at_once_rotates_exactly_onc
                 generation: 0,
                 expires_at: 1000,
                 ended_at: None,
+                browser: None,
             },
             &RefreshRecord {
                 token_hash: [1; 32],

@@ -1,12 +1,76 @@
-//! Credentials on a request: the bearer token (RFC 6750 §2.1) today; a session cookie and
-//! a service client's credentials come next. Parsing here; verifying is the accounts
-//! layer's ([`Accounts::authenticate`]). Never logs a credential.
+//! Credentials on a request: the bearer token (RFC 6750 §2.1) and, with `[browser]
+//! enabled`, the browser session cookie (SPEC §10). Parsing here; verifying is the
+//! accounts layer's ([`Accounts::authenticate`], [`Accounts::authenticate_session`]).
+//! Never logs a credential.
+//!
+//! Which credential counts ([`credential`]): a request with an `Authorization` header is
+//! judged by it alone — a bad bearer token is 401 `invalid_token` even when a valid
+//! session cookie rides along, and another scheme is no credential; the cookie is not
+//! consulted (so an API client is never silently authenticated by a browser's ambient
+//! cookie, and a script cannot mix the two). Without one, and only with `[browser]
+//! enabled`, the session cookie (`BrowserSettings::cookie_name`, [`super::cookie::find`]).
+//! An invalid, ended or expired session cookie is no credential (401 `unauthorized`, or
+//! the sign-in redirect for a browser navigation): the browser is simply signed out.
+//! Bearer requests pay nothing for this: the `Cookie` header is parsed only when there is
+//! no `Authorization` header and browser sign-in is on.
 
 use http::header;
 use http::{HeaderMap, HeaderValue};
 
 use crate::accounts::{Accounts, Identity};
+use crate::config::BrowserSettings;
 use crate::error::GatewayError;
+
+/// The credential a request presents (see the module doc for which one counts).
+#[derive(Clone, Copy)]
+pub enum Credential<'h> {
+    /// `Authorization: Bearer <token>`.
+    Bearer(&'h str),
+    /// The browser session cookie's value.
+    Session(&'h str),
+    /// Nothing usable: no `Authorization` (or another scheme) and no session cookie.
+    None,
+}
+
+/// The request's credential: the `Authorization` header alone when there is one (errors
+/// as [`bearer_token`]); else, with `[browser] enabled`, the session cookie.
+pub fn credential<'h>(
+    headers: &'h HeaderMap,
+    browser: &BrowserSettings,
+) -> Result<Credential<'h>, GatewayError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return Ok(bearer_token(headers)?.map_or(Credential::None, Credential::Bearer));
+    }
+    if !browser.enabled {
+        return Ok(Credential::None);
+    }
+    Ok(super::cookie::find(headers, browser.cookie_name())
+        .map_or(Credential::None, Credential::Session))
+}
+
+/// The caller's identity from a required credential — a bearer token, or (with
+/// `[browser] enabled` and no `Authorization` header) the session cookie: 401
+/// `unauthorized` without a usable one (an invalid session cookie included), 401
+/// `invalid_token` for a bearer token that does not verify, 503 `unavailable` while the
+/// view is stale (as [`authenticate`]).
+pub fn authenticate_request(
+    accounts: &Accounts,
+    browser: &BrowserSettings,
+    headers: &HeaderMap,
+) -> Result<Identity, GatewayError> {
+    if accounts.stale() {
+        return Err(GatewayError::Unavailable);
+    }
+    match credential(headers, browser)? {
+        Credential::Bearer(token) => accounts
+            .authenticate(token)
+            .map_err(GatewayError::InvalidToken),
+        Credential::Session(value) => accounts
+            .authenticate_session(value, browser)
+            .map_err(|_| GatewayError::Unauthorized),
+        Credential::None => Err(GatewayError::Unauthorized),
+    }
+}
 
 /// The caller's identity from a required bearer token: 401 without one, 401
 /// `invalid_token` for one that does not verify; 503 `unavailable` while the in-memory

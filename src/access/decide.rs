@@ -4,9 +4,10 @@
 //!    roles, which upstream; the default for an unmatched request is written there and
 //!    nowhere else. `gatehouse explain` prints this part.
 //! 2. [`decide()`] — the credential part: `deny` is 403 for everyone; `public` passes (a
-//!    valid token still yields an identity, a bad one is ignored); `authenticated` needs a
-//!    valid bearer token and, if the route lists roles, one of them (else 403
-//!    `insufficient_scope`). While the in-memory view is stale (SPEC §8: a remote store
+//!    valid credential still yields an identity, a bad one is ignored); `authenticated`
+//!    needs a valid credential — a bearer token, or with `[browser] enabled` the session
+//!    cookie, which counts exactly like a token ([`super::credentials`]) — and, if the
+//!    route lists roles, one of them (else 403 `insufficient_scope`). While the in-memory view is stale (SPEC §8: a remote store
 //!    silent for longer than `store.max_stale`) `authenticated` is 503 `unavailable` and
 //!    `public` passes anonymously.
 //!
@@ -18,9 +19,10 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use super::credentials::{authenticate, bearer_token};
+use super::credentials::{authenticate_request, credential, Credential};
 use crate::accounts::view::UserView;
 use crate::accounts::{Accounts, Identity};
+use crate::config::BrowserSettings;
 use crate::error::{GatewayError, TokenRejection};
 use crate::routing::{Access, RouteDecision};
 use crate::telemetry::metrics::Decision;
@@ -62,9 +64,11 @@ pub struct Allowed {
     pub upstream: usize,
 }
 
-/// The credential part of the access decision, on the route table's answer `route`.
+/// The credential part of the access decision, on the route table's answer `route`;
+/// `browser` says whether (and by which name) the session cookie counts.
 pub fn decide(
     accounts: &Accounts,
+    browser: &BrowserSettings,
     route: &RouteDecision<'_>,
     headers: &HeaderMap,
     verdict: &mut Verdict,
@@ -80,15 +84,19 @@ pub fn decide(
             // A valid token still yields identity headers; a bad one is ignored (but
             // counted). While the view is stale (SPEC §8) no identity can be vouched for:
             // the request is forwarded anonymously, as public routes stay served.
-            let identity = match bearer_token(headers) {
+            let identity = match credential(headers, browser) {
                 _ if accounts.stale() => None,
-                Ok(Some(token)) => match accounts.authenticate(token) {
+                Ok(Credential::Bearer(token)) => match accounts.authenticate(token) {
                     Ok(identity) => Some(identity),
                     Err(reason) => {
                         verdict.ignored_rejection = Some(reason);
                         None
                     }
                 },
+                // An invalid session cookie is a signed-out browser, not a bad token.
+                Ok(Credential::Session(value)) => {
+                    accounts.authenticate_session(value, browser).ok()
+                }
                 Err(GatewayError::InvalidToken(reason)) => {
                     verdict.ignored_rejection = Some(reason);
                     None
@@ -100,7 +108,7 @@ pub fn decide(
         }
         Access::Authenticated => {
             verdict.decision = Decision::Unauthenticated;
-            let identity = authenticate(accounts, headers).inspect_err(|err| {
+            let identity = authenticate_request(accounts, browser, headers).inspect_err(|err| {
                 if matches!(err, GatewayError::Unavailable) {
                     verdict.decision = Decision::Unavailable;
                 }

@@ -68,14 +68,36 @@ use view::UserView;
 pub struct Identity {
     /// Shared with the in-memory view: nothing is copied per request.
     pub user: Arc<UserView>,
-    /// Shared with the verified-token cache.
+    /// Shared with the verified-token cache (or, for a browser session, built once per
+    /// session: `sub` the user id, `sid` and `jti` the session id, `iat` the sign-in
+    /// time, `exp` the absolute expiry).
     token: Arc<VerifiedToken>,
+    /// Established by a browser session cookie (SPEC §10), not a bearer token.
+    browser_session: bool,
 }
 
 impl Identity {
     /// The identity of a verified token's user, as the view has it now.
     pub fn new(user: Arc<UserView>, token: Arc<VerifiedToken>) -> Self {
-        Identity { user, token }
+        Identity {
+            user,
+            token,
+            browser_session: false,
+        }
+    }
+
+    /// The identity a browser session cookie stands for (SPEC §10).
+    pub fn from_browser_session(user: Arc<UserView>, session: Arc<VerifiedToken>) -> Self {
+        Identity {
+            user,
+            token: session,
+            browser_session: true,
+        }
+    }
+
+    /// True when a browser session cookie established it.
+    pub fn is_browser_session(&self) -> bool {
+        self.browser_session
     }
 
     /// The user id (`sub`).
@@ -102,12 +124,12 @@ impl Identity {
         &self.token.jti
     }
 
-    /// When the token was issued (`iat`, Unix seconds).
+    /// When the token was issued (`iat`, Unix seconds; a browser session's sign-in).
     pub fn iat(&self) -> u64 {
         self.token.iat
     }
 
-    /// When the token expires (`exp`, Unix seconds).
+    /// When the token expires (`exp`, Unix seconds; a browser session's absolute expiry).
     pub fn exp(&self) -> u64 {
         self.token.exp
     }
@@ -469,6 +491,7 @@ impl Accounts {
             generation: user.generation,
             expires_at,
             ended_at: None,
+            browser: None,
         };
         let record = RefreshRecord {
             token_hash,

@@ -789,6 +789,20 @@ mod tests {
         ) -> StoreFuture<'_, StoreResult<Written<()>>> {
             self.inner.insert_session(session, token)
         }
+        fn insert_browser_session(
+            &self,
+            session: &SessionRecord,
+        ) -> StoreFuture<'_, StoreResult<Written<()>>> {
+            self.inner.insert_browser_session(session)
+        }
+        fn touch_session(
+            &self,
+            user_id: &str,
+            family: &str,
+            last_seen: u64,
+        ) -> StoreFuture<'_, StoreResult<Written<bool>>> {
+            self.inner.touch_session(user_id, family, last_seen)
+        }
         fn find_refresh(
             &self,
             token_hash: &[u8; 32],

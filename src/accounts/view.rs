@@ -1,7 +1,8 @@
 //! The in-process view of what every request checks (SPEC §4 validation): for each user
 //! id (service clients included: principals of kind client) its name, current roles,
 //! enabled flag, last password change and generation; the
-//! revoked access-token ids; the ended login sessions. Built from the store's
+//! revoked access-token ids; the ended login sessions; the live browser sessions by the
+//! SHA-256 of their cookie value (SPEC §10). Built from the store's
 //! [`Loaded`] state at start and changed only by applying the store's change feed
 //! ([`View::apply`], driven by [`super::feed::Follower`]), so a bearer check is a few
 //! hash lookups under read locks, never a disk read, and every process that follows the
@@ -11,17 +12,29 @@
 //! feed up to its own change, and only then acknowledges. A request racing an admin
 //! change sees either the old or the new state; every request that starts after the
 //! acknowledgement sees the new one.
+//!
+//! Browser sessions ([`BrowserEntry`], keyed by the cookie value's SHA-256): only what
+//! authenticating a cookie needs, so that is one hash and one map lookup (plus the
+//! user's). Ended and removed sessions leave the index as their change is applied;
+//! expired ones when [`View::forget_expired`] runs (and are refused by the clock before
+//! that). Memory per session, for issue #17 (1,000,000 sessions): the map slot (32-byte
+//! key + 8-byte `Arc` + ~1 control byte, at the table's ⅞ load ≈ 47 B), the entry (16 B
+//! `Arc` header + 40 B of counters and flags + the `VerifiedToken`: three `String`s of
+//! 24 B each with their heap parts, a user id and the 22-character session id twice,
+//! ≈ 130 B with allocator rounding, + 16 B of times) ≈ 300 B, i.e. about 300 MB per
+//! million live sessions.
 
 // foldhash, not SipHash: keys are ids we generated (users, jti, sid), looked up on every
 // proxied request; SipHash over them was measurable (benches/RESULTS.md).
 use foldhash::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use http::HeaderValue;
 
 use crate::auth::keys::VerifiedToken;
 use crate::error::TokenRejection;
-use crate::store::{ChangeKind, Loaded, PrincipalKind, UserRecord, UserState};
+use crate::store::{ChangeKind, Loaded, PrincipalKind, SessionRecord, UserRecord, UserState};
 
 /// What a request needs to know about a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +98,92 @@ impl From<&UserState> for UserView {
     }
 }
 
-/// Users, revocations and ended sessions, in memory.
+/// One live browser session: what authenticating its cookie needs (SPEC §10).
+#[derive(Debug)]
+pub struct BrowserEntry {
+    /// The session as the identity carries it: `sub` the user id, `sid` and `jti` the
+    /// session id, `iat` the sign-in time, `exp` the absolute expiry. Built once, shared
+    /// by every request of the session.
+    pub token: Arc<VerifiedToken>,
+    /// The user's generation the session was made under: a password change or a disable
+    /// moves the user's on, and the session is refused from then on.
+    pub generation: u64,
+    /// No inactivity limit, only the absolute expiry.
+    pub remember_me: bool,
+    /// The last use recorded in the store (Unix seconds), moved by the feed.
+    recorded: AtomicU64,
+    /// The last use this process saw (Unix seconds).
+    used: AtomicU64,
+    /// A background write of the last use is in flight.
+    touching: AtomicBool,
+}
+
+impl BrowserEntry {
+    fn new(session: &SessionRecord, last_seen: u64, remember_me: bool) -> Self {
+        BrowserEntry {
+            token: Arc::new(VerifiedToken {
+                sub: session.user_id.clone(),
+                sid: Some(session.family.clone()),
+                jti: session.family.clone(),
+                iat: session.created,
+                exp: session.expires_at,
+            }),
+            generation: session.generation,
+            remember_me,
+            recorded: AtomicU64::new(last_seen),
+            used: AtomicU64::new(last_seen),
+            touching: AtomicBool::new(false),
+        }
+    }
+
+    /// The user id.
+    pub fn user_id(&self) -> &str {
+        &self.token.sub
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> &str {
+        &self.token.jti
+    }
+
+    /// The absolute expiry (Unix seconds).
+    pub fn expires_at(&self) -> u64 {
+        self.token.exp
+    }
+
+    /// The last use recorded in the store (Unix seconds).
+    pub fn recorded(&self) -> u64 {
+        self.recorded.load(Ordering::Relaxed)
+    }
+
+    /// The last use known here: this process's, or a later one recorded by another.
+    pub fn last_used(&self) -> u64 {
+        self.used
+            .load(Ordering::Relaxed)
+            .max(self.recorded.load(Ordering::Relaxed))
+    }
+
+    /// Notes a use at `now`.
+    pub fn use_at(&self, now: u64) {
+        self.used.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Claims the one background write of the last use; false when one is in flight.
+    pub fn start_touch(&self) -> bool {
+        !self.touching.swap(true, Ordering::AcqRel)
+    }
+
+    /// Releases the claim of [`Self::start_touch`]; `recorded`: the time the store now
+    /// holds, when the write succeeded.
+    pub fn end_touch(&self, recorded: Option<u64>) {
+        if let Some(at) = recorded {
+            self.recorded.fetch_max(at, Ordering::Relaxed);
+        }
+        self.touching.store(false, Ordering::Release);
+    }
+}
+
+/// Users, revocations, ended sessions and live browser sessions, in memory.
 #[derive(Debug, Default)]
 pub struct View {
     users: RwLock<HashMap<String, Arc<UserView>>>,
@@ -93,6 +191,8 @@ pub struct View {
     revoked: RwLock<HashMap<String, u64>>,
     /// Session id (`sid`) → Unix second after which no token of it can be valid.
     ended: RwLock<HashMap<String, u64>>,
+    /// SHA-256 of a session cookie value → the live browser session.
+    browser: RwLock<HashMap<[u8; 32], Arc<BrowserEntry>>>,
 }
 
 // A poisoned lock only means another thread panicked while holding it; the maps are
@@ -160,6 +260,31 @@ impl View {
                 write(&self.users).remove(id);
             }
             ChangeKind::SessionPut(session) => {
+                if let Some(browser) = &session.browser {
+                    let mut index = write(&self.browser);
+                    if session.ended_at.is_some() {
+                        index.remove(&browser.cookie_hash);
+                    } else {
+                        match index.get(&browser.cookie_hash) {
+                            // A recorded use (touch): the entry and its local use stay.
+                            Some(entry) if entry.sid() == session.family => {
+                                entry
+                                    .recorded
+                                    .fetch_max(browser.last_seen, Ordering::Relaxed);
+                            }
+                            _ => {
+                                index.insert(
+                                    browser.cookie_hash,
+                                    Arc::new(BrowserEntry::new(
+                                        session,
+                                        browser.last_seen,
+                                        browser.remember_me,
+                                    )),
+                                );
+                            }
+                        }
+                    }
+                }
                 if let Some(ended_at) = session.ended_at {
                     let until = ended_at.saturating_add(grace);
                     if until >= now {
@@ -172,8 +297,13 @@ impl View {
                     write(&self.revoked).insert(revoked.jti.clone(), revoked.expires_at);
                 }
             }
-            // The user is gone already (its tokens fail on that); the secret is not ours.
-            ChangeKind::SessionsRemoved { .. } | ChangeKind::SecretKept => {}
+            // The user is gone already (its tokens fail on that); its browser sessions
+            // leave the index.
+            ChangeKind::SessionsRemoved { user_id } => {
+                write(&self.browser).retain(|_, entry| entry.user_id() != user_id);
+            }
+            // The secret is not ours.
+            ChangeKind::SecretKept => {}
         }
     }
 
@@ -194,11 +324,28 @@ impl View {
             .map(|revoked| (revoked.jti.clone(), revoked.expires_at))
             .collect();
         let mut ended: HashMap<String, u64> = HashMap::default();
+        let mut browser: HashMap<[u8; 32], Arc<BrowserEntry>> = HashMap::default();
+        let previous = read(&self.browser).clone();
         for session in &loaded.sessions {
             let ended_at = match session.ended_at {
                 Some(ended_at) => ended_at,
                 None => match users.get(&session.user_id) {
-                    Some(user) if user.enabled && user.generation == session.generation => continue,
+                    Some(user) if user.enabled && user.generation == session.generation => {
+                        if let Some(record) = &session.browser {
+                            let entry =
+                                BrowserEntry::new(session, record.last_seen, record.remember_me);
+                            // This process's own later use survives a reload.
+                            if let Some(old) = previous.get(&record.cookie_hash) {
+                                if old.sid() == session.family {
+                                    entry.use_at(old.last_used());
+                                }
+                            }
+                            if session.expires_at > now {
+                                browser.insert(record.cookie_hash, Arc::new(entry));
+                            }
+                        }
+                        continue;
+                    }
                     // A missing user fails every check on its own.
                     None => continue,
                     Some(_) => now,
@@ -212,6 +359,18 @@ impl View {
         *write(&self.users) = users;
         *write(&self.revoked) = revoked;
         *write(&self.ended) = ended;
+        *write(&self.browser) = browser;
+    }
+
+    /// The live browser session whose cookie value has this SHA-256, if any (its expiry
+    /// and its user's state are the caller's to check).
+    pub fn browser_session(&self, cookie_hash: &[u8; 32]) -> Option<Arc<BrowserEntry>> {
+        read(&self.browser).get(cookie_hash).cloned()
+    }
+
+    /// Number of live browser sessions indexed (tests, logs).
+    pub fn browser_session_count(&self) -> usize {
+        read(&self.browser).len()
     }
 
     /// True when the session was ended.
@@ -223,6 +382,7 @@ impl View {
     pub fn forget_expired(&self, now: u64) {
         write(&self.revoked).retain(|_, until| *until >= now);
         write(&self.ended).retain(|_, until| *until >= now);
+        write(&self.browser).retain(|_, entry| entry.expires_at() > now);
     }
 
     /// Number of users known (for logs).
@@ -267,6 +427,7 @@ mod tests {
             generation: 0,
             expires_at: at + 1000,
             ended_at: Some(at),
+            browser: None,
         })
     }
 
@@ -353,6 +514,7 @@ mod tests {
             generation,
             expires_at: 1000,
             ended_at: None,
+            browser: None,
         };
         let loaded = Loaded {
             users: vec![user],
@@ -372,6 +534,97 @@ mod tests {
             view.check(&fresh).is_ok(),
             "the reload replaced the revocations too"
         );
+    }
+
+    fn browser_session(
+        family: &str,
+        hash: u8,
+        ended_at: Option<u64>,
+        last_seen: u64,
+    ) -> ChangeKind {
+        ChangeKind::SessionPut(SessionRecord {
+            family: family.into(),
+            user_id: "u1".into(),
+            created: 100,
+            generation: 0,
+            expires_at: 1000,
+            ended_at,
+            browser: Some(crate::store::BrowserSessionRecord {
+                cookie_hash: [hash; 32],
+                last_seen,
+                remember_me: false,
+            }),
+        })
+    }
+
+    #[test]
+    fn browser_sessions_are_indexed_by_cookie_hash_until_ended_removed_or_expired() {
+        let view = View::default();
+        view.apply(&record(1), 100, 0);
+        view.apply(&browser_session("b1", 1, None, 100), 100, 0);
+        view.apply(&browser_session("b2", 2, None, 100), 100, 0);
+        let entry = view.browser_session(&[1; 32]).expect("indexed");
+        assert_eq!((entry.user_id(), entry.sid()), ("u1", "b1"));
+        assert_eq!(entry.token.sid.as_deref(), Some("b1"));
+        assert_eq!((entry.token.iat, entry.expires_at()), (100, 1000));
+        assert!(view.browser_session(&[3; 32]).is_none());
+        // A recorded use moves `recorded` forward and keeps the entry (and its local use).
+        entry.use_at(150);
+        view.apply(&browser_session("b1", 1, None, 160), 170, 0);
+        let same = view.browser_session(&[1; 32]).expect("indexed");
+        assert!(Arc::ptr_eq(&entry, &same));
+        assert_eq!((same.recorded(), same.last_used()), (160, 160));
+        // Ended: out of the index (and remembered as ended for its tokens).
+        view.apply(&browser_session("b1", 1, Some(200), 160), 200, 50);
+        assert!(view.browser_session(&[1; 32]).is_none());
+        assert!(view.session_ended("b1"));
+        // Removed with its user.
+        view.apply(
+            &ChangeKind::SessionsRemoved {
+                user_id: "u1".into(),
+            },
+            200,
+            0,
+        );
+        assert_eq!(view.browser_session_count(), 0);
+        // Expired: forgotten by the clock.
+        view.apply(&browser_session("b3", 3, None, 100), 100, 0);
+        view.forget_expired(999);
+        assert_eq!(view.browser_session_count(), 1);
+        view.forget_expired(1000);
+        assert_eq!(view.browser_session_count(), 0);
+    }
+
+    #[test]
+    fn a_full_load_indexes_only_live_browser_sessions_of_the_current_generation() {
+        let ChangeKind::UserPut(mut user) = record(1) else {
+            unreachable!()
+        };
+        user.generation = 1;
+        let session = |family: &str, hash: u8, generation: u64, ended_at: Option<u64>| {
+            let ChangeKind::SessionPut(mut session) = browser_session(family, hash, ended_at, 100)
+            else {
+                unreachable!()
+            };
+            session.generation = generation;
+            session
+        };
+        let loaded = Loaded {
+            users: vec![user],
+            sessions: vec![
+                session("old", 1, 0, None),
+                session("live", 2, 1, None),
+                session("ended", 3, 1, Some(150)),
+            ],
+            revoked: vec![],
+            cursor: 3,
+        };
+        let view = View::default();
+        view.replace(&loaded, 200, 50);
+        assert!(view.browser_session(&[1; 32]).is_none(), "older generation");
+        assert!(view.browser_session(&[2; 32]).is_some());
+        assert!(view.browser_session(&[3; 32]).is_none(), "ended");
+        assert_eq!(view.browser_session_count(), 1);
     }
 
     fn client(generation: u64) -> ChangeKind {

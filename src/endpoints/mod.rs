@@ -17,6 +17,7 @@
 //! | `/introspect`   | POST      | `introspect.rs` (RFC 7662; callers are service clients) |
 //! | `/me`           | GET, HEAD | `me.rs`       |
 //! | `/verify`       | any       | `verify.rs` (only 200, 401, 403; 503 when stale) |
+//! | `/forward-auth` | any       | `verify.rs` (as `/verify`, but 302 to sign in for a browser navigation) |
 //! | `/password`     | POST      | `password.rs` |
 //! | `/register`     | POST      | `register.rs` (404 while registration is off) |
 //! | `/openapi.json` | GET, HEAD | `openapi.rs` (OpenAPI 3.1 document of this table) |
@@ -61,6 +62,8 @@ use crate::telemetry::metrics::{LoginOutcome, Metrics};
 pub struct EndpointContext<'a> {
     pub accounts: &'a Accounts,
     pub metrics: &'a Metrics,
+    /// `server.auth_prefix` (the pages' form actions and redirect rules use it).
+    pub auth_prefix: &'a str,
     /// The snapshot's route table (`/auth/verify` decides with it).
     pub routes: &'a RouteTable,
     /// The snapshot's identity header names (`/auth/verify` answers with them).
@@ -100,6 +103,7 @@ pub enum Endpoint {
     Introspect,
     Me,
     Verify,
+    ForwardAuth,
     Password,
     Register,
     OpenApi,
@@ -198,6 +202,11 @@ pub const ROUTES: &[Route] = &[
         endpoint: Endpoint::Verify,
     },
     Route {
+        path: "/forward-auth",
+        methods: Methods::Any,
+        endpoint: Endpoint::ForwardAuth,
+    },
+    Route {
         path: "/password",
         methods: Methods::POST,
         endpoint: Endpoint::Password,
@@ -242,7 +251,10 @@ pub async fn dispatch(
         Endpoint::Revoke => revoke::handle(context, request).await,
         Endpoint::Introspect => introspect::handle(context, request).await,
         Endpoint::Me => me::handle(context, &request),
-        Endpoint::Verify => verify::handle(context, &request, verdict),
+        Endpoint::Verify => verify::handle(context, &request, verdict, verify::Mode::Verify),
+        Endpoint::ForwardAuth => {
+            verify::handle(context, &request, verdict, verify::Mode::ForwardAuth)
+        }
         Endpoint::Password => password::handle(context, request).await,
         Endpoint::Register => register::handle(context, request).await,
         Endpoint::OpenApi => openapi::serve(context.openapi, request.method(), request.headers()),

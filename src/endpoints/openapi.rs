@@ -121,6 +121,12 @@ fn components() -> Value {
                 "bearerFormat": "JWT",
                 "description": "An access token from /login, /token or /refresh: `Authorization: Bearer <token>`, one Authorization header only.",
             },
+            "browserSession": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "__Host-gatehouse_session",
+                "description": "The browser session cookie from the sign-in page ([browser] enabled; `__Secure-gatehouse_session` with browser.cookie_domain). Used only when there is no Authorization header.",
+            },
             "clientBasic": {
                 "type": "http",
                 "scheme": "basic",
@@ -360,6 +366,20 @@ fn bearer_unauthorized(codes: &[&str]) -> Value {
     )
 }
 
+/// `/verify`'s 401: as any, plus the sign-in page for a browser navigation (SPEC §10).
+fn verify_unauthorized() -> Value {
+    let mut response = bearer_unauthorized(&["unauthorized", "invalid_token"]);
+    response["description"] = Value::String(
+        "no credential, or a bad, expired or revoked bearer token; for a browser navigation without a credential ([browser] enabled) also Location: the sign-in page, for nginx's error_page 401".into(),
+    );
+    response["headers"]["Location"] = json!({
+        "required": false,
+        "description": "public_url + <auth_prefix>/sign_in?rd=<the original URL>",
+        "schema": { "type": "string", "format": "uri" },
+    });
+    response
+}
+
 fn invalid_client() -> Value {
     error(
         "the service client's credentials are missing or wrong",
@@ -395,6 +415,7 @@ fn operation(endpoint: Endpoint, method: &str, new_password: &Value) -> Value {
         Endpoint::Introspect => introspect(),
         Endpoint::Me => me(),
         Endpoint::Verify => verify(method),
+        Endpoint::ForwardAuth => forward_auth(method),
         Endpoint::Password => password(new_password),
         Endpoint::Register => register(new_password),
         Endpoint::OpenApi => openapi(),
@@ -641,9 +662,9 @@ fn verify(method: &str) -> Value {
     };
     json!({
         "summary": format!("Forward-auth ({method}; every method is answered alike)"),
-        "description": "For nginx auth_request, Traefik ForwardAuth and Caddy forward_auth: from a trusted proxy (headers.trusted_proxies) the forwarded method and URI are decided by the route rules, public routes included; without them a valid token is all that is asked. Only 200, 401, 403 and 503.",
+        "description": "For nginx auth_request, Traefik ForwardAuth and Caddy forward_auth: from a trusted proxy (headers.trusted_proxies) the forwarded method and URI are decided by the route rules, public routes included; without them a valid token is all that is asked. The browser session cookie ([browser] enabled) authenticates like a bearer token. Only 200, 401, 403 and 503.",
         "tags": ["forward-auth"],
-        "security": [{}, { "bearerAuth": [] }],
+        "security": [{}, { "bearerAuth": [] }, { "browserSession": [] }],
         "parameters": [
             header("X-Forwarded-Method", "the original request's method (trusted proxies only)"),
             header("X-Forwarded-Uri", "the original request's URI (trusted proxies only)"),
@@ -651,8 +672,17 @@ fn verify(method: &str) -> Value {
             header("X-Original-URI", "the original request's URI, nginx ingress style (trusted proxies only)"),
         ],
         "responses": {
-            "200": { "description": "allowed: every configured identity header is on the response (empty without an identity); no body" },
-            "401": bearer_unauthorized(&["unauthorized", "invalid_token"]),
+            "200": {
+                "description": "allowed: every configured identity header is on the response (empty without an identity); no body",
+                "headers": {
+                    "X-Gatehouse-Cookie": {
+                        "required": true,
+                        "description": "the request's Cookie header without gatehouse's session and CSRF cookies (empty when none is left): what the proxy sends upstream as Cookie",
+                        "schema": { "type": "string" },
+                    },
+                },
+            },
+            "401": verify_unauthorized(),
             "403": error(
                 "the route denies it or needs a role the token lacks; a malformed forwarded method or URI or request (invalid_request); forwarded headers from a peer that is not a trusted proxy (forbidden)",
                 &["forbidden", "insufficient_scope", "invalid_request"],
@@ -661,6 +691,30 @@ fn verify(method: &str) -> Value {
             "503": unavailable(),
         },
     })
+}
+
+/// `/forward-auth`: `/verify`'s operation, answering a browser navigation without a
+/// credential with 302 to the sign-in page instead of 401 (SPEC §10).
+fn forward_auth(method: &str) -> Value {
+    let mut operation = verify(method);
+    operation["summary"] = Value::String(format!(
+        "Forward-auth answering browsers with a redirect ({method}; every method is answered alike)"
+    ));
+    operation["description"] = Value::String(
+        "For Traefik ForwardAuth and Caddy forward_auth, which hand a non-2xx answer to the client: as /verify, except that with [browser] enabled a browser navigation without a credential is answered 302 to the sign-in page. The browser session cookie authenticates like a bearer token. Only 200, 302, 401, 403 and 503.".into(),
+    );
+    operation["responses"]["302"] = json!({
+        "description": "a browser navigation without a credential ([browser] enabled): go to the sign-in page; no body",
+        "headers": {
+            "Location": {
+                "required": true,
+                "description": "public_url + <auth_prefix>/sign_in?rd=<the original URL>",
+                "schema": { "type": "string", "format": "uri" },
+            },
+            "Cache-Control": { "$ref": "#/components/headers/Cache-Control-no-store" },
+        },
+    });
+    operation
 }
 
 fn password(new_password: &Value) -> Value {
@@ -760,6 +814,10 @@ mod tests {
         use crate::error::TokenRejection;
         vec![
             GatewayError::Unauthorized,
+            GatewayError::SignIn(http::HeaderValue::from_static(
+                "https://a.test/auth/sign_in",
+            )),
+            GatewayError::UnauthorizedSignIn(http::HeaderValue::from_static("https://a.test/")),
             GatewayError::InvalidToken(TokenRejection::Expired),
             GatewayError::InsufficientScope,
             GatewayError::Forbidden,

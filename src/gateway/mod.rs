@@ -12,9 +12,12 @@
 //!    `Gateway::well_known` serves the JWKS and discovery documents at their exact root
 //!    paths (SPEC §9); `Gateway::own_endpoint` the endpoints under `auth_prefix`
 //!    (`/auth/verify` fills the verdict like a proxied request);
-//! 4. match the route and decide access ([`access::decide`](fn@crate::access::decide): route, token, roles);
-//! 5. `prepare` the upstream request (hop-by-hop out, forwarding and identity in, and
-//!    the signed assertion when `[assertion]` is enabled, SPEC §9);
+//! 4. match the route and decide access ([`access::decide`](fn@crate::access::decide): route,
+//!    bearer token or session cookie, roles); with `[browser] enabled` a browser
+//!    navigation without a credential is sent to sign in (302, SPEC §10) instead of 401;
+//! 5. `prepare` the upstream request (hop-by-hop out, gatehouse's own cookies out,
+//!    forwarding and identity in, and the signed assertion when `[assertion]` is
+//!    enabled, SPEC §9);
 //! 6. forward, streaming both bodies; splice upgraded connections ([`crate::proxy`]);
 //! 7. `clean` the response.
 //!
@@ -32,7 +35,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
-use crate::access::{self, Allowed, Verdict};
+use crate::access::{self, cookie, navigation, Allowed, Verdict};
 use crate::accounts::Accounts;
 use crate::endpoints::well_known::{Document, WellKnown};
 use crate::endpoints::{self, EndpointContext};
@@ -137,7 +140,14 @@ impl Gateway {
         }
         // 4. Route and access decision.
         let route = snapshot.routes.decide(request.method(), &path);
-        let allowed = access::decide(&self.accounts, &route, request.headers(), &mut ctx.verdict)?;
+        let allowed = access::decide(
+            &self.accounts,
+            &snapshot.browser,
+            &route,
+            request.headers(),
+            &mut ctx.verdict,
+        )
+        .map_err(|err| self.sign_in_instead(err, &snapshot, &request, &path, &uri, ctx.conn))?;
         let upstream = snapshot.upstream(allowed.upstream)?;
         ctx.upstream = Some(upstream.name.clone());
         // 5. Prepare the upstream request.
@@ -154,6 +164,32 @@ impl Gateway {
         let upgraded = self.splice(&mut response, upgrade);
         // 7. Clean the response.
         Ok(clean(response, client_version, upgraded))
+    }
+
+    /// Phase 4, refused: with `[browser] enabled`, a browser navigation without a
+    /// credential (401 `unauthorized`) is sent to the sign-in page instead (302, SPEC §10),
+    /// `rd` naming the URL it asked for ([`navigation`]); every other refusal, and every
+    /// other client, keeps its SPEC §5 answer.
+    fn sign_in_instead(
+        &self,
+        err: GatewayError,
+        snapshot: &Snapshot,
+        request: &Request<Incoming>,
+        path: &str,
+        uri: &Uri,
+        conn: ConnInfo,
+    ) -> GatewayError {
+        let browser = &snapshot.browser;
+        if !navigation::wants_sign_in(&err, browser, request.method(), request.headers()) {
+            return err;
+        }
+        let (scheme, host) = navigation::request_origin(request.headers(), conn.https);
+        let original =
+            navigation::original_url(browser, host.map(|host| (scheme, host)), path, uri.query());
+        match navigation::sign_in_location(browser, &self.auth_prefix, &original) {
+            Some(location) => GatewayError::SignIn(location),
+            None => err,
+        }
     }
 
     /// Phase 6, second half: when the upstream answers `101` to an upgrade request, joins
@@ -284,6 +320,7 @@ impl Gateway {
         let context = EndpointContext {
             accounts: &self.accounts,
             metrics: &self.metrics,
+            auth_prefix: &self.auth_prefix,
             routes: &snapshot.routes,
             identity_headers: &snapshot.identity,
             assertions: &snapshot.assertions,
@@ -364,6 +401,7 @@ fn prepare(
     if !snapshot.forward_authorization {
         headers.remove(header::AUTHORIZATION);
     }
+    cookie::strip(headers, &cookie::GATEHOUSE_COOKIES);
     let host = headers.get(header::HOST).cloned();
     let conn = ctx.conn;
     forwarded::stamp(

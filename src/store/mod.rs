@@ -11,7 +11,8 @@
 //! Record kinds (see [`sled_store`] for the sled layout): users and service clients (one
 //! record type, told apart by [`PrincipalKind`]; + a unique index of canonical names
 //! shared by both), refresh tokens (only the SHA-256 of the token), login sessions
-//! (refresh-token families), revoked access-token ids, meta (the generated signing
+//! (refresh-token families, and browser sessions: SHA-256 of the cookie value, last use,
+//! remember-me, SPEC §10), revoked access-token ids, meta (the generated signing
 //! secret, the signing secret's fingerprint, the feed's counters) and the change log. Every value is encoded as a version
 //! byte followed by serde_json (`codec`), so later formats can migrate record by record.
 //!
@@ -253,6 +254,57 @@ pub struct SessionRecord {
     pub expires_at: u64,
     /// When the session was ended (logout, reuse detected, password change, disable).
     pub ended_at: Option<u64>,
+    /// A browser session (SPEC §10): signed in through the form, authenticated by a
+    /// cookie, no refresh token; `expires_at` is its absolute expiry. Left out when
+    /// `None`, so records and feed entries of token sessions read and write as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<BrowserSessionRecord>,
+}
+
+/// What a browser session has beyond a login session (SPEC §10).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BrowserSessionRecord {
+    /// SHA-256 of the session cookie's value; the value itself is never stored. Written
+    /// as 64 hex digits (records, feed entries, export lines).
+    #[serde(with = "hex32")]
+    pub cookie_hash: [u8; 32],
+    /// Unix seconds of the last recorded use (recorded coarsely, see
+    /// [`Store::touch_session`]); the sign-in time at first.
+    pub last_seen: u64,
+    /// Signed in with "remember me": no inactivity limit, only `expires_at`.
+    pub remember_me: bool,
+}
+
+/// `[u8; 32]` as 64 lower-case hex digits in serde formats.
+mod hex32 {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 32], serializer: S) -> Result<S::Ok, S::Error> {
+        let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        serializer.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let invalid = || D::Error::custom("expected 64 hex digits");
+        if text.len() != 64 || !text.is_ascii() {
+            return Err(invalid());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| invalid())?;
+        }
+        Ok(out)
+    }
+}
+
+impl std::fmt::Debug for BrowserSessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserSessionRecord")
+            .field("last_seen", &self.last_seen)
+            .field("remember_me", &self.remember_me)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An access-token id revoked before its expiry (logout).
@@ -448,6 +500,23 @@ pub trait Store: Send + Sync + 'static {
         session: &SessionRecord,
         token: &RefreshRecord,
     ) -> BoxFuture<'_, StoreResult<Written<()>>>;
+    /// Starts a browser session (SPEC §10; `session.browser` is `Some`), without a
+    /// refresh token, in one transaction that first checks the user exactly as
+    /// [`Self::insert_session`] does. Publishes [`ChangeKind::SessionPut`].
+    fn insert_browser_session(
+        &self,
+        session: &SessionRecord,
+    ) -> BoxFuture<'_, StoreResult<Written<()>>>;
+    /// Moves a live browser session's `last_seen` forward to `last_seen`; true when it
+    /// did. Nothing changes (and nothing is published) when the session is missing,
+    /// ended, not a browser session, or already seen at or after `last_seen`.
+    /// Publishes [`ChangeKind::SessionPut`] with the updated session.
+    fn touch_session(
+        &self,
+        user_id: &str,
+        family: &str,
+        last_seen: u64,
+    ) -> BoxFuture<'_, StoreResult<Written<bool>>>;
     /// A refresh token by hash (constant-time confirmed).
     fn find_refresh(
         &self,

@@ -461,10 +461,10 @@ impl Inner {
     fn insert_session(
         &self,
         session: &SessionRecord,
-        token: &RefreshRecord,
+        token: Option<&RefreshRecord>,
     ) -> StoreResult<Written<()>> {
         let session_value = encode(session)?;
-        let token_value = encode(token)?;
+        let token_value = token.map(encode).transpose()?;
         let key = session_key(&session.user_id, &session.family);
         let change = ChangeKind::SessionPut(session.clone());
         self.write(|| {
@@ -485,9 +485,39 @@ impl Inner {
                         Some(_) => {}
                     }
                     sessions.insert(key.as_slice(), session_value.clone())?;
-                    refresh.insert(&token.token_hash[..], token_value.clone())?;
+                    if let (Some(token), Some(value)) = (token, &token_value) {
+                        refresh.insert(&token.token_hash[..], value.clone())?;
+                    }
                     Ok(((), Some(publish(meta, changes, &change)?)))
                 })
+        })
+    }
+
+    fn touch_session(
+        &self,
+        user_id: &str,
+        family: &str,
+        last_seen: u64,
+    ) -> StoreResult<Written<bool>> {
+        let key = session_key(user_id, family);
+        self.write(|| {
+            (&self.sessions, &self.meta, &self.changes).transaction(|(sessions, meta, changes)| {
+                let Some(mut session) = tx_get::<SessionRecord>(sessions, SESSIONS, &key)? else {
+                    return Ok((false, None));
+                };
+                if session.ended_at.is_some() {
+                    return Ok((false, None));
+                }
+                match &mut session.browser {
+                    Some(browser) if browser.last_seen < last_seen => {
+                        browser.last_seen = last_seen;
+                    }
+                    _ => return Ok((false, None)),
+                }
+                sessions.insert(key.as_slice(), tx_encode(&session)?)?;
+                let seq = publish(meta, changes, &ChangeKind::SessionPut(session))?;
+                Ok((true, Some(seq)))
+            })
         })
     }
 
@@ -974,7 +1004,30 @@ impl Store for SledStore {
         token: &RefreshRecord,
     ) -> BoxFuture<'_, StoreResult<Written<()>>> {
         let (session, token) = (session.clone(), token.clone());
-        self.run(move |store| store.insert_session(&session, &token))
+        self.run(move |store| store.insert_session(&session, Some(&token)))
+    }
+
+    fn insert_browser_session(
+        &self,
+        session: &SessionRecord,
+    ) -> BoxFuture<'_, StoreResult<Written<()>>> {
+        let session = session.clone();
+        if session.browser.is_none() {
+            return Box::pin(std::future::ready(Err(StoreError::Backend(
+                "insert_browser_session: not a browser session".into(),
+            ))));
+        }
+        self.run(move |store| store.insert_session(&session, None))
+    }
+
+    fn touch_session(
+        &self,
+        user_id: &str,
+        family: &str,
+        last_seen: u64,
+    ) -> BoxFuture<'_, StoreResult<Written<bool>>> {
+        let (user_id, family) = (user_id.to_string(), family.to_string());
+        self.run(move |store| store.touch_session(&user_id, &family, last_seen))
     }
 
     fn find_refresh(

@@ -558,6 +558,7 @@ mod tests {
                 generation: 3,
                 expires_at: 100,
                 ended_at: None,
+                browser: None,
             }],
             refresh_tokens: vec![RefreshRecord {
                 token_hash: [0xab; 32],
@@ -595,6 +596,43 @@ mod tests {
         let (header, back) = read(written.as_bytes()).expect("read");
         assert_eq!(header.source_backend, "sled");
         assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn a_browser_session_reads_back_with_its_cookie_hash_in_hex() {
+        let mut snapshot = sample();
+        snapshot.sessions.push(SessionRecord {
+            family: "b1".into(),
+            browser: Some(crate::store::BrowserSessionRecord {
+                cookie_hash: [0xcd; 32],
+                last_seen: 60,
+                remember_me: true,
+            }),
+            ..snapshot.sessions[0].clone()
+        });
+        let written = text(&snapshot);
+        let line = written
+            .lines()
+            .find(|line| line.contains(r#""family":"b1""#))
+            .expect("session line");
+        assert!(
+            line.contains(&format!(
+                r#""browser":{{"cookie_hash":"{}","last_seen":60,"remember_me":true}}"#,
+                "cd".repeat(32)
+            )),
+            "{line}"
+        );
+        let token_session = written
+            .lines()
+            .find(|line| line.contains(r#""family":"f1","#) && line.contains("session"))
+            .expect("token session line");
+        assert!(!token_session.contains("browser"), "{token_session}");
+        let mut back = read_text(&written).expect("read");
+        back.sort();
+        snapshot.sort();
+        assert_eq!(back, snapshot);
+        let bad = written.replace(&"cd".repeat(32), "zz");
+        assert!(read_text(&bad).is_err());
     }
 
     #[test]

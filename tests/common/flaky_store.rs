@@ -102,6 +102,20 @@ impl Store for FlakyStore {
     ) -> BoxFuture<'_, StoreResult<Written<()>>> {
         verb!(self, self.inner.insert_session(session, token))
     }
+    fn insert_browser_session(
+        &self,
+        session: &SessionRecord,
+    ) -> BoxFuture<'_, StoreResult<Written<()>>> {
+        verb!(self, self.inner.insert_browser_session(session))
+    }
+    fn touch_session(
+        &self,
+        user_id: &str,
+        family: &str,
+        last_seen: u64,
+    ) -> BoxFuture<'_, StoreResult<Written<bool>>> {
+        verb!(self, self.inner.touch_session(user_id, family, last_seen))
+    }
     fn find_refresh(
         &self,
         token_hash: &[u8; 32],

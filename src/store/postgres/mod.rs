@@ -10,7 +10,8 @@
 //! secret; the secret's fingerprint), `changes(seq, at, change jsonb)` and the one-row
 //! `feed_head(seq, trimmed)`; `login_counters` (`0002`, the lockout counts every replica
 //! shares: [`counters`]); `users.kind` (`0003`: `user` or `client`, service clients being
-//! principals in the users table).
+//! principals in the users table); `sessions.cookie_hash`, `last_seen`, `remember_me`
+//! (`0004`: browser sessions, SPEC §10; all NULL for a token session).
 //!
 //! **Sequence numbers in commit order.** Every publishing transaction ends with
 //! `UPDATE feed_head SET seq = seq + 1 RETURNING seq` and the insert of its change row
@@ -58,9 +59,10 @@ pub use conninfo::{redact, Conninfo, SslMode};
 pub use schema::{MigrateError, Migrated, LATEST};
 
 use super::{
-    BoxFuture, Change, ChangeKind, Conflict, CounterOp, CounterOutcome, Feed, Loaded,
-    PrincipalKind, Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, Snapshot, Store,
-    StoreError, StoreResult, Taken, UserChange, UserRecord, UserState, Written, FEED_RETENTION,
+    BoxFuture, BrowserSessionRecord, Change, ChangeKind, Conflict, CounterOp, CounterOutcome, Feed,
+    Loaded, PrincipalKind, Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, Snapshot,
+    Store, StoreError, StoreResult, Taken, UserChange, UserRecord, UserState, Written,
+    FEED_RETENTION,
 };
 
 /// How the store connects: pool size and timeouts.
@@ -209,7 +211,8 @@ const SECRET_KEY: &str = "signing_secret";
 
 const USER_COLUMNS: &str =
     "id, username, canonical, password_hash, roles, enabled, created, password_changed_at, generation, kind";
-const SESSION_COLUMNS: &str = "user_id, family, created, generation, expires_at, ended_at";
+const SESSION_COLUMNS: &str =
+    "user_id, family, created, generation, expires_at, ended_at, cookie_hash, last_seen, remember_me";
 const REFRESH_COLUMNS: &str = "token_hash, family, user_id, expires_at, spent";
 
 fn user_of(row: &Row) -> StoreResult<UserRecord> {
@@ -243,6 +246,44 @@ fn session_of(row: &Row) -> StoreResult<SessionRecord> {
         ended_at: col::<Option<i64>>(SESSIONS, row, "ended_at")?
             .map(|at| uint(SESSIONS, at))
             .transpose()?,
+        browser: browser_of(row)?,
+    })
+}
+
+/// The browser part of a session row: all three columns, or none (a token session).
+fn browser_of(row: &Row) -> StoreResult<Option<BrowserSessionRecord>> {
+    let hash: Option<Vec<u8>> = col(SESSIONS, row, "cookie_hash")?;
+    let last_seen: Option<i64> = col(SESSIONS, row, "last_seen")?;
+    let remember_me: Option<bool> = col(SESSIONS, row, "remember_me")?;
+    match (hash, last_seen, remember_me) {
+        (None, None, None) => Ok(None),
+        (Some(hash), Some(last_seen), Some(remember_me)) => Ok(Some(BrowserSessionRecord {
+            cookie_hash: hash.try_into().map_err(|_| StoreError::Corrupt {
+                tree: SESSIONS,
+                detail: "cookie_hash: not 32 bytes".into(),
+            })?,
+            last_seen: uint(SESSIONS, last_seen)?,
+            remember_me,
+        })),
+        _ => Err(StoreError::Corrupt {
+            tree: SESSIONS,
+            detail: "cookie_hash, last_seen, remember_me: some set, some not".into(),
+        }),
+    }
+}
+
+/// `cookie_hash`, `last_seen`, `remember_me` as bound to a statement.
+type BrowserColumns = (Option<Vec<u8>>, Option<i64>, Option<bool>);
+
+/// The browser columns' values of a session (NULLs for a token session).
+fn browser_columns(session: &SessionRecord) -> StoreResult<BrowserColumns> {
+    Ok(match &session.browser {
+        None => (None, None, None),
+        Some(browser) => (
+            Some(browser.cookie_hash.to_vec()),
+            Some(int(browser.last_seen)?),
+            Some(browser.remember_me),
+        ),
     })
 }
 
@@ -830,7 +871,7 @@ impl Inner {
     async fn insert_session(
         &self,
         session: &SessionRecord,
-        token: &RefreshRecord,
+        token: Option<&RefreshRecord>,
     ) -> StoreResult<Written<()>> {
         let mut client = self.client().await?;
         let tx = self.begin(&mut client).await?;
@@ -854,24 +895,27 @@ impl Inner {
                 }
             }
         }
-        // Token before session: the same row order as take_refresh.
-        let sql = format!(
-            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (token_hash) DO UPDATE SET family = EXCLUDED.family, \
-             user_id = EXCLUDED.user_id, expires_at = EXCLUDED.expires_at, spent = EXCLUDED.spent"
-        );
-        self.execute(
-            &tx,
-            &sql,
-            &[
-                &&token.token_hash[..],
-                &token.family,
-                &token.user_id,
-                &int(token.expires_at)?,
-                &token.spent,
-            ],
-        )
-        .await?;
+        // Token before session: the same row order as take_refresh. A browser session
+        // has none.
+        if let Some(token) = token {
+            let sql = format!(
+                "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (token_hash) DO UPDATE SET family = EXCLUDED.family, \
+                 user_id = EXCLUDED.user_id, expires_at = EXCLUDED.expires_at, spent = EXCLUDED.spent"
+            );
+            self.execute(
+                &tx,
+                &sql,
+                &[
+                    &&token.token_hash[..],
+                    &token.family,
+                    &token.user_id,
+                    &int(token.expires_at)?,
+                    &token.spent,
+                ],
+            )
+            .await?;
+        }
         self.put_session(&tx, session).await?;
         let seq = self
             .publish(&tx, &ChangeKind::SessionPut(session.clone()))
@@ -886,11 +930,13 @@ impl Inner {
     /// Inserts or replaces a session row.
     async fn put_session(&self, tx: &Transaction<'_>, session: &SessionRecord) -> StoreResult<()> {
         let sql = format!(
-            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (user_id, family) DO UPDATE SET created = EXCLUDED.created, \
              generation = EXCLUDED.generation, expires_at = EXCLUDED.expires_at, \
-             ended_at = EXCLUDED.ended_at"
+             ended_at = EXCLUDED.ended_at, cookie_hash = EXCLUDED.cookie_hash, \
+             last_seen = EXCLUDED.last_seen, remember_me = EXCLUDED.remember_me"
         );
+        let (cookie_hash, last_seen, remember_me) = browser_columns(session)?;
         self.execute(
             tx,
             &sql,
@@ -901,6 +947,9 @@ impl Inner {
                 &int(session.generation)?,
                 &int(session.expires_at)?,
                 &session.ended_at.map(int).transpose()?,
+                &cookie_hash,
+                &last_seen,
+                &remember_me,
             ],
         )
         .await?;
@@ -1049,6 +1098,37 @@ impl Inner {
         self.commit(tx).await?;
         Ok(Written {
             value: Some(session),
+            seq: Some(seq),
+        })
+    }
+
+    async fn touch_session(
+        &self,
+        user_id: &str,
+        family: &str,
+        last_seen: u64,
+    ) -> StoreResult<Written<bool>> {
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND family = $2 FOR UPDATE"
+        );
+        let Some(row) = self.query_opt(&tx, &sql, &[&user_id, &family]).await? else {
+            return Ok(Written::unchanged(false));
+        };
+        let mut session = session_of(&row)?;
+        if session.ended_at.is_some() {
+            return Ok(Written::unchanged(false));
+        }
+        match &mut session.browser {
+            Some(browser) if browser.last_seen < last_seen => browser.last_seen = last_seen,
+            _ => return Ok(Written::unchanged(false)),
+        }
+        self.put_session(&tx, &session).await?;
+        let seq = self.publish(&tx, &ChangeKind::SessionPut(session)).await?;
+        self.commit(tx).await?;
+        Ok(Written {
+            value: true,
             seq: Some(seq),
         })
     }
@@ -1340,10 +1420,12 @@ impl Inner {
                 .await?
                 .map_err(|err| self.pg(err))?;
         }
-        let sql =
-            format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)");
+        let sql = format!(
+            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        );
         for session in &snapshot.sessions {
             let ended_at = session.ended_at.map(int).transpose()?;
+            let (cookie_hash, last_seen, remember_me) = browser_columns(session)?;
             self.execute(
                 &tx,
                 &sql,
@@ -1354,6 +1436,9 @@ impl Inner {
                     &int(session.generation)?,
                     &int(session.expires_at)?,
                     &ended_at,
+                    &cookie_hash,
+                    &last_seen,
+                    &remember_me,
                 ],
             )
             .await?;
@@ -1454,7 +1539,32 @@ impl Store for PostgresStore {
         token: &RefreshRecord,
     ) -> BoxFuture<'_, StoreResult<Written<()>>> {
         let (session, token) = (session.clone(), token.clone());
-        self.run(async move { self.inner.insert_session(&session, &token).await })
+        self.run(async move { self.inner.insert_session(&session, Some(&token)).await })
+    }
+
+    fn insert_browser_session(
+        &self,
+        session: &SessionRecord,
+    ) -> BoxFuture<'_, StoreResult<Written<()>>> {
+        let session = session.clone();
+        self.run(async move {
+            if session.browser.is_none() {
+                return Err(StoreError::Backend(
+                    "insert_browser_session: not a browser session".into(),
+                ));
+            }
+            self.inner.insert_session(&session, None).await
+        })
+    }
+
+    fn touch_session(
+        &self,
+        user_id: &str,
+        family: &str,
+        last_seen: u64,
+    ) -> BoxFuture<'_, StoreResult<Written<bool>>> {
+        let (user_id, family) = (user_id.to_string(), family.to_string());
+        self.run(async move { self.inner.touch_session(&user_id, &family, last_seen).await })
     }
 
     fn find_refresh(

@@ -37,10 +37,15 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "principal_kind",
         sql: include_str!("migrations/0003_principal_kind.sql"),
     },
+    Migration {
+        version: 4,
+        name: "browser_sessions",
+        sql: include_str!("migrations/0004_browser_sessions.sql"),
+    },
 ];
 
 /// The schema version this binary creates and understands.
-pub const LATEST: i32 = 3;
+pub const LATEST: i32 = 4;
 
 /// The advisory lock key every gatehouse migration takes ("gatehous" in ASCII).
 const LOCK_KEY: i64 = 0x6761_7465_686f_7573;
