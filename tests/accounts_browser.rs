@@ -3,7 +3,9 @@
 //! absolute and remember-me expiry; sign-out, a password change, a disable and a removal
 //! end it, and `user enable` does not bring it back; sign-in has the same errors and
 //! lockout as login, counted together; the last use reaches the store in the background;
-//! the store keeps the cookie's hash, never the cookie.
+//! the store keeps the cookie's hash, never the cookie; `[browser]` reloads (SPEC §6).
+
+mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -433,4 +435,24 @@ async fn the_last_use_reaches_the_store_in_the_background_and_survives_a_restart
     assert!(accounts
         .authenticate_session_at(&cookie, &browser, used + 599)
         .is_ok());
+}
+
+#[tokio::test]
+async fn browser_settings_reload_without_a_restart_and_a_bad_section_is_refused() {
+    let section = |url: &str| {
+        format!("[browser]\nenabled = true\npublic_url = \"{url}\"\ninactivity = \"1h\"\n")
+    };
+    let gateway = common::TestGateway::start(&section("http://127.0.0.1:1")).await;
+    // The port is known only now: rewrite public_url and reload, as browser tests do.
+    let url = format!("http://127.0.0.1:{}", gateway.addr.port());
+    gateway
+        .rewrite_config("", &section(&url))
+        .expect("reloaded");
+    gateway
+        .rewrite_config("", "[browser]\nenabled = false\n")
+        .expect("reloaded");
+    let refused = gateway
+        .rewrite_config("", &section("http://app.example.com"))
+        .expect_err("refused");
+    assert!(refused.contains("browser.public_url"), "{refused}");
 }

@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::accounts::browser_session;
 use common::{bearer, Response, TestGateway};
 
 const PUBLIC_URL: &str = "https://app.example.com";
@@ -380,4 +381,122 @@ async fn verify_adds_location_and_forward_auth_redirects_for_a_navigation() {
         response.assert_status(200);
         assert_eq!(response.header("x-auth-user"), Some("alice"));
     }
+}
+
+/// A gateway with `[browser]` enabled over a store the test can write to directly.
+async fn browser_gateway_with_store(
+    headers: &str,
+) -> (TestGateway, std::sync::Arc<common::flaky_store::FlakyStore>) {
+    TestGateway::start_flaky(&format!("{headers}\n{}", browser_section("")), "").await
+}
+
+#[tokio::test]
+async fn a_valid_session_cookie_authenticates_like_a_bearer_token() {
+    let (gateway, store) = browser_gateway_with_store("").await;
+    gateway.user("alice", &["staff"]).await;
+    let session = browser_session(&gateway, &store, "alice").await;
+    let session_pair = session.trim_start_matches("Cookie: ");
+    let cookie = format!("Cookie: theme=dark; {session_pair}; lang=en");
+    // A navigation and an API call alike: forwarded with the identity, without the cookie.
+    for extra in [NAVIGATE, &["Accept: application/json"][..]] {
+        let mut headers = extra.to_vec();
+        headers.push(&cookie);
+        let response = gateway.get("/app/page?x=1", &headers).await;
+        response.assert_status(200);
+        let seen = gateway.upstream.last().expect("forwarded");
+        assert_eq!(seen.target, "/app/page?x=1");
+        assert_eq!(seen.all("x-auth-user"), vec!["alice"]);
+        assert_eq!(seen.header("x-auth-roles"), Some("staff"));
+        assert_eq!(seen.all("cookie"), vec!["theme=dark; lang=en"]);
+    }
+    // Route rules and roles apply as to a token: 403, never a redirect.
+    let mut headers = NAVIGATE.to_vec();
+    headers.push(&cookie);
+    let response = gateway.get("/admin/panel", &headers).await;
+    response.assert_status(403);
+    assert_eq!(response.error_code(), "insufficient_scope");
+    assert!(response.header("location").is_none());
+    // A public route yields the identity too.
+    gateway
+        .get("/public/x", &[&cookie])
+        .await
+        .assert_status(200);
+    let seen = gateway.upstream.last().expect("forwarded");
+    assert_eq!(seen.header("x-auth-user"), Some("alice"));
+    assert_eq!(seen.all("cookie"), vec!["theme=dark; lang=en"]);
+    // An Authorization header is judged alone: the cookie is not consulted.
+    for (authorization, code) in [
+        ("Authorization: Bearer not.a.token", "invalid_token"),
+        ("Authorization: Basic dXNlcjpwYXNz", "unauthorized"),
+    ] {
+        let mut headers = NAVIGATE.to_vec();
+        headers.extend([cookie.as_str(), authorization]);
+        assert_json_401(&gateway.get("/app/page", &headers).await, code);
+    }
+    // The same value under the other name form is not this gateway's session cookie.
+    let other_form = cookie.replace("__Host-", "__Secure-");
+    let response = gateway
+        .get("/app/page", &[other_form.as_str(), "Accept: */*"])
+        .await;
+    assert_json_401(&response, "unauthorized");
+}
+
+#[tokio::test]
+async fn verify_and_forward_auth_accept_the_session_cookie_and_hand_back_the_other_cookies() {
+    let (gateway, store) =
+        browser_gateway_with_store("[headers]\ntrusted_proxies = [\"127.0.0.1/32\"]").await;
+    gateway.user("alice", &["staff"]).await;
+    let session = browser_session(&gateway, &store, "alice").await;
+    let cookie = format!("{session}; a=1");
+    for endpoint in ["/auth/verify", "/auth/forward-auth"] {
+        let response = gateway
+            .get(endpoint, &[cookie.as_str(), "X-Forwarded-Uri: /app/page"])
+            .await;
+        response.assert_status(200);
+        assert_eq!(response.header("x-auth-user"), Some("alice"));
+        assert_eq!(response.header("x-gatehouse-cookie"), Some("a=1"));
+        // Roles as for a token: 403 on the admin route, never a redirect.
+        let mut headers = NAVIGATE.to_vec();
+        headers.extend([cookie.as_str(), "X-Forwarded-Uri: /admin/x"]);
+        let response = gateway.get(endpoint, &headers).await;
+        response.assert_status(403);
+        assert!(response.header("location").is_none());
+        // Without an original URI a valid session is all that is asked.
+        let response = gateway.get(endpoint, &[session.as_str()]).await;
+        response.assert_status(200);
+        assert_eq!(response.header("x-auth-user"), Some("alice"));
+        assert_eq!(response.header("x-gatehouse-cookie"), Some(""));
+    }
+}
+
+#[tokio::test]
+async fn an_ended_session_sends_the_browser_back_to_sign_in_and_the_api_gets_401() {
+    let (gateway, store) = browser_gateway_with_store("").await;
+    gateway.user("alice", &["staff"]).await;
+    let cookie = browser_session(&gateway, &store, "alice").await;
+    let mut navigate = NAVIGATE.to_vec();
+    navigate.push(&cookie);
+    gateway.get("/app/page", &navigate).await.assert_status(200);
+    let reply = common::accounts::admin(
+        &gateway,
+        gatehouse::admin::protocol::Request::Disable {
+            username: "alice".into(),
+        },
+    )
+    .await;
+    assert!(reply.ok, "{reply:?}");
+    let response = gateway.get("/app/page", &navigate).await;
+    assert_sign_in_redirect(&response, "http://gateway.test/app/page");
+    let response = gateway
+        .get("/app/page", &[cookie.as_str(), "Accept: application/json"])
+        .await;
+    assert_json_401(&response, "unauthorized");
+    // Public routes: forwarded anonymously, the dead cookie removed all the same.
+    gateway
+        .get("/public/x", &[&cookie])
+        .await
+        .assert_status(200);
+    let seen = gateway.upstream.last().expect("forwarded");
+    assert!(seen.header("x-auth-user").is_none());
+    assert!(seen.all("cookie").is_empty());
 }

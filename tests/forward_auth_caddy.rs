@@ -338,9 +338,10 @@ http://:{port} {{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caddy_browser_recipe_redirects_navigations_and_forwards_signed_in_browsers() {
     let listen = third_party_listen_addr();
-    let gateway = common::TestGateway::start(&format!(
-        "{GATEWAY_CONFIG}\n[browser]\nenabled = true\npublic_url = \"http://{listen}\"\n"
-    ))
+    let (gateway, store) = common::TestGateway::start_flaky(
+        &format!("{GATEWAY_CONFIG}\n[browser]\nenabled = true\npublic_url = \"http://{listen}\"\n"),
+        "",
+    )
     .await;
     let upstream = &gateway.upstream;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -379,6 +380,28 @@ async fn caddy_browser_recipe_redirects_navigations_and_forwards_signed_in_brows
     assert_eq!(response.status, 401);
     assert!(response.header("location").is_none());
     assert_eq!(upstream.count(), 0, "nothing reached the upstream");
+
+    // A signed-in browser: the upstream sees the identity and the other cookies only.
+    gateway.user("alice", &["staff"]).await;
+    let session = common::accounts::browser_session(&gateway, &store, "alice").await;
+    let cookie = format!(
+        "{}; theme=dark",
+        session.replace("Cookie: ", "Cookie: lang=en; ")
+    );
+    let mut headers = navigate.to_vec();
+    headers.extend([cookie.as_str(), "X-Auth-User: mallory"]);
+    let response = request_to(listen, "GET", "/app/page?x=1", &host, &headers).await;
+    assert_eq!(response.status, 200, "caddy log:\n{}", caddy.log());
+    let seen = upstream.last().expect("the upstream got the request");
+    assert_eq!(seen.all("x-auth-user"), vec!["alice"]);
+    assert_eq!(seen.all("cookie"), vec!["lang=en; theme=dark"]);
+    // Only the session cookie: no Cookie header (and no placeholder) reaches the upstream.
+    let mut headers = navigate.to_vec();
+    headers.push(session.as_str());
+    let response = request_to(listen, "GET", "/app/other", &host, &headers).await;
+    assert_eq!(response.status, 200);
+    let seen = upstream.last().expect("forwarded");
+    assert!(seen.all("cookie").is_empty(), "{:?}", seen.headers);
     drop(caddy);
 }
 

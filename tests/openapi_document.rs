@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 use common::{Response, TestGateway};
 
 /// SPEC §4's endpoint table, below `auth_prefix`, word for word, and SPEC §10's
-/// `/forward-auth`.
-const SPEC_ENDPOINTS: [&str; 12] = [
+/// `/forward-auth` and pages.
+const SPEC_ENDPOINTS: [&str; 14] = [
     "/login",
     "/token",
     "/refresh",
@@ -28,6 +28,8 @@ const SPEC_ENDPOINTS: [&str; 12] = [
     "/introspect",
     "/openapi.json",
     "/forward-auth",
+    "/sign_in",
+    "/sign_out",
 ];
 
 /// The methods an OpenAPI path item can name.
@@ -35,11 +37,16 @@ const OPENAPI_METHODS: [&str; 8] = [
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
 ];
 
-/// Registration on (so `/auth/register` is routed), and a public catch-all so a request
-/// that escaped to the proxy would be forwarded and counted.
+/// Registration and browser sign-in on (so `/auth/register` and the pages are routed),
+/// and a public catch-all so a request that escaped to the proxy would be forwarded and
+/// counted.
 const CONFIG: &str = r#"
 [registration]
 enabled = true
+
+[browser]
+enabled = true
+public_url = "https://app.example.com"
 
 [[routes]]
 path = "/**"
@@ -207,7 +214,7 @@ async fn the_document_and_the_router_name_exactly_the_spec_endpoints() {
 }
 
 /// SPEC §4's methods: POST for the endpoints that take a body, GET/HEAD for `/me` and the
-/// document, every method for forward-auth.
+/// document, every method for forward-auth; GET/HEAD/POST for SPEC §10's pages.
 #[tokio::test]
 async fn documented_methods_are_the_spec_methods() {
     let gateway = TestGateway::start(CONFIG).await;
@@ -217,6 +224,7 @@ async fn documented_methods_are_the_spec_methods() {
         let expected: BTreeSet<String> = match sub {
             "/me" | "/openapi.json" => ["GET", "HEAD"].map(String::from).into(),
             "/verify" | "/forward-auth" => OPENAPI_METHODS.map(String::from).into(),
+            "/sign_in" | "/sign_out" => ["GET", "HEAD", "POST"].map(String::from).into(),
             _ => ["POST".to_owned()].into(),
         };
         assert_eq!(methods, expected, "{path}");

@@ -25,13 +25,17 @@ use common::binary::{run_blocking, serve_with_users, Gatehouse};
 use common::interop::peers;
 use common::EchoUpstream;
 
-/// Registration on; lockout limits far above what a fuzz run reaches (so schemathesis's own
+/// Registration and the browser pages on; lockout limits far above what a fuzz run reaches (so schemathesis's own
 /// login keeps working); a trusted loopback proxy, and routes, so forward-auth decides
 /// public, authenticated, role and deny routes.
 const CONFIG: &str = r#"
 [registration]
 enabled = true
 roles = ["reader"]
+
+[browser]
+enabled = true
+public_url = "https://app.example.com"
 
 [login]
 max_failures = 100000

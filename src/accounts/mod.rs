@@ -32,6 +32,10 @@
 //! single-use: refreshing spends it and issues a successor; presenting a spent one ends
 //! the whole family (RFC 9700 §4.14.2). Logout ends the session and revokes the access
 //! token presented; a password change or a disable ends every session of the user.
+//!
+//! Browser sessions ([`browser`], SPEC §10) are login sessions too, started by the
+//! sign-in form (same credential check and lockout as login) and authenticated by a
+//! cookie from the view's cookie-hash index; they end through the same feed.
 
 pub mod browser;
 pub mod clients;

@@ -21,9 +21,15 @@
 //! | `/password`     | POST      | `password.rs` |
 //! | `/register`     | POST      | `register.rs` (404 while registration is off) |
 //! | `/openapi.json` | GET, HEAD | `openapi.rs` (OpenAPI 3.1 document of this table) |
+//! | `/sign_in`      | GET, HEAD, POST | `sign_in.rs` (browser page; 404 while `[browser]` is off) |
+//! | `/sign_out`     | GET, HEAD, POST | `sign_out.rs` (browser page; 404 while `[browser]` is off) |
 //!
 //! Service clients authenticate (token endpoint's `client_credentials` grant, introspection)
 //! by HTTP Basic or in the form body, parsed in one place: [`client_auth`].
+//!
+//! The browser pages (SPEC §10) answer HTML; what they share — security headers, cookies,
+//! the same-origin check, the `rd` validator — is [`browser`], their templates are in
+//! `templates/` (askama: compiled in, HTML-escaped by construction).
 //!
 //! While the store is out of reach, every endpoint that must write answers 503
 //! `unavailable` with `Retry-After` ([`AccountError::Unavailable`]), never 401, and
@@ -34,6 +40,7 @@
 //! exact paths to it before any route is matched.
 
 pub mod body;
+pub mod browser;
 mod client_auth;
 mod introspect;
 mod login;
@@ -44,6 +51,8 @@ mod password;
 mod refresh;
 mod register;
 mod revoke;
+mod sign_in;
+mod sign_out;
 mod token;
 mod verify;
 pub mod well_known;
@@ -107,6 +116,8 @@ pub enum Endpoint {
     Password,
     Register,
     OpenApi,
+    SignIn,
+    SignOut,
 }
 
 /// The methods a route takes.
@@ -131,6 +142,10 @@ impl Methods {
     const POST: Methods = Methods::Only {
         methods: &["POST"],
         allow: "POST",
+    };
+    const GET_HEAD_POST: Methods = Methods::Only {
+        methods: &["GET", "HEAD", "POST"],
+        allow: "GET, HEAD, POST",
     };
 
     /// 405 unless this route takes `method`.
@@ -221,6 +236,16 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::GET_HEAD,
         endpoint: Endpoint::OpenApi,
     },
+    Route {
+        path: "/sign_in",
+        methods: Methods::GET_HEAD_POST,
+        endpoint: Endpoint::SignIn,
+    },
+    Route {
+        path: "/sign_out",
+        methods: Methods::GET_HEAD_POST,
+        endpoint: Endpoint::SignOut,
+    },
 ];
 
 /// The route at `sub_path`, if any (exact match).
@@ -230,7 +255,7 @@ pub fn route(sub_path: &str) -> Option<&'static Route> {
 
 /// Routes `sub_path` (the normalized path below `auth_prefix`) to its endpoint by
 /// [`ROUTES`]: 404 for a path not there (and for `/register` while registration is off,
-/// whatever the method), 405 for a method the route does not take. `verdict` is the
+/// and the browser pages while `[browser]` is off, whatever the method), 405 for a method the route does not take. `verdict` is the
 /// access line's: `/auth/verify` fills in its decision and user.
 pub async fn dispatch(
     context: &EndpointContext<'_>,
@@ -240,6 +265,9 @@ pub async fn dispatch(
 ) -> Result<Response<Body>, GatewayError> {
     let route = route(sub_path).ok_or(GatewayError::NotFound)?;
     if route.endpoint == Endpoint::Register && !context.accounts.registration_enabled() {
+        return Err(GatewayError::NotFound);
+    }
+    if matches!(route.endpoint, Endpoint::SignIn | Endpoint::SignOut) && !context.browser.enabled {
         return Err(GatewayError::NotFound);
     }
     route.methods.check(request.method())?;
@@ -258,6 +286,8 @@ pub async fn dispatch(
         Endpoint::Password => password::handle(context, request).await,
         Endpoint::Register => register::handle(context, request).await,
         Endpoint::OpenApi => openapi::serve(context.openapi, request.method(), request.headers()),
+        Endpoint::SignIn => sign_in::handle(context, request, verdict).await,
+        Endpoint::SignOut => sign_out::handle(context, request).await,
     }
 }
 

@@ -103,7 +103,7 @@ pub fn document(auth_prefix: &str, password_length: RangeInclusive<usize>) -> Va
             "title": "gatehouse",
             "version": env!("CARGO_PKG_VERSION"),
             "summary": "gatehouse's own endpoints: sign-in, OAuth 2.0 tokens, revocation, introspection, forward-auth",
-            "description": "Every error body is `{\"error\", \"error_description\"}` (the `Error` schema) with `Content-Type: application/json` and `Cache-Control: no-store`. A 401 carries `WWW-Authenticate`; a 429 and a 503 carry `Retry-After`. A method an operation here does not list is answered 405 with `Allow` (the `MethodNotAllowed` response). Bodies are at most 16 KiB (413 otherwise).",
+            "description": "Every error body is `{\"error\", \"error_description\"}` (the `Error` schema) with `Content-Type: application/json` and `Cache-Control: no-store`. A 401 carries `WWW-Authenticate`; a 429 and a 503 carry `Retry-After`. A method an operation here does not list is answered 405 with `Allow` (the `MethodNotAllowed` response). Bodies are at most 16 KiB (413 otherwise). The browser pages (sign_in, sign_out; SPEC §10) answer text/html, and JSON only for the errors above.",
             "license": { "name": "MIT OR Apache-2.0" },
         },
         "servers": [{ "url": "/" }],
@@ -419,6 +419,8 @@ fn operation(endpoint: Endpoint, method: &str, new_password: &Value) -> Value {
         Endpoint::Password => password(new_password),
         Endpoint::Register => register(new_password),
         Endpoint::OpenApi => openapi(),
+        Endpoint::SignIn => sign_in(method),
+        Endpoint::SignOut => sign_out(method),
     };
     if let Some(object) = operation.as_object_mut() {
         let name = format!("{endpoint:?}");
@@ -742,6 +744,146 @@ fn password(new_password: &Value) -> Value {
     })
 }
 
+/// `{"text/html": …}`: a browser page (SPEC §10).
+fn html_content() -> Value {
+    json!({ "text/html": { "schema": { "type": "string" } } })
+}
+
+/// A page answer: HTML with the page headers of SPEC §10 (and `extra` ones).
+fn page(description: &str, extra: &[(&str, Value)]) -> Value {
+    let mut headers = Map::new();
+    headers.insert(
+        "Cache-Control".into(),
+        json!({ "$ref": "#/components/headers/Cache-Control-no-store" }),
+    );
+    headers.insert(
+        "Content-Security-Policy".into(),
+        json!({ "required": true, "schema": { "type": "string", "pattern": "frame-ancestors 'none'" } }),
+    );
+    headers.insert(
+        "X-Frame-Options".into(),
+        json!({ "required": true, "schema": { "const": "DENY" } }),
+    );
+    for (name, header) in extra {
+        headers.insert((*name).into(), header.clone());
+    }
+    json!({ "description": description, "headers": headers, "content": html_content() })
+}
+
+/// A 303 See Other from a page's form.
+fn see_other(description: &str) -> Value {
+    json!({
+        "description": description,
+        "headers": {
+            "Location": { "required": true, "schema": { "type": "string", "format": "uri" } },
+            "Set-Cookie": { "required": true, "schema": { "type": "string" } },
+        },
+    })
+}
+
+/// 403 to a form that failed the CSRF checks (SPEC §10).
+fn cross_site_form() -> Value {
+    error(
+        "not a same-origin request (Sec-Fetch-Site, else Origin), or the csrf field does not match the browser's cookie",
+        &["forbidden"],
+        &[],
+    )
+}
+
+fn browser_off() -> Value {
+    error("[browser] is not enabled", &["not_found"], &[])
+}
+
+fn sign_in(method: &str) -> Value {
+    if method != "POST" {
+        return json!({
+            "summary": "The browser sign-in page (SPEC §10)",
+            "tags": ["browser"],
+            "security": [],
+            "parameters": [{
+                "name": "rd",
+                "in": "query",
+                "required": false,
+                "description": "where to go after signing in; validated, anything not allowed becomes /",
+                "schema": { "type": "string" },
+            }],
+            "responses": {
+                "200": page("the sign-in form; sets the pre-session cookie when the browser has none", &[]),
+                "404": browser_off(),
+            },
+        });
+    }
+    let retry_after = json!({ "$ref": "#/components/headers/Retry-After" });
+    let challenge = json!({ "$ref": "#/components/headers/WWW-Authenticate-Bearer" });
+    let mut disabled = page("the account is disabled (only after a correct password); or a form that failed the CSRF checks (JSON)", &[]);
+    if let Some(content) = disabled.get_mut("content").and_then(Value::as_object_mut) {
+        content.insert(
+            "application/json".into(),
+            json!({ "schema": error_schema(&["forbidden"]) }),
+        );
+    }
+    json!({
+        "summary": "Sign in from the browser form (SPEC §10)",
+        "tags": ["browser"],
+        "security": [],
+        "requestBody": form(json!({
+            "type": "object",
+            "required": ["csrf"],
+            "properties": {
+                "username": { "type": "string" },
+                "password": { "type": "string", "format": "password" },
+                "remember_me": { "type": "string", "description": "present (\"on\") when ticked" },
+                "csrf": { "type": "string", "description": "the token of the form, bound to the pre-session cookie" },
+                "rd": { "type": "string" },
+            },
+            "additionalProperties": { "type": "string" },
+        }), "the sign-in form's fields"),
+        "responses": {
+            "303": see_other("signed in: a new session cookie, the pre-session cookie cleared, and the validated rd"),
+            "400": invalid_request("not a UTF-8 form, or a field repeated"),
+            "401": page("wrong username or password: the form again with one generic message", &[("WWW-Authenticate", challenge)]),
+            "403": disabled,
+            "404": browser_off(),
+            "413": payload_too_large(),
+            "429": page("too many failed sign-ins for this username or address (shared with /login)", &[("Retry-After", retry_after)]),
+            "503": unavailable(),
+        },
+    })
+}
+
+fn sign_out(method: &str) -> Value {
+    if method != "POST" {
+        return json!({
+            "summary": "The browser sign-out confirmation page (SPEC §10); a GET never signs out",
+            "tags": ["browser"],
+            "security": [],
+            "responses": {
+                "200": page("the confirmation form", &[]),
+                "404": browser_off(),
+            },
+        });
+    }
+    json!({
+        "summary": "Sign out: end the browser session and clear its cookie (SPEC §10)",
+        "tags": ["browser"],
+        "security": [],
+        "requestBody": form(json!({
+            "type": "object",
+            "required": ["csrf"],
+            "properties": { "csrf": { "type": "string", "description": "the confirmation form's token" } },
+            "additionalProperties": { "type": "string" },
+        }), "the sign-out form's field"),
+        "responses": {
+            "303": see_other("signed out: the session cookie cleared, on to the sign-in page"),
+            "400": invalid_request("not a UTF-8 form, or a field repeated"),
+            "403": cross_site_form(),
+            "404": browser_off(),
+            "413": payload_too_large(),
+            "503": unavailable(),
+        },
+    })
+}
+
 fn register(new_password: &Value) -> Value {
     json!({
         "summary": "Self-registration (when [registration] enabled)",
@@ -939,6 +1081,10 @@ mod tests {
                         .pointer("/content/application~1json/schema/properties/error/enum")
                         .and_then(Value::as_array)
                     else {
+                        // A browser page's answer is HTML (SPEC §10), not an error body.
+                        if response.pointer("/content/text~1html").is_some() {
+                            continue;
+                        }
                         assert!(status < 400, "{method} {path} {status} has no error codes");
                         continue;
                     };

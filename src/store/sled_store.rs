@@ -15,7 +15,9 @@
 //! |                  | `feed_trimmed`           | v1 highest sequence number trimmed  |
 //!
 //! Sessions are keyed under their user so a password change or a disable finds all of a
-//! user's sessions with one prefix scan.
+//! user's sessions with one prefix scan. A browser session (SPEC §10) is a session record
+//! with its `browser` part (cookie SHA-256, last use, remember-me) and no refresh token;
+//! a token session's record has no such field, as before browser sessions existed.
 //!
 //! Writes: each write verb is one sled transaction over its data trees plus `meta` and
 //! `changes`, which reads `feed_head`, appends the change under the next number and

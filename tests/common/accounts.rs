@@ -263,3 +263,56 @@ pub fn assert_invalid_client_challenge(response: &Response, what: &str) {
         "{what}: RFC 6749 §5.2 asks for the scheme the client authenticates with"
     );
 }
+
+/// Starts a browser session (SPEC §10) for `username` in the store of a gateway started
+/// with [`TestGateway::start_flaky`], as a sign-in through the form does, and waits until
+/// the gateway's in-memory view knows it; its header line
+/// `Cookie: __Host-gatehouse_session=…` (for tests of what a session does, not of the
+/// sign-in pages).
+pub async fn browser_session(
+    gateway: &TestGateway,
+    store: &crate::common::flaky_store::FlakyStore,
+    username: &str,
+) -> String {
+    use gatehouse::store::{BrowserSessionRecord, SessionRecord, Store as _};
+    let user = store
+        .find_user_by_name(&username.to_ascii_lowercase())
+        .await
+        .expect("store")
+        .expect("the user exists");
+    let value = gatehouse::accounts::browser::new_cookie_value();
+    let now = crate::common::now();
+    let session = SessionRecord {
+        family: gatehouse::accounts::browser::new_cookie_value(),
+        user_id: user.id.clone(),
+        created: now,
+        generation: user.generation,
+        expires_at: now + 3600,
+        ended_at: None,
+        browser: Some(BrowserSessionRecord {
+            cookie_hash: gatehouse::accounts::browser::cookie_hash(&value),
+            last_seen: now,
+            remember_me: false,
+        }),
+    };
+    store
+        .insert_browser_session(&session)
+        .await
+        .expect("session stored");
+    let cookie = format!("Cookie: __Host-gatehouse_session={value}");
+    let deadline = std::time::Instant::now() + crate::common::DEADLINE;
+    loop {
+        let response = gateway
+            .get("/auth/verify", &[cookie.as_str(), "Accept: */*"])
+            .await;
+        if response.status == 200 {
+            return cookie;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never accepted the new session: {}",
+            response.status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
