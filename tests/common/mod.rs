@@ -5,13 +5,16 @@
 //! client that sends bytes exactly as written (attack inputs must not be "fixed" by a
 //! client library on the way), for any listener of either; a throwaway PostgreSQL
 //! ([`postgres`]) for the PostgreSQL store, a real nginx ([`nginx`]) to put in front, and
-//! the real JWT peers (PyJWT, jwcrypto, npm jose, HAProxy: [`interop`]) for published keys.
+//! the real JWT peers (PyJWT, jwcrypto, npm jose, HAProxy: [`interop`]) for published keys,
+//! the browser pages at the HTTP level ([`browser`]: a browser imitated by its headers), and
+//! a real headless Chromium driven over WebDriver ([`chromium`]) for the browser flows.
 
 #![allow(dead_code, unused_imports)]
 
 pub mod accounts;
 pub mod binary;
 pub mod browser;
+pub mod chromium;
 pub mod flaky_store;
 pub mod interop;
 pub mod nginx;

@@ -5,7 +5,11 @@
 //! Special paths: `/slow/<ms>` waits before answering (upstream timeout tests);
 //! `/ws` accepts an HTTP/1.1 upgrade and echoes bytes back (WebSocket-like splice tests);
 //! `/drain` reads the whole body and reports its length (streaming uploads);
-//! `/download/<bytes>` streams that many bytes back.
+//! `/download/<bytes>` streams that many bytes back; a path ending in `/browser-page` is a
+//! small HTML page for the browser harness (tests/common/chromium.rs): a script that marks
+//! the page and lists `document.cookie`, so a test can tell JavaScript ran (or did not) and
+//! what scripts can read, and two cookies set with it, one script-visible and one
+//! `__Host-` + `Secure; HttpOnly` (does the browser keep such cookies over this origin?).
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -191,6 +195,19 @@ async fn handle(
         );
         return Ok(Response::new(StreamBody::new(stream).boxed()));
     }
+    if path.ends_with("/browser-page") {
+        let response = Response::builder()
+            .status(200)
+            .header("content-type", "text/html; charset=utf-8")
+            .header("set-cookie", "harness_visible=1; Path=/; SameSite=Lax")
+            .header(
+                "set-cookie",
+                "__Host-harness_hidden=1; Secure; HttpOnly; Path=/; SameSite=Lax",
+            )
+            .body(Full::new(Bytes::from_static(BROWSER_PAGE.as_bytes())).boxed())
+            .expect("response");
+        return Ok(response);
+    }
     let echo = serde_json::json!({
         "method": method,
         "target": target,
@@ -205,3 +222,14 @@ async fn handle(
         .expect("response");
     Ok(response)
 }
+
+/// The `/browser-page` document: `#js` says "off" until a script says "on", and `#cookies`
+/// shows what `document.cookie` lets scripts read.
+const BROWSER_PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>browser page</title></head>
+<body><p id="js">off</p><p id="cookies"></p>
+<script>
+document.getElementById("js").textContent = "on";
+document.getElementById("cookies").textContent = document.cookie;
+</script></body></html>
+"#;
