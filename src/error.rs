@@ -90,6 +90,10 @@ pub enum GatewayError {
     InsufficientScope,
     #[error("access to this path is denied")]
     Forbidden,
+    /// A browser form (sign-in, sign-out) posted without its CSRF token or from another
+    /// site (SPEC §10): 403 `forbidden`, with a description that says what to do.
+    #[error("the form was not sent from this site's own page")]
+    CrossSiteForm,
     #[error("{0}")]
     InvalidRequest(String),
     /// A malformed request to forward-auth (`/auth/verify`), which answers only 401 or 403
@@ -152,7 +156,7 @@ impl GatewayError {
             GatewayError::UnauthorizedSignIn(_) => StatusCode::UNAUTHORIZED,
             GatewayError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             GatewayError::InsufficientScope => StatusCode::FORBIDDEN,
-            GatewayError::Forbidden => StatusCode::FORBIDDEN,
+            GatewayError::Forbidden | GatewayError::CrossSiteForm => StatusCode::FORBIDDEN,
             GatewayError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::InvalidForwardedRequest(_) => StatusCode::FORBIDDEN,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -182,7 +186,7 @@ impl GatewayError {
             GatewayError::UnauthorizedSignIn(_) => "unauthorized",
             GatewayError::InvalidToken(_) => "invalid_token",
             GatewayError::InsufficientScope => "insufficient_scope",
-            GatewayError::Forbidden => "forbidden",
+            GatewayError::Forbidden | GatewayError::CrossSiteForm => "forbidden",
             GatewayError::InvalidRequest(_) => "invalid_request",
             GatewayError::InvalidForwardedRequest(_) => "invalid_request",
             GatewayError::PayloadTooLarge => "payload_too_large",
@@ -214,6 +218,10 @@ impl GatewayError {
             GatewayError::InvalidToken(reason) => reason.description(),
             GatewayError::InsufficientScope => "the token lacks a role this route requires",
             GatewayError::Forbidden => "access to this path is denied",
+            GatewayError::CrossSiteForm => {
+                "this form did not come from this site's own page (it may be stale, or sent \
+                 from another site): open the page again and resubmit"
+            }
             GatewayError::InvalidRequest(text) => text,
             GatewayError::InvalidForwardedRequest(text) => text,
             GatewayError::PayloadTooLarge => "the request body is larger than 16 KiB",
@@ -313,6 +321,7 @@ impl GatewayError {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             GatewayError::Forbidden
+            | GatewayError::CrossSiteForm
             | GatewayError::InvalidForwardedRequest(_)
             | GatewayError::PayloadTooLarge
             | GatewayError::NotFound

@@ -143,6 +143,14 @@ async fn open_redirect_inputs_never_leave_the_allowed_origins() {
 fn assert_forbidden(response: &Response, what: &str) {
     assert_eq!(response.status, 403, "{what}: {}", body(response));
     assert_eq!(response.error_code(), "forbidden", "{what}");
+    let description = response.json()["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        description.contains("open the page again"),
+        "{what}: the refusal says what to do: {description}"
+    );
     assert!(
         set_cookie(response, "__Host-gatehouse_session").is_none(),
         "{what}"

@@ -963,6 +963,7 @@ mod tests {
             GatewayError::InvalidToken(TokenRejection::Expired),
             GatewayError::InsufficientScope,
             GatewayError::Forbidden,
+            GatewayError::CrossSiteForm,
             GatewayError::invalid_request("x"),
             GatewayError::InvalidForwardedRequest("x".into()),
             GatewayError::PayloadTooLarge,

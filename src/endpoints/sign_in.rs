@@ -171,7 +171,7 @@ async fn submit(
     let browser = context.browser;
     let (parts, body) = request.into_parts();
     if !browser::same_origin(&parts.headers, &browser.public_url) {
-        return Err(GatewayError::Forbidden);
+        return Err(GatewayError::CrossSiteForm);
     }
     let form: SignInForm =
         match body::parse(&parts.headers, body, Accepts::JsonOrForm, EXPECTED).await {
@@ -188,7 +188,7 @@ async fn submit(
         _ => false,
     };
     let Some(pre_session) = pre_session.filter(|_| token_ok) else {
-        return Err(GatewayError::Forbidden);
+        return Err(GatewayError::CrossSiteForm);
     };
     let target = target(context, form.rd.as_deref().unwrap_or_default());
     let username = form.username.unwrap_or_default();

@@ -108,7 +108,7 @@ async fn submit(
     let settings = context.browser;
     let (parts, body) = request.into_parts();
     if !browser::same_origin(&parts.headers, &settings.public_url) {
-        return Err(GatewayError::Forbidden);
+        return Err(GatewayError::CrossSiteForm);
     }
     let form: SignOutForm =
         body::parse(&parts.headers, body, Accepts::JsonOrForm, EXPECTED).await?;
@@ -122,7 +122,7 @@ async fn submit(
         _ => false,
     };
     if !token_ok {
-        return Err(GatewayError::Forbidden);
+        return Err(GatewayError::CrossSiteForm);
     }
     if let Some(session) = session {
         context

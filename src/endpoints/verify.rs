@@ -291,7 +291,8 @@ fn fail_closed(err: GatewayError, verdict: &mut Verdict) -> GatewayError {
             verdict.decided(Decision::Rejected, None);
             GatewayError::Forbidden
         }
-        GatewayError::PayloadTooLarge
+        GatewayError::CrossSiteForm
+        | GatewayError::PayloadTooLarge
         | GatewayError::NotFound
         | GatewayError::MethodNotAllowed(_)
         | GatewayError::InvalidCredentials
