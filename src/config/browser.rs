@@ -17,8 +17,8 @@
 use std::time::Duration;
 
 use super::file::BrowserFile;
+use super::problems::Problems;
 use super::units::parse_duration;
-use super::validate::Problems;
 
 /// `[browser]` as the running gateway uses it (reloadable, SPEC §6).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,6 +13,7 @@
 
 mod browser;
 mod file;
+mod problems;
 mod units;
 mod validate;
 
@@ -27,8 +28,8 @@ use jsonwebtoken::Algorithm;
 
 use crate::routing::{Access, RouteTable, UNMATCHED};
 pub use browser::BrowserSettings;
+pub use problems::Problem;
 pub use units::parse_duration;
-pub use validate::Problem;
 
 /// A validated configuration.
 #[derive(Debug)]
@@ -476,7 +477,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
 /// (its default applies), and deserializing runs again, so every type error in the file is
 /// reported at once. Validation then adds the range and format problems.
 fn compile(text: &str) -> (Option<Config>, Vec<Problem>) {
-    let mut problems = validate::Problems::default();
+    let mut problems = problems::Problems::default();
     let mut table: toml::Table = match toml::from_str(text) {
         Ok(table) => table,
         Err(err) => {
@@ -519,7 +520,7 @@ fn compile(text: &str) -> (Option<Config>, Vec<Problem>) {
             "unknown key; check its spelling and the table it is in",
         );
     }
-    let mut checks = validate::Problems::default();
+    let mut checks = problems::Problems::default();
     let config = validate::validate(file, &mut checks);
     // A removed value's default may fail validation (a required key): said once already.
     let said = |path: &str| {

@@ -12,42 +12,13 @@ use ipnet::IpNet;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::file::{FileConfig, RouteFile};
+use super::problems::Problems;
 use super::units::parse_duration;
 use super::*;
 use crate::names::{Role, ROLE_RULE};
 use crate::routing::{Access, Pattern, Route, RouteTable};
 
-/// One thing wrong with a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Dotted key path, e.g. `routes[2].access`.
-    pub path: String,
-    /// What is wrong and how to fix it, as a lowercase phrase.
-    pub problem: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.problem)
-        } else {
-            write!(f, "{}: {}", self.path, self.problem)
-        }
-    }
-}
-
-/// Collects problems while the checks run.
-#[derive(Default)]
-pub(super) struct Problems(pub Vec<Problem>);
-
 impl Problems {
-    pub fn push(&mut self, path: impl Into<String>, problem: impl Into<String>) {
-        self.0.push(Problem {
-            path: path.into(),
-            problem: problem.into(),
-        });
-    }
-
     fn duration(&mut self, path: &str, text: &str) -> Duration {
         match parse_duration(text) {
             Ok(duration) => duration,
