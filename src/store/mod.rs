@@ -426,6 +426,40 @@ impl UserChange {
     }
 }
 
+/// One change to a login session, applied by the store inside its transaction
+/// ([`Store::end_session`], [`Store::touch_session`]): the rules live here, once for every
+/// backend, as [`UserChange`]'s do. An ended session never changes again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionChange {
+    /// Ends the session at this Unix second.
+    End { at: u64 },
+    /// Moves a browser session's last use forward (never back; a token session has none).
+    Touch { last_seen: u64 },
+}
+
+impl SessionChange {
+    /// Applies the change to `session`; false when it left the record as it was (then the
+    /// store writes nothing and publishes no change).
+    pub fn apply(&self, session: &mut SessionRecord) -> bool {
+        if session.ended_at.is_some() {
+            return false;
+        }
+        match self {
+            SessionChange::End { at } => {
+                session.ended_at = Some(*at);
+                true
+            }
+            SessionChange::Touch { last_seen } => match &mut session.browser {
+                Some(browser) if browser.last_seen < *last_seen => {
+                    browser.last_seen = *last_seen;
+                    true
+                }
+                _ => false,
+            },
+        }
+    }
+}
+
 /// What [`Store::take_refresh`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Taken {

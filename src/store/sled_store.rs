@@ -57,8 +57,8 @@ use subtle::ConstantTimeEq;
 use super::codec::{decode, encode};
 use super::{
     BoxFuture, Change, ChangeKind, Conflict, Feed, Loaded, Purged, RefreshRecord, RevokedRecord,
-    Seq, SessionRecord, Snapshot, Store, StoreError, StoreResult, Taken, UserChange, UserRecord,
-    UserState, Written, FEED_RETENTION,
+    Seq, SessionChange, SessionRecord, Snapshot, Store, StoreError, StoreResult, Taken, UserChange,
+    UserRecord, UserState, Written, FEED_RETENTION,
 };
 
 const USERS: &str = "users";
@@ -501,24 +501,33 @@ impl Inner {
         family: &str,
         last_seen: u64,
     ) -> StoreResult<Written<bool>> {
+        let written = self.change_session(user_id, family, SessionChange::Touch { last_seen })?;
+        Ok(Written {
+            value: written.seq.is_some(),
+            seq: written.seq,
+        })
+    }
+
+    /// Applies `change` to one session ([`SessionChange::apply`]) in one transaction with
+    /// its feed entry; the session as it is now, or `None` when there is none.
+    fn change_session(
+        &self,
+        user_id: &str,
+        family: &str,
+        change: SessionChange,
+    ) -> StoreResult<Written<Option<SessionRecord>>> {
         let key = session_key(user_id, family);
         self.write(|| {
             (&self.sessions, &self.meta, &self.changes).transaction(|(sessions, meta, changes)| {
                 let Some(mut session) = tx_get::<SessionRecord>(sessions, SESSIONS, &key)? else {
-                    return Ok((false, None));
+                    return Ok((None, None));
                 };
-                if session.ended_at.is_some() {
-                    return Ok((false, None));
-                }
-                match &mut session.browser {
-                    Some(browser) if browser.last_seen < last_seen => {
-                        browser.last_seen = last_seen;
-                    }
-                    _ => return Ok((false, None)),
+                if !change.apply(&mut session) {
+                    return Ok((Some(session), None));
                 }
                 sessions.insert(key.as_slice(), tx_encode(&session)?)?;
-                let seq = publish(meta, changes, &ChangeKind::SessionPut(session))?;
-                Ok((true, Some(seq)))
+                let seq = publish(meta, changes, &ChangeKind::SessionPut(session.clone()))?;
+                Ok((Some(session), Some(seq)))
             })
         })
     }
@@ -604,21 +613,7 @@ impl Inner {
         family: &str,
         now: u64,
     ) -> StoreResult<Written<Option<SessionRecord>>> {
-        let key = session_key(user_id, family);
-        self.write(|| {
-            (&self.sessions, &self.meta, &self.changes).transaction(|(sessions, meta, changes)| {
-                let Some(mut session) = tx_get::<SessionRecord>(sessions, SESSIONS, &key)? else {
-                    return Ok((None, None));
-                };
-                if session.ended_at.is_some() {
-                    return Ok((Some(session), None));
-                }
-                session.ended_at = Some(now);
-                sessions.insert(key.as_slice(), tx_encode(&session)?)?;
-                let seq = publish(meta, changes, &ChangeKind::SessionPut(session.clone()))?;
-                Ok((Some(session), Some(seq)))
-            })
-        })
+        self.change_session(user_id, family, SessionChange::End { at: now })
     }
 
     fn remove_sessions_of(&self, user_id: &str) -> StoreResult<Written<usize>> {

@@ -60,8 +60,8 @@ pub use schema::{MigrateError, Migrated, LATEST};
 
 use super::{
     BoxFuture, BrowserSessionRecord, Change, ChangeKind, Conflict, CounterOp, CounterOutcome, Feed,
-    Loaded, PrincipalKind, Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, Snapshot,
-    Store, StoreError, StoreResult, Taken, UserChange, UserRecord, UserState, Written,
+    Loaded, PrincipalKind, Purged, RefreshRecord, RevokedRecord, Seq, SessionChange, SessionRecord,
+    Snapshot, Store, StoreError, StoreResult, Taken, UserChange, UserRecord, UserState, Written,
     FEED_RETENTION,
 };
 
@@ -1078,6 +1078,34 @@ impl Inner {
         family: &str,
         now: u64,
     ) -> StoreResult<Written<Option<SessionRecord>>> {
+        self.change_session(user_id, family, SessionChange::End { at: now })
+            .await
+    }
+
+    async fn touch_session(
+        &self,
+        user_id: &str,
+        family: &str,
+        last_seen: u64,
+    ) -> StoreResult<Written<bool>> {
+        let written = self
+            .change_session(user_id, family, SessionChange::Touch { last_seen })
+            .await?;
+        Ok(Written {
+            value: written.seq.is_some(),
+            seq: written.seq,
+        })
+    }
+
+    /// Applies `change` to one session ([`SessionChange::apply`]) under a row lock, in one
+    /// transaction with its feed entry; the session as it is now, or `None` when there is
+    /// none.
+    async fn change_session(
+        &self,
+        user_id: &str,
+        family: &str,
+        change: SessionChange,
+    ) -> StoreResult<Written<Option<SessionRecord>>> {
         let mut client = self.client().await?;
         let tx = self.begin(&mut client).await?;
         let sql = format!(
@@ -1087,10 +1115,9 @@ impl Inner {
             return Ok(Written::unchanged(None));
         };
         let mut session = session_of(&row)?;
-        if session.ended_at.is_some() {
+        if !change.apply(&mut session) {
             return Ok(Written::unchanged(Some(session)));
         }
-        session.ended_at = Some(now);
         self.put_session(&tx, &session).await?;
         let seq = self
             .publish(&tx, &ChangeKind::SessionPut(session.clone()))
@@ -1098,37 +1125,6 @@ impl Inner {
         self.commit(tx).await?;
         Ok(Written {
             value: Some(session),
-            seq: Some(seq),
-        })
-    }
-
-    async fn touch_session(
-        &self,
-        user_id: &str,
-        family: &str,
-        last_seen: u64,
-    ) -> StoreResult<Written<bool>> {
-        let mut client = self.client().await?;
-        let tx = self.begin(&mut client).await?;
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND family = $2 FOR UPDATE"
-        );
-        let Some(row) = self.query_opt(&tx, &sql, &[&user_id, &family]).await? else {
-            return Ok(Written::unchanged(false));
-        };
-        let mut session = session_of(&row)?;
-        if session.ended_at.is_some() {
-            return Ok(Written::unchanged(false));
-        }
-        match &mut session.browser {
-            Some(browser) if browser.last_seen < last_seen => browser.last_seen = last_seen,
-            _ => return Ok(Written::unchanged(false)),
-        }
-        self.put_session(&tx, &session).await?;
-        let seq = self.publish(&tx, &ChangeKind::SessionPut(session)).await?;
-        self.commit(tx).await?;
-        Ok(Written {
-            value: true,
             seq: Some(seq),
         })
     }
