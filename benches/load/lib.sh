@@ -17,7 +17,7 @@ set -Eeuo pipefail
 bench_command_line() {
     local knobs=() v
     for v in QUICK DURATION ROUNDS CONNS WARMUP WRK_THREADS TARGETS LOGIN_CONNS GET_CONNS \
-             CONN_COUNT CONN_PARALLEL PARTS TRIALS DISABLE_TRIALS REFRESH_CONNS PG_FSYNC SUT_CPU LOADGEN_CPU GATEHOUSE_BIN BUILD GH_LOG_LEVEL RESULTS; do
+             CONN_COUNT CONN_PARALLEL PARTS STORE TOKENS WORKERS ALGS CRITERION_US LOAD_CONNS TRIALS DISABLE_TRIALS REFRESH_CONNS PG_FSYNC SUT_CPU LOADGEN_CPU GATEHOUSE_BIN BUILD GH_LOG_LEVEL RESULTS; do
         if [[ -n ${!v+x} ]]; then knobs+=("$v=$(printf '%q' "${!v}")"); fi
     done
     printf '%s' "${knobs[*]:-}${knobs[*]:+ }bash benches/load/$(basename "$0")${*:+ }$*"
@@ -473,6 +473,7 @@ $extra
 
 [store]
 path = "$dir/data"
+${GH_STORE_TOML:-}
 
 [tokens]
 issuer = "bench"
@@ -493,6 +494,11 @@ max_failures = 1000000
 [upstreams.default]
 url = "http://127.0.0.1:$UP_PORT"
 EOF
+    # PostgreSQL (GH_STORE_TOML = 'backend = "postgres"', GATEHOUSE_STORE_URL exported): schema first.
+    if [[ ${GH_STORE_TOML:-} == *postgres* ]]; then
+        GATEHOUSE_SECRET=$BENCH_SECRET timeout 60 "$GATEHOUSE_BIN" migrate -c "$GH_CONF" >"$dir/migrate.log" 2>&1 \
+            || { GH_SKIP_REASON="gatehouse migrate failed: $(tail -n 3 "$dir/migrate.log" | tr '\n' ' ')"; return 1; }
+    fi
     # Accounts: the user must exist before the gateway opens the store.
     if printf '%s\n' "$BENCH_PASSWORD" | GATEHOUSE_SECRET=$BENCH_SECRET timeout 60 \
         "$GATEHOUSE_BIN" user add "$BENCH_USER" --password-stdin -c "$GH_CONF" >"$dir/user-add.log" 2>&1; then
@@ -564,6 +570,23 @@ wrk_parse() {
         /Socket errors:/ { gsub(/,/, ""); errs = $4 + $6 + $8 + $10 }
         END { printf "%s %s %.3f %.3f %d %d\n", rps + 0, reqs + 0, p50, p99, non2xx + 0, errs + 0 }
     ' "$1"
+}
+
+# ---------------------------------------------------------------- python venvs
+
+# bench_venv NAME REQUIREMENTS — prints the python of a venv under target/bench-venv/NAME with
+# REQUIREMENTS (pinned) installed; made (python3 -m venv, pip from the package index) when
+# missing or older than the requirements file, reused otherwise. target/ is not committed.
+bench_venv() {
+    local name=$1 reqs=$2 dir=$REPO_ROOT/target/bench-venv/$1
+    if [[ ! -x $dir/bin/python || $reqs -nt $dir/.installed ]]; then
+        log "venv $name: installing $(grep -v '^#' "$reqs" | tr '\n' ' ') into $dir"
+        rm -rf "$dir"
+        python3 -m venv "$dir" >&2 || return 1
+        "$dir/bin/pip" install -q -r "$reqs" >&2 || return 1
+        touch "$dir/.installed"
+    fi
+    echo "$dir/bin/python"
 }
 
 # ---------------------------------------------------------------- reporting

@@ -7,7 +7,11 @@
 # Target: p99 under the login flood ≤ 2 × p99 idle (SPEC §7: password hashing runs off the
 # async workers with bounded concurrency).
 #
+# STORE=postgres runs gatehouse on a throwaway PostgreSQL (pg.sh: initdb + pg_ctl in a temp
+# dir, on LOADGEN_CPU with wrk and the upstream; PG_FSYNC on by default) instead of sled.
+#
 # Env knobs: DURATION (s, 10) ROUNDS (3) GET_CONNS (64) LOGIN_CONNS (50) WARMUP (s, 2)
+#            STORE (sled|postgres) PG_FSYNC (on|off)
 #            WRK_THREADS (1) QUICK=1 (2 s, 1 round) RESULTS=FILE SUT_CPU (1) LOADGEN_CPU (0)
 #            GATEHOUSE_BIN BUILD (auto|1|0) GH_LOG_LEVEL (warn) KEEP_TMP=1
 # Exit 3 when gatehouse cannot be measured (does not build, does not start, no /auth/login yet).
@@ -28,8 +32,18 @@ for v in DURATION ROUNDS GET_CONNS LOGIN_CONNS WARMUP WRK_THREADS; do
 done
 ((DURATION >= 1 && ROUNDS >= 1 && GET_CONNS >= 1 && LOGIN_CONNS >= 1)) || die "DURATION, ROUNDS and *_CONNS must be ≥ 1"
 
+STORE=${STORE:-sled}
+[[ $STORE == sled || $STORE == postgres ]] || die "STORE must be sled or postgres, got '$STORE'"
+
 bench_init
 need_cmd wrk nginx
+if [[ $STORE == postgres ]]; then
+    # shellcheck source-path=SCRIPTDIR source=pg.sh
+    source "$LOAD_DIR/pg.sh"
+    pg_start
+    export GATEHOUSE_STORE_URL=$PG_URL
+    GH_STORE_TOML='backend = "postgres"'
+fi
 
 skip() { log "SKIPPED: $*"; echo "login_isolation: SKIPPED — $*"; exit 3; }
 
@@ -96,8 +110,12 @@ MD=$BENCH_TMP/login.md
         echo "**QUICK smoke test ($DURATION s × $ROUNDS round): checks the harness, not a measurement.**"
         echo
     fi
-    echo "gatehouse on CPU $SUT_CPU; wrk (GET: $GET_CONNS connections; logins: $LOGIN_CONNS connections, POST /auth/login JSON) and the upstream nginx on CPU $LOADGEN_CPU. $ROUNDS round(s) × $DURATION s per phase; medians over rounds."
+    store="sled"
+    [[ $STORE == postgres ]] && store="PostgreSQL $PG_VERSION (fsync=$PG_FSYNC) on CPU $LOADGEN_CPU"
+    echo "gatehouse on CPU $SUT_CPU, store: $store; wrk (GET: $GET_CONNS connections; logins: $LOGIN_CONNS connections, POST /auth/login JSON) and the upstream nginx on CPU $LOADGEN_CPU. $ROUNDS round(s) × $DURATION s per phase; medians over rounds."
     echo
     python3 "$LOAD_DIR/report.py" login "$RUNS"
 } >"$MD"
-emit_results "gatehouse login isolation" "$MD"
+title="gatehouse login isolation"
+[[ $STORE == postgres ]] && title+=" (PostgreSQL store)"
+emit_results "$title" "$MD"

@@ -23,6 +23,11 @@
 #                PostgreSQL the database's commits per operation and pg_stat_activity
 #                sampled every 100 ms (what its backends wait on).
 #   scale        proxied throughput of two PostgreSQL replicas vs one (see "layouts" below).
+#   loaded       `propagation` again (same TRIALS, DISABLE_TRIALS), while every replica is
+#                under proxied load the whole time: one wrk per replica (LOAD_CONNS
+#                connections, GETs with the token of a second user, `load`, whom the
+#                revocations do not touch), replicas, wrks, PostgreSQL and the driver all
+#                sharing both cores (issue #17 target 5: propagation p99 ≤ 1 s under load).
 #
 # Pinning (2 cores): PostgreSQL, the upstream nginx and wrk on LOADGEN_CPU (0); the
 # measured gatehouse on SUT_CPU (1). Every gatehouse is started pinned to one core, so
@@ -41,7 +46,8 @@
 #   upstream; box2 ÷ box1 is the scaling (2.0 = the sum of two single-core replicas),
 #   box1 ÷ dedicated says what sharing the core with wrk and the upstream costs.
 #
-# Env knobs: PARTS ("propagation cpu instructions auth scale") TRIALS (200) DISABLE_TRIALS (50)
+# Env knobs: PARTS ("propagation cpu instructions auth scale loaded") TRIALS (200) DISABLE_TRIALS (50)
+#            LOAD_CONNS (32, per replica, for `loaded`)
 #            DURATION (s, 10) ROUNDS (3) CONNS (64) WARMUP (s, 2) LOGIN_CONNS (16)
 #            REFRESH_CONNS (16) PG_FSYNC (on) QUICK=1 (2 s, 1 round, 20 trials)
 #            RESULTS=FILE SUT_CPU (1) LOADGEN_CPU (0) GATEHOUSE_BIN BUILD GH_LOG_LEVEL KEEP_TMP
@@ -61,9 +67,10 @@ TRIALS=${TRIALS:-200}
 DISABLE_TRIALS=${DISABLE_TRIALS:-50}
 LOGIN_CONNS=${LOGIN_CONNS:-16}
 REFRESH_CONNS=${REFRESH_CONNS:-16}
-PARTS=${PARTS:-propagation cpu instructions auth scale}
+PARTS=${PARTS:-propagation cpu instructions auth scale loaded}
+LOAD_CONNS=${LOAD_CONNS:-32}
 PG_FSYNC=${PG_FSYNC:-on}
-for v in DURATION ROUNDS CONNS WARMUP TRIALS DISABLE_TRIALS LOGIN_CONNS REFRESH_CONNS; do
+for v in DURATION ROUNDS CONNS WARMUP TRIALS DISABLE_TRIALS LOGIN_CONNS REFRESH_CONNS LOAD_CONNS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 [[ $PG_FSYNC == on || $PG_FSYNC == off ]] || die "PG_FSYNC must be on or off"
@@ -217,6 +224,9 @@ for name in sled pg1; do
     printf '%s\n' "$BENCH_PASSWORD" | gh_cli "$name" user add "$BENCH_USER" --password-stdin >/dev/null 2>&1 \
         || die "user add on $name failed"
 done
+# The `loaded` part's traffic runs as a second user, whom the revocation trials leave alone.
+printf '%s\n' "$BENCH_PASSWORD" | gh_cli pg1 user add load --password-stdin >/dev/null 2>&1 \
+    || die "user add load on pg1 failed"
 gh_start sled "$SUT_CPU"
 gh_start pg1 "$SUT_CPU"
 gh_start pg2 "$LOADGEN_CPU"
@@ -252,6 +262,49 @@ part_propagation() {
     repin "$SUT_CPU" "${GH_PID_OF[pg1]}"
     repin "$LOADGEN_CPU" "${GH_PID_OF[pg2]}" "${GH_PID_OF[pg3]}" "$PG_PID"
     # `user disable` ended every session of the user, the ones the load runs use included
+    for name in "${PG_NAMES[@]}"; do GH_TOKEN_OF[$name]=$(gh_login "$name" access_token); done
+}
+
+# The same trials while every replica serves proxied GETs the whole time.
+part_loaded() {
+    local ports=${GH_PORT_OF[pg1]},${GH_PORT_OF[pg2]},${GH_PORT_OF[pg3]} name token mode trials body
+    local -A wrk_pid_of
+    for name in "${PG_NAMES[@]}"; do repin "0,1" "${GH_PID_OF[$name]}"; done
+    repin "0,1" "$PG_PID" "$UP1_PID" "$UP2_PID"
+    for mode in logout disable; do
+        trials=$TRIALS
+        [[ $mode == disable ]] && trials=$DISABLE_TRIALS
+        ((trials > 0)) || continue
+        for name in "${PG_NAMES[@]}"; do
+            body=$(curl -s --fail --max-time 30 -X POST -H 'Content-Type: application/json' \
+                --data "{\"username\":\"load\",\"password\":\"$BENCH_PASSWORD\"}" \
+                "http://127.0.0.1:${GH_PORT_OF[$name]}/auth/login") || die "login of user load on $name failed"
+            token=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["access_token"])' "$body")
+            # ended with SIGINT (wrk then prints its statistics) once the trials are over
+            timeout --kill-after=5 3600 taskset -c 0,1 wrk -t1 -c"$LOAD_CONNS" -d3500s --latency \
+                -H "Authorization: Bearer $token" "http://127.0.0.1:${GH_PORT_OF[$name]}/hello" \
+                >"$RAW/load-$mode-$name.txt" 2>&1 &
+            wrk_pid_of[$name]=$!
+            BENCH_PIDS+=("$!")
+        done
+        sleep 2
+        log "loaded: $trials × $mode with ${#PG_NAMES[@]} wrks ($LOAD_CONNS connections each) running"
+        local -a cli=()
+        [[ $mode == disable ]] && cli=(--cli "env GATEHOUSE_SECRET=$BENCH_SECRET GATEHOUSE_STORE_URL=$PG_URL $GATEHOUSE_BIN -c ${GH_CONF_OF[pg1]}")
+        python3 "$LOAD_DIR/propagation.py" --ports "$ports" --trials "$trials" --mode "$mode" \
+            --user "$BENCH_USER" --password "$BENCH_PASSWORD" "${cli[@]}" >"$RAW/propagation-loaded-$mode.json" \
+            || die "propagation.py ($mode, under load) failed"
+        : >"$RAW/load-loaded-$mode.tsv"
+        for name in "${PG_NAMES[@]}"; do
+            kill -INT "${wrk_pid_of[$name]}" 2>/dev/null || true
+            wait "${wrk_pid_of[$name]}" 2>/dev/null || true
+            read -r rps reqs _ p99 non2xx errs <<<"$(wrk_parse "$RAW/load-$mode-$name.txt")"
+            printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$reqs" "$p99" "$((non2xx + errs))" >>"$RAW/load-loaded-$mode.tsv"
+            log "loaded $mode: $name served $rps req/s meanwhile (p99 $p99 ms, non-2xx $non2xx, errors $errs)"
+        done
+    done
+    repin "$SUT_CPU" "${GH_PID_OF[pg1]}"
+    repin "$LOADGEN_CPU" "${GH_PID_OF[pg2]}" "${GH_PID_OF[pg3]}" "$PG_PID" "$UP1_PID" "$UP2_PID"
     for name in "${PG_NAMES[@]}"; do GH_TOKEN_OF[$name]=$(gh_login "$name" access_token); done
 }
 
@@ -463,7 +516,8 @@ for part in $PARTS; do
         auth) part_auth ;;
         instructions) part_instructions ;;
         scale) part_scale ;;
-        *) die "unknown part '$part' (propagation cpu instructions auth scale)" ;;
+        loaded) part_loaded ;;
+        *) die "unknown part '$part' (propagation cpu instructions auth scale loaded)" ;;
     esac
     for name in sled "${PG_NAMES[@]}"; do
         kill -0 "${GH_PID_OF[$name]}" 2>/dev/null || die "$name exited during $part"

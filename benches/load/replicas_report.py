@@ -41,16 +41,27 @@ def propagation(raw):
     if os.path.exists(os.path.join(raw, "names.tsv")):
         with open(os.path.join(raw, "names.tsv")) as f:
             names = dict(line.split() for line in f if line.strip())
-    for mode, what in (("logout", "POST /auth/logout on pg1 → its 204"),
-                       ("disable", "`gatehouse user disable` (CLI → database) → the command's exit")):
-        path = os.path.join(raw, f"propagation-{mode}.json")
+    logout = "POST /auth/logout on pg1 → its 204"
+    disable = "`gatehouse user disable` (CLI → database) → the command's exit"
+    for file, mode, what in (("logout", "logout", logout), ("disable", "disable", disable),
+                             ("loaded-logout", "logout", logout), ("loaded-disable", "disable", disable)):
+        path = os.path.join(raw, f"propagation-{file}.json")
         if not os.path.exists(path):
             continue
         with open(path) as f:
             d = json.load(f)
-        out.append(f"**Revocation propagation, {mode}** ({d['trials']} revocations; from {what}; "
+        loaded = file.startswith("loaded")
+        title = f"**Revocation propagation, {mode}{', under proxied load' if loaded else ''}**"
+        out.append(f"{title} ({d['trials']} revocations; from {what}; "
                    f"to the first 401 on each replica; {d['seconds']:.0f} s in all)")
         out.append("")
+        load = os.path.join(raw, f"load-{file}.tsv")
+        if loaded and os.path.exists(load):
+            parts = []
+            for r in rows(load, [("name", str), ("rps", float), ("reqs", int), ("p99", float), ("bad", int)]):
+                parts.append(f"{r['name']} {r['rps']:,.0f} req/s (p99 {r['p99']:.1f} ms, non-2xx + errors {r['bad']})")
+            out.append("Proxied load meanwhile (one wrk per replica, all the time the revocations ran): " + "; ".join(parts) + ".")
+            out.append("")
         out.append("| replica | samples | p50 ms | p90 ms | p99 ms | max ms | over 1 s |")
         out.append("|---|---:|---:|---:|---:|---:|---:|")
         every = []
