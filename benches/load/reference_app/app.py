@@ -2,13 +2,14 @@
 hashing), Bearer with JWT tokens" tutorial, as written there — OAuth2PasswordRequestForm on
 `POST /token`, passlib `CryptContext(schemes=["bcrypt"], deprecated="auto")` (bcrypt's
 default 12 rounds), PyJWT HS256, users in a dict in memory — with only what a benchmark
-needs changed: the secret comes from REFERENCE_SECRET, and the one user (REFERENCE_USER /
-REFERENCE_PASSWORD, default bench / password123, gatehouse's bench user) is hashed at
-start instead of pasted in as a hash.
+needs changed: the secret comes from REFERENCE_SECRET (random when unset), and the one
+user (REFERENCE_USER / REFERENCE_PASSWORD, default bench / password123, gatehouse's bench
+user) is hashed at start instead of pasted in as a hash.
 
 Run: uvicorn app:app --workers 1 (logins.sh pins it to one core).
 """
 import os
+import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
@@ -19,7 +20,8 @@ from jwt.exceptions import InvalidTokenError
 from passlib.context import CryptContext
 from pydantic import BaseModel
 
-SECRET_KEY = os.environ.get("REFERENCE_SECRET", "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7")
+# The tutorial pastes a fixed key here; a random one per start when none is given.
+SECRET_KEY = os.environ.get("REFERENCE_SECRET") or secrets.token_hex(32)
 ALGORITHM = "HS256"
 ACCESS_TOKEN_EXPIRE_MINUTES = 30
 
