@@ -21,7 +21,11 @@ import os
 import sys
 import uuid
 
-import jwt  # PyJWT
+# PyJWT, not the stdlib-only jwt.py beside this script (the script's directory comes first
+# on sys.path).
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+import jwt  # noqa: E402
 
 
 def segment(token: str, i: int) -> dict:

@@ -84,7 +84,7 @@ path = "$dir/data"
 
 [tokens]
 algorithm = "$alg"
-issuer = "bench"
+issuer = "http://127.0.0.1:$port"
 audience = "bench"
 access_ttl = "24h"
 $keys
