@@ -486,10 +486,12 @@ subject = "X-Auth-Subject"
 [log]
 level = "$GH_LOG_LEVEL"
 
-# The benches measure argon2 load, not brute-force regulation: with the default limit,
-# a flood of logins from one address is answered 429 before any hashing.
+# The benches measure argon2 load, not brute-force regulation: with the default limits,
+# a flood of logins from one address is answered 429 before any hashing (every admitted
+# attempt counts against the address; a success resets only the username's count).
 [login]
 max_failures = 1000000
+max_failures_per_address = 1000000
 
 [upstreams.default]
 url = "http://127.0.0.1:$UP_PORT"
