@@ -150,8 +150,8 @@ done
 
 # storm_phase ROUND WORKERS ALG PHASE — one pass over the token list
 storm_phase() {
-    local r=$1 w=$2 alg=$3 phase=$4 out=$RAW/wrk-$r-$w-$alg-$4.txt done=$RAW/done-$r-$w-$alg-$4
-    local perf_out=$RAW/perf-$r-$w-$alg-$4.txt c0 c1 t0 t1 wpid ppid='' futex=0 cs=0 rps reqs p50 p99 non2xx errs
+    local r=$1 w=$2 alg=$3 phase=$4
+    local out=$RAW/wrk-$1-$2-$3-$4.txt done=$RAW/done-$1-$2-$3-$4 perf_out=$RAW/perf-$1-$2-$3-$4.txt c0 c1 t0 t1 wpid ppid='' futex=0 cs=0 reqs p50 p99 non2xx errs
     rm -f "$done"
     if ((PERF_OK)); then
         perf stat -x, -e syscalls:sys_enter_futex,context-switches -p "$GH_PID" -o "$perf_out" &
@@ -176,7 +176,7 @@ storm_phase() {
         cs=$(awk -F, '$3 ~ /context-switches/ { print $1 + 0 }' "$perf_out")
     fi
     [[ -e $done ]] || { cat "$out" >&2; die "storm wrk ended before every token was answered ($alg, $phase)"; }
-    read -r rps reqs p50 p99 non2xx errs <<<"$(wrk_parse "$out")"
+    read -r _ reqs p50 p99 non2xx errs <<<"$(wrk_parse "$out")"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$w" "$alg" "$phase" "$reqs" \
         "$(secs_between "$t0" "$t1")" "$((c1 - c0))" "${futex:-0}" "${cs:-0}" "$p50" "$p99" "$non2xx" "$errs" >>"$RAW/storm.tsv"
     log "round $r, $w worker(s), $alg $phase: $reqs requests, $(awk -v c=$((c1 - c0)) -v n="$reqs" 'BEGIN { printf "%.1f", c / n / 1000 }') µs CPU/req, futex ${futex:-0}, p99 $p99 ms, non-2xx $non2xx"
