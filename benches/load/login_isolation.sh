@@ -76,7 +76,14 @@ phase() {   # phase ROUND idle|logins
         start_login_flood "$lout" $((DURATION + 2))
         sleep 1
     fi
+    local g0 g1 p0=0 p1=0
+    g0=$(cpu_ticks "$GH_PID")
+    [[ -n ${PG_PID:-} ]] && p0=$(cpu_ticks "$PG_PID")
     run_wrk "$out" "$GET_CONNS" "$DURATION" "$GET_URL" -H "Authorization: Bearer $GH_TOKEN"
+    g1=$(cpu_ticks "$GH_PID")
+    [[ -n ${PG_PID:-} ]] && p1=$(cpu_ticks "$PG_PID")
+    # where the CPU went in the window (log only): gatehouse on its core, PostgreSQL beside wrk
+    log "round $round $kind: CPU busy in the window: gatehouse $(awk -v t=$((g1 - g0)) -v hz="$CLK_TCK" -v d="$DURATION" 'BEGIN { printf "%.0f%%", t / hz / d * 100 }')${PG_PID:+, PostgreSQL $(awk -v t=$((p1 - p0)) -v hz="$CLK_TCK" -v d="$DURATION" 'BEGIN { printf "%.0f%%", t / hz / d * 100 }')}"
     if [[ $kind == logins ]]; then
         wait "$LOGIN_PID" || { cat "$lout" >&2; die "login wrk failed"; }
         read -r lrps lreqs lp50 lp99 lnon2xx lerrs <<<"$(wrk_parse "$lout")"
