@@ -15,7 +15,7 @@
 #   hit    the same list again: every token is in the cache (read lock), so the difference
 #          miss − hit is what a cache miss costs under load, to compare with criterion's
 #          uncached verify (`cargo bench --bench micro -- jwt_`; pass the figures in
-#          CRITERION_US, e.g. "HS256=7.1 ES256=133 EdDSA=94", for the report to compare).
+#          CRITERION_US, e.g. "HS256=10.1 ES256=121.5 EdDSA=79.2", for the report to compare).
 #
 # Per phase: gatehouse CPU per request (/proc/PID/stat utime+stime, all threads, exited ones
 # included; one clock tick is ≤ 3% of a phase's CPU at 10,000 tokens), futex syscalls and context switches per request (perf stat, tracepoint
