@@ -135,8 +135,8 @@ async fn an_http10_upstream_answer_reaches_an_http11_client_as_http11_on_a_kept_
 }
 
 /// A client keep-alive connection that sends requests one after another (as a load
-/// generator does): after its first response it is busy, and drives its upstream
-/// connection in its own task (src/proxy/upstream.rs, the slot).
+/// generator does): after its first response it is busy, not parked between requests
+/// (src/server/conn/), which is the path a benchmark measures.
 struct BusyClient {
     sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
     gateway: std::net::SocketAddr,

@@ -19,12 +19,11 @@ use tokio::sync::watch;
 use tokio::time::Instant as Deadline;
 
 use super::activity::{Activity, InFlight, TrackedBody};
-use super::drive::{drive, Ended, Http1Drive};
+use super::drive::{drive, Ended};
 use super::io::{ConnIo, OpenConnection};
 use super::park::PARK_AFTER;
 use super::Shared;
 use crate::gateway::{ConnInfo, Gateway};
-use crate::proxy::upstream::UpstreamSlot;
 
 /// What every HTTP/2 connection starts with (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -96,28 +95,16 @@ where
     let service = proxy_service(shared.gateway.clone(), conn, activity.clone());
     // Boxed: a parked connection's task does not carry hyper's connection state.
     let mut connection = Box::new(shared.http1.serve_connection(io, service).with_upgrades());
-    // A busy connection drives its upstream connection itself (proxy::upstream's docs); one
-    // that parks right after its response would only hand it back at once.
-    let upstream = (!start.park_after_first_response).then(UpstreamSlot::new);
-    let driven = drive(
+    let ended = drive(
         Pin::new(&mut *connection),
         |connection| connection.graceful_shutdown(),
         activity,
         shared.timeouts,
         start.head_deadline,
-        Some(Http1Drive {
-            park_after: PARK_AFTER,
-            upstream: upstream.as_ref(),
-        }),
+        Some(PARK_AFTER),
         shutdown,
-    );
-    let ended = match &upstream {
-        Some(slot) => slot.scope(driven).await,
-        None => driven.await,
-    };
-    if let Some(slot) = &upstream {
-        slot.release();
-    }
+    )
+    .await;
     match ended {
         Ok(Ended::Parked) => match connection.into_parts() {
             Some(parts) => {

@@ -15,7 +15,6 @@ use tokio::time::Instant as Deadline;
 
 use super::activity::Activity;
 use super::Timeouts;
-use crate::proxy::upstream::UpstreamSlot;
 
 /// How `drive` ended.
 pub(super) enum Ended {
@@ -28,9 +27,8 @@ pub(super) enum Ended {
 /// Drives a hyper connection. Asks it to finish gracefully (what is in flight completes)
 /// when idle past `idle_timeout` or at shutdown; drops it when no first request head came
 /// by `head_deadline` (hyper's own header timer starts only at the first byte); asks an
-/// HTTP/1 connection (`http1` set) to let go of its socket once idle `park_after`, or
-/// right after its first response when `activity.park_eagerly` is set; its upstream slot,
-/// if any, is polled with it (the upstream connection driven in this task).
+/// HTTP/1 connection (`park_after` set) to let go of its socket once idle that long, or
+/// right after its first response when `activity.park_eagerly` is set.
 ///
 /// The clock, the shutdown signal and the response signal are polled only after one of
 /// them woke the task ([`SideWake`]), not on every wake of the connection: polling them
@@ -41,14 +39,12 @@ pub(super) async fn drive<C>(
     activity: &Activity,
     timeouts: Timeouts,
     mut head_deadline: Option<Deadline>,
-    http1: Option<Http1Drive<'_>>,
+    park_after: Option<Duration>,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Ended, hyper::Error>
 where
     C: Future<Output = Result<(), hyper::Error>>,
 {
-    let park_after = http1.as_ref().map(|http1| http1.park_after);
-    let upstream = http1.and_then(|http1| http1.upstream);
     let period = check_period(timeouts.idle, park_after);
     let next_check = |now: Deadline, head: Option<Deadline>| {
         head.map_or(now + period, |head| head.min(now + period))
@@ -74,10 +70,6 @@ where
             side.follow(cx.waker());
             if let Poll::Ready(result) = connection.as_mut().poll(cx) {
                 return Poll::Ready(Event::Done(result));
-            }
-            // After the server side, so a request it just handed over is written at once.
-            if let Some(upstream) = upstream {
-                upstream.poll(cx);
             }
             if !side.fired.swap(false, Ordering::AcqRel) {
                 return Poll::Pending;
@@ -155,14 +147,6 @@ where
             }
         }
     }
-}
-
-/// What `drive` does for an HTTP/1 connection only.
-pub(super) struct Http1Drive<'a> {
-    /// Let go of the socket once idle that long.
-    pub park_after: Duration,
-    /// The connection's upstream slot (a busy connection's), polled with it.
-    pub upstream: Option<&'a UpstreamSlot>,
 }
 
 /// What `drive` woke up for.
