@@ -22,9 +22,9 @@ use common::postgres::PgCluster;
 use gatehouse::store::counters::Admission;
 use gatehouse::store::postgres::PostgresOptions;
 use gatehouse::store::{
-    load_keeps, BrowserSessionRecord, ChangeKind, Conflict, CounterOp, CounterOutcome, Feed, PrincipalKind,
-    Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, Snapshot, Store, StoreError, Taken,
-    UserChange, UserRecord, UserState, FEED_RETENTION,
+    load_keeps, BrowserSessionRecord, ChangeKind, Conflict, CounterOp, CounterOutcome, Feed,
+    PrincipalKind, Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, Snapshot, Store,
+    StoreError, Taken, UserChange, UserRecord, UserState, FEED_RETENTION,
 };
 
 /// A backend under test.
@@ -1086,14 +1086,22 @@ pub mod contract {
     /// `Store::load` filters the sessions as `store::load_keeps` says, on every backend.
     pub async fn load_returns_only_the_sessions_a_view_needs(backend: &impl Backend) {
         let store = backend.open().await;
-        for (id, name) in [("u1", "alice"), ("u2", "bob"), ("u3", "carol"), ("u4", "dave")] {
+        for (id, name) in [
+            ("u1", "alice"),
+            ("u2", "bob"),
+            ("u3", "carol"),
+            ("u4", "dave"),
+        ] {
             add(store.as_ref(), id, name).await;
         }
         let (now, grace) = (1000, 100);
         let mut hash = 0;
         let mut live = |user: &str, family: &str, expires_at: u64| {
             hash += 1;
-            (session(user, family, expires_at), token(hash, user, family, expires_at))
+            (
+                session(user, family, expires_at),
+                token(hash, user, family, expires_at),
+            )
         };
         for (session, token) in [
             live("u1", "live", 5000),

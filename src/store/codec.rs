@@ -21,7 +21,10 @@ pub fn encode(value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
 
 /// Decodes a record written by [`encode`] (any version this build knows); `T` may
 /// borrow from `bytes`.
-pub fn decode<'a, T: Deserialize<'a>>(tree: &'static str, bytes: &'a [u8]) -> Result<T, StoreError> {
+pub fn decode<'a, T: Deserialize<'a>>(
+    tree: &'static str,
+    bytes: &'a [u8],
+) -> Result<T, StoreError> {
     match bytes.split_first() {
         Some((&CURRENT, json)) => serde_json::from_slice(json).map_err(|err| StoreError::Corrupt {
             tree,

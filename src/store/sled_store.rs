@@ -56,9 +56,9 @@ use subtle::ConstantTimeEq;
 
 use super::codec::{decode, encode};
 use super::{
-    load_keeps_parts, BoxFuture, Change, ChangeKind, Conflict, Feed, Loaded, Purged, RefreshRecord, RevokedRecord,
-    Seq, SessionChange, SessionRecord, Snapshot, Store, StoreError, StoreResult, Taken, UserChange,
-    UserRecord, UserState, Written, FEED_RETENTION,
+    load_keeps_parts, BoxFuture, Change, ChangeKind, Conflict, Feed, Loaded, Purged, RefreshRecord,
+    RevokedRecord, Seq, SessionChange, SessionRecord, Snapshot, Store, StoreError, StoreResult,
+    Taken, UserChange, UserRecord, UserState, Written, FEED_RETENTION,
 };
 
 const USERS: &str = "users";
