@@ -17,7 +17,7 @@ set -Eeuo pipefail
 bench_command_line() {
     local knobs=() v
     for v in QUICK DURATION ROUNDS CONNS WARMUP WRK_THREADS TARGETS LOGIN_CONNS GET_CONNS \
-             CONN_COUNT CONN_PARALLEL PARTS TRIALS DISABLE_TRIALS REFRESH_CONNS PG_FSYNC SUT_CPU LOADGEN_CPU GATEHOUSE_BIN BUILD GH_LOG_LEVEL RESULTS; do
+             CONN_COUNT CONN_PARALLEL PARTS USERS SESSIONS BACKENDS BASELINE_BIN SETTLE CALLGRIND_DURATION PG_FILL SLED_FILL TRIALS DISABLE_TRIALS REFRESH_CONNS PG_FSYNC SUT_CPU LOADGEN_CPU GATEHOUSE_BIN BUILD GH_LOG_LEVEL RESULTS; do
         if [[ -n ${!v+x} ]]; then knobs+=("$v=$(printf '%q' "${!v}")"); fi
     done
     printf '%s' "${knobs[*]:-}${knobs[*]:+ }bash benches/load/$(basename "$0")${*:+ }$*"
