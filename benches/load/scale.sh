@@ -39,7 +39,9 @@
 #
 # Env knobs: USERS (100000) SESSIONS (1000000) BACKENDS ("sled postgres")
 #            PARTS ("start cpu instr") ROUNDS (3) DURATION (s, 5) CONNS (16) SETTLE (s, 2)
-#            CALLGRIND_DURATION (s, 5) BASELINE_BIN (unset) SLED_FILL (the filler's
+#            CALLGRIND_DURATION (s, 5) IDLE_WAIT (s, 0: cpu and instr start measuring
+#            once gatehouse is idle, waiting at most this long, ×4 under callgrind — the
+#            start-up purge on a big sled store takes tens of seconds) BASELINE_BIN (unset) SLED_FILL (the filler's
 #            path: target/debug/examples/scale_fill_sled) PG_FILL (sql: COPY + INSERT …
 #            SELECT; import: `gatehouse store import`, which fails at the default sizes, see
 #            above) PG_FSYNC (off: the fill is not
@@ -64,11 +66,12 @@ DURATION=${DURATION:-5}
 CONNS=${CONNS:-16}
 SETTLE=${SETTLE:-2}
 CALLGRIND_DURATION=${CALLGRIND_DURATION:-5}
+IDLE_WAIT=${IDLE_WAIT:-0}
 PG_FSYNC=${PG_FSYNC:-off}
 PG_FILL=${PG_FILL:-sql}
 export PG_FILL
 [[ $PG_FILL == import || $PG_FILL == sql ]] || die "PG_FILL must be import or sql"
-for v in USERS SESSIONS ROUNDS DURATION CONNS SETTLE CALLGRIND_DURATION; do
+for v in USERS SESSIONS ROUNDS DURATION CONNS SETTLE CALLGRIND_DURATION IDLE_WAIT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((USERS >= 1)) || die "USERS must be ≥ 1"
@@ -246,6 +249,18 @@ gh_stop() {   # gh_stop PID: TERM, wait (sled's lock is free again afterwards)
     wait "$pid" 2>/dev/null || true
 }
 
+# wait_idle PID TIMEOUT_S: until the process used under 5 % of a core over a second (the
+# start-up purge, which scans every session and refresh token, is done), at most TIMEOUT_S;
+# prints the seconds waited.
+wait_idle() {
+    local pid=$1 timeout=$2 t0=$SECONDS a b
+    while ((SECONDS - t0 < timeout)); do
+        a=$(cpu_ticks "$pid"); sleep 1; b=$(cpu_ticks "$pid")
+        (((b - a) * 100 < 5 * CLK_TCK)) && break
+    done
+    echo $((SECONDS - t0))
+}
+
 status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 gh_token() {   # gh_token NAME: a fresh login's access token
@@ -346,6 +361,7 @@ if [[ " $PARTS " == *" cpu "* ]]; then
             TOKEN_OF[$name]=$(gh_token "$name")
             check_auth "$name" "http://127.0.0.1:${PORT_OF[$name]}/hello" "${TOKEN_OF[$name]}" || die "$name failed the token checks"
             run_wrk "$RAW/$name-warmup.txt" "$CONNS" 2 "http://127.0.0.1:${PORT_OF[$name]}/hello" -H "Authorization: Bearer ${TOKEN_OF[$name]}"
+            ((IDLE_WAIT > 0)) && log "$name: idle after $(wait_idle "${PID_OF[$name]}" "$IDLE_WAIT") s"
         done
         order=("${backend}_big" "${backend}_empty")
         for ((r = 1; r <= ROUNDS; r++)); do
@@ -381,6 +397,7 @@ if [[ " $PARTS " == *" instr "* ]]; then
                 token=$(gh_token "$name")
                 url="http://127.0.0.1:${PORT_OF[$name]}/hello"
                 run_wrk "$RAW/$name-cg-warmup.txt" "$CONNS" 2 "$url" -H "Authorization: Bearer $token"
+                ((IDLE_WAIT > 0)) && log "$name: idle after $(wait_idle "$GH_PID" "$((IDLE_WAIT * 4))") s"
                 callgrind_control -i on "$GH_PID" >/dev/null 2>&1
                 run_wrk "$RAW/$name-cg.txt" "$CONNS" "$CALLGRIND_DURATION" "$url" -H "Authorization: Bearer $token"
                 callgrind_control -i off "$GH_PID" >/dev/null 2>&1
