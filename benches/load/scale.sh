@@ -87,7 +87,7 @@ if [[ " $BACKENDS " == *" sled "* && ! -x $SLED_FILL ]]; then
     (cd "$REPO_ROOT" && timeout 1800 cargo build --example scale_fill_sled) >"$BENCH_TMP/fill-build.log" 2>&1 \
         || { tail -n 15 "$BENCH_TMP/fill-build.log" >&2; die "cannot build examples/scale_fill_sled.rs"; }
 fi
-upstream_start
+upstream_start upstream "$LOADGEN_CPU"
 
 RAW=$BENCH_TMP/raw
 mkdir -p "$RAW"
@@ -95,7 +95,7 @@ MS() { echo $(($(date +%s%N) / 1000000)); }
 
 # ---------------------------------------------------------------- PostgreSQL (as replicas.sh)
 
-PG_PORT= PG_DIR=
+PG_PORT='' PG_DIR=''
 if [[ " $BACKENDS " == *" postgres "* ]]; then
     need_cmd runuser
     PG_BIN=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
@@ -370,7 +370,7 @@ if [[ " $PARTS " == *" cpu "* ]]; then
                 before=$(cpu_ticks "${PID_OF[$name]}")
                 run_wrk "$RAW/$name-$r.txt" "$CONNS" "$DURATION" "http://127.0.0.1:${PORT_OF[$name]}/hello" -H "Authorization: Bearer ${TOKEN_OF[$name]}"
                 after=$(cpu_ticks "${PID_OF[$name]}")
-                read -r rps reqs p50 p99 non2xx errs < <(wrk_parse "$RAW/$name-$r.txt")
+                read -r rps reqs _ p99 non2xx errs < <(wrk_parse "$RAW/$name-$r.txt")
                 ((non2xx == 0 && errs == 0)) || warn "$name: $non2xx non-2xx, $errs socket errors"
                 printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$r" "$((after - before))" "$reqs" "$rps" "$p99" >>"$RAW/cpu.tsv"
                 log "$name round $r: $rps req/s, $(((after - before) * 1000000 / CLK_TCK / (reqs > 0 ? reqs : 1))) µs CPU/request"
