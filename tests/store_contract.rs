@@ -22,9 +22,9 @@ use common::postgres::PgCluster;
 use gatehouse::store::counters::Admission;
 use gatehouse::store::postgres::PostgresOptions;
 use gatehouse::store::{
-    BrowserSessionRecord, ChangeKind, Conflict, CounterOp, CounterOutcome, Feed, PrincipalKind,
-    Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, Snapshot, Store, StoreError, Taken,
-    UserChange, UserRecord, UserState, FEED_RETENTION,
+    load_keeps, BrowserSessionRecord, ChangeKind, Conflict, CounterOp, CounterOutcome, Feed,
+    PrincipalKind, Purged, RefreshRecord, RevokedRecord, Seq, SessionRecord, Snapshot, Store,
+    StoreError, Taken, UserChange, UserRecord, UserState, FEED_RETENTION,
 };
 
 /// A backend under test.
@@ -123,6 +123,7 @@ macro_rules! contract_suite {
                 every_write_verb_publishes_one_change_in_order,
                 the_feed_resumes_from_any_cursor,
                 load_returns_the_state_and_the_cursor_it_reflects,
+                load_returns_only_the_sessions_a_view_needs,
                 a_trimmed_log_tells_a_reader_behind_it_to_reload,
                 concurrent_writes_get_distinct_numbers_in_commit_order,
                 numbers_are_never_reused_after_a_reopen,
@@ -239,7 +240,7 @@ pub mod contract {
     }
 
     async fn head(store: &dyn Store) -> Seq {
-        store.load().await.expect("load").cursor
+        store.load(0, 0).await.expect("load").cursor
     }
 
     pub async fn users_are_found_by_id_and_canonical_name(backend: &impl Backend) {
@@ -334,7 +335,7 @@ pub mod contract {
                 users: batch.iter().map(UserState::from).collect()
             }
         );
-        let loaded = store.load().await.expect("load");
+        let loaded = store.load(0, 0).await.expect("load");
         assert_eq!(loaded.cursor, seq);
         assert_eq!(loaded.users.len(), 301);
         // The names are unique against later single inserts too.
@@ -898,7 +899,7 @@ pub mod contract {
         );
         assert_eq!(store.sessions_of("u1").await.expect("list").len(), 1);
         assert!(store.find_refresh(&[2; 32]).await.expect("find").is_some());
-        assert!(store.load().await.expect("load").revoked.is_empty());
+        assert!(store.load(0, 0).await.expect("load").revoked.is_empty());
         assert_eq!(
             head(store.as_ref()).await,
             before,
@@ -930,11 +931,11 @@ pub mod contract {
             .await
             .expect("revoke");
         store.insert_secret(b"kept").await.expect("secret");
-        let loaded = store.load().await.expect("load");
+        let loaded = store.load(0, 0).await.expect("load");
         drop(store);
 
         let store = backend.open().await;
-        assert_eq!(store.load().await.expect("load"), loaded);
+        assert_eq!(store.load(0, 0).await.expect("load"), loaded);
         let user = store.find_user("u1").await.expect("find").expect("user");
         assert_eq!(user.roles, ["admin"]);
         assert!(
@@ -1070,15 +1071,146 @@ pub mod contract {
             .expect("revoke")
             .seq
             .expect("a change");
-        let loaded = store.load().await.expect("load");
+        let loaded = store.load(0, 0).await.expect("load");
         assert_eq!(loaded.cursor, seq);
         assert_eq!(loaded.users, vec![UserState::from(&user("u1", "alice"))]);
-        assert_eq!(loaded.sessions, vec![session("u1", "f1", 100)]);
+        // A live token session of its user's current generation: nothing the view needs.
+        assert_eq!(loaded.sessions, vec![]);
         assert_eq!(loaded.revoked.len(), 1);
         assert!(changes(store.as_ref(), loaded.cursor).await.is_empty());
         let next = add(store.as_ref(), "u2", "bob").await;
         let after = changes(store.as_ref(), loaded.cursor).await;
         assert_eq!(after.iter().map(|c| c.seq).collect::<Vec<_>>(), [next]);
+    }
+
+    /// `Store::load` filters the sessions as `store::load_keeps` says, on every backend.
+    pub async fn load_returns_only_the_sessions_a_view_needs(backend: &impl Backend) {
+        let store = backend.open().await;
+        for (id, name) in [
+            ("u1", "alice"),
+            ("u2", "bob"),
+            ("u3", "carol"),
+            ("u4", "dave"),
+        ] {
+            add(store.as_ref(), id, name).await;
+        }
+        let (now, grace) = (1000, 100);
+        let mut hash = 0;
+        let mut live = |user: &str, family: &str, expires_at: u64| {
+            hash += 1;
+            (
+                session(user, family, expires_at),
+                token(hash, user, family, expires_at),
+            )
+        };
+        for (session, token) in [
+            live("u1", "live", 5000),
+            live("u1", "ended-in-grace", 5000),
+            live("u1", "ended-at-grace-edge", 5000),
+            live("u1", "ended-past-grace", 5000),
+            live("u2", "of-a-disabled-user", 5000),
+            live("u3", "of-an-older-generation", 5000),
+            live("u3", "of-an-older-generation-expired", 10),
+            live("u4", "of-a-removed-user", 5000),
+            live("u4", "ended-of-a-removed-user", 5000),
+        ] {
+            store
+                .insert_session(&session, &token)
+                .await
+                .expect("session");
+        }
+        for (user, family, hash, expires_at) in [
+            ("u1", "browser-live", 101, 1001),
+            ("u1", "browser-expired", 102, 1000),
+            ("u1", "browser-ended", 103, 5000),
+        ] {
+            store
+                .insert_browser_session(&browser_session(user, family, hash, expires_at))
+                .await
+                .expect("browser session");
+        }
+        for (user, family, at) in [
+            ("u1", "ended-in-grace", 950),
+            ("u1", "ended-at-grace-edge", 900),
+            ("u1", "ended-past-grace", 899),
+            ("u1", "browser-ended", 990),
+            ("u4", "ended-of-a-removed-user", 990),
+        ] {
+            store.end_session(user, family, at).await.expect("end");
+        }
+        store
+            .update_user("u2", UserChange::SetEnabled(false))
+            .await
+            .expect("disable");
+        store
+            .update_user(
+                "u3",
+                UserChange::SetPassword {
+                    hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$new".into(),
+                    changed_at: 5,
+                },
+            )
+            .await
+            .expect("passwd");
+        store.remove_user("u4").await.expect("remove");
+
+        let loaded = store.load(now, grace).await.expect("load");
+        let mut kept: Vec<&str> = loaded.sessions.iter().map(|s| s.family.as_str()).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            [
+                "browser-ended",
+                "browser-live",
+                "ended-at-grace-edge",
+                "ended-in-grace",
+                "ended-of-a-removed-user",
+                "of-a-disabled-user",
+                "of-an-older-generation",
+                "of-an-older-generation-expired",
+            ]
+        );
+        // Whole records, as stored.
+        let all = store.export().await.expect("export");
+        for session in &loaded.sessions {
+            let stored = store
+                .sessions_of(&session.user_id)
+                .await
+                .expect("list")
+                .into_iter()
+                .find(|s| s.family == session.family);
+            // The removed user's session is no longer listed under it; the export drops it too.
+            if session.user_id != "u4" {
+                assert_eq!(stored.as_ref(), Some(session));
+            }
+        }
+        // The rule the backends implement, applied to every session the store holds.
+        let users: std::collections::HashMap<&str, &UserState> =
+            loaded.users.iter().map(|u| (u.id.as_str(), u)).collect();
+        let expected: Vec<&str> = all
+            .sessions
+            .iter()
+            .filter(|s| load_keeps(s, users.get(s.user_id.as_str()).copied(), now, grace))
+            .map(|s| s.family.as_str())
+            .collect();
+        for family in &expected {
+            assert!(kept.contains(family), "{family}");
+        }
+        // The load moves with the clock: a minute later the sessions ended at 950 and the
+        // browser session expiring at 1001 are no longer needed.
+        let later = store.load(now + 60, grace).await.expect("load");
+        let mut kept: Vec<&str> = later.sessions.iter().map(|s| s.family.as_str()).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            [
+                "browser-ended",
+                "ended-of-a-removed-user",
+                "of-a-disabled-user",
+                "of-an-older-generation",
+                "of-an-older-generation-expired",
+            ]
+        );
     }
 
     pub async fn a_trimmed_log_tells_a_reader_behind_it_to_reload(backend: &impl Backend) {
@@ -1108,7 +1240,7 @@ pub mod contract {
         }
         // A reader at the head lost nothing, and a reload gives a cursor to follow from.
         assert!(changes(store.as_ref(), last).await.is_empty());
-        let loaded = store.load().await.expect("load");
+        let loaded = store.load(0, 0).await.expect("load");
         assert_eq!((loaded.cursor, loaded.users.len()), (last, 2));
         let next = add(store.as_ref(), "u3", "carol").await;
         assert_eq!(next, last + 1, "numbering goes on after a trim");
@@ -1380,7 +1512,7 @@ pub mod contract {
             target.changes_since(before, 100).await.expect("feed"),
             Feed::Trimmed
         );
-        let loaded = target.load().await.expect("load");
+        let loaded = target.load(0, 0).await.expect("load");
         assert!(loaded.cursor >= seq);
         let mut users: Vec<UserState> = loaded.users.clone();
         users.sort_by(|a, b| a.id.cmp(&b.id));
@@ -1394,7 +1526,18 @@ pub mod contract {
         );
         let mut sessions = loaded.sessions.clone();
         sessions.sort_by(|a, b| a.family.cmp(&b.family));
-        assert_eq!(sessions, snapshot.sessions);
+        // Every session the view needs (the live token sessions of current users it
+        // does not), as imported.
+        let states: std::collections::HashMap<&str, &UserState> =
+            users.iter().map(|u| (u.id.as_str(), u)).collect();
+        let needed: Vec<SessionRecord> = snapshot
+            .sessions
+            .iter()
+            .filter(|s| load_keeps(s, states.get(s.user_id.as_str()).copied(), 0, 0))
+            .cloned()
+            .collect();
+        assert!(!needed.is_empty() && needed.len() < snapshot.sessions.len());
+        assert_eq!(sessions, needed);
         assert_eq!(loaded.revoked, snapshot.revoked);
         // And from the loaded cursor the feed goes on normally.
         assert!(changes(target.as_ref(), loaded.cursor).await.is_empty());
@@ -1494,7 +1637,7 @@ pub mod contract {
                 ("u1".to_string(), PrincipalKind::User)
             ]
         );
-        let loaded = store.load().await.expect("load");
+        let loaded = store.load(0, 0).await.expect("load");
         let state = loaded.users.iter().find(|u| u.id == "c1").expect("loaded");
         assert_eq!(state.kind, PrincipalKind::Client);
 
@@ -1606,7 +1749,7 @@ pub mod contract {
             .expect("export")
             .refresh_tokens
             .is_empty());
-        let loaded = store.load().await.expect("load");
+        let loaded = store.load(0, 0).await.expect("load");
         assert_eq!(loaded.sessions, [at_generation_1]);
     }
 

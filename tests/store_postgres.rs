@@ -60,7 +60,7 @@ async fn two_stores_on_one_database_see_each_others_changes_and_are_woken() {
     let b = open(&url).await;
     let signal = b.change_signal().expect("PostgreSQL has a change signal");
     settle(&signal).await;
-    let cursor = b.load().await.expect("load").cursor;
+    let cursor = b.load(0, 0).await.expect("load").cursor;
 
     let woken = signal.notified();
     tokio::pin!(woken);
@@ -85,7 +85,7 @@ async fn two_stores_on_one_database_see_each_others_changes_and_are_woken() {
     assert_eq!(changes[0].kind, ChangeKind::Revoked(revoked("from-a")));
     // And the other way round, through the data too.
     b.insert_revoked(&revoked("from-b")).await.expect("revoke");
-    let loaded = a.load().await.expect("load");
+    let loaded = a.load(0, 0).await.expect("load");
     let jtis: Vec<&str> = loaded.revoked.iter().map(|r| r.jti.as_str()).collect();
     assert_eq!(jtis, ["from-a", "from-b"]);
     assert_eq!(loaded.cursor, seq + 1);
@@ -97,7 +97,7 @@ async fn concurrent_writers_in_two_stores_never_show_a_gap_or_a_number_out_of_or
     let url = database().await;
     let stores: Vec<Arc<dyn Store>> = vec![Arc::new(open(&url).await), Arc::new(open(&url).await)];
     let reader = open(&url).await;
-    let start = reader.load().await.expect("load").cursor;
+    let start = reader.load(0, 0).await.expect("load").cursor;
 
     let mut writers = Vec::new();
     for (s, store) in stores.iter().enumerate() {
@@ -492,7 +492,7 @@ async fn a_database_down_killed_or_frozen_is_unavailable_and_the_store_recovers(
         fourth == third + 1 || fourth == third + 2,
         "{third} -> {fourth}"
     );
-    let loaded = store.load().await.expect("load");
+    let loaded = store.load(0, 0).await.expect("load");
     for jti in ["before", "after-stop", "after-kill", "after-freeze"] {
         assert!(loaded.revoked.iter().any(|r| r.jti == jti), "{jti} lost");
     }

@@ -80,7 +80,7 @@ impl Directory {
         hasher: Arc<PasswordHasher>,
         grace: u64,
     ) -> StoreResult<Self> {
-        let loaded = store.load().await?;
+        let loaded = store.load(now_secs(), grace).await?;
         let view = View::default();
         let follower = Follower::start(&view, &loaded, grace);
         let now = now_secs();

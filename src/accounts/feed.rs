@@ -99,8 +99,9 @@ impl Follower {
                         cursor = *cursor,
                         "the store's change log was trimmed past this view's position; reloading it in full"
                     );
-                    let loaded = store.load().await?;
-                    view.replace(&loaded, now_secs(), self.grace);
+                    let now = now_secs();
+                    let loaded = store.load(now, self.grace).await?;
+                    view.replace(&loaded, now, self.grace);
                     *cursor = loaded.cursor;
                 }
                 Feed::Changes { changes, next } => {

@@ -848,8 +848,8 @@ mod tests {
         fn insert_secret(&self, secret: &[u8]) -> StoreFuture<'_, StoreResult<Written<Vec<u8>>>> {
             self.inner.insert_secret(secret)
         }
-        fn load(&self) -> StoreFuture<'_, StoreResult<Loaded>> {
-            self.inner.load()
+        fn load(&self, now: u64, grace: u64) -> StoreFuture<'_, StoreResult<Loaded>> {
+            self.inner.load(now, grace)
         }
         fn changes_since(&self, cursor: Seq, limit: usize) -> StoreFuture<'_, StoreResult<Feed>> {
             self.inner.changes_since(cursor, limit)

@@ -3,7 +3,9 @@
 //! enabled flag, last password change and generation; the
 //! revoked access-token ids; the ended login sessions; the live browser sessions by the
 //! SHA-256 of their cookie value (SPEC §10). Built from the store's
-//! [`Loaded`] state at start and changed only by applying the store's change feed
+//! [`Loaded`] state at start (whose sessions are only the ones kept here, filtered by the
+//! store as it reads: `store::load_keeps`, so a million live refresh sessions are never
+//! all in memory) and changed only by applying the store's change feed
 //! ([`View::apply`], driven by [`super::feed::Follower`]), so a bearer check is a few
 //! hash lookups under read locks, never a disk read, and every process that follows the
 //! feed holds the same view.
@@ -310,7 +312,8 @@ impl View {
     /// Replaces everything with a full load (start, or a feed trimmed past our cursor).
     /// A live session made under an older user generation, or of a disabled user (a
     /// password change or disable whose sessions were not all ended yet), counts as
-    /// ended from `now`.
+    /// ended from `now`. `loaded.sessions` may hold more than is kept (the store filtered
+    /// them with `store::load_keeps` at an earlier or equal `now`); the rest is skipped.
     pub fn replace(&self, loaded: &Loaded, now: u64, grace: u64) {
         let users: HashMap<String, Arc<UserView>> = loaded
             .users
@@ -625,6 +628,98 @@ mod tests {
         assert!(view.browser_session(&[2; 32]).is_some());
         assert!(view.browser_session(&[3; 32]).is_none(), "ended");
         assert_eq!(view.browser_session_count(), 1);
+    }
+
+    /// The store's filter (`store::load_keeps`) leaves out only sessions that
+    /// [`View::replace`] would skip: a view from the filtered load equals one from all.
+    #[test]
+    fn a_view_from_the_filtered_load_equals_one_from_every_session() {
+        let (now, grace) = (1000, 100);
+        let user = |id: &str, enabled: bool| UserState {
+            id: id.into(),
+            username: id.into(),
+            canonical: id.into(),
+            roles: vec![],
+            enabled,
+            created: 1,
+            password_changed_at: 1,
+            generation: 1,
+            kind: PrincipalKind::User,
+        };
+        let users = vec![user("on", true), user("off", false)];
+        let mut sessions = Vec::new();
+        let mut hash = 0u8;
+        for user_id in ["on", "off", "gone"] {
+            for generation in [0, 1] {
+                for ended_at in [None, Some(now - grace - 1), Some(now - grace), Some(now)] {
+                    for expires_at in [None, Some(now), Some(now + 1)] {
+                        hash += 1;
+                        sessions.push(SessionRecord {
+                            family: format!("s{hash}"),
+                            user_id: user_id.into(),
+                            created: 1,
+                            generation,
+                            expires_at: expires_at.unwrap_or(now + 500),
+                            ended_at,
+                            browser: expires_at.map(|_| crate::store::BrowserSessionRecord {
+                                cookie_hash: [hash; 32],
+                                last_seen: 1,
+                                remember_me: false,
+                            }),
+                        });
+                    }
+                }
+            }
+        }
+        let states: HashMap<&str, &UserState> =
+            users.iter().map(|user| (user.id.as_str(), user)).collect();
+        let filtered: Vec<SessionRecord> = sessions
+            .iter()
+            .filter(|session| {
+                crate::store::load_keeps(
+                    session,
+                    states.get(session.user_id.as_str()).copied(),
+                    now,
+                    grace,
+                )
+            })
+            .cloned()
+            .collect();
+        assert!(filtered.len() < sessions.len());
+        let load = |sessions: &[SessionRecord], now: u64| {
+            let view = View::default();
+            view.replace(
+                &Loaded {
+                    users: users.clone(),
+                    sessions: sessions.to_vec(),
+                    revoked: vec![],
+                    cursor: 1,
+                },
+                now,
+                grace,
+            );
+            view
+        };
+        // The follower reads the clock again after the load: `replace` may see a later
+        // `now` than the filter did, never an earlier one.
+        for replace_at in [now, now + 1, now + grace] {
+            let (all, kept) = (load(&sessions, replace_at), load(&filtered, replace_at));
+            assert_eq!(all.browser_session_count(), kept.browser_session_count());
+            for session in &sessions {
+                assert_eq!(
+                    all.session_ended(&session.family),
+                    kept.session_ended(&session.family),
+                    "{session:?} at {replace_at}"
+                );
+                if let Some(browser) = &session.browser {
+                    assert_eq!(
+                        all.browser_session(&browser.cookie_hash).is_some(),
+                        kept.browser_session(&browser.cookie_hash).is_some(),
+                        "{session:?} at {replace_at}"
+                    );
+                }
+            }
+        }
     }
 
     fn client(generation: u64) -> ChangeKind {

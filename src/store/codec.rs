@@ -2,8 +2,7 @@
 //! version it does not know reports the record as corrupt rather than guessing, and a
 //! later format adds a version and a migration here without touching the trees.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
@@ -20,8 +19,12 @@ pub fn encode(value: &impl Serialize) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
-/// Decodes a record written by [`encode`] (any version this build knows).
-pub fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+/// Decodes a record written by [`encode`] (any version this build knows); `T` may
+/// borrow from `bytes`.
+pub fn decode<'a, T: Deserialize<'a>>(
+    tree: &'static str,
+    bytes: &'a [u8],
+) -> Result<T, StoreError> {
     match bytes.split_first() {
         Some((&CURRENT, json)) => serde_json::from_slice(json).map_err(|err| StoreError::Corrupt {
             tree,

@@ -487,10 +487,57 @@ pub struct Purged {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Loaded {
     pub users: Vec<UserState>,
+    /// Only the sessions a view needs ([`load_keeps`]), not every session: a store with a
+    /// million live refresh sessions loads the few it must remember (issue #17).
     pub sessions: Vec<SessionRecord>,
     pub revoked: Vec<RevokedRecord>,
     /// The sequence number of the last change reflected in the lists.
     pub cursor: Seq,
+}
+
+/// Whether [`Store::load`] at `now` with `grace` returns `session`, whose user is `user`
+/// (`None`: gone) — the sessions a view built from the load needs
+/// (`accounts::view::View::replace`), written down once for every backend:
+/// - ended, and ended no more than `grace` seconds before `now` (its access tokens may
+///   still be unexpired);
+/// - live, of a user that exists but is disabled or has moved to another generation
+///   since (the view counts it as ended from `now`; the accounts layer ends it at start);
+/// - a live browser session of its user's current generation, not yet past its expiry
+///   (its cookie is authenticated from the view, SPEC §10).
+///
+/// Left out: live token sessions of their enabled user's current generation (their
+/// tokens pass on the user's state alone, nothing about the session is checked),
+/// sessions ended more than `grace` ago, expired browser sessions, and sessions whose
+/// user is gone (every check fails on the missing user). PostgreSQL says the same in SQL.
+pub fn load_keeps(session: &SessionRecord, user: Option<&UserState>, now: u64, grace: u64) -> bool {
+    load_keeps_parts(
+        session.ended_at,
+        session.generation,
+        session.expires_at,
+        session.browser.is_some(),
+        user.map(|user| (user.enabled, user.generation)),
+        now,
+        grace,
+    )
+}
+
+/// [`load_keeps`] on the parts it reads: a backend may decide from these before it
+/// decodes a whole record. `user`: the user's `(enabled, generation)`.
+pub(crate) fn load_keeps_parts(
+    ended_at: Option<u64>,
+    generation: u64,
+    expires_at: u64,
+    browser: bool,
+    user: Option<(bool, u64)>,
+    now: u64,
+    grace: u64,
+) -> bool {
+    match (ended_at, user) {
+        (Some(ended_at), _) => ended_at.saturating_add(grace) >= now,
+        (None, None) => false,
+        (None, Some((enabled, current))) if !enabled || current != generation => true,
+        (None, Some(_)) => browser && expires_at > now,
+    }
 }
 
 /// The persistence interface the accounts layer depends on. Verbs: find, list, load,
@@ -641,9 +688,11 @@ pub trait Store: Send + Sync + 'static {
         ))))
     }
 
-    /// Users, sessions and revoked ids as of one feed position (start, and a replica that
-    /// fell behind a trimmed log).
-    fn load(&self) -> BoxFuture<'_, StoreResult<Loaded>>;
+    /// Users, revoked ids and the sessions a view built at `now` needs ([`load_keeps`]
+    /// with `grace`), as of one feed position (start, and a replica that fell behind a
+    /// trimmed log). A backend filters while it reads: the sessions left out are never
+    /// all in memory at once.
+    fn load(&self, now: u64, grace: u64) -> BoxFuture<'_, StoreResult<Loaded>>;
     /// Up to `limit` changes with a sequence number above `cursor`, in order, or
     /// [`Feed::Trimmed`] when the log no longer holds all of them. Only durable changes
     /// are returned.

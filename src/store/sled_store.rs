@@ -56,9 +56,9 @@ use subtle::ConstantTimeEq;
 
 use super::codec::{decode, encode};
 use super::{
-    BoxFuture, Change, ChangeKind, Conflict, Feed, Loaded, Purged, RefreshRecord, RevokedRecord,
-    Seq, SessionChange, SessionRecord, Snapshot, Store, StoreError, StoreResult, Taken, UserChange,
-    UserRecord, UserState, Written, FEED_RETENTION,
+    load_keeps_parts, BoxFuture, Change, ChangeKind, Conflict, Feed, Loaded, Purged, RefreshRecord,
+    RevokedRecord, Seq, SessionChange, SessionRecord, Snapshot, Store, StoreError, StoreResult,
+    Taken, UserChange, UserRecord, UserState, Written, FEED_RETENTION,
 };
 
 const USERS: &str = "users";
@@ -111,6 +111,19 @@ struct SecretRecord {
 #[derive(Serialize, Deserialize)]
 struct FingerprintRecord {
     fingerprint: String,
+}
+
+/// What [`load_keeps_parts`] reads of a session record, borrowed from the encoded bytes
+/// (serde ignores the other fields).
+#[derive(Deserialize)]
+struct SessionHead<'a> {
+    #[serde(borrow)]
+    user_id: std::borrow::Cow<'a, str>,
+    generation: u64,
+    expires_at: u64,
+    ended_at: Option<u64>,
+    #[serde(default)]
+    browser: Option<serde::de::IgnoredAny>,
 }
 
 /// A change as written to the `changes` tree (its number is the key).
@@ -718,7 +731,7 @@ impl Inner {
         Ok(removed.is_some())
     }
 
-    fn load(&self) -> StoreResult<Loaded> {
+    fn load(&self, now: u64, grace: u64) -> StoreResult<Loaded> {
         // No publishing transaction can commit while the writer lock is held, so the
         // lists and the cursor describe one state.
         let _writer = self
@@ -726,10 +739,41 @@ impl Inner {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let cursor = self.head()?;
-        let users: Vec<UserRecord> = Self::all(&self.users, USERS)?;
+        let users: Vec<UserState> = self
+            .users
+            .iter()
+            .values()
+            .map(|value| {
+                decode::<UserRecord>(USERS, &value.map_err(backend)?)
+                    .map(|user| UserState::from(&user))
+            })
+            .collect::<StoreResult<_>>()?;
+        let states: std::collections::HashMap<&str, (bool, u64)> = users
+            .iter()
+            .map(|user| (user.id.as_str(), (user.enabled, user.generation)))
+            .collect();
+        // Filtered while iterating: each record is first read as its few deciding fields
+        // (borrowed, nothing allocated) and decoded whole only when it is kept.
+        let mut sessions = Vec::new();
+        for value in self.sessions.iter().values() {
+            let value = value.map_err(backend)?;
+            let head: SessionHead<'_> = decode(SESSIONS, &value)?;
+            let user = states.get(head.user_id.as_ref()).copied();
+            if load_keeps_parts(
+                head.ended_at,
+                head.generation,
+                head.expires_at,
+                head.browser.is_some(),
+                user,
+                now,
+                grace,
+            ) {
+                sessions.push(decode(SESSIONS, &value)?);
+            }
+        }
         Ok(Loaded {
-            users: users.iter().map(UserState::from).collect(),
-            sessions: Self::all(&self.sessions, SESSIONS)?,
+            users,
+            sessions,
             revoked: Self::all(&self.revoked, REVOKED)?,
             cursor,
         })
@@ -1097,8 +1141,8 @@ impl Store for SledStore {
         self.run(|store| store.forget_fingerprint())
     }
 
-    fn load(&self) -> BoxFuture<'_, StoreResult<Loaded>> {
-        self.run(|store| store.load())
+    fn load(&self, now: u64, grace: u64) -> BoxFuture<'_, StoreResult<Loaded>> {
+        self.run(move |store| store.load(now, grace))
     }
 
     fn changes_since(&self, cursor: Seq, limit: usize) -> BoxFuture<'_, StoreResult<Feed>> {

@@ -164,8 +164,8 @@ impl Store for FlakyStore {
     fn insert_secret(&self, secret: &[u8]) -> BoxFuture<'_, StoreResult<Written<Vec<u8>>>> {
         verb!(self, self.inner.insert_secret(secret))
     }
-    fn load(&self) -> BoxFuture<'_, StoreResult<Loaded>> {
-        verb!(self, self.inner.load())
+    fn load(&self, now: u64, grace: u64) -> BoxFuture<'_, StoreResult<Loaded>> {
+        verb!(self, self.inner.load(now, grace))
     }
     fn changes_since(&self, cursor: Seq, limit: usize) -> BoxFuture<'_, StoreResult<Feed>> {
         verb!(self, self.inner.changes_since(cursor, limit))

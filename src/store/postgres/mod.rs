@@ -213,6 +213,9 @@ const USER_COLUMNS: &str =
     "id, username, canonical, password_hash, roles, enabled, created, password_changed_at, generation, kind";
 const SESSION_COLUMNS: &str =
     "user_id, family, created, generation, expires_at, ended_at, cookie_hash, last_seen, remember_me";
+/// [`SESSION_COLUMNS`] of `sessions s` in a join.
+const LOAD_SESSION_COLUMNS: &str = "s.user_id, s.family, s.created, s.generation, s.expires_at, \
+     s.ended_at, s.cookie_hash, s.last_seen, s.remember_me";
 const REFRESH_COLUMNS: &str = "token_hash, family, user_id, expires_at, spent";
 
 fn user_of(row: &Row) -> StoreResult<UserRecord> {
@@ -1210,7 +1213,8 @@ impl Inner {
         })
     }
 
-    async fn load(&self) -> StoreResult<Loaded> {
+    async fn load(&self, now: u64, grace: u64) -> StoreResult<Loaded> {
+        let (now_i, grace_i) = (int(now)?, int(grace)?);
         let mut client = self.client().await?;
         let tx = self.snapshot(&mut client).await?;
         let head = self
@@ -1224,11 +1228,23 @@ impl Inner {
                 user_of(row).map(|user| UserState::from(&user))
             })
             .await?;
+        // `store::load_keeps` in SQL: one pass over the sessions, the user joined for
+        // the live ones; only the kept rows cross the wire. `ended_at >= now - grace` is
+        // `ended_at + grace >= now` without the overflow.
         let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions \
-             ORDER BY user_id COLLATE \"C\", family COLLATE \"C\""
+            "SELECT {LOAD_SESSION_COLUMNS} FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
+             WHERE (s.ended_at IS NOT NULL AND s.ended_at >= $1::bigint - $2::bigint) \
+                OR (s.ended_at IS NULL AND u.id IS NOT NULL \
+                    AND (NOT u.enabled OR u.generation <> s.generation \
+                         OR (s.cookie_hash IS NOT NULL AND s.expires_at > $1::bigint))) \
+             ORDER BY s.user_id COLLATE \"C\", s.family COLLATE \"C\""
         );
-        let sessions = self.all(&tx, &sql, session_of).await?;
+        let sessions = self
+            .query(&tx, &sql, &[&now_i, &grace_i])
+            .await?
+            .iter()
+            .map(session_of)
+            .collect::<StoreResult<Vec<_>>>()?;
         let revoked = self
             .all(
                 &tx,
@@ -1620,8 +1636,8 @@ impl Store for PostgresStore {
         self.run(async move { self.inner.insert_secret(&secret).await })
     }
 
-    fn load(&self) -> BoxFuture<'_, StoreResult<Loaded>> {
-        self.run(self.inner.load())
+    fn load(&self, now: u64, grace: u64) -> BoxFuture<'_, StoreResult<Loaded>> {
+        self.run(self.inner.load(now, grace))
     }
 
     fn changes_since(&self, cursor: Seq, limit: usize) -> BoxFuture<'_, StoreResult<Feed>> {
