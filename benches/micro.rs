@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the per-request hot path (issue: performance harness):
-//! path normalization (already-normal and messy), route matching on a 50-route table,
+//! path normalization (already-normal and messy), route matching on a 50-route table and
+//! against the table size (10 to 10,000 routes, indexed and linear),
 //! token validation (HS256, and the SPEC §9 key pairs ES256 / EdDSA / RS256, cached and
 //! uncached) and issuing, identity-header strip + stamp.
 //!
@@ -70,6 +71,85 @@ fn routing(c: &mut Criterion) {
     group.bench_function("last_fallthrough", |b| {
         b.iter(|| table.find(black_box(&Method::GET), black_box("/hello")))
     });
+    group.finish();
+}
+
+/// A table of `n` routes shaped like a large deployment's: mostly `/svc-N/**`, some
+/// `/api/vN/*/items` and GET/HEAD-only `/static/*.css` globs, no catch-all (so a path
+/// none of them names falls through).
+fn sized_table(n: usize) -> RouteTable {
+    let routes = (0..n)
+        .map(|i| {
+            let (path, methods) = match i % 10 {
+                5 => (format!("/api/v{i}/*/items"), None),
+                7 => (
+                    format!("/static{i}/*.css"),
+                    Some(vec![Method::GET, Method::HEAD]),
+                ),
+                _ => (format!("/svc-{i}/**"), None),
+            };
+            Route {
+                pattern: Pattern::compile(&path).expect("pattern"),
+                methods,
+                access: Access::Authenticated,
+                roles: Vec::new(),
+                upstream: 0,
+                upstream_name: "default".into(),
+            }
+        })
+        .collect();
+    RouteTable::new(routes)
+}
+
+/// Issue #17 target 1: match cost against the table size, the index (`find`) next to the
+/// linear scan it replaced (`find_linear`), for the first route, a middle one and a path
+/// that falls through.
+fn routing_sizes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("route_table");
+    group.measurement_time(Duration::from_secs(2));
+    group.warm_up_time(Duration::from_millis(500));
+    for n in [10, 50, 1_000, 10_000] {
+        let table = sized_table(n);
+        let middle = (n / 2..).find(|i| ![5, 7].contains(&(i % 10))).unwrap_or(0);
+        assert!(table
+            .find(&Method::GET, &format!("/svc-{middle}/x"))
+            .is_some());
+        let cases = [
+            ("first", "/svc-0/users/42".to_owned()),
+            ("middle", format!("/svc-{middle}/users/42")),
+            ("fallthrough", "/hello/world".to_owned()),
+        ];
+        for (label, path) in &cases {
+            assert_eq!(
+                table.find(&Method::GET, path).map(|(i, _)| i),
+                table.find_linear(&Method::GET, path).map(|(i, _)| i)
+            );
+            group.bench_function(format!("{n}/{label}/indexed"), |b| {
+                b.iter(|| table.find(black_box(&Method::GET), black_box(path)))
+            });
+            group.bench_function(format!("{n}/{label}/linear"), |b| {
+                b.iter(|| table.find_linear(black_box(&Method::GET), black_box(path)))
+            });
+        }
+    }
+    group.finish();
+}
+
+/// The shadowed-route check `check-config` runs over the whole table: through the index
+/// and pairwise (the reference), 1,000 and 10,000 routes.
+fn shadowing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("route_shadowed");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(200));
+    group.measurement_time(Duration::from_secs(2));
+    for n in [1_000, 10_000] {
+        let table = sized_table(n);
+        assert_eq!(table.shadowed(), table.shadowed_linear());
+        group.bench_function(format!("{n}/indexed"), |b| b.iter(|| table.shadowed()));
+        group.bench_function(format!("{n}/linear"), |b| {
+            b.iter(|| table.shadowed_linear())
+        });
+    }
     group.finish();
 }
 
@@ -284,5 +364,15 @@ fn assertion(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, paths, routing, tokens, key_pairs, identity, assertion);
+criterion_group!(
+    benches,
+    paths,
+    routing,
+    routing_sizes,
+    shadowing,
+    tokens,
+    key_pairs,
+    identity,
+    assertion
+);
 criterion_main!(benches);

@@ -456,10 +456,11 @@ gatehouse_rev() {
 gatehouse_threads() { find "/proc/$GH_PID/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
 # gatehouse_start [EXTRA_SERVER_TOML_LINES]: config, user, start pinned, wait for /readyz, get a
-# token. Sets GH_PORT GH_OPS_PORT GH_PID GH_CONF GH_TOKEN GH_TOKEN_SOURCE. Returns non-zero with
-# GH_SKIP_REASON set when gatehouse cannot be benchmarked.
+# token. Sets GH_PORT GH_OPS_PORT GH_PID GH_CONF GH_TOKEN GH_TOKEN_SOURCE, and GH_READY_S (serve
+# launched to /readyz 200, ±0.1 s). Returns non-zero with GH_SKIP_REASON set when gatehouse cannot
+# be benchmarked. GH_NAME (default gatehouse) names its directory, so that several can run at once.
 gatehouse_start() {
-    local extra=${1:-} dir=$BENCH_TMP/gatehouse code body
+    local extra=${1:-} dir=$BENCH_TMP/${GH_NAME:-gatehouse} code body started
     GH_SKIP_REASON=
     mkdir -p "$dir"
     pick_port GH_PORT
@@ -508,6 +509,7 @@ EOF
     else
         warn "gatehouse user add failed (accounts not landed yet?): $(tail -n 3 "$dir/user-add.log" | tr '\n' ' ')"
     fi
+    started=$EPOCHREALTIME
     start_pinned "$SUT_CPU" "$dir/gatehouse.log" env GATEHOUSE_SECRET="$BENCH_SECRET" \
         "$GATEHOUSE_BIN" serve -c "$GH_CONF"
     GH_PID=$LAST_PID
@@ -516,6 +518,7 @@ EOF
         GH_SKIP_REASON="gatehouse serve did not answer 200 on http://127.0.0.1:$GH_OPS_PORT/readyz within 30 s"
         return 1
     fi
+    GH_READY_S=$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
     log "gatehouse: pid $GH_PID on 127.0.0.1:$GH_PORT, ops $GH_OPS_PORT (CPU $SUT_CPU, threads: $(gatehouse_threads))"
     body=$dir/login.json
     code=$(curl -s -o "$body" --max-time 30 -w '%{http_code}' -X POST -H 'Content-Type: application/json' \

@@ -262,6 +262,38 @@ impl Pattern {
         cov[0]
     }
 
+    /// The leading literal segments, up to the first segment with `*` (or `**`): every
+    /// path this pattern matches starts with exactly these segments (`/` is one empty
+    /// segment, so `/a/` has the literal prefix `a`, ``). [`super::table`]'s index is
+    /// keyed on them, and a pattern can only cover another whose literal prefix starts
+    /// with its own.
+    pub fn literal_prefix(&self) -> impl Iterator<Item = &str> + '_ {
+        self.segments.iter().map_while(|segment| match segment {
+            Segment::Literal(literal) => Some(&**literal),
+            Segment::Glob(_) | Segment::AnySegments => None,
+        })
+    }
+
+    /// A necessary condition for [`Pattern::covers`], cheap and allocation free: the
+    /// literal segments at the end of `self` must end `other` as the same literals, and
+    /// without `**` both have the same number of segments. Lets the shadowing check skip
+    /// the full comparison for nearly every pair.
+    pub(crate) fn may_cover(&self, other: &Pattern) -> bool {
+        let (a, b) = (&self.segments, &other.segments);
+        if !a.contains(&Segment::AnySegments) && a.len() != b.len() {
+            return false;
+        }
+        let mut ends = a.iter().rev().zip(b.iter().rev());
+        ends.try_for_each(|pair| match pair {
+            (Segment::Literal(x), Segment::Literal(y)) if x == y => Ok(()),
+            (Segment::Literal(_), _) => Err(false),
+            _ => Err(true),
+        })
+        // All compared pairs were equal literals: what remains of `self` may be `**`.
+        .err()
+        .unwrap_or(true)
+    }
+
     /// The pattern as written in the configuration.
     pub fn as_str(&self) -> &str {
         &self.source
@@ -569,6 +601,28 @@ mod tests {
         assert!(!pat("/x").covers(&pat("/x/")));
     }
 
+    #[test]
+    fn literal_prefixes_and_the_cheap_covering_precheck() {
+        let prefix = |s: &str| {
+            pat(s)
+                .literal_prefix()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(prefix("/"), [""]);
+        assert_eq!(prefix("/a/"), ["a", ""]);
+        assert_eq!(prefix("/svc-1/**"), ["svc-1"]);
+        assert_eq!(prefix("/api/v*/x"), ["api"]);
+        assert!(prefix("/**").is_empty());
+        assert!(prefix("/*.css").is_empty());
+        assert!(pat("/**/x").may_cover(&pat("/x")));
+        assert!(pat("/a/**").may_cover(&pat("/a")));
+        assert!(!pat("/a/*").may_cover(&pat("/a/b/c")));
+        assert!(!pat("/**/x").may_cover(&pat("/x/y")));
+        assert!(!pat("/**/x").may_cover(&pat("/**")));
+        assert!(pat("/**/*").may_cover(&pat("/**")));
+    }
+
     /// Normalized paths built from a small alphabet, so they collide often.
     fn normalized_paths() -> impl Strategy<Value = String> {
         "/[ab.%2eEfF;~*-]{0,12}(/[ab.%2eEfF;~*-]{0,6}){0,5}/?"
@@ -622,6 +676,24 @@ mod tests {
                 prop_assert!(a.matches(&q), "{} covers {} but does not match {}", a, b, q);
             }
             prop_assert!(a.covers(&a));
+            if a.covers(&b) {
+                prop_assert!(a.may_cover(&b), "{} covers {} but may_cover says no", a, b);
+                let (pa, pb): (Vec<&str>, Vec<&str>) = (a.literal_prefix().collect(), b.literal_prefix().collect());
+                prop_assert!(pb.starts_with(&pa), "{} covers {} with another literal prefix", a, b);
+            }
+        }
+
+        #[test]
+        fn every_match_starts_with_the_literal_prefix(
+            pattern in pattern_sources(),
+            path in normalized_paths(),
+        ) {
+            let compiled = pat(&pattern);
+            if compiled.matches(&path) {
+                let prefix: Vec<&str> = compiled.literal_prefix().collect();
+                let segs: Vec<&str> = path[1..].split('/').collect();
+                prop_assert!(segs.starts_with(&prefix), "{} matches {}", pattern, path);
+            }
         }
     }
 

@@ -5,6 +5,20 @@
 //! ([`RouteTable::decide`], [`UNMATCHED`]): a valid token is required (default deny for
 //! anonymous callers), forwarded to the `default` upstream. Matching is allocation free.
 //! [`RouteTable::shadowed`] finds routes an earlier one makes unreachable (warnings).
+//!
+//! # The index
+//!
+//! Tables of thousands of routes are matched through an index built once, when the table
+//! is compiled: a trie over the patterns' literal prefixes
+//! ([`Pattern::literal_prefix`]: the segments before the first `*`). Each node holds, in
+//! file order, the routes whose literal prefix ends there. Every path a pattern matches
+//! starts with its literal prefix, so the only routes that can match a path are those on
+//! the nodes its leading segments walk through; the answer is the lowest-indexed of them
+//! whose methods and whole pattern match, which is exactly what the linear scan
+//! ([`RouteTable::find_linear`], kept as the reference) answers. A match costs one
+//! binary search per leading path segment plus the candidates on the walk (routes
+//! starting with a `*` are candidates for every path), not one check per route. The same
+//! walk limits [`RouteTable::shadowed`] to the earlier routes that could cover a route.
 
 use http::Method;
 
@@ -85,12 +99,82 @@ pub struct RouteDecision<'t> {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    /// Over the routes' literal prefixes; see the module docs.
+    index: PrefixIndex,
+}
+
+/// A trie over the literal prefixes of the routes' patterns. Node 0 is the root (the
+/// empty prefix); no nodes at all for a table built by `Default`.
+#[derive(Debug, Clone, Default)]
+struct PrefixIndex {
+    nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Node {
+    /// The next literal segment and its node, sorted by segment (binary search).
+    children: Vec<(Box<str>, usize)>,
+    /// The routes whose literal prefix ends at this node, ascending (file order).
+    routes: Vec<usize>,
+}
+
+impl PrefixIndex {
+    fn build(routes: &[Route]) -> Self {
+        // Children in hash maps while building (a sorted insert per route would be
+        // quadratic for thousands of siblings), sorted once at the end.
+        let mut children: Vec<std::collections::HashMap<&str, usize>> = vec![Default::default()];
+        let mut owners: Vec<Vec<usize>> = vec![Vec::new()];
+        for (index, route) in routes.iter().enumerate() {
+            let mut node = 0;
+            for segment in route.pattern.literal_prefix() {
+                let fresh = children.len();
+                let next = *children[node].entry(segment).or_insert(fresh);
+                if next == fresh {
+                    children.push(Default::default());
+                    owners.push(Vec::new());
+                }
+                node = next;
+            }
+            owners[node].push(index);
+        }
+        let nodes = children
+            .into_iter()
+            .zip(owners)
+            .map(|(kids, routes)| {
+                let mut children: Vec<(Box<str>, usize)> =
+                    kids.into_iter().map(|(seg, n)| (seg.into(), n)).collect();
+                children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                Node { children, routes }
+            })
+            .collect();
+        PrefixIndex { nodes }
+    }
+
+    /// The nodes a walk down `segments` passes through, the root first; stops where no
+    /// child has the next segment. Allocation free.
+    fn walk<'i, 's>(
+        &'i self,
+        mut segments: impl Iterator<Item = &'s str> + 'i,
+    ) -> impl Iterator<Item = &'i Node> + 'i {
+        let mut node = self.nodes.first();
+        std::iter::from_fn(move || {
+            let here = node?;
+            node = segments.next().and_then(|segment| {
+                here.children
+                    .binary_search_by(|(key, _)| (**key).cmp(segment))
+                    .ok()
+                    .map(|at| &self.nodes[here.children[at].1])
+            });
+            Some(here)
+        })
+    }
 }
 
 impl RouteTable {
-    /// A table checked in the given order.
+    /// A table checked in the given order; builds the index.
     pub fn new(routes: Vec<Route>) -> Self {
-        RouteTable { routes }
+        let index = PrefixIndex::build(&routes);
+        RouteTable { routes, index }
     }
 
     /// What the table says about a request before any credential is looked at: the
@@ -117,7 +201,31 @@ impl RouteTable {
     /// The first route whose pattern and methods both match, with its index (file
     /// order). `None`: no route matches, so the default applies (token required).
     /// Allocation free.
+    /// Through the index (see the module docs): O(path segments) plus the candidates.
     pub fn find(&self, method: &Method, normalized_path: &str) -> Option<(usize, &Route)> {
+        // Not a path: no pattern matches it (`Pattern::matches` says the same).
+        let segments = normalized_path.strip_prefix('/')?.split('/');
+        // The lowest matching index so far; a node's later routes cannot beat it.
+        let mut best = self.routes.len();
+        for node in self.index.walk(segments) {
+            for &index in &node.routes {
+                if index >= best {
+                    break;
+                }
+                let route = &self.routes[index];
+                if route.allows_method(method) && route.pattern.matches(normalized_path) {
+                    best = index;
+                    break;
+                }
+            }
+        }
+        self.routes.get(best).map(|route| (best, route))
+    }
+
+    /// [`RouteTable::find`] by checking every route in file order: the definition the
+    /// index must agree with (property tests, the `route_table` fuzz target) and the
+    /// baseline of the micro benchmarks. Allocation free.
+    pub fn find_linear(&self, method: &Method, normalized_path: &str) -> Option<(usize, &Route)> {
         self.routes
             .iter()
             .enumerate()
@@ -134,19 +242,54 @@ impl RouteTable {
     /// earlier methods include the later ones (`None` = all methods). Reports the first
     /// such earlier route. An approximation for warnings: a route shadowed only by the
     /// union of several earlier ones is not reported.
+    ///
+    /// A pattern covers another only if its literal prefix starts the other's, so only
+    /// the routes on the index walk down the later route's literal prefix are compared
+    /// (answers as [`RouteTable::shadowed_linear`] gives them).
     pub fn shadowed(&self) -> Vec<(usize, usize)> {
         let mut found = Vec::new();
         for (later, route) in self.routes.iter().enumerate() {
-            let by = self.routes[..later].iter().position(|earlier| {
-                methods_include(&earlier.methods, &route.methods)
-                    && earlier.pattern.covers(&route.pattern)
-            });
+            let mut by = later;
+            for node in self.index.walk(route.pattern.literal_prefix()) {
+                for &earlier in &node.routes {
+                    if earlier >= by {
+                        break;
+                    }
+                    if shadows(&self.routes[earlier], route) {
+                        by = earlier;
+                        break;
+                    }
+                }
+            }
+            if by < later {
+                found.push((later, by));
+            }
+        }
+        found
+    }
+
+    /// [`RouteTable::shadowed`] by comparing every pair: the reference it must agree
+    /// with. Quadratic in the number of routes.
+    pub fn shadowed_linear(&self) -> Vec<(usize, usize)> {
+        let mut found = Vec::new();
+        for (later, route) in self.routes.iter().enumerate() {
+            let by = self.routes[..later]
+                .iter()
+                .position(|earlier| shadows(earlier, route));
             if let Some(earlier) = by {
                 found.push((later, earlier));
             }
         }
         found
     }
+}
+
+/// Whether `earlier` matches every request `later` would: its methods include the later
+/// ones and its pattern covers the later pattern.
+fn shadows(earlier: &Route, later: &Route) -> bool {
+    methods_include(&earlier.methods, &later.methods)
+        && earlier.pattern.may_cover(&later.pattern)
+        && earlier.pattern.covers(&later.pattern)
 }
 
 /// Whether the method set `outer` includes every method of `inner` (`None` = all).
@@ -161,6 +304,7 @@ fn methods_include(outer: &Option<Vec<Method>>, inner: &Option<Vec<Method>>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::time::{Duration, Instant};
 
     fn pat(source: &str) -> Pattern {
@@ -271,6 +415,159 @@ mod tests {
         assert_eq!(table.shadowed(), vec![(1, 0), (4, 3), (6, 5), (7, 5)]);
         let none = RouteTable::new(vec![all("/a/b"), all("/a/*"), all("/b/**")]);
         assert!(none.shadowed().is_empty());
+    }
+
+    #[test]
+    fn the_index_answers_like_the_linear_scan_on_examples() {
+        let get: &[Method] = &[Method::GET];
+        let table = RouteTable::new(vec![
+            route("/", None, Access::Public),                    // 0
+            route("/a/", None, Access::Public),                  // 1
+            route("/a/b", Some(get), Access::Public),            // 2
+            route("/a/**", Some(&[Method::POST]), Access::Deny), // 3
+            route("/*/b", None, Access::Public),                 // 4
+            route("/a/b/**", None, Access::Authenticated),       // 5
+            route("/A/b", None, Access::Deny),                   // 6
+            route("/a/b*", None, Access::Deny),                  // 7
+            route("/**/z", None, Access::Public),                // 8
+        ]);
+        let cases: &[(&str, Method, Option<usize>)] = &[
+            ("/", Method::GET, Some(0)),
+            ("/a", Method::GET, None),
+            ("/a", Method::POST, Some(3)),
+            ("/a/", Method::GET, Some(1)),
+            ("/a/b", Method::GET, Some(2)),
+            ("/a/b", Method::HEAD, Some(4)),
+            ("/a/b", Method::POST, Some(3)),
+            ("/a/b/", Method::GET, Some(5)),
+            ("/a/bc", Method::GET, Some(7)),
+            ("/A/b", Method::GET, Some(4)),
+            ("/A/B", Method::GET, None),
+            ("/q/r/z", Method::GET, Some(8)),
+            ("/a/z", Method::GET, Some(8)),
+            ("", Method::GET, None),
+            ("a/b", Method::GET, None),
+        ];
+        for (path, method, want) in cases {
+            let got = table.find(method, path).map(|(i, _)| i);
+            assert_eq!(got, *want, "{method} {path}");
+            assert_eq!(
+                table.find_linear(method, path).map(|(i, _)| i),
+                *want,
+                "{method} {path}"
+            );
+        }
+        let empty = RouteTable::default();
+        assert!(empty.find(&Method::GET, "/").is_none());
+        assert!(empty.shadowed().is_empty());
+    }
+
+    /// Ten thousand routes shaped like a large deployment's, a sample of paths.
+    #[test]
+    fn a_large_table_answers_like_the_linear_scan() {
+        let get_head: &[Method] = &[Method::GET, Method::HEAD];
+        let routes: Vec<Route> = (0..10_000)
+            .map(|i| match i % 10 {
+                0 => route(&format!("/api/v{}/*/items", i % 7), None, Access::Public),
+                1 => route(
+                    &format!("/static{}/*.css", i % 13),
+                    Some(get_head),
+                    Access::Public,
+                ),
+                2 if i % 1000 == 2 => route("/*/health", None, Access::Public),
+                _ => route(&format!("/svc-{i}/**"), None, Access::Authenticated),
+            })
+            .collect();
+        let table = RouteTable::new(routes);
+        let mut paths = vec![
+            "/hello".to_owned(),
+            "/".to_owned(),
+            "/x/health".to_owned(),
+            "/static3/site.css".to_owned(),
+        ];
+        for i in (0..10_050).step_by(37) {
+            paths.push(format!("/svc-{i}/a/b"));
+            paths.push(format!("/svc-{i}"));
+            paths.push(format!("/api/v{}/x/items", i % 9));
+            paths.push(format!("/svc-{i}/health"));
+        }
+        for path in &paths {
+            for method in [Method::GET, Method::POST] {
+                assert_eq!(
+                    table.find(&method, path).map(|(i, _)| i),
+                    table.find_linear(&method, path).map(|(i, _)| i),
+                    "{method} {path}"
+                );
+            }
+        }
+        let small = RouteTable::new(table.routes()[..1_500].to_vec());
+        assert_eq!(small.shadowed(), small.shadowed_linear());
+        assert!(!small.shadowed().is_empty());
+    }
+
+    /// Segments that overlap on purpose: literals that prefix each other, globs and `**`.
+    const PATTERN_SEGMENTS: &[&str] = &["a", "b", "ab", "a*", "*b", "*", "**", "**"];
+    const PATH_SEGMENTS: &[&str] = &["a", "b", "ab", "ba", "abb", "A", ""];
+
+    fn route_lists() -> impl Strategy<Value = Vec<Route>> {
+        let pattern = (
+            prop::collection::vec(prop::sample::select(PATTERN_SEGMENTS), 0..5),
+            any::<bool>(),
+        )
+            .prop_filter_map("not a pattern", |(segs, trailing)| {
+                let mut source = format!("/{}", segs.join("/"));
+                if trailing && !source.ends_with('/') {
+                    source.push('/');
+                }
+                Pattern::compile(&source).ok()
+            });
+        let methods = prop::option::of(prop::sample::subsequence(
+            vec![Method::GET, Method::HEAD, Method::POST],
+            0..=3,
+        ));
+        prop::collection::vec((pattern, methods), 0..24).prop_map(|routes| {
+            routes
+                .into_iter()
+                .map(|(pattern, methods)| Route {
+                    pattern,
+                    methods,
+                    access: Access::Authenticated,
+                    roles: Vec::new(),
+                    upstream: 0,
+                    upstream_name: "default".to_owned(),
+                })
+                .collect()
+        })
+    }
+
+    fn request_paths() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::collection::vec(prop::sample::select(PATH_SEGMENTS), 0..6)
+                .prop_map(|segs| format!("/{}", segs.join("/"))),
+            Just(String::new()),
+            Just("a/b".to_owned()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn the_index_answers_like_the_linear_scan(
+            routes in route_lists(),
+            paths in prop::collection::vec(request_paths(), 1..8),
+            method in prop::sample::select(vec![Method::GET, Method::HEAD, Method::POST, Method::DELETE]),
+        ) {
+            let table = RouteTable::new(routes);
+            for path in &paths {
+                prop_assert_eq!(
+                    table.find(&method, path).map(|(i, _)| i),
+                    table.find_linear(&method, path).map(|(i, _)| i),
+                    "{} {}", method, path
+                );
+            }
+            prop_assert_eq!(table.shadowed(), table.shadowed_linear());
+        }
     }
 
     #[test]
