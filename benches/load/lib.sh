@@ -411,6 +411,28 @@ check_auth() {
 
 # ---------------------------------------------------------------- gatehouse
 
+# bench_toml_common: the end every bench gateway.toml shares — identity header, log level,
+# brute-force limits lifted, the default upstream ($UP_PORT). Used inside a config heredoc.
+bench_toml_common() {
+    cat <<EOF
+[headers]
+subject = "X-Auth-Subject"
+
+[log]
+level = "$GH_LOG_LEVEL"
+
+# The benches measure argon2 load, not brute-force regulation: with the default limits,
+# a flood of logins from one address is answered 429 before any hashing (every admitted
+# attempt counts against the address; a success resets only the username's count).
+[login]
+max_failures = 1000000
+max_failures_per_address = 1000000
+
+[upstreams.default]
+url = "http://127.0.0.1:$UP_PORT"
+EOF
+}
+
 # gatehouse_build: make sure the binary exists (BUILD=auto builds it only when missing).
 # Returns non-zero with GH_SKIP_REASON set when there is no usable binary.
 gatehouse_build() {
@@ -481,21 +503,7 @@ issuer = "bench"
 audience = "bench"
 access_ttl = "24h"
 
-[headers]
-subject = "X-Auth-Subject"
-
-[log]
-level = "$GH_LOG_LEVEL"
-
-# The benches measure argon2 load, not brute-force regulation: with the default limits,
-# a flood of logins from one address is answered 429 before any hashing (every admitted
-# attempt counts against the address; a success resets only the username's count).
-[login]
-max_failures = 1000000
-max_failures_per_address = 1000000
-
-[upstreams.default]
-url = "http://127.0.0.1:$UP_PORT"
+$(bench_toml_common)
 EOF
     # PostgreSQL (GH_STORE_TOML = 'backend = "postgres"', GATEHOUSE_STORE_URL exported): schema first.
     if [[ ${GH_STORE_TOML:-} == *postgres* ]]; then

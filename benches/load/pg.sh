@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2034  # globals set here are read by the scripts that source it
-# pg.sh — a throwaway PostgreSQL for a bench (login_isolation.sh STORE=postgres). Source it
+# pg.sh — a throwaway PostgreSQL for a bench (login_isolation.sh STORE=postgres, scale.sh). Source it
 # after lib.sh and bench_init, then call pg_start. Debian's postgresql: initdb into its own
 # temp dir (as the postgres user when root: initdb refuses root), pg_ctl start on a free
 # loopback port pinned to LOADGEN_CPU, fsync as PG_FSYNC (default on, PostgreSQL's
@@ -33,7 +33,9 @@ pg_cleanup() {
 }
 trap pg_cleanup EXIT
 
-pg_sql() { "$PG_BIN/psql" -X -A -t -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "$1"; }
+pg_sql() {   # pg_sql SQL [DATABASE] (default: postgres)
+    "$PG_BIN/psql" -X -A -t -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "${2:-postgres}" -c "$1"
+}
 
 pg_start() {   # sets PG_PORT PG_URL PG_PID PG_VERSION
     mkdir -p "$PG_DIR/sock"

@@ -93,52 +93,10 @@ RAW=$BENCH_TMP/raw
 mkdir -p "$RAW"
 MS() { echo $(($(date +%s%N) / 1000000)); }
 
-# ---------------------------------------------------------------- PostgreSQL (as replicas.sh)
+# ---------------------------------------------------------------- PostgreSQL (load/pg.sh)
 
-PG_PORT='' PG_DIR=''
-if [[ " $BACKENDS " == *" postgres "* ]]; then
-    need_cmd runuser
-    PG_BIN=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
-    [[ -n $PG_BIN && -x $PG_BIN/initdb ]] || die "PostgreSQL is not installed: apt-get install -y postgresql"
-    PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench-pg.XXXXXX")
-fi
-PG_AS=()
-((EUID == 0)) && PG_AS=(runuser -u postgres --)
-
-pg_stop() {
-    [[ -n $PG_DIR && -f $PG_DIR/data/postmaster.pid ]] || return 0
-    "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 20 stop >/dev/null 2>&1 \
-        || "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
-}
-scale_cleanup() {
-    local rc=$? p
-    set +e
-    trap - ERR
-    for p in "${BENCH_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    pg_stop
-    if [[ -n $PG_DIR ]]; then
-        if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $PG_DIR"; else rm -rf "$PG_DIR"; fi
-    fi
-    (exit "$rc")
-    bench_cleanup
-}
-trap scale_cleanup EXIT
-
-pg_sql() { "$PG_BIN/psql" -X -A -t -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "${2:-postgres}" -c "$1"; }
-
-pg_start() {   # sets PG_PORT PG_PID
-    mkdir -p "$PG_DIR/sock"
-    ((EUID == 0)) && chown -R postgres:postgres "$PG_DIR"
-    "${PG_AS[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 --locale=C \
-        >"$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
-    pick_port PG_PORT
-    taskset -c "$LOADGEN_CPU" "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
-        -o "-p $PG_PORT -k $PG_DIR/sock -c listen_addresses=127.0.0.1 -c fsync=$PG_FSYNC -c max_connections=200" \
-        start >/dev/null 2>&1 || { tail -n 20 "$PG_DIR/server.log" >&2; die "PostgreSQL did not start"; }
-    PG_PID=$(head -n 1 "$PG_DIR/data/postmaster.pid")
-    PG_VERSION=$(pg_sql "SHOW server_version")
-    log "PostgreSQL $PG_VERSION: pid $PG_PID on 127.0.0.1:$PG_PORT (CPU $LOADGEN_CPU, fsync=$PG_FSYNC)"
-}
+# The throwaway PostgreSQL (initdb + pg_ctl into a temp dir, stopped and removed at exit).
+[[ " $BACKENDS " == *" postgres "* ]] && source "$LOAD_DIR/pg.sh"
 
 # pg_fill_sql DB: the snapshot file's records into the tables straight (PG_FILL=sql): each
 # line into a staging table as jsonb (the lines hold no backslash or tab, so COPY's text
@@ -197,18 +155,7 @@ path = "$dir/data"
 issuer = "bench"
 audience = "bench"
 
-[headers]
-subject = "X-Auth-Subject"
-
-[log]
-level = "$GH_LOG_LEVEL"
-
-[login]
-max_failures = 1000000
-max_failures_per_address = 1000000
-
-[upstreams.default]
-url = "http://127.0.0.1:$UP_PORT"
+$(bench_toml_common)
 EOF
 }
 
