@@ -225,6 +225,22 @@ async fn sign_in(browser: &Browser, username: &str, password: &str, remember_me:
         .await;
 }
 
+/// Opens `path_and_query` signed out, signs in on the page the gateway sends the browser
+/// to, and waits until it is back on that path; returns the URL it landed on.
+async fn sign_in_from(
+    browser: &Browser,
+    origin: &str,
+    path_and_query: &str,
+    remember_me: bool,
+) -> url::Url {
+    let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+    browser.goto(&format!("{origin}{path_and_query}")).await;
+    sign_in(browser, USER, PASSWORD, remember_me).await;
+    browser
+        .wait_for_url("the original URL", |url| url.path() == path)
+        .await
+}
+
 /// The echo upstream's JSON page the browser shows: what the upstream received.
 async fn echo_page(browser: &Browser) -> serde_json::Value {
     let text = browser.text().await;
@@ -331,11 +347,7 @@ async fn sign_out_ends_the_session_and_the_old_cookie_replayed_is_refused() {
     let gateway = signin_gateway("").await;
     let origin = origin(&gateway);
     let browser = Browser::start().await;
-    browser.goto(&format!("{origin}/private/page")).await;
-    sign_in(&browser, USER, PASSWORD, false).await;
-    browser
-        .wait_for_url("the original URL", |url| url.path() == "/private/page")
-        .await;
+    sign_in_from(&browser, &origin, "/private/page", false).await;
     let old = browser
         .cookie(SESSION_COOKIE)
         .await
@@ -401,11 +413,7 @@ async fn remember_me_gives_the_cookie_an_expiry() {
     let gateway = signin_gateway("remember_me = \"14d\"").await;
     let origin = origin(&gateway);
     let browser = Browser::start().await;
-    browser.goto(&format!("{origin}/inbox")).await;
-    sign_in(&browser, USER, PASSWORD, true).await;
-    browser
-        .wait_for_url("the original URL", |url| url.path() == "/inbox")
-        .await;
+    sign_in_from(&browser, &origin, "/inbox", true).await;
     let cookie = browser
         .cookie(SESSION_COOKIE)
         .await
@@ -478,11 +486,7 @@ async fn sign_in_works_with_javascript_switched_off() {
         "JavaScript is really off"
     );
 
-    browser.goto(&format!("{origin}/docs/page?id=7")).await;
-    sign_in(&browser, USER, PASSWORD, false).await;
-    let back = browser
-        .wait_for_url("the original URL", |url| url.path() == "/docs/page")
-        .await;
+    let back = sign_in_from(&browser, &origin, "/docs/page?id=7", false).await;
     assert_eq!(back.query(), Some("id=7"));
     let echo = echo_page(&browser).await;
     assert_eq!(echoed(&echo, "x-auth-user"), Some(USER), "{echo}");

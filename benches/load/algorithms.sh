@@ -80,19 +80,7 @@ audience = "bench"
 access_ttl = "24h"
 $keys
 
-[headers]
-subject = "X-Auth-Subject"
-
-[log]
-level = "$GH_LOG_LEVEL"
-
-# The benches measure argon2 load and signing, not brute-force regulation.
-[login]
-max_failures = 1000000
-max_failures_per_address = 1000000
-
-[upstreams.default]
-url = "http://127.0.0.1:$UP_PORT"
+$(bench_toml_common)
 TOML
     printf '%s\n' "$BENCH_PASSWORD" | GATEHOUSE_SECRET=$BENCH_SECRET timeout 60 \
         "$GATEHOUSE_BIN" -c "$dir/gateway.toml" user add "$BENCH_USER" --password-stdin >"$dir/user-add.log" 2>&1 \

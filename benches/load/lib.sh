@@ -411,9 +411,12 @@ check_auth() {
 
 # ---------------------------------------------------------------- gatehouse
 
-# bench_toml_common: the end every bench gateway.toml shares — identity header, log level,
-# brute-force limits lifted, the default upstream ($UP_PORT). Used inside a config heredoc.
+# bench_toml_common [UPSTREAM_PORT]: the end every bench gateway.toml shares — identity
+# header, log level, brute-force limits lifted, the default upstream (UPSTREAM_PORT, else
+# $UP_PORT). Used inside a config heredoc.
+# shellcheck disable=SC2120  # replicas.sh passes a port; the others take $UP_PORT
 bench_toml_common() {
+    local upstream_port=${1:-$UP_PORT}
     cat <<EOF
 [headers]
 subject = "X-Auth-Subject"
@@ -429,7 +432,7 @@ max_failures = 1000000
 max_failures_per_address = 1000000
 
 [upstreams.default]
-url = "http://127.0.0.1:$UP_PORT"
+url = "http://127.0.0.1:$upstream_port"
 EOF
 }
 

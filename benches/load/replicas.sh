@@ -163,19 +163,7 @@ access_ttl = "24h"
 [passwords]
 $ARGON2_TOML
 
-[headers]
-subject = "X-Auth-Subject"
-
-[log]
-level = "$GH_LOG_LEVEL"
-
-# The benches measure argon2 load, not brute-force regulation.
-[login]
-max_failures = 1000000
-max_failures_per_address = 1000000
-
-[upstreams.default]
-url = "http://127.0.0.1:$up"
+$(bench_toml_common "$up")
 EOF
 }
 
