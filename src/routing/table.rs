@@ -16,10 +16,11 @@
 //! the nodes its leading segments walk through; the answer is the lowest-indexed of them
 //! whose methods and whole pattern match, which is exactly what the linear scan
 //! ([`RouteTable::find_linear`], kept as the reference) answers. A match costs one
-//! binary search per leading path segment plus the candidates on the walk (routes
+//! hash lookup per leading path segment plus the candidates on the walk (routes
 //! starting with a `*` are candidates for every path), not one check per route. The same
 //! walk limits [`RouteTable::shadowed`] to the earlier routes that could cover a route.
 
+use foldhash::HashMap;
 use http::Method;
 
 use super::path::NormalizedPath;
@@ -112,17 +113,18 @@ struct PrefixIndex {
 
 #[derive(Debug, Clone, Default)]
 struct Node {
-    /// The next literal segment and its node, sorted by segment (binary search).
-    children: Vec<(Box<str>, usize)>,
+    /// The next literal segment and its node. A hash map, not a sorted list: a wide node
+    /// (thousands of `/svc-N/**` routes under the root) then costs one hash of the path's
+    /// segment, not a binary search over keys spread across the heap. The keys come from
+    /// the configuration; a path only looks up, so it cannot grow a probe chain.
+    children: HashMap<Box<str>, usize>,
     /// The routes whose literal prefix ends at this node, ascending (file order).
     routes: Vec<usize>,
 }
 
 impl PrefixIndex {
     fn build(routes: &[Route]) -> Self {
-        // Children in hash maps while building (a sorted insert per route would be
-        // quadratic for thousands of siblings), sorted once at the end.
-        let mut children: Vec<std::collections::HashMap<&str, usize>> = vec![Default::default()];
+        let mut children: Vec<HashMap<&str, usize>> = vec![Default::default()];
         let mut owners: Vec<Vec<usize>> = vec![Vec::new()];
         for (index, route) in routes.iter().enumerate() {
             let mut node = 0;
@@ -140,11 +142,9 @@ impl PrefixIndex {
         let nodes = children
             .into_iter()
             .zip(owners)
-            .map(|(kids, routes)| {
-                let mut children: Vec<(Box<str>, usize)> =
-                    kids.into_iter().map(|(seg, n)| (seg.into(), n)).collect();
-                children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                Node { children, routes }
+            .map(|(kids, routes)| Node {
+                children: kids.into_iter().map(|(seg, n)| (seg.into(), n)).collect(),
+                routes,
             })
             .collect();
         PrefixIndex { nodes }
@@ -159,12 +159,9 @@ impl PrefixIndex {
         let mut node = self.nodes.first();
         std::iter::from_fn(move || {
             let here = node?;
-            node = segments.next().and_then(|segment| {
-                here.children
-                    .binary_search_by(|(key, _)| (**key).cmp(segment))
-                    .ok()
-                    .map(|at| &self.nodes[here.children[at].1])
-            });
+            node = segments
+                .next()
+                .and_then(|segment| here.children.get(segment).map(|&next| &self.nodes[next]));
             Some(here)
         })
     }
