@@ -675,3 +675,121 @@ async fn a_refresh_token_presented_to_several_stores_at_once_rotates_exactly_onc
     let sessions = stores[2].sessions_of("u1").await.expect("sessions");
     assert!(sessions[0].ended_at.is_some());
 }
+
+/// A snapshot of `users` users and `sessions` token sessions (one refresh token each),
+/// spread over the users; the records are small, only their number matters.
+fn big_snapshot(users: usize, sessions: usize) -> gatehouse::store::Snapshot {
+    use gatehouse::store::{RefreshRecord, SessionRecord, Snapshot, UserRecord};
+    let users: Vec<UserRecord> = (0..users)
+        .map(|i| UserRecord {
+            id: format!("u{i:06}"),
+            username: format!("User{i}"),
+            canonical: format!("user{i}"),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+                .into(),
+            roles: vec!["reader".into()],
+            enabled: i % 7 != 0,
+            created: 1_700_000_000,
+            password_changed_at: 1_700_000_000,
+            generation: 1,
+            kind: Default::default(),
+        })
+        .collect();
+    let mut session_list = Vec::with_capacity(sessions);
+    let mut refresh_tokens = Vec::with_capacity(sessions);
+    for i in 0..sessions {
+        let user_id = users[i % users.len()].id.clone();
+        let family = format!("f{i:07}");
+        let mut token_hash = [0u8; 32];
+        token_hash[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        refresh_tokens.push(RefreshRecord {
+            token_hash,
+            family: family.clone(),
+            user_id: user_id.clone(),
+            expires_at: 4_000_000_000,
+            spent: false,
+        });
+        session_list.push(SessionRecord {
+            family,
+            user_id,
+            created: 1_700_000_000,
+            generation: 1,
+            expires_at: 4_000_000_000,
+            ended_at: (i % 20 == 0).then_some(1_700_000_100),
+            browser: None,
+        });
+    }
+    Snapshot {
+        users,
+        sessions: session_list,
+        refresh_tokens,
+        revoked: vec![revoked("j-imported")],
+        secret: Some(zeroize::Zeroizing::new(b"imported-secret".to_vec())),
+    }
+}
+
+/// The snapshot's lists in one order, to compare an export with what was imported.
+fn sorted(mut snapshot: gatehouse::store::Snapshot) -> gatehouse::store::Snapshot {
+    snapshot.users.sort_by(|a, b| a.id.cmp(&b.id));
+    snapshot
+        .sessions
+        .sort_by(|a, b| (&a.user_id, &a.family).cmp(&(&b.user_id, &b.family)));
+    snapshot
+        .refresh_tokens
+        .sort_by_key(|token| token.token_hash);
+    snapshot.revoked.sort_by(|a, b| a.jti.cmp(&b.jti));
+    snapshot
+}
+
+/// `store import` of a store far larger than one operation timeout allows row by row
+/// (issue #17: a million sessions failed with "the database did not answer within
+/// 10s"): the timeout bounds each chunk, not the whole import, so it completes and
+/// exports the same. A bad row in the last chunk, after several chunks went in, still
+/// imports nothing: one transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_import_completes_in_chunks_and_a_late_bad_row_imports_nothing() {
+    let url = database().await;
+    let options = PostgresOptions {
+        op_timeout: Duration::from_secs(3),
+        ..PostgresOptions::default()
+    };
+    let store = PostgresStore::open(&url, options).await.expect("open");
+    let snapshot = big_snapshot(2_000, 100_000);
+
+    // A duplicate refresh token hash as the very last row: the primary key refuses it
+    // only after five chunks of sessions and tokens are in.
+    let mut bad = snapshot.clone();
+    let mut duplicate = bad.refresh_tokens[0].clone();
+    duplicate.family = bad.sessions[1].family.clone();
+    bad.refresh_tokens.push(duplicate);
+    let err = store
+        .import(bad)
+        .await
+        .expect_err("a duplicate key fails the import");
+    assert!(
+        matches!(err, StoreError::Backend(_)),
+        "an SQL error, not an outage: {err:?}"
+    );
+    assert!(
+        store.export().await.expect("export").is_empty(),
+        "nothing of the failed import is left"
+    );
+    assert_eq!(store.find_secret().await.expect("secret"), None);
+
+    let written = store
+        .import(snapshot.clone())
+        .await
+        .expect("the large import completes");
+    assert!(written.seq.is_some());
+    let exported = store.export().await.expect("export");
+    assert_eq!(exported.sessions.len(), 100_000);
+    assert_eq!(sorted(exported), sorted(snapshot));
+    assert!(
+        store
+            .find_user_by_name("user1999")
+            .await
+            .expect("find")
+            .is_some_and(|user| user.id == "u001999" && user.roles == ["reader"]),
+        "an imported user is found by name"
+    );
+}

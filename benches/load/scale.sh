@@ -6,17 +6,17 @@
 # scratch sled store and exported (`gatehouse store export`) to get one real argon2id PHC
 # hash; scale_snapshot.py writes a `store export` file with that user, USERS-1 more users
 # reusing its hash, and SESSIONS sessions (with one refresh token per token session).
-# The product's `gatehouse store import FILE` cannot load it at the default sizes (issue #17
-# findings): on sled it writes one transaction that sled holds in memory (it passed 11 GB of
-# RSS before it was stopped), on PostgreSQL its one transaction of per-row INSERTs exceeds
-# the store's 10 s operation timeout ("the database did not answer within 10s; nothing was
-# imported"). So, bench-only: sled gets examples/scale_fill_sled.rs (built with `cargo
-# build --example scale_fill_sled` when SLED_FILL is missing), which writes the file into
-# the store's trees in batches; PostgreSQL gets the file's lines COPYed into a staging
-# table and INSERT … SELECTed into the tables (PG_FILL=sql; PG_FILL=import tries the
-# product's verb, for smaller sizes). Why not `gatehouse user import` for the users: it makes new
-# user ids, and sessions must name their user's id; `store import` takes both at once and
-# refuses a store that is not empty, so users and sessions go in together. (The fill time
+# The product's `gatehouse store import FILE` cannot load it into sled at the default
+# sizes (issue #17 findings): it writes one transaction that sled holds in memory (it
+# passed 11 GB of RSS before it was stopped). So, bench-only: sled gets
+# examples/scale_fill_sled.rs (built with `cargo build --example scale_fill_sled` when
+# SLED_FILL is missing), which writes the file into the store's trees in batches.
+# PostgreSQL gets the file's lines COPYed into a staging table and INSERT … SELECTed into
+# the tables (PG_FILL=sql, the faster fill), or the product's verb (PG_FILL=import; it
+# imports in COPY chunks since 2026-12-04, 65 s for the default sizes).
+# Why not `gatehouse user import` for the users: it makes new user ids, and sessions must
+# name their user's id; `store import` takes both at once and refuses a store that is not
+# empty, so users and sessions go in together. (The fill time
 # of each backend is reported; it is a one-off, not what is measured.)
 #
 # The session mix (of SESSIONS; ended ones are what a steady store holds: the purge removes

@@ -2,8 +2,8 @@
 //! (`tests/store_contract.rs` runs on both), for any number of gatehouse processes on one
 //! database. Concerns, one file each: [`conninfo`] (the connection string: `sslmode`,
 //! redaction), [`tls`] (rustls to the database), [`schema`] (numbered migrations under an
-//! advisory lock), [`listen`] (the LISTEN connection that wakes feed followers); the verbs
-//! are here.
+//! advisory lock), [`listen`] (the LISTEN connection that wakes feed followers), `import` (`store import`:
+//! binary COPY in chunks, one transaction); the other verbs are here.
 //!
 //! Tables (`migrations/0001_init.sql`): `users` (unique `canonical`), `sessions` keyed by
 //! (user id, family), `refresh_tokens` (SHA-256 only), `revoked`, `meta` (the generated
@@ -41,6 +41,7 @@
 
 pub mod conninfo;
 mod counters;
+mod import;
 pub mod listen;
 pub mod schema;
 pub mod tls;
@@ -1399,111 +1400,6 @@ impl Inner {
         }
         .without_orphans())
     }
-
-    /// All or nothing into an empty store (see [`Store::import`]): the record tables are
-    /// locked against writers (EXCLUSIVE: reads go on), so the emptiness checked is the
-    /// emptiness written into.
-    async fn import(&self, snapshot: &Snapshot) -> StoreResult<Written<()>> {
-        let mut client = self.client().await?;
-        let tx = self.begin(&mut client).await?;
-        self.execute(
-            &tx,
-            "LOCK TABLE users, sessions, refresh_tokens, revoked, meta IN EXCLUSIVE MODE",
-            &[],
-        )
-        .await?;
-        let occupied = self
-            .query_opt(
-                &tx,
-                "SELECT 1 WHERE EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM sessions) \
-                 OR EXISTS (SELECT 1 FROM refresh_tokens) OR EXISTS (SELECT 1 FROM revoked) \
-                 OR EXISTS (SELECT 1 FROM meta WHERE key = $1)",
-                &[&SECRET_KEY],
-            )
-            .await?;
-        if occupied.is_some() {
-            return Err(StoreError::Conflict(Conflict::NotEmpty));
-        }
-        if snapshot.is_empty() {
-            return Ok(Written::unchanged(()));
-        }
-        for user in &snapshot.users {
-            self.insert_user_row(&tx, user)
-                .await?
-                .map_err(|err| self.pg(err))?;
-        }
-        let sql = format!(
-            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        );
-        for session in &snapshot.sessions {
-            let ended_at = session.ended_at.map(int).transpose()?;
-            let (cookie_hash, last_seen, remember_me) = browser_columns(session)?;
-            self.execute(
-                &tx,
-                &sql,
-                &[
-                    &session.user_id,
-                    &session.family,
-                    &int(session.created)?,
-                    &int(session.generation)?,
-                    &int(session.expires_at)?,
-                    &ended_at,
-                    &cookie_hash,
-                    &last_seen,
-                    &remember_me,
-                ],
-            )
-            .await?;
-        }
-        let sql =
-            format!("INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5)");
-        for token in &snapshot.refresh_tokens {
-            self.execute(
-                &tx,
-                &sql,
-                &[
-                    &token.token_hash.as_slice(),
-                    &token.family,
-                    &token.user_id,
-                    &int(token.expires_at)?,
-                    &token.spent,
-                ],
-            )
-            .await?;
-        }
-        for record in &snapshot.revoked {
-            self.execute(
-                &tx,
-                "INSERT INTO revoked (jti, expires_at) VALUES ($1, $2)",
-                &[&record.jti, &int(record.expires_at)?],
-            )
-            .await?;
-        }
-        if let Some(secret) = &snapshot.secret {
-            self.execute(
-                &tx,
-                "INSERT INTO meta (key, value) VALUES ($1, $2)",
-                &[&SECRET_KEY, &secret.as_slice()],
-            )
-            .await?;
-        }
-        // One number for the whole import, recorded as trimmed: every follower behind it
-        // reloads in full (see `Store::import`).
-        let row = self
-            .query_opt(
-                &tx,
-                "UPDATE feed_head SET seq = seq + 1, trimmed = seq + 1 RETURNING seq",
-                &[],
-            )
-            .await?
-            .ok_or_else(missing_head)?;
-        let seq = uint("feed_head", col("feed_head", &row, "seq")?)?;
-        self.commit(tx).await?;
-        Ok(Written {
-            value: (),
-            seq: Some(seq),
-        })
-    }
 }
 
 impl Store for PostgresStore {
@@ -1654,7 +1550,9 @@ impl Store for PostgresStore {
     }
 
     fn import(&self, snapshot: Snapshot) -> BoxFuture<'_, StoreResult<Written<()>>> {
-        self.run(async move { self.inner.import(&snapshot).await })
+        // Not `run`: a large import takes longer than one operation timeout; each of its
+        // steps gets one instead (see `import`).
+        Box::pin(async move { self.inner.import(&snapshot).await })
     }
 
     fn flush(&self) -> BoxFuture<'_, StoreResult<()>> {
