@@ -18,7 +18,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::{
-    browser_columns, col, int, missing_head, uint, Inner, REFRESH_COLUMNS, SECRET_KEY,
+    browser_columns, col, int, missing_head, uint, within, Inner, REFRESH_COLUMNS, SECRET_KEY,
     SESSION_COLUMNS, USER_COLUMNS,
 };
 use crate::store::{
@@ -111,13 +111,7 @@ impl Inner {
 
     /// Runs one step of a long verb within the operation timeout.
     async fn step<T>(&self, work: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
-        let limit = self.op_timeout;
-        match tokio::time::timeout(limit, work).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "the database did not answer within {limit:?}"
-            ))),
-        }
+        within(self.op_timeout, work).await
     }
 
     /// Locks the record tables and refuses a store that holds any record.

@@ -473,15 +473,20 @@ impl PostgresStore {
         &'a self,
         verb: impl std::future::Future<Output = StoreResult<T>> + Send + 'a,
     ) -> BoxFuture<'a, StoreResult<T>> {
-        let limit = self.inner.op_timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(limit, verb).await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::Unavailable(format!(
-                    "the database did not answer within {limit:?}"
-                ))),
-            }
-        })
+        Box::pin(within(self.inner.op_timeout, verb))
+    }
+}
+
+/// `work`'s result, or [`StoreError::Unavailable`] when it takes longer than `limit`.
+async fn within<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "the database did not answer within {limit:?}"
+        ))),
     }
 }
 
