@@ -40,7 +40,7 @@ use crate::accounts::Accounts;
 use crate::endpoints::well_known::{Document, WellKnown};
 use crate::endpoints::{self, EndpointContext};
 use crate::error::GatewayError;
-use crate::http::Body;
+use crate::http::{remove_where, Body};
 use crate::proxy::upstream::{Upstream, UpstreamBody};
 use crate::proxy::{forwarded, hop};
 use crate::routing::{is_under, normalized_path, NormalizedPath};
@@ -363,12 +363,13 @@ fn screen(
     own: bool,
 ) -> Screened {
     let trusted = forwarded::is_trusted(conn.peer.ip(), &snapshot.trusted_proxies);
-    snapshot.identity.strip(request.headers_mut());
-    let mut untrusted_original_request = false;
-    if !trusted {
-        untrusted_original_request = own && forwarded::names_original_request(request.headers());
-        forwarded::strip_untrusted(request.headers_mut());
-    }
+    let untrusted_original_request =
+        !trusted && own && forwarded::names_original_request(request.headers());
+    // One pass over the names for both strips.
+    let identity = &snapshot.identity;
+    remove_where(request.headers_mut(), |name| {
+        identity.is_identity(name) || (!trusted && forwarded::is_client_forwarding(name))
+    });
     Screened {
         trusted,
         untrusted_original_request,
@@ -390,11 +391,11 @@ fn prepare(
     screened: Screened,
     ctx: &RequestCtx,
 ) -> Result<(Request<Incoming>, ClientUpgrade), GatewayError> {
-    let upgrade = hop::requested_upgrade(request.version(), request.headers());
+    let version = request.version();
+    let upgrade = hop::strip(request.headers_mut(), Some(version));
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let headers = &mut parts.headers;
-    hop::remove_hop_headers(headers);
     if let Some(protocol) = upgrade.clone() {
         hop::restore_upgrade(headers, protocol);
     }
@@ -434,7 +435,7 @@ fn clean(
 ) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     parts.version = client_version;
-    hop::remove_hop_headers(&mut parts.headers);
+    hop::strip(&mut parts.headers, None);
     if let Some(protocol) = upgraded {
         hop::restore_upgrade(&mut parts.headers, protocol);
     }

@@ -76,14 +76,18 @@ fn ip_header_value(ip: IpAddr) -> HeaderValue {
 
 /// Drops client-written forwarding headers (any case, `_` for `-`).
 pub fn strip_untrusted(headers: &mut HeaderMap) {
-    remove_where(headers, |name| {
-        let name = name.as_str();
-        name == "forwarded"
-            || name == "x-real-ip"
-            || name == "x_real_ip"
-            || name.starts_with("x-forwarded")
-            || name.starts_with("x_forwarded")
-    });
+    remove_where(headers, is_client_forwarding);
+}
+
+/// True for a forwarding header a client may have written (any case, `_` for `-`):
+/// what [`strip_untrusted`] drops.
+pub fn is_client_forwarding(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name == "forwarded"
+        || name == "x-real-ip"
+        || name == "x_real_ip"
+        || name.starts_with("x-forwarded")
+        || name.starts_with("x_forwarded")
 }
 
 /// True when a header names the original request's method or URI for forward-auth
@@ -119,10 +123,12 @@ pub fn stamp(
     host: Option<&HeaderValue>,
 ) {
     let peer = canonical(peer);
-    let existing = headers
-        .get(&X_FORWARDED_FOR)
+    // From an untrusted peer the header was stripped: nothing to look up.
+    let existing = trusted
+        .then(|| headers.get(&X_FORWARDED_FOR))
+        .flatten()
         .and_then(|v| v.to_str().ok())
-        .filter(|existing| trusted && !existing.trim().is_empty());
+        .filter(|existing| !existing.trim().is_empty());
     let value = match existing {
         Some(existing) => HeaderValue::from_str(&format!("{existing}, {peer}")).ok(),
         None => Some(ip_header_value(peer)),
