@@ -134,9 +134,10 @@ impl Gateway {
             return self.well_known(&snapshot, document, &request, ctx);
         }
         if own {
-            return self
-                .own_endpoint(&snapshot, request, &path, screened, ctx)
-                .await;
+            // Boxed: the endpoints' futures are large (3.9 KB) and this path is rare;
+            // inline, they would make every proxied request's future that size too, and
+            // hyper moves it (memcpy) several times per request.
+            return Box::pin(self.own_endpoint(&snapshot, request, &path, screened, ctx)).await;
         }
         // 4. Route and access decision.
         let route = snapshot.routes.decide(request.method(), &path);
