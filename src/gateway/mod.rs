@@ -78,9 +78,27 @@ struct RequestCtx {
     method: Method,
     conn: ConnInfo,
     /// The normalized path, as the access line shows it (empty when refused).
-    path: String,
+    path: LoggedPath,
     verdict: Verdict,
     upstream: Option<Arc<str>>,
+}
+
+/// The access line's path: the request's own when normalization left it as it was (so it
+/// is not copied per request), the normalized copy otherwise; empty when refused.
+enum LoggedPath {
+    Refused,
+    Request(Uri),
+    Normalized(Box<str>),
+}
+
+impl std::fmt::Display for LoggedPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LoggedPath::Refused => "",
+            LoggedPath::Request(uri) => uri.path(),
+            LoggedPath::Normalized(path) => path,
+        })
+    }
 }
 
 /// The client side of a requested upgrade and the protocol asked for (phase 5 → 6).
@@ -107,7 +125,7 @@ impl Gateway {
             started: Instant::now(),
             method: request.method().clone(),
             conn,
-            path: String::new(),
+            path: LoggedPath::Refused,
             verdict: Verdict::default(),
             upstream: None,
         };
@@ -343,7 +361,11 @@ fn normalize<'u>(
     ctx: &mut RequestCtx,
 ) -> Result<NormalizedPath<'u>, GatewayError> {
     let path = normalized_path(uri)?;
-    ctx.path.push_str(&path);
+    ctx.path = if path.is_borrowed() {
+        LoggedPath::Request(uri.clone())
+    } else {
+        LoggedPath::Normalized(path.as_str().into())
+    };
     check_host(request.version(), request.headers())?;
     if let Some(authority) = uri.authority() {
         // Absolute-form (RFC 9112 §3.2.2) and HTTP/2 `:authority` replace Host.
@@ -418,7 +440,17 @@ fn prepare(
     }
     snapshot.assertions.stamp(headers, assertion);
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
-    parts.uri = upstream.uri(path, uri.query())?;
+    // The request-target: when the path was already normal (nearly always), the client's
+    // own path and query are exactly what is to be sent, so they are kept (no copy);
+    // otherwise rebuilt from the normalized path and the original query.
+    match parts.uri.path_and_query() {
+        Some(original) if original.path() == path => {
+            if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+                parts.uri = Uri::from(original.clone());
+            }
+        }
+        _ => parts.uri = upstream.uri(path, uri.query())?,
+    }
     parts.version = Version::HTTP_11;
     Ok((
         Request::from_parts(parts, body),
