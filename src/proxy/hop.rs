@@ -13,7 +13,7 @@ use http::Version;
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// The fixed hop-by-hop names, `Connection` first (its bit is [`CONNECTION_BIT`]).
+/// The fixed hop-by-hop names, in [`hop_index`]'s order.
 fn fixed() -> [&'static HeaderName; 9] {
     [
         &header::CONNECTION,
@@ -32,17 +32,33 @@ fn fixed() -> [&'static HeaderName; 9] {
 const CONNECTION_INDEX: usize = 0;
 const UPGRADE_INDEX: usize = 4;
 
+/// The index in [`fixed`] of a hop-by-hop name: one switch on the (lowercase) text, so a
+/// name that is none costs a length comparison or two.
+fn hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => CONNECTION_INDEX,
+        "te" => 1,
+        "trailer" => 2,
+        "transfer-encoding" => 3,
+        "upgrade" => UPGRADE_INDEX,
+        "proxy-authorization" => 5,
+        "proxy-authenticate" => 6,
+        "keep-alive" => 7,
+        "proxy-connection" => 8,
+        _ => return None,
+    })
+}
+
 /// Removes hop-by-hop headers, including those named in `Connection`, and returns the
 /// protocol of a requested upgrade (HTTP/1.1 `Connection: upgrade` + `Upgrade: X`) when
 /// `request` is `Some(version)` of a request that may ask for one (HTTP/1.1 only). The
 /// upgrade is removed with the rest: [`restore_upgrade`] puts it back once the request
 /// is allowed to carry it. Responses pass `None`.
 pub fn strip(headers: &mut HeaderMap, request: Option<Version>) -> Option<HeaderValue> {
-    let fixed = fixed();
     let mut present: u16 = 0;
     let mut connection_values = 0usize;
     for (name, _) in headers.iter() {
-        if let Some(index) = fixed.iter().position(|hop| *hop == name) {
+        if let Some(index) = hop_index(name) {
             present |= 1 << index;
             if index == CONNECTION_INDEX {
                 connection_values += 1;
@@ -52,15 +68,11 @@ pub fn strip(headers: &mut HeaderMap, request: Option<Version>) -> Option<Header
     if present == 0 {
         return None;
     }
-    let may_upgrade = request == Some(Version::HTTP_11);
     let mut upgrade_requested = false;
     if present & (1 << CONNECTION_INDEX) != 0 {
-        let mut listed = |value: &HeaderValue, headers: &mut HeaderMap| {
-            upgrade_requested |= remove_listed(value, headers);
-        };
         if connection_values == 1 {
             if let Some(value) = headers.remove(header::CONNECTION) {
-                listed(&value, headers);
+                upgrade_requested = remove_listed(&value, headers);
             }
         } else {
             // Several `Connection` fields (rare): keep them all before removing the name.
@@ -71,17 +83,18 @@ pub fn strip(headers: &mut HeaderMap, request: Option<Version>) -> Option<Header
                 .collect();
             headers.remove(header::CONNECTION);
             for value in &values {
-                listed(value, headers);
+                upgrade_requested |= remove_listed(value, headers);
             }
         }
     }
+    let may_upgrade = upgrade_requested && request == Some(Version::HTTP_11);
     let mut protocol = None;
-    for (index, name) in fixed.iter().enumerate() {
+    for (index, name) in fixed().into_iter().enumerate() {
         if index == CONNECTION_INDEX || present & (1 << index) == 0 {
             continue;
         }
-        let removed = headers.remove(*name);
-        if index == UPGRADE_INDEX && may_upgrade && upgrade_requested {
+        let removed = headers.remove(name);
+        if index == UPGRADE_INDEX && may_upgrade {
             protocol = removed;
         }
     }
@@ -90,24 +103,24 @@ pub fn strip(headers: &mut HeaderMap, request: Option<Version>) -> Option<Header
 
 /// Removes the headers one `Connection` field names; true when it lists `upgrade`.
 fn remove_listed(value: &HeaderValue, headers: &mut HeaderMap) -> bool {
-    let Ok(text) = value.to_str() else {
-        return false;
-    };
     let mut upgrade = false;
-    for token in text.split(',').map(str::trim) {
+    for token in value.as_bytes().split(|byte| *byte == b',') {
+        let token = token.trim_ascii();
         // The usual tokens name no header of their own.
         if token.is_empty()
-            || token.eq_ignore_ascii_case("keep-alive")
-            || token.eq_ignore_ascii_case("close")
+            || token.eq_ignore_ascii_case(b"keep-alive")
+            || token.eq_ignore_ascii_case(b"close")
         {
             continue;
         }
-        if token.eq_ignore_ascii_case("upgrade") {
+        if token.eq_ignore_ascii_case(b"upgrade") {
             upgrade = true;
             continue;
         }
         // Any case: the lookup folds it; a token that is no header name removes nothing.
-        headers.remove(token);
+        if let Ok(name) = HeaderName::from_bytes(token) {
+            headers.remove(name);
+        }
     }
     upgrade
 }
