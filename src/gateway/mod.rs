@@ -50,10 +50,23 @@ pub use snapshot::Snapshot;
 static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// What a connection tells the pipeline about itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: std::net::SocketAddr,
     pub https: bool,
+    /// The peer's `X-Forwarded-For` entry, written once per connection rather than per
+    /// request ([`forwarded::peer_value`]).
+    pub forwarded_for: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: std::net::SocketAddr, https: bool) -> Self {
+        ConnInfo {
+            peer,
+            https,
+            forwarded_for: forwarded::peer_value(peer.ip()),
+        }
+    }
 }
 
 /// The gateway: shared by every connection.
@@ -146,7 +159,7 @@ impl Gateway {
         let path = normalize(&uri, &mut request, ctx)?;
         // 2. Strip what a client could forge.
         let own = is_under(&path, &self.auth_prefix);
-        let screened = screen(&snapshot, &mut request, ctx.conn, own);
+        let screened = screen(&snapshot, &mut request, &ctx.conn, own);
         // 3. gatehouse's own documents at the root, and its endpoints.
         if let Some(document) = Document::at(&path) {
             return self.well_known(&snapshot, document, &request, ctx);
@@ -166,7 +179,7 @@ impl Gateway {
             request.headers(),
             &mut ctx.verdict,
         )
-        .map_err(|err| self.sign_in_instead(err, &snapshot, &request, &path, &uri, ctx.conn))?;
+        .map_err(|err| self.sign_in_instead(err, &snapshot, &request, &path, &uri, &ctx.conn))?;
         let upstream = snapshot.upstream(allowed.upstream)?;
         ctx.upstream = Some(upstream.name.clone());
         // 5. Prepare the upstream request.
@@ -196,7 +209,7 @@ impl Gateway {
         request: &Request<Incoming>,
         path: &str,
         uri: &Uri,
-        conn: ConnInfo,
+        conn: &ConnInfo,
     ) -> GatewayError {
         let browser = &snapshot.browser;
         if !navigation::wants_sign_in(&err, browser, request.method(), request.headers()) {
@@ -382,7 +395,7 @@ fn normalize<'u>(
 fn screen(
     snapshot: &Snapshot,
     request: &mut Request<Incoming>,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     own: bool,
 ) -> Screened {
     let trusted = forwarded::is_trusted(conn.peer.ip(), &snapshot.trusted_proxies);
@@ -427,10 +440,10 @@ fn prepare(
     }
     cookie::strip(headers, &cookie::GATEHOUSE_COOKIES);
     let host = headers.get(header::HOST).cloned();
-    let conn = ctx.conn;
+    let conn = &ctx.conn;
     forwarded::stamp(
         headers,
-        conn.peer.ip(),
+        &conn.forwarded_for,
         screened.trusted,
         conn.https,
         host.as_ref(),

@@ -114,15 +114,21 @@ pub fn reported_client(headers: &HeaderMap) -> Option<IpAddr> {
     entry.parse().ok()
 }
 
-/// Sets `X-Forwarded-For` (appended), `-Proto` and `-Host` for the upstream.
+/// The peer's address as an `X-Forwarded-For` entry (IPv4-mapped IPv6 written as IPv4):
+/// written once per connection, handed to every [`stamp`] of its requests.
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    ip_header_value(canonical(peer))
+}
+
+/// Sets `X-Forwarded-For` (appended), `-Proto` and `-Host` for the upstream. `peer` is
+/// [`peer_value`] of the connection's peer.
 pub fn stamp(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &HeaderValue,
     trusted: bool,
     https: bool,
     host: Option<&HeaderValue>,
 ) {
-    let peer = canonical(peer);
     // From an untrusted peer the header was stripped: nothing to look up.
     let existing = trusted
         .then(|| headers.get(&X_FORWARDED_FOR))
@@ -130,8 +136,14 @@ pub fn stamp(
         .and_then(|v| v.to_str().ok())
         .filter(|existing| !existing.trim().is_empty());
     let value = match existing {
-        Some(existing) => HeaderValue::from_str(&format!("{existing}, {peer}")).ok(),
-        None => Some(ip_header_value(peer)),
+        Some(existing) => {
+            let mut joined = Vec::with_capacity(existing.len() + 2 + peer.len());
+            joined.extend_from_slice(existing.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(peer.as_bytes());
+            HeaderValue::from_bytes(&joined).ok()
+        }
+        None => Some(peer.clone()),
     };
     if let Some(value) = value {
         headers.insert(X_FORWARDED_FOR.clone(), value);
@@ -167,7 +179,7 @@ mod tests {
         strip_untrusted(&mut map);
         stamp(
             &mut map,
-            "127.0.0.1".parse().expect("ip"),
+            &peer_value("127.0.0.1".parse().expect("ip")),
             false,
             false,
             None,
@@ -220,7 +232,13 @@ mod tests {
     fn trusted_proxies_chain_is_appended() {
         let mut map = HeaderMap::new();
         map.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
-        stamp(&mut map, "10.0.0.2".parse().expect("ip"), true, false, None);
+        stamp(
+            &mut map,
+            &peer_value("::ffff:10.0.0.2".parse().expect("ip")),
+            true,
+            false,
+            None,
+        );
         assert_eq!(
             map.get("x-forwarded-for").expect("xff"),
             "203.0.113.9, 10.0.0.2"
