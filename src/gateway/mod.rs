@@ -516,23 +516,27 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 /// A unique id without a system call or `fmt`: a random per-process prefix and a
-/// counter, in hex. Request ids need to be unique, not secret.
+/// counter, in hex. Request ids need to be unique, not secret. The prefix's 8 digits are
+/// written once per process; each request writes the counter's 12.
 fn fresh_request_id() -> HeaderValue {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
-    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static PREFIX: OnceLock<[u8; 8]> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let prefix = u64::from(*PREFIX.get_or_init(rand::random::<u32>));
+    let prefix = PREFIX.get_or_init(|| {
+        let random = rand::random::<u32>();
+        let mut digits = [0u8; 8];
+        for (index, digit) in digits.iter_mut().enumerate() {
+            *digit = HEX[((random >> (4 * (7 - index))) & 0xf) as usize];
+        }
+        digits
+    });
     let sequence = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut text = [0u8; 20];
-    for (index, byte) in text.iter_mut().enumerate() {
-        let nibble = if index < 8 {
-            prefix >> (4 * (7 - index))
-        } else {
-            sequence >> (4 * (19 - index))
-        };
-        *byte = HEX[(nibble & 0xf) as usize];
+    text[..8].copy_from_slice(prefix);
+    for (index, byte) in text[8..].iter_mut().enumerate() {
+        *byte = HEX[((sequence >> (4 * (11 - index))) & 0xf) as usize];
     }
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }

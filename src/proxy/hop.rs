@@ -103,6 +103,10 @@ pub fn strip(headers: &mut HeaderMap, request: Option<Version>) -> Option<Header
 
 /// Removes the headers one `Connection` field names; true when it lists `upgrade`.
 fn remove_listed(value: &HeaderValue, headers: &mut HeaderMap) -> bool {
+    // What nearly every upstream response says: nothing listed, nothing to split.
+    if value.as_bytes().eq_ignore_ascii_case(b"keep-alive") {
+        return false;
+    }
     let mut upgrade = false;
     for token in value.as_bytes().split(|byte| *byte == b',') {
         let token = token.trim_ascii();
