@@ -540,3 +540,28 @@ fn fresh_request_id() -> HeaderValue {
     }
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_request_ids_are_one_prefix_and_a_counter_in_hex() {
+        let first = fresh_request_id();
+        let second = fresh_request_id();
+        for id in [&first, &second] {
+            assert_eq!(id.len(), 20);
+            assert!(id
+                .as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
+        }
+        assert_ne!(first, second);
+        assert_eq!(first.as_bytes()[..8], second.as_bytes()[..8]);
+        let counter = |id: &HeaderValue| {
+            u64::from_str_radix(id.to_str().expect("ascii").get(8..).expect("digits"), 16)
+                .expect("hex")
+        };
+        assert!(counter(&second) > counter(&first));
+    }
+}
