@@ -538,7 +538,10 @@ fn fresh_request_id() -> HeaderValue {
     for (index, byte) in text[8..].iter_mut().enumerate() {
         *byte = HEX[((sequence >> (4 * (11 - index))) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    // Owned by a refcounted `Bytes` from the start: the id is shared (upstream request and
+    // response), and a copied-in value would take a second allocation at its first clone.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]
