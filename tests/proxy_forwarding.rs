@@ -61,6 +61,53 @@ async fn hop_by_hop_headers_are_removed_including_those_named_in_connection() {
 }
 
 #[tokio::test]
+async fn every_connection_field_counts_and_repeated_headers_keep_their_order() {
+    let gateway = TestGateway::start(PUBLIC).await;
+    // The harness's own `Connection: close` is a third field.
+    let response = gateway
+        .get(
+            "/public/x",
+            &[
+                "X-Dup: a",
+                "Connection: X-Hop-One",
+                "X-Hop-One: 1",
+                "x-dup: b",
+                "connection: keep-alive, X-HOP-TWO",
+                "X-Hop-Two: 2",
+                "Upgrade: websocket",
+                "X-Dup: c",
+            ],
+        )
+        .await;
+    assert_eq!(response.status, 200);
+    let seen = gateway.upstream.last().expect("forwarded");
+    for gone in ["x-hop-one", "x-hop-two", "upgrade"] {
+        assert!(seen.header(gone).is_none(), "{gone} was forwarded");
+    }
+    assert_eq!(seen.all("x-dup"), ["a", "b", "c"]);
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn the_target_sent_is_the_normalized_path_and_the_original_query() {
+    let gateway = TestGateway::start(PUBLIC).await;
+    for (sent, forwarded) in [
+        // Already normal: the client's own target, kept as it came.
+        ("/public/items?id=7&x=a%20b", "/public/items?id=7&x=a%20b"),
+        ("http://other.example/public/c?q=1", "/public/c?q=1"),
+        ("http://other.example/public/c", "/public/c"),
+        // Not normal: rebuilt from the normalized path, the query unchanged.
+        ("/public/a/./../d?x=%2e%2e/y", "/public/d?x=%2e%2e/y"),
+        ("http://other.example/public//e/?k", "/public/e/?k"),
+    ] {
+        let response = gateway.get(sent, &[]).await;
+        assert_eq!(response.status, 200, "{sent}");
+        let seen = gateway.upstream.last().expect("forwarded");
+        assert_eq!(seen.target, forwarded, "{sent}");
+    }
+}
+
+#[tokio::test]
 async fn authorization_is_withheld_from_the_upstream_unless_configured() {
     let gateway = TestGateway::start("").await;
     let alice = gateway.user("alice", &[]).await;

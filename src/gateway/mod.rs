@@ -40,7 +40,7 @@ use crate::accounts::Accounts;
 use crate::endpoints::well_known::{Document, WellKnown};
 use crate::endpoints::{self, EndpointContext};
 use crate::error::GatewayError;
-use crate::http::Body;
+use crate::http::{remove_where, Body};
 use crate::proxy::upstream::{Upstream, UpstreamBody};
 use crate::proxy::{forwarded, hop};
 use crate::routing::{is_under, normalized_path, NormalizedPath};
@@ -50,10 +50,23 @@ pub use snapshot::Snapshot;
 static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// What a connection tells the pipeline about itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: std::net::SocketAddr,
     pub https: bool,
+    /// The peer's `X-Forwarded-For` entry, written once per connection rather than per
+    /// request ([`forwarded::peer_value`]).
+    pub forwarded_for: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: std::net::SocketAddr, https: bool) -> Self {
+        ConnInfo {
+            peer,
+            https,
+            forwarded_for: forwarded::peer_value(peer.ip()),
+        }
+    }
 }
 
 /// The gateway: shared by every connection.
@@ -78,9 +91,27 @@ struct RequestCtx {
     method: Method,
     conn: ConnInfo,
     /// The normalized path, as the access line shows it (empty when refused).
-    path: String,
+    path: LoggedPath,
     verdict: Verdict,
     upstream: Option<Arc<str>>,
+}
+
+/// The access line's path: the request's own when normalization left it as it was (so it
+/// is not copied per request), the normalized copy otherwise; empty when refused.
+enum LoggedPath {
+    Refused,
+    Request(Uri),
+    Normalized(Box<str>),
+}
+
+impl std::fmt::Display for LoggedPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LoggedPath::Refused => "",
+            LoggedPath::Request(uri) => uri.path(),
+            LoggedPath::Normalized(path) => path,
+        })
+    }
 }
 
 /// The client side of a requested upgrade and the protocol asked for (phase 5 → 6).
@@ -107,7 +138,7 @@ impl Gateway {
             started: Instant::now(),
             method: request.method().clone(),
             conn,
-            path: String::new(),
+            path: LoggedPath::Refused,
             verdict: Verdict::default(),
             upstream: None,
         };
@@ -128,15 +159,16 @@ impl Gateway {
         let path = normalize(&uri, &mut request, ctx)?;
         // 2. Strip what a client could forge.
         let own = is_under(&path, &self.auth_prefix);
-        let screened = screen(&snapshot, &mut request, ctx.conn, own);
+        let screened = screen(&snapshot, &mut request, &ctx.conn, own);
         // 3. gatehouse's own documents at the root, and its endpoints.
         if let Some(document) = Document::at(&path) {
             return self.well_known(&snapshot, document, &request, ctx);
         }
         if own {
-            return self
-                .own_endpoint(&snapshot, request, &path, screened, ctx)
-                .await;
+            // Boxed: the endpoints' futures are large (3.9 KB) and this path is rare;
+            // inline, they would make every proxied request's future that size too, and
+            // hyper moves it (memcpy) several times per request.
+            return Box::pin(self.own_endpoint(&snapshot, request, &path, screened, ctx)).await;
         }
         // 4. Route and access decision.
         let route = snapshot.routes.decide(request.method(), &path);
@@ -147,7 +179,7 @@ impl Gateway {
             request.headers(),
             &mut ctx.verdict,
         )
-        .map_err(|err| self.sign_in_instead(err, &snapshot, &request, &path, &uri, ctx.conn))?;
+        .map_err(|err| self.sign_in_instead(err, &snapshot, &request, &path, &uri, &ctx.conn))?;
         let upstream = snapshot.upstream(allowed.upstream)?;
         ctx.upstream = Some(upstream.name.clone());
         // 5. Prepare the upstream request.
@@ -177,7 +209,7 @@ impl Gateway {
         request: &Request<Incoming>,
         path: &str,
         uri: &Uri,
-        conn: ConnInfo,
+        conn: &ConnInfo,
     ) -> GatewayError {
         let browser = &snapshot.browser;
         if !navigation::wants_sign_in(&err, browser, request.method(), request.headers()) {
@@ -342,7 +374,11 @@ fn normalize<'u>(
     ctx: &mut RequestCtx,
 ) -> Result<NormalizedPath<'u>, GatewayError> {
     let path = normalized_path(uri)?;
-    ctx.path.push_str(&path);
+    ctx.path = if path.is_borrowed() {
+        LoggedPath::Request(uri.clone())
+    } else {
+        LoggedPath::Normalized(path.as_str().into())
+    };
     check_host(request.version(), request.headers())?;
     if let Some(authority) = uri.authority() {
         // Absolute-form (RFC 9112 §3.2.2) and HTTP/2 `:authority` replace Host.
@@ -359,16 +395,17 @@ fn normalize<'u>(
 fn screen(
     snapshot: &Snapshot,
     request: &mut Request<Incoming>,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     own: bool,
 ) -> Screened {
     let trusted = forwarded::is_trusted(conn.peer.ip(), &snapshot.trusted_proxies);
-    snapshot.identity.strip(request.headers_mut());
-    let mut untrusted_original_request = false;
-    if !trusted {
-        untrusted_original_request = own && forwarded::names_original_request(request.headers());
-        forwarded::strip_untrusted(request.headers_mut());
-    }
+    let untrusted_original_request =
+        !trusted && own && forwarded::names_original_request(request.headers());
+    // One pass over the names for both strips.
+    let identity = &snapshot.identity;
+    remove_where(request.headers_mut(), |name| {
+        identity.is_identity(name) || (!trusted && forwarded::is_client_forwarding(name))
+    });
     Screened {
         trusted,
         untrusted_original_request,
@@ -390,11 +427,11 @@ fn prepare(
     screened: Screened,
     ctx: &RequestCtx,
 ) -> Result<(Request<Incoming>, ClientUpgrade), GatewayError> {
-    let upgrade = hop::requested_upgrade(request.version(), request.headers());
+    let version = request.version();
+    let upgrade = hop::strip(request.headers_mut(), Some(version));
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let headers = &mut parts.headers;
-    hop::remove_hop_headers(headers);
     if let Some(protocol) = upgrade.clone() {
         hop::restore_upgrade(headers, protocol);
     }
@@ -403,10 +440,10 @@ fn prepare(
     }
     cookie::strip(headers, &cookie::GATEHOUSE_COOKIES);
     let host = headers.get(header::HOST).cloned();
-    let conn = ctx.conn;
+    let conn = &ctx.conn;
     forwarded::stamp(
         headers,
-        conn.peer.ip(),
+        &conn.forwarded_for,
         screened.trusted,
         conn.https,
         host.as_ref(),
@@ -416,7 +453,17 @@ fn prepare(
     }
     snapshot.assertions.stamp(headers, assertion);
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
-    parts.uri = upstream.uri(path, uri.query())?;
+    // The request-target: when the path was already normal (nearly always), the client's
+    // own path and query are exactly what is to be sent, so they are kept (no copy);
+    // otherwise rebuilt from the normalized path and the original query.
+    match parts.uri.path_and_query() {
+        Some(original) if original.path() == path => {
+            if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+                parts.uri = Uri::from(original.clone());
+            }
+        }
+        _ => parts.uri = upstream.uri(path, uri.query())?,
+    }
     parts.version = Version::HTTP_11;
     Ok((
         Request::from_parts(parts, body),
@@ -434,7 +481,7 @@ fn clean(
 ) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     parts.version = client_version;
-    hop::remove_hop_headers(&mut parts.headers);
+    hop::strip(&mut parts.headers, None);
     if let Some(protocol) = upgraded {
         hop::restore_upgrade(&mut parts.headers, protocol);
     }
@@ -469,23 +516,55 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 /// A unique id without a system call or `fmt`: a random per-process prefix and a
-/// counter, in hex. Request ids need to be unique, not secret.
+/// counter, in hex. Request ids need to be unique, not secret. The prefix's 8 digits are
+/// written once per process; each request writes the counter's 12.
 fn fresh_request_id() -> HeaderValue {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
-    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static PREFIX: OnceLock<[u8; 8]> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let prefix = u64::from(*PREFIX.get_or_init(rand::random::<u32>));
+    let prefix = PREFIX.get_or_init(|| {
+        let random = rand::random::<u32>();
+        let mut digits = [0u8; 8];
+        for (index, digit) in digits.iter_mut().enumerate() {
+            *digit = HEX[((random >> (4 * (7 - index))) & 0xf) as usize];
+        }
+        digits
+    });
     let sequence = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut text = [0u8; 20];
-    for (index, byte) in text.iter_mut().enumerate() {
-        let nibble = if index < 8 {
-            prefix >> (4 * (7 - index))
-        } else {
-            sequence >> (4 * (19 - index))
-        };
-        *byte = HEX[(nibble & 0xf) as usize];
+    text[..8].copy_from_slice(prefix);
+    for (index, byte) in text[8..].iter_mut().enumerate() {
+        *byte = HEX[((sequence >> (4 * (11 - index))) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    // Owned by a refcounted `Bytes` from the start: the id is shared (upstream request and
+    // response), and a copied-in value would take a second allocation at its first clone.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_request_ids_are_one_prefix_and_a_counter_in_hex() {
+        let first = fresh_request_id();
+        let second = fresh_request_id();
+        for id in [&first, &second] {
+            assert_eq!(id.len(), 20);
+            assert!(id
+                .as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
+        }
+        assert_ne!(first, second);
+        assert_eq!(first.as_bytes()[..8], second.as_bytes()[..8]);
+        let counter = |id: &HeaderValue| {
+            u64::from_str_radix(id.to_str().expect("ascii").get(8..).expect("digits"), 16)
+                .expect("hex")
+        };
+        assert!(counter(&second) > counter(&first));
+    }
 }

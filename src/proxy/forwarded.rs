@@ -76,14 +76,18 @@ fn ip_header_value(ip: IpAddr) -> HeaderValue {
 
 /// Drops client-written forwarding headers (any case, `_` for `-`).
 pub fn strip_untrusted(headers: &mut HeaderMap) {
-    remove_where(headers, |name| {
-        let name = name.as_str();
-        name == "forwarded"
-            || name == "x-real-ip"
-            || name == "x_real_ip"
-            || name.starts_with("x-forwarded")
-            || name.starts_with("x_forwarded")
-    });
+    remove_where(headers, is_client_forwarding);
+}
+
+/// True for a forwarding header a client may have written (any case, `_` for `-`):
+/// what [`strip_untrusted`] drops.
+pub fn is_client_forwarding(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name == "forwarded"
+        || name == "x-real-ip"
+        || name == "x_real_ip"
+        || name.starts_with("x-forwarded")
+        || name.starts_with("x_forwarded")
 }
 
 /// True when a header names the original request's method or URI for forward-auth
@@ -110,22 +114,36 @@ pub fn reported_client(headers: &HeaderMap) -> Option<IpAddr> {
     entry.parse().ok()
 }
 
-/// Sets `X-Forwarded-For` (appended), `-Proto` and `-Host` for the upstream.
+/// The peer's address as an `X-Forwarded-For` entry (IPv4-mapped IPv6 written as IPv4):
+/// written once per connection, handed to every [`stamp`] of its requests.
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    ip_header_value(canonical(peer))
+}
+
+/// Sets `X-Forwarded-For` (appended), `-Proto` and `-Host` for the upstream. `peer` is
+/// [`peer_value`] of the connection's peer.
 pub fn stamp(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &HeaderValue,
     trusted: bool,
     https: bool,
     host: Option<&HeaderValue>,
 ) {
-    let peer = canonical(peer);
-    let existing = headers
-        .get(&X_FORWARDED_FOR)
+    // From an untrusted peer the header was stripped: nothing to look up.
+    let existing = trusted
+        .then(|| headers.get(&X_FORWARDED_FOR))
+        .flatten()
         .and_then(|v| v.to_str().ok())
-        .filter(|existing| trusted && !existing.trim().is_empty());
+        .filter(|existing| !existing.trim().is_empty());
     let value = match existing {
-        Some(existing) => HeaderValue::from_str(&format!("{existing}, {peer}")).ok(),
-        None => Some(ip_header_value(peer)),
+        Some(existing) => {
+            let mut joined = Vec::with_capacity(existing.len() + 2 + peer.len());
+            joined.extend_from_slice(existing.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(peer.as_bytes());
+            HeaderValue::from_bytes(&joined).ok()
+        }
+        None => Some(peer.clone()),
     };
     if let Some(value) = value {
         headers.insert(X_FORWARDED_FOR.clone(), value);
@@ -161,7 +179,7 @@ mod tests {
         strip_untrusted(&mut map);
         stamp(
             &mut map,
-            "127.0.0.1".parse().expect("ip"),
+            &peer_value("127.0.0.1".parse().expect("ip")),
             false,
             false,
             None,
@@ -214,7 +232,13 @@ mod tests {
     fn trusted_proxies_chain_is_appended() {
         let mut map = HeaderMap::new();
         map.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
-        stamp(&mut map, "10.0.0.2".parse().expect("ip"), true, false, None);
+        stamp(
+            &mut map,
+            &peer_value("::ffff:10.0.0.2".parse().expect("ip")),
+            true,
+            false,
+            None,
+        );
         assert_eq!(
             map.get("x-forwarded-for").expect("xff"),
             "203.0.113.9, 10.0.0.2"

@@ -125,7 +125,9 @@ impl Upstream {
         loop {
             let (mut sender, reused) = match self.idle.take().await {
                 Some(sender) => (sender, true),
-                None => (self.connect(request_id).await?, false),
+                // Boxed: a new connection is the rare path, and its future would
+                // otherwise make every request's future larger (moved per request).
+                None => (Box::pin(self.connect(request_id)).await?, false),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.track(response, sender)),

@@ -69,7 +69,7 @@ pub async fn run(
         match tls.as_ref().map(|cell| cell.current()) {
             None => {
                 tokio::spawn(async move {
-                    let conn = ConnInfo { peer, https: false };
+                    let conn = ConnInfo::new(peer, false);
                     conn::serve(stream, open, conn, false, shared, stop).await;
                 });
             }
@@ -112,7 +112,7 @@ async fn serve_tls(
     let handshake = shared.timeouts.header;
     match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
-            let conn = ConnInfo { peer, https: true };
+            let conn = ConnInfo::new(peer, true);
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             conn::serve(stream, open, conn, h2, shared, stop).await;
         }

@@ -92,6 +92,7 @@ where
         .park_eagerly
         .store(start.park_after_first_response, Ordering::Relaxed);
     let io = TokioIo::new(io);
+    let peer = conn.peer;
     let service = proxy_service(shared.gateway.clone(), conn, activity.clone());
     // Boxed: a parked connection's task does not carry hyper's connection state.
     let mut connection = Box::new(shared.http1.serve_connection(io, service).with_upgrades());
@@ -124,7 +125,7 @@ where
         },
         Ok(Ended::Closed) => Http1End::Closed,
         Err(err) => {
-            tracing::debug!(peer = %conn.peer, error = %err, "connection ended with an error");
+            tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
             Http1End::Closed
         }
     }
@@ -141,6 +142,7 @@ pub(super) async fn serve_h2<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = conn.peer;
     let service = proxy_service(shared.gateway.clone(), conn, activity.clone());
     let mut connection = Box::pin(shared.http2.serve_connection(TokioIo::new(io), service));
     let ended = drive(
@@ -154,7 +156,7 @@ pub(super) async fn serve_h2<I>(
     )
     .await;
     if let Err(err) = ended {
-        tracing::debug!(peer = %conn.peer, error = %err, "connection ended with an error");
+        tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
     }
 }
 
@@ -172,6 +174,7 @@ fn proxy_service(
        + Send {
     service_fn(move |request: Request<Incoming>| {
         let gateway = gateway.clone();
+        let conn = conn.clone();
         let in_flight = InFlight::start(&activity);
         activity
             .last_had_body

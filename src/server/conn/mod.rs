@@ -154,7 +154,7 @@ pub async fn serve<I>(
         let socket = io::ConnIo::new(io, replay, activity.keep_open.clone(), open.take());
         let served = dispatch::serve_http1(
             socket,
-            conn,
+            conn.clone(),
             &shared,
             &activity,
             Http1Start {
