@@ -515,6 +515,15 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         .unwrap_or_else(fresh_request_id)
 }
 
+/// The low `digits.len()` hex digits of `value`, most significant first.
+fn write_hex(value: u64, digits: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let last = digits.len().saturating_sub(1);
+    for (index, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[((value >> (4 * (last - index))) & 0xf) as usize];
+    }
+}
+
 /// A unique id without a system call or `fmt`: a random per-process prefix and a
 /// counter, in hex. Request ids need to be unique, not secret. The prefix's 8 digits are
 /// written once per process; each request writes the counter's 12.
@@ -523,21 +532,15 @@ fn fresh_request_id() -> HeaderValue {
     use std::sync::OnceLock;
     static PREFIX: OnceLock<[u8; 8]> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let prefix = PREFIX.get_or_init(|| {
-        let random = rand::random::<u32>();
         let mut digits = [0u8; 8];
-        for (index, digit) in digits.iter_mut().enumerate() {
-            *digit = HEX[((random >> (4 * (7 - index))) & 0xf) as usize];
-        }
+        write_hex(u64::from(rand::random::<u32>()), &mut digits);
         digits
     });
     let sequence = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut text = [0u8; 20];
     text[..8].copy_from_slice(prefix);
-    for (index, byte) in text[8..].iter_mut().enumerate() {
-        *byte = HEX[((sequence >> (4 * (11 - index))) & 0xf) as usize];
-    }
+    write_hex(sequence, &mut text[8..]);
     // Owned by a refcounted `Bytes` from the start: the id is shared (upstream request and
     // response), and a copied-in value would take a second allocation at its first clone.
     HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
