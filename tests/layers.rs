@@ -91,3 +91,32 @@ fn no_module_names_a_module_in_its_own_row_or_above() {
     violations.dedup();
     assert!(violations.is_empty(), "{violations:#?}");
 }
+
+/// `src/lib.rs` denies `unsafe` and only `memory` (one call into glibc) allows it; an
+/// `#[allow(unsafe_code)]` anywhere else would slip past the lint, so look for it here.
+#[test]
+fn only_the_memory_module_allows_unsafe() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("read lib.rs");
+    assert!(
+        lib.contains("#![deny(unsafe_code)]"),
+        "lib.rs no longer denies unsafe"
+    );
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut allowing: Vec<String> = files
+        .iter()
+        .filter(|file| {
+            let text = std::fs::read_to_string(file).expect("read source");
+            text.contains("allow(unsafe_code)") || text.contains("expect(unsafe_code)")
+        })
+        .map(|file| {
+            file.strip_prefix(&src)
+                .unwrap_or(file)
+                .display()
+                .to_string()
+        })
+        .collect();
+    allowing.sort();
+    assert_eq!(allowing, ["memory.rs"]);
+}

@@ -100,6 +100,8 @@ impl Directory {
             }
         }
         follower.catch_up(store.as_ref(), &view, None).await?;
+        drop(loaded);
+        release_freed_memory().await;
         Ok(Directory {
             store,
             hasher,
@@ -337,6 +339,7 @@ impl Directory {
         if purged != Purged::default() {
             tracing::debug!(?purged, "expired token records removed");
         }
+        release_freed_memory().await;
         Ok(())
     }
 
@@ -349,6 +352,17 @@ impl Directory {
         self.applied(self.store.update_user(user_id, change).await)
             .await
     }
+}
+
+/// Hands the heap's free pages back after a load or a purge (both free much at once on a
+/// big store; [`crate::memory`]), on the blocking pool: it locks the allocator's arenas
+/// one by one for a few milliseconds.
+async fn release_freed_memory() {
+    let started = std::time::Instant::now();
+    let released = tokio::task::spawn_blocking(crate::memory::release_freed)
+        .await
+        .unwrap_or(false);
+    tracing::debug!(released, took = ?started.elapsed(), "freed heap memory released");
 }
 
 pub(super) fn check_roles(roles: &[String]) -> Result<(), AccountError> {
