@@ -379,7 +379,7 @@ mod tests {
     use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
     use super::*;
-    use crate::accounts::view::{IdentityValues, UserView};
+    use crate::accounts::view::UserView;
     use crate::auth::keys::{generate, KeyMaterial, VerifiedToken};
     use crate::config::{KeyFileSettings, KeyState, TokenSettings};
     use crate::error::TokenRejection;
@@ -414,11 +414,7 @@ mod tests {
             generation: 0,
             kind: crate::store::PrincipalKind::User,
             client_sid: None,
-            headers: IdentityValues {
-                subject: None,
-                user: None,
-                roles: None,
-            },
+            headers: std::sync::OnceLock::new(),
         })
     }
 

@@ -59,7 +59,7 @@ impl IdentityHeaders {
 
     /// Sets the identity headers from a verified identity (after [`Self::strip`]).
     pub fn stamp(&self, headers: &mut HeaderMap, identity: &Identity) {
-        let values = &identity.user.headers;
+        let values = identity.headers();
         if let Some(value) = &values.user {
             headers.insert(self.user.clone(), value.clone());
         }

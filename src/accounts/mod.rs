@@ -90,6 +90,11 @@ impl Identity {
         }
     }
 
+    /// The user's identity header values (built on first use, kept in the view).
+    pub fn headers(&self) -> &view::IdentityValues {
+        self.user.headers(&self.token.sub)
+    }
+
     /// The identity a browser session cookie stands for (SPEC §10).
     pub fn from_browser_session(user: Arc<UserView>, session: Arc<VerifiedToken>) -> Self {
         Identity {
