@@ -1176,6 +1176,13 @@ fn decode_secret(bytes: &[u8]) -> StoreResult<Vec<u8>> {
         })
 }
 
+/// sled's page cache, in bytes of serialized pages (held in memory at about twice that).
+/// The view answers requests, so the cache serves only logins, refreshes and writes: on a
+/// store of 100,000 users and 1,000,000 sessions, 32 MiB instead of 64 MiB took the
+/// resident size once idle from ~290 to ~235 MiB with start to ready unchanged within
+/// noise (benches/RESULTS.md, issue #17 target 2).
+const CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
+
 /// Opens the sled database, waiting up to 2 s for its lock file: a `Db` dropped a moment
 /// ago in this process releases the lock only when its background flusher thread ends.
 fn open_db(path: &Path) -> sled::Result<sled::Db> {
@@ -1183,7 +1190,7 @@ fn open_db(path: &Path) -> sled::Result<sled::Db> {
     loop {
         match sled::Config::new()
             .path(path)
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(CACHE_CAPACITY)
             .open()
         {
             // sled reports the held lock as an `Other` error naming it.
