@@ -30,7 +30,8 @@
 #
 # Measured, per backend ("big" = the filled store, "empty" = only the bench user):
 #   start  ROUNDS × {big, empty} alternating: spawn → GET /readyz 200 (SPEC §6) in ms,
-#          VmRSS SETTLE s after ready, VmHWM (peak). With BASELINE_BIN set, the same on the
+#          VmRSS SETTLE s after ready, VmRSS again once idle (the start-up purge done; at
+#          most IDLE_RSS_WAIT s), VmHWM (peak). With BASELINE_BIN set, the same on the
 #          big store for that binary too (before/after in one run).
 #   cpu    big and empty gatehouse both running (pinned to SUT_CPU), protected GET /hello
 #          with wrk, ROUNDS rounds alternating: gatehouse CPU µs per request (/proc stat)
@@ -39,9 +40,10 @@
 #
 # Env knobs: USERS (100000) SESSIONS (1000000) BACKENDS ("sled postgres")
 #            PARTS ("start cpu instr") ROUNDS (3) DURATION (s, 5) CONNS (16) SETTLE (s, 2)
-#            CALLGRIND_DURATION (s, 5) IDLE_WAIT (s, 0: cpu and instr start measuring
+#            CALLGRIND_DURATION (s, 5) IDLE_RSS_WAIT (s, 180) IDLE_WAIT (s, 0: cpu and instr start measuring
 #            once gatehouse is idle, waiting at most this long, ×4 under callgrind — the
-#            start-up purge on a big sled store takes tens of seconds) BASELINE_BIN (unset) SLED_FILL (the filler's
+#            start-up purge on a big sled store takes tens of seconds) BASELINE_BIN (unset)
+#            START_BINS ("label=path ...": more binaries for the start part) SLED_FILL (the filler's
 #            path: target/debug/examples/scale_fill_sled) PG_FILL (sql: COPY + INSERT …
 #            SELECT; import: `gatehouse store import`, which fails at the default sizes, see
 #            above) PG_FSYNC (off: the fill is not
@@ -67,16 +69,24 @@ CONNS=${CONNS:-16}
 SETTLE=${SETTLE:-2}
 CALLGRIND_DURATION=${CALLGRIND_DURATION:-5}
 IDLE_WAIT=${IDLE_WAIT:-0}
+IDLE_RSS_WAIT=${IDLE_RSS_WAIT:-180}
 PG_FSYNC=${PG_FSYNC:-off}
 PG_FILL=${PG_FILL:-sql}
 export PG_FILL
 [[ $PG_FILL == import || $PG_FILL == sql ]] || die "PG_FILL must be import or sql"
-for v in USERS SESSIONS ROUNDS DURATION CONNS SETTLE CALLGRIND_DURATION IDLE_WAIT; do
+for v in USERS SESSIONS ROUNDS DURATION CONNS SETTLE CALLGRIND_DURATION IDLE_WAIT IDLE_RSS_WAIT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((USERS >= 1)) || die "USERS must be ≥ 1"
 for b in $BACKENDS; do [[ $b == sled || $b == postgres ]] || die "BACKENDS: sled and/or postgres, got '$b'"; done
 [[ -z ${BASELINE_BIN:-} || -x $BASELINE_BIN ]] || die "BASELINE_BIN=$BASELINE_BIN is not executable"
+# START_BINS="label=path ...": more binaries for the start part only (target big@label).
+declare -A START_BIN
+for pair in ${START_BINS:-}; do
+    [[ $pair == *=* && -x ${pair#*=} ]] || die "START_BINS: '$pair' is not label=executable"
+    START_BIN[${pair%%=*}]=${pair#*=}
+done
+export START_BINS
 
 bench_init
 need_cmd wrk nginx
@@ -278,17 +288,22 @@ if [[ " $PARTS " == *" start "* ]]; then
     for backend in $BACKENDS; do
         targets=("${backend}_big" "${backend}_empty")
         [[ -n ${BASELINE_BIN:-} ]] && targets+=("${backend}_big@baseline")
+        for label in "${!START_BIN[@]}"; do targets+=("${backend}_big@$label"); done
         for ((r = 1; r <= ROUNDS; r++)); do
             # alternate the order round by round
             ((r % 2 == 0)) && targets=("${targets[@]:1}" "${targets[0]}")
             for target in "${targets[@]}"; do
                 name=${target%@*} bin=$GATEHOUSE_BIN
                 [[ $target == *@baseline ]] && bin=$BASELINE_BIN
+                [[ $target == *@* && $target != *@baseline ]] && bin=${START_BIN[${target#*@}]}
                 gh_spawn "$name" "$bin" || die "$target did not become ready"
                 sleep "$SETTLE"
-                rss=$(status_kib "$GH_PID" VmRSS) hwm=$(status_kib "$GH_PID" VmHWM)
-                printf '%s\t%s\t%s\t%s\t%s\n' "$target" "$r" "$READY_MS" "$rss" "$hwm" >>"$RAW/start.tsv"
-                log "$target round $r: ready in $READY_MS ms, VmRSS $((rss / 1024)) MiB, VmHWM $((hwm / 1024)) MiB"
+                rss=$(status_kib "$GH_PID" VmRSS)
+                # then once the start-up work (sled: the purge) is done
+                idle_s=$(wait_idle "$GH_PID" "$IDLE_RSS_WAIT")
+                idle_rss=$(status_kib "$GH_PID" VmRSS) hwm=$(status_kib "$GH_PID" VmHWM)
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$r" "$READY_MS" "$rss" "$hwm" "$idle_rss" "$idle_s" >>"$RAW/start.tsv"
+                log "$target round $r: ready in $READY_MS ms, VmRSS $((rss / 1024)) MiB, idle after $idle_s s more: VmRSS $((idle_rss / 1024)) MiB, VmHWM $((hwm / 1024)) MiB"
                 gh_stop "$GH_PID"
             done
         done
@@ -384,21 +399,24 @@ med = statistics.median
 import os
 if os.environ.get("BASELINE_BIN"):
     print(f"Targets `…@baseline` ran `{os.environ['BASELINE_BIN']}` on the same store.")
+for pair in os.environ.get("START_BINS", "").split():
+    print(f"Targets `…@{pair.split('=', 1)[0]}` ran `{pair.split('=', 1)[1]}` on the same store (start only).")
     print()
 print(f"Store: {int(users):,} users, {int(sessions):,} sessions ({mix}). "
       f"Filled (sled: `examples/scale_fill_sled.rs`; PostgreSQL: `PG_FILL` = {os.environ.get('PG_FILL', 'sql')}): {fills.strip()}")
 print()
 start = rows("start")
 if start:
-    print(f"**Start** (spawn → `/readyz` 200; VmRSS {settle} s after ready; VmHWM = peak), median of {rounds} round(s), all rounds listed:")
+    print(f"**Start** (spawn → `/readyz` 200; VmRSS {settle} s after ready and once idle; VmHWM = peak), median of {rounds} round(s), all rounds listed:")
     print()
-    print("| target | ready (ms) | VmRSS (MiB) | VmHWM (MiB) | rounds: ready ms / RSS MiB |")
-    print("|---|---:|---:|---:|---|")
+    print("| target | ready (ms) | VmRSS (MiB) | VmRSS once idle (MiB) | VmHWM (MiB) | rounds: ready ms / RSS / idle RSS MiB (idle after s) |")
+    print("|---|---:|---:|---:|---:|---|")
     for target in dict.fromkeys(r[0] for r in start):
         rs = [r for r in start if r[0] == target]
         ready = [int(r[2]) for r in rs]; rss = [int(r[3]) / 1024 for r in rs]; hwm = [int(r[4]) / 1024 for r in rs]
-        each = ", ".join(f"{int(r[2])} / {int(r[3]) / 1024:.0f}" for r in rs)
-        print(f"| {target} | {med(ready):.0f} | {med(rss):.1f} | {max(hwm):.1f} | {each} |")
+        idle = [int(r[5]) / 1024 for r in rs]
+        each = ", ".join(f"{int(r[2])} / {int(r[3]) / 1024:.0f} / {int(r[5]) / 1024:.0f} ({r[6]})" for r in rs)
+        print(f"| {target} | {med(ready):.0f} | {med(rss):.1f} | {med(idle):.1f} | {max(hwm):.1f} | {each} |")
     print()
 cpu = rows("cpu")
 if cpu:
