@@ -475,6 +475,11 @@ gatehouse_rev() {
     if [[ -x $GATEHOUSE_BIN ]]; then mtime=", binary built $(date -r "$GATEHOUSE_BIN" '+%F %T')"; fi
     stale=$(gatehouse_stale_source)
     if [[ -n $stale ]]; then mtime+=" — STALE: $stale changed after the build (BUILD=1 rebuilds)"; fi
+    if [[ $GATEHOUSE_BIN != "$REPO_ROOT/target/release/gatehouse" ]]; then
+        # a binary from elsewhere: the tree's revision is the scripts', not necessarily the binary's
+        echo "binary $GATEHOUSE_BIN${mtime#, binary}; bench scripts from tree $rev$dirty"
+        return
+    fi
     echo "tree $rev$dirty$mtime"
 }
 
