@@ -450,9 +450,6 @@ fn prepare(
     if screened.cookie {
         cookie::strip(headers, &cookie::GATEHOUSE_COOKIES);
     }
-    // Up to seven fields go in below (forwarding, identity, assertion, request id): one
-    // growth of the map at most, not one per field that crosses a threshold.
-    headers.reserve(8);
     let host = headers.get(header::HOST).cloned();
     let conn = &ctx.conn;
     forwarded::stamp(
