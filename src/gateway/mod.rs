@@ -124,6 +124,9 @@ struct Screened {
     trusted: bool,
     /// An untrusted peer named an original request for forward-auth (own endpoints only).
     untrusted_original_request: bool,
+    /// The request had a `Cookie` field when screened (nothing adds one later), so
+    /// phase 5 looks for gatehouse's cookies only then.
+    cookie: bool,
 }
 
 impl Gateway {
@@ -401,14 +404,20 @@ fn screen(
     let trusted = forwarded::is_trusted(conn.peer.ip(), &snapshot.trusted_proxies);
     let untrusted_original_request =
         !trusted && own && forwarded::names_original_request(request.headers());
-    // One pass over the names for both strips.
+    // One pass over the names for both strips; it also notes a `Cookie` field.
     let identity = &snapshot.identity;
+    let cookie = std::cell::Cell::new(false);
     remove_where(request.headers_mut(), |name| {
+        if name == header::COOKIE {
+            cookie.set(true);
+            return false;
+        }
         identity.is_identity(name) || (!trusted && forwarded::is_client_forwarding(name))
     });
     Screened {
         trusted,
         untrusted_original_request,
+        cookie: cookie.get(),
     }
 }
 
@@ -438,7 +447,9 @@ fn prepare(
     if !snapshot.forward_authorization {
         headers.remove(header::AUTHORIZATION);
     }
-    cookie::strip(headers, &cookie::GATEHOUSE_COOKIES);
+    if screened.cookie {
+        cookie::strip(headers, &cookie::GATEHOUSE_COOKIES);
+    }
     let host = headers.get(header::HOST).cloned();
     let conn = &ctx.conn;
     forwarded::stamp(
