@@ -31,7 +31,6 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
@@ -496,7 +495,7 @@ fn clean(
     if let Some(protocol) = upgraded {
         hop::restore_upgrade(&mut parts.headers, protocol);
     }
-    Response::from_parts(parts, body.boxed())
+    Response::from_parts(parts, Body::Upstream(body))
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, and any request with more than

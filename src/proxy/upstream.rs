@@ -11,21 +11,20 @@
 //! the rest can age out.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
-use hyper::body::{Body as _, Frame, Incoming, SizeHint};
+use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::config::UpstreamSettings;
 use crate::error::GatewayError;
+pub use crate::http::UpstreamBody;
+use crate::http::{ConnectionPool, GiveBack};
 use crate::telemetry::metrics::{Metrics, UpstreamErrorKind, UpstreamErrors};
 
 /// Idle connections kept per upstream.
@@ -195,16 +194,16 @@ impl Upstream {
         sender: SendRequest<Incoming>,
     ) -> Response<UpstreamBody> {
         let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS;
-        let mut give_back = reusable.then(|| GiveBack {
-            sender,
-            idle: self.idle.clone(),
+        let mut give_back = reusable.then(|| {
+            let pool: Arc<dyn ConnectionPool> = self.idle.clone();
+            GiveBack::new(sender, pool)
         });
         if response.body().is_end_stream() {
             if let Some(give_back) = give_back.take() {
                 give_back.now();
             }
         }
-        response.map(|inner| UpstreamBody { inner, give_back })
+        response.map(|inner| UpstreamBody::new(inner, give_back))
     }
 }
 
@@ -285,56 +284,8 @@ impl IdleConnections {
     }
 }
 
-/// A connection to hand back once its response has been read.
-struct GiveBack {
-    sender: SendRequest<Incoming>,
-    idle: Arc<IdleConnections>,
-}
-
-impl GiveBack {
-    fn now(self) {
-        self.idle.put(self.sender);
-    }
-}
-
-/// An upstream response body. Read to its end, it returns its connection to the pool;
-/// dropped before that, the connection closes with it.
-pub struct UpstreamBody {
-    inner: Incoming,
-    give_back: Option<GiveBack>,
-}
-
-impl hyper::body::Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        let finished = match &polled {
-            Poll::Ready(None) => true,
-            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
-            Poll::Ready(Some(Err(_))) => {
-                self.give_back = None;
-                false
-            }
-            Poll::Pending => false,
-        };
-        if finished {
-            if let Some(give_back) = self.give_back.take() {
-                give_back.now();
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+impl ConnectionPool for IdleConnections {
+    fn put(&self, sender: SendRequest<Incoming>) {
+        IdleConnections::put(self, sender);
     }
 }
