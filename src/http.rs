@@ -260,3 +260,40 @@ pub fn header_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
     }
     map
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+    use hyper::body::Body as _;
+
+    #[tokio::test]
+    async fn an_empty_body_ends_at_once_with_an_exact_size_of_zero() {
+        let body = empty();
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+        let collected = body.collect().await.expect("infallible").to_bytes();
+        assert!(collected.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_full_body_is_its_bytes_in_one_frame_then_the_end() {
+        let mut body = full("{\"error\":\"x\"}");
+        assert!(!body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(13));
+        let frame = body.frame().await.expect("a frame").expect("infallible");
+        assert_eq!(
+            frame.into_data().ok(),
+            Some(Bytes::from_static(b"{\"error\":\"x\"}"))
+        );
+        assert!(body.is_end_stream());
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_full_body_of_no_bytes_is_already_at_its_end() {
+        let body = full(Bytes::new());
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+    }
+}
