@@ -534,10 +534,35 @@ fn write_hex(value: u64, digits: &mut [u8]) {
     }
 }
 
-/// A unique id without a system call or `fmt`: a random per-process prefix and a
-/// counter, in hex. Request ids need to be unique, not secret. The prefix's 8 digits are
-/// written once per process; each request writes the counter's 12.
+/// Fresh ids are made this many at a time per thread: one buffer holds them all, and each
+/// id is a refcounted slice of it, so a request takes a ready id instead of allocating one.
+const ID_BATCH: usize = 64;
+/// A fresh id: the 8 hex digits of the per-process prefix, then the counter's 12.
+const ID_LEN: usize = 20;
+
+/// A unique id without a system call, `fmt` or an allocation of its own: a random
+/// per-process prefix and a counter, in hex. Request ids need to be unique, not secret.
+/// Each thread takes [`ID_BATCH`] counter values at once and writes their ids into one
+/// buffer; within a thread ids come out in counter order.
 fn fresh_request_id() -> HeaderValue {
+    thread_local! {
+        /// This thread's ids not handed out yet, the next one last.
+        static READY: std::cell::RefCell<Vec<HeaderValue>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    READY
+        .with(|ready| {
+            let mut ready = ready.borrow_mut();
+            if ready.is_empty() {
+                fresh_request_ids(&mut ready);
+            }
+            ready.pop()
+        })
+        .unwrap_or_else(|| HeaderValue::from_static("-"))
+}
+
+/// Fills `ready` with the next [`ID_BATCH`] ids, the lowest counter value last.
+fn fresh_request_ids(ready: &mut Vec<HeaderValue>) {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
     static PREFIX: OnceLock<[u8; 8]> = OnceLock::new();
@@ -547,14 +572,21 @@ fn fresh_request_id() -> HeaderValue {
         write_hex(u64::from(rand::random::<u32>()), &mut digits);
         digits
     });
-    let sequence = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut text = [0u8; 20];
-    text[..8].copy_from_slice(prefix);
-    write_hex(sequence, &mut text[8..]);
-    // Owned by a refcounted `Bytes` from the start: the id is shared (upstream request and
-    // response), and a copied-in value would take a second allocation at its first clone.
-    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
-        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+    let first = COUNTER.fetch_add(ID_BATCH as u64, Ordering::Relaxed);
+    let mut text = vec![0u8; ID_BATCH * ID_LEN];
+    for (offset, id) in (0u64..).zip(text.chunks_exact_mut(ID_LEN)) {
+        id[..8].copy_from_slice(prefix);
+        write_hex(first.wrapping_add(offset), &mut id[8..]);
+    }
+    // Refcounted: every id is a slice of this one buffer, freed with the last of them.
+    let text = bytes::Bytes::from_owner(text);
+    ready.reserve(ID_BATCH);
+    for index in (0..ID_BATCH).rev() {
+        let id = text.slice(index * ID_LEN..(index + 1) * ID_LEN);
+        if let Ok(id) = HeaderValue::from_maybe_shared(id) {
+            ready.push(id);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -579,5 +611,32 @@ mod tests {
                 .expect("hex")
         };
         assert!(counter(&second) > counter(&first));
+    }
+
+    #[test]
+    fn fresh_request_ids_stay_unique_across_batches_and_threads() {
+        let mine: Vec<HeaderValue> = (0..3 * ID_BATCH + 5).map(|_| fresh_request_id()).collect();
+        let theirs = std::thread::spawn(|| {
+            (0..2 * ID_BATCH)
+                .map(|_| fresh_request_id())
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .expect("thread");
+        let counter = |id: &HeaderValue| {
+            u64::from_str_radix(id.to_str().expect("ascii").get(8..).expect("digits"), 16)
+                .expect("hex")
+        };
+        // One thread's ids follow the counter, batch after batch.
+        for pair in mine.windows(2) {
+            assert!(counter(&pair[1]) > counter(&pair[0]), "{pair:?}");
+        }
+        let all: std::collections::HashSet<&[u8]> = mine
+            .iter()
+            .chain(&theirs)
+            .map(HeaderValue::as_bytes)
+            .collect();
+        assert_eq!(all.len(), mine.len() + theirs.len());
+        assert!(all.iter().all(|id| id.len() == ID_LEN));
     }
 }
