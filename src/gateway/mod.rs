@@ -458,6 +458,11 @@ fn prepare(
         conn.https,
         host.as_ref(),
     );
+    if host.is_none() {
+        // HTTP/2 clients and HTTP/1.0 may send no Host: the upstream's (not echoed in
+        // `X-Forwarded-Host`, which names only what the client asked for).
+        headers.insert(header::HOST, upstream.host().clone());
+    }
     if let Some(identity) = &allowed.identity {
         snapshot.identity.stamp(headers, identity);
     }

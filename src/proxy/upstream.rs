@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery};
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -91,21 +91,21 @@ impl Upstream {
         Ok(Uri::from(path_and_query))
     }
 
-    /// Sends a request and waits for the response head; records the wait, and a failure
-    /// by kind. A request without a Host (HTTP/2 clients) gets the upstream's.
-    /// `request_id` is for the WARN line of a failure.
+    /// The `Host` for a request that has none (HTTP/2 clients, HTTP/1.0): the upstream's
+    /// authority.
+    pub fn host(&self) -> &HeaderValue {
+        &self.host
+    }
+
+    /// Sends a request (with its `Host`: [`Upstream::host`] when the client sent none) and
+    /// waits for the response head; records the wait, and a failure by kind.
+    /// `request_id` is for the WARN line of a failure (read as text only then).
     pub async fn send(
         &self,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
         request_id: &HeaderValue,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
-        if !request.headers().contains_key(header::HOST) {
-            request
-                .headers_mut()
-                .insert(header::HOST, self.host.clone());
-        }
         let sent = Instant::now();
-        let request_id = request_id.to_str().unwrap_or("-");
         let result = tokio::time::timeout(self.timeout, self.exchange(request, request_id)).await;
         self.latency.observe(sent.elapsed().as_secs_f64());
         result.unwrap_or_else(|_| {
@@ -119,7 +119,7 @@ impl Upstream {
     async fn exchange(
         &self,
         mut request: Request<Incoming>,
-        request_id: &str,
+        request_id: &HeaderValue,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
         loop {
             let (mut sender, reused) = match self.idle.take().await {
@@ -137,7 +137,7 @@ impl Upstream {
                         let kind = failure_kind(&err);
                         self.errors.count(kind);
                         tracing::warn!(
-                            request_id,
+                            request_id = request_id.to_str().unwrap_or("-"),
                             upstream = %self.name,
                             kind = kind.as_str(),
                             error = %err,
@@ -150,11 +150,14 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self, request_id: &str) -> Result<SendRequest<Incoming>, GatewayError> {
+    async fn connect(
+        &self,
+        request_id: &HeaderValue,
+    ) -> Result<SendRequest<Incoming>, GatewayError> {
         let failed = |err: &dyn std::fmt::Display| {
             self.errors.count(UpstreamErrorKind::Connect);
             tracing::warn!(
-                request_id,
+                request_id = request_id.to_str().unwrap_or("-"),
                 upstream = %self.name,
                 kind = UpstreamErrorKind::Connect.as_str(),
                 error = %err,
