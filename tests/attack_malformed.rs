@@ -158,4 +158,8 @@ async fn a_missing_or_repeated_host_is_400_and_never_forwarded() {
     assert_eq!(gateway.upstream.count(), 2);
     let received = gateway.upstream.received();
     assert_eq!(received[0].all("host"), vec!["a.example"]);
+    // Without a Host the upstream gets its own authority, and no X-Forwarded-Host.
+    let authority = gateway.upstream.addr.to_string();
+    assert_eq!(received[1].all("host"), vec![authority.as_str()]);
+    assert!(received[1].all("x-forwarded-host").is_empty());
 }

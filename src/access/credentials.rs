@@ -38,8 +38,9 @@ pub fn credential<'h>(
     headers: &'h HeaderMap,
     browser: &BrowserSettings,
 ) -> Result<Credential<'h>, GatewayError> {
-    if headers.contains_key(header::AUTHORIZATION) {
-        return Ok(bearer_token(headers)?.map_or(Credential::None, Credential::Bearer));
+    // One lookup: an `Authorization` header (any scheme) decides alone.
+    if let Some(value) = single_authorization(headers)? {
+        return Ok(bearer_of(value)?.map_or(Credential::None, Credential::Bearer));
     }
     if !browser.enabled {
         return Ok(Credential::None);
@@ -105,10 +106,16 @@ pub fn single_authorization(headers: &HeaderMap) -> Result<Option<&HeaderValue>,
 /// uses another scheme; an error when there are several (RFC 6750 §3.1 `invalid_request`)
 /// or the Bearer credentials are empty or not a token68.
 pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
+    match single_authorization(headers)? {
+        Some(value) => bearer_of(value),
+        None => Ok(None),
+    }
+}
+
+/// The bearer token of one `Authorization` value: `Ok(None)` for another scheme, an error
+/// when the Bearer credentials are empty or not text (as [`bearer_token`]).
+fn bearer_of(value: &HeaderValue) -> Result<Option<&str>, GatewayError> {
     let malformed = || GatewayError::InvalidToken(crate::error::TokenRejection::Malformed);
-    let Some(value) = single_authorization(headers)? else {
-        return Ok(None);
-    };
     let bytes = value.as_bytes();
     let Some(space) = bytes.iter().position(|b| *b == b' ') else {
         return if bytes.eq_ignore_ascii_case(b"bearer") {
@@ -165,5 +172,53 @@ mod tests {
             HeaderValue::from_static("Basic dXNlcjpwYXNz"),
         );
         assert_eq!(bearer_token(&basic).ok().flatten(), None);
+    }
+
+    #[test]
+    fn an_authorization_header_of_any_scheme_decides_alone_and_only_once() {
+        let browser = BrowserSettings {
+            enabled: true,
+            ..BrowserSettings::default()
+        };
+        let cookie = format!("{}=session-value", browser.cookie_name());
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&cookie).expect("cookie"),
+        );
+        assert!(matches!(
+            credential(&headers, &browser),
+            Ok(Credential::Session("session-value"))
+        ));
+        // Another scheme: no credential, the cookie is not consulted.
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic dXNlcjpwYXNz"),
+        );
+        assert!(matches!(
+            credential(&headers, &browser),
+            Ok(Credential::None)
+        ));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer a.b.c"),
+        );
+        assert!(matches!(
+            credential(&headers, &browser),
+            Ok(Credential::Bearer("a.b.c"))
+        ));
+        headers.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer a.b.c"),
+        );
+        assert!(matches!(
+            credential(&headers, &browser),
+            Err(GatewayError::InvalidRequest(_))
+        ));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert!(matches!(
+            credential(&headers, &browser),
+            Err(GatewayError::InvalidToken(_))
+        ));
     }
 }

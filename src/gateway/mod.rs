@@ -31,7 +31,6 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
@@ -124,6 +123,9 @@ struct Screened {
     trusted: bool,
     /// An untrusted peer named an original request for forward-auth (own endpoints only).
     untrusted_original_request: bool,
+    /// The request had a `Cookie` field when screened (nothing adds one later), so
+    /// phase 5 looks for gatehouse's cookies only then.
+    cookie: bool,
 }
 
 impl Gateway {
@@ -401,14 +403,20 @@ fn screen(
     let trusted = forwarded::is_trusted(conn.peer.ip(), &snapshot.trusted_proxies);
     let untrusted_original_request =
         !trusted && own && forwarded::names_original_request(request.headers());
-    // One pass over the names for both strips.
+    // One pass over the names for both strips; it also notes a `Cookie` field.
     let identity = &snapshot.identity;
+    let cookie = std::cell::Cell::new(false);
     remove_where(request.headers_mut(), |name| {
+        if name == header::COOKIE {
+            cookie.set(true);
+            return false;
+        }
         identity.is_identity(name) || (!trusted && forwarded::is_client_forwarding(name))
     });
     Screened {
         trusted,
         untrusted_original_request,
+        cookie: cookie.get(),
     }
 }
 
@@ -438,7 +446,9 @@ fn prepare(
     if !snapshot.forward_authorization {
         headers.remove(header::AUTHORIZATION);
     }
-    cookie::strip(headers, &cookie::GATEHOUSE_COOKIES);
+    if screened.cookie {
+        cookie::strip(headers, &cookie::GATEHOUSE_COOKIES);
+    }
     let host = headers.get(header::HOST).cloned();
     let conn = &ctx.conn;
     forwarded::stamp(
@@ -448,6 +458,11 @@ fn prepare(
         conn.https,
         host.as_ref(),
     );
+    if host.is_none() {
+        // HTTP/2 clients and HTTP/1.0 may send no Host: the upstream's (not echoed in
+        // `X-Forwarded-Host`, which names only what the client asked for).
+        headers.insert(header::HOST, upstream.host().clone());
+    }
     if let Some(identity) = &allowed.identity {
         snapshot.identity.stamp(headers, identity);
     }
@@ -485,7 +500,7 @@ fn clean(
     if let Some(protocol) = upgraded {
         hop::restore_upgrade(&mut parts.headers, protocol);
     }
-    Response::from_parts(parts, body.boxed())
+    Response::from_parts(parts, Body::Upstream(body))
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, and any request with more than
@@ -524,10 +539,35 @@ fn write_hex(value: u64, digits: &mut [u8]) {
     }
 }
 
-/// A unique id without a system call or `fmt`: a random per-process prefix and a
-/// counter, in hex. Request ids need to be unique, not secret. The prefix's 8 digits are
-/// written once per process; each request writes the counter's 12.
+/// Fresh ids are made this many at a time per thread: one buffer holds them all, and each
+/// id is a refcounted slice of it, so a request takes a ready id instead of allocating one.
+const ID_BATCH: usize = 64;
+/// A fresh id: the 8 hex digits of the per-process prefix, then the counter's 12.
+const ID_LEN: usize = 20;
+
+/// A unique id without a system call, `fmt` or an allocation of its own: a random
+/// per-process prefix and a counter, in hex. Request ids need to be unique, not secret.
+/// Each thread takes [`ID_BATCH`] counter values at once and writes their ids into one
+/// buffer; within a thread ids come out in counter order.
 fn fresh_request_id() -> HeaderValue {
+    thread_local! {
+        /// This thread's ids not handed out yet, the next one last.
+        static READY: std::cell::RefCell<Vec<HeaderValue>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    READY
+        .with(|ready| {
+            let mut ready = ready.borrow_mut();
+            if ready.is_empty() {
+                fresh_request_ids(&mut ready);
+            }
+            ready.pop()
+        })
+        .unwrap_or_else(|| HeaderValue::from_static("-"))
+}
+
+/// Fills `ready` with the next [`ID_BATCH`] ids, the lowest counter value last.
+fn fresh_request_ids(ready: &mut Vec<HeaderValue>) {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
     static PREFIX: OnceLock<[u8; 8]> = OnceLock::new();
@@ -537,14 +577,21 @@ fn fresh_request_id() -> HeaderValue {
         write_hex(u64::from(rand::random::<u32>()), &mut digits);
         digits
     });
-    let sequence = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut text = [0u8; 20];
-    text[..8].copy_from_slice(prefix);
-    write_hex(sequence, &mut text[8..]);
-    // Owned by a refcounted `Bytes` from the start: the id is shared (upstream request and
-    // response), and a copied-in value would take a second allocation at its first clone.
-    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
-        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+    let first = COUNTER.fetch_add(ID_BATCH as u64, Ordering::Relaxed);
+    let mut text = vec![0u8; ID_BATCH * ID_LEN];
+    for (offset, id) in (0u64..).zip(text.chunks_exact_mut(ID_LEN)) {
+        id[..8].copy_from_slice(prefix);
+        write_hex(first.wrapping_add(offset), &mut id[8..]);
+    }
+    // Refcounted: every id is a slice of this one buffer, freed with the last of them.
+    let text = bytes::Bytes::from_owner(text);
+    ready.reserve(ID_BATCH);
+    for index in (0..ID_BATCH).rev() {
+        let id = text.slice(index * ID_LEN..(index + 1) * ID_LEN);
+        if let Ok(id) = HeaderValue::from_maybe_shared(id) {
+            ready.push(id);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -569,5 +616,32 @@ mod tests {
                 .expect("hex")
         };
         assert!(counter(&second) > counter(&first));
+    }
+
+    #[test]
+    fn fresh_request_ids_stay_unique_across_batches_and_threads() {
+        let mine: Vec<HeaderValue> = (0..3 * ID_BATCH + 5).map(|_| fresh_request_id()).collect();
+        let theirs = std::thread::spawn(|| {
+            (0..2 * ID_BATCH)
+                .map(|_| fresh_request_id())
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .expect("thread");
+        let counter = |id: &HeaderValue| {
+            u64::from_str_radix(id.to_str().expect("ascii").get(8..).expect("digits"), 16)
+                .expect("hex")
+        };
+        // One thread's ids follow the counter, batch after batch.
+        for pair in mine.windows(2) {
+            assert!(counter(&pair[1]) > counter(&pair[0]), "{pair:?}");
+        }
+        let all: std::collections::HashSet<&[u8]> = mine
+            .iter()
+            .chain(&theirs)
+            .map(HeaderValue::as_bytes)
+            .collect();
+        assert_eq!(all.len(), mine.len() + theirs.len());
+        assert!(all.iter().all(|id| id.len() == ID_LEN));
     }
 }

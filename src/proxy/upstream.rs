@@ -11,21 +11,20 @@
 //! the rest can age out.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
-use hyper::body::{Body as _, Frame, Incoming, SizeHint};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::config::UpstreamSettings;
 use crate::error::GatewayError;
+pub use crate::http::UpstreamBody;
+use crate::http::{ConnectionPool, GiveBack};
 use crate::telemetry::metrics::{Metrics, UpstreamErrorKind, UpstreamErrors};
 
 /// Idle connections kept per upstream.
@@ -92,21 +91,21 @@ impl Upstream {
         Ok(Uri::from(path_and_query))
     }
 
-    /// Sends a request and waits for the response head; records the wait, and a failure
-    /// by kind. A request without a Host (HTTP/2 clients) gets the upstream's.
-    /// `request_id` is for the WARN line of a failure.
+    /// The `Host` for a request that has none (HTTP/2 clients, HTTP/1.0): the upstream's
+    /// authority.
+    pub fn host(&self) -> &HeaderValue {
+        &self.host
+    }
+
+    /// Sends a request (with its `Host`: [`Upstream::host`] when the client sent none) and
+    /// waits for the response head; records the wait, and a failure by kind.
+    /// `request_id` is for the WARN line of a failure (read as text only then).
     pub async fn send(
         &self,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
         request_id: &HeaderValue,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
-        if !request.headers().contains_key(header::HOST) {
-            request
-                .headers_mut()
-                .insert(header::HOST, self.host.clone());
-        }
         let sent = Instant::now();
-        let request_id = request_id.to_str().unwrap_or("-");
         let result = tokio::time::timeout(self.timeout, self.exchange(request, request_id)).await;
         self.latency.observe(sent.elapsed().as_secs_f64());
         result.unwrap_or_else(|_| {
@@ -120,7 +119,7 @@ impl Upstream {
     async fn exchange(
         &self,
         mut request: Request<Incoming>,
-        request_id: &str,
+        request_id: &HeaderValue,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
         loop {
             let (mut sender, reused) = match self.idle.take().await {
@@ -138,7 +137,7 @@ impl Upstream {
                         let kind = failure_kind(&err);
                         self.errors.count(kind);
                         tracing::warn!(
-                            request_id,
+                            request_id = request_id.to_str().unwrap_or("-"),
                             upstream = %self.name,
                             kind = kind.as_str(),
                             error = %err,
@@ -151,11 +150,14 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self, request_id: &str) -> Result<SendRequest<Incoming>, GatewayError> {
+    async fn connect(
+        &self,
+        request_id: &HeaderValue,
+    ) -> Result<SendRequest<Incoming>, GatewayError> {
         let failed = |err: &dyn std::fmt::Display| {
             self.errors.count(UpstreamErrorKind::Connect);
             tracing::warn!(
-                request_id,
+                request_id = request_id.to_str().unwrap_or("-"),
                 upstream = %self.name,
                 kind = UpstreamErrorKind::Connect.as_str(),
                 error = %err,
@@ -195,16 +197,16 @@ impl Upstream {
         sender: SendRequest<Incoming>,
     ) -> Response<UpstreamBody> {
         let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS;
-        let mut give_back = reusable.then(|| GiveBack {
-            sender,
-            idle: self.idle.clone(),
+        let mut give_back = reusable.then(|| {
+            let pool: Arc<dyn ConnectionPool> = self.idle.clone();
+            GiveBack::new(sender, pool)
         });
         if response.body().is_end_stream() {
             if let Some(give_back) = give_back.take() {
                 give_back.now();
             }
         }
-        response.map(|inner| UpstreamBody { inner, give_back })
+        response.map(|inner| UpstreamBody::new(inner, give_back))
     }
 }
 
@@ -285,56 +287,8 @@ impl IdleConnections {
     }
 }
 
-/// A connection to hand back once its response has been read.
-struct GiveBack {
-    sender: SendRequest<Incoming>,
-    idle: Arc<IdleConnections>,
-}
-
-impl GiveBack {
-    fn now(self) {
-        self.idle.put(self.sender);
-    }
-}
-
-/// An upstream response body. Read to its end, it returns its connection to the pool;
-/// dropped before that, the connection closes with it.
-pub struct UpstreamBody {
-    inner: Incoming,
-    give_back: Option<GiveBack>,
-}
-
-impl hyper::body::Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        let finished = match &polled {
-            Poll::Ready(None) => true,
-            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
-            Poll::Ready(Some(Err(_))) => {
-                self.give_back = None;
-                false
-            }
-            Poll::Pending => false,
-        };
-        if finished {
-            if let Some(give_back) = self.give_back.take() {
-                give_back.now();
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+impl ConnectionPool for IdleConnections {
+    fn put(&self, sender: SendRequest<Incoming>) {
+        IdleConnections::put(self, sender);
     }
 }

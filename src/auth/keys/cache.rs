@@ -5,9 +5,10 @@
 //! (within leeway) when the token was verified and stay so; only expiry can change.
 //!
 //! Threat model: only tokens that passed every check enter, so a forger cannot fill it; it
-//! holds at most [`CACHE_CAPACITY`] entries. Entries are keyed by the signature segment
-//! (short to hash) and the whole token is compared on a hit, so a token that shares a
-//! remembered signature but differs anywhere else is verified afresh. The store-backed
+//! holds at most [`CACHE_CAPACITY`] entries. Entries are keyed by the token's last 16
+//! bytes — the tail of its signature segment, 96 bits the signer chose, found without a
+//! search for the last `.` — and the whole token is compared on a hit, so a token that
+//! shares a remembered tail (or signature) but differs anywhere else is verified afresh. The store-backed
 //! checks (revocation, user state) are not cached: they run on every request.
 //!
 //! Key swaps: [`VerifiedCache::invalidate`] empties the cache and moves it to a new epoch
@@ -16,8 +17,8 @@
 //! entry verified by a key that was swapped out survives the swap, and a hit costs no
 //! more than a map lookup (benches/RESULTS.md: the hot path).
 
-// foldhash, not SipHash: the keys are verified signatures (unforgeable, so no crafted
-// collisions get in), and SipHash was 3% of a proxied request's instructions.
+// foldhash, not SipHash: the keys are the tails of verified signatures (unforgeable, so
+// no crafted collisions get in), and SipHash was 3% of a proxied request's instructions.
 use foldhash::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -38,8 +39,8 @@ pub struct VerifiedCache {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Keyed by the signature segment; the whole token is compared on a hit.
-    verified: HashMap<Box<str>, Remembered>,
+    /// Keyed by [`key_of`] the token; the whole token is compared on a hit.
+    verified: HashMap<u128, Remembered>,
     /// Moves on with every key swap; entries of an older epoch are never inserted.
     epoch: u64,
 }
@@ -69,7 +70,7 @@ impl VerifiedCache {
         let inner = read(&self.inner);
         let remembered = inner
             .verified
-            .get(signature_of(token))
+            .get(&key_of(token))
             .filter(|(whole, _)| whole.as_ref() == token);
         match remembered {
             Some((_, verified)) if verified.exp.saturating_add(self.leeway) < now => {
@@ -104,7 +105,7 @@ impl VerifiedCache {
         }
         inner
             .verified
-            .insert(signature_of(token).into(), (token.into(), verified.clone()));
+            .insert(key_of(token), (token.into(), verified.clone()));
     }
 
     /// Forgets every token (the key set was replaced) and starts a new epoch.
@@ -124,8 +125,17 @@ impl VerifiedCache {
     }
 }
 
-fn signature_of(token: &str) -> &str {
-    token.rsplit('.').next().unwrap_or(token)
+/// Bytes of a token's end in its key.
+const KEY_BYTES: usize = 16;
+
+/// A token's cache key: its last [`KEY_BYTES`] bytes (zero-padded in front when shorter).
+/// Tokens sharing them share an entry; the whole token decides a hit.
+fn key_of(token: &str) -> u128 {
+    let bytes = token.as_bytes();
+    let tail = &bytes[bytes.len().saturating_sub(KEY_BYTES)..];
+    let mut key = [0u8; KEY_BYTES];
+    key[KEY_BYTES - tail.len()..].copy_from_slice(tail);
+    u128::from_le_bytes(key)
 }
 
 // A poisoned lock only means another thread panicked while holding it; the map is always
@@ -169,6 +179,28 @@ mod tests {
         let cache = VerifiedCache::new(0);
         cache.remember("h.p.s", &verified(100), 0, 0);
         assert_eq!(cache.lookup("h.other.s", 0), Lookup::Miss { epoch: 0 });
+    }
+
+    #[test]
+    fn tokens_sharing_a_key_are_told_apart_by_the_whole_token() {
+        let cache = VerifiedCache::new(0);
+        let signature = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
+        let first = format!("h.p1.{signature}");
+        let second = format!("h.p2.{signature}");
+        assert_eq!(key_of(&first), key_of(&second));
+        assert_ne!(
+            key_of("h.p.s"),
+            key_of("xh.p.s"),
+            "short tokens are padded, not cut"
+        );
+        cache.remember(&first, &verified(100), 0, 0);
+        assert_eq!(cache.lookup(&first, 0), Lookup::Hit(verified(100)));
+        assert_eq!(cache.lookup(&second, 0), Lookup::Miss { epoch: 0 });
+        // The later one takes the entry; the earlier is verified afresh next time.
+        cache.remember(&second, &verified(200), 0, 0);
+        assert_eq!(cache.lookup(&second, 0), Lookup::Hit(verified(200)));
+        assert_eq!(cache.lookup(&first, 0), Lookup::Miss { epoch: 0 });
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]
