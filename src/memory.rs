@@ -15,10 +15,19 @@
 //! Elsewhere (musl, macOS) it does nothing: those allocators have no such call and give
 //! memory back on their own.
 
-/// Returns the heap's free pages to the system; true when glibc gave any back.
+/// Returns the heap's free pages to the system; true when glibc gave any back. Logs
+/// how long it took at debug level.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn release_freed() -> bool {
+    let started = std::time::Instant::now();
+    let released = malloc_trim();
+    tracing::debug!(released, took = ?started.elapsed(), "freed heap memory released");
+    released
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-pub fn release_freed() -> bool {
+fn malloc_trim() -> bool {
     // SAFETY: `malloc_trim` takes no pointers and reads no memory of ours; glibc
     // serializes it with every other allocator call, so it is sound from any thread.
     unsafe { libc::malloc_trim(0) == 1 }
