@@ -227,7 +227,7 @@ impl App {
         }
         ops.ready.store(true, Ordering::Release);
         let _ = ops.accounts.set(gateway.accounts.clone());
-        tracing::info!(%addr, %ops_addr, https = tls.is_some(), "gatehouse serving");
+        tracing::info!(%addr, %ops_addr, https = tls.is_some(), runtime = %runtime_description(), "gatehouse serving");
         Ok(AppHandle {
             addr,
             ops_addr,
@@ -414,5 +414,15 @@ impl AppHandle {
         drop(self.shutdown);
         let _ = self.ops_task.await;
         tracing::info!("gatehouse stopped");
+    }
+}
+
+/// How the runtime serving this process schedules, for the "gatehouse serving" line: the
+/// single-threaded loop `serve` picks on one CPU, or the number of worker threads.
+fn runtime_description() -> String {
+    let runtime = tokio::runtime::Handle::current();
+    match runtime.runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => "single-threaded".to_string(),
+        _ => format!("{} worker threads", runtime.metrics().num_workers()),
     }
 }

@@ -358,11 +358,7 @@ fn serve(path: &Path) -> Result<(), String> {
     };
     let listener = bind(config.server.listen, "server.listen")?;
     let ops_listener = bind(config.server.ops_listen, "server.ops_listen")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("gatehouse")
-        .build()
-        .map_err(|err| format!("cannot start the runtime: {err}"))?;
+    let runtime = serving_runtime().map_err(|err| format!("cannot start the runtime: {err}"))?;
     runtime.block_on(async move {
         // Installed before the start, which may wait long for an unreachable database
         // (SPEC §8): a SIGTERM meanwhile stops cleanly, a SIGHUP does not kill.
@@ -399,6 +395,28 @@ fn serve(path: &Path) -> Result<(), String> {
         handle.shutdown().await;
         Ok(())
     })
+}
+
+/// The runtime `serve` runs on, chosen from the CPUs this process may use (its CPU affinity
+/// and cgroup quota, as [`std::thread::available_parallelism`] reads them): on one CPU a
+/// single-threaded event loop, as an nginx worker is; on more, tokio's work-stealing
+/// scheduler with a worker per CPU.
+///
+/// On one CPU the work-stealing scheduler has no other worker to share with, and it runs
+/// the task a request has just woken (the upstream connection's, which writes the request
+/// out) ahead of the connections already waiting. The gateway's writes to its peers then
+/// come one at a time, and each is more likely to find the peer asleep: under load on one
+/// core the client and the upstream were woken about three times as often per request as
+/// with the single-threaded loop, which queues a woken task behind the waiting ones
+/// (benches/RESULTS.md, issue #17 fourth session).
+fn serving_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() == 1);
+    let mut builder = if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().thread_name("gatehouse").build()
 }
 
 /// A signal `serve` acts on.
