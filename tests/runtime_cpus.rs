@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::binary::{binary, cli_add_user, write_config, Gatehouse};
 use common::{bearer, config_text, EchoUpstream, SECRET};
@@ -57,20 +57,9 @@ fn write_gateway_config(dir: &Path, upstream: &EchoUpstream, extra: &str) -> std
 
 /// `gatehouse -c CONFIG serve`, pinned to `cpu` by `taskset`.
 fn pinned_serve(config: &Path, cpu: usize) -> Command {
-    let mut command = Command::new("taskset");
-    command
-        .arg("-c")
-        .arg(cpu.to_string())
-        .arg(binary())
-        .arg("-c")
-        .arg(config)
-        .arg("serve")
-        .env_remove("GATEHOUSE_SECRET")
-        .env_remove("GATEHOUSE_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    command
+    let mut taskset = Command::new("taskset");
+    taskset.arg("-c").arg(cpu.to_string()).arg(binary());
+    Gatehouse::command_through(taskset, config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,20 +125,10 @@ async fn on_one_cpu_the_single_threaded_loop_logs_in_proxies_reloads_and_drains(
         "no reload; log:\n{}",
         gatehouse.log()
     );
-    assert_eq!(
-        gatehouse
-            .request("GET", "/app/secret", &[&authorization], b"")
-            .await
-            .status,
-        403
-    );
-    assert_eq!(
-        gatehouse
-            .request("GET", "/app/open", &[&authorization], b"")
-            .await
-            .status,
-        200
-    );
+    for (path, status) in [("/app/secret", 403), ("/app/open", 200)] {
+        let answer = gatehouse.request("GET", path, &[&authorization], b"").await;
+        assert_eq!(answer.status, status, "{path} after the reload");
+    }
 
     // SIGTERM drains and exits 0.
     assert_eq!(

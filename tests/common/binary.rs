@@ -180,7 +180,12 @@ impl Gatehouse {
     /// `RUST_LOG` removed (the config's `[log]` decides), for [`Self::launch`]; the caller
     /// may adjust it (env, working directory).
     pub fn command(config: &Path) -> Command {
-        let mut command = Command::new(binary());
+        Self::command_through(Command::new(binary()), config)
+    }
+
+    /// [`Self::command`] run through a wrapper that execs the binary (`taskset -c N
+    /// gatehouse`, …): `command` is the wrapper, already naming the binary last.
+    pub fn command_through(mut command: Command, config: &Path) -> Command {
         command
             .arg("-c")
             .arg(config)
