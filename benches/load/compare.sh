@@ -72,7 +72,7 @@ if want gatehouse; then
             TOKEN=$GH_TOKEN TOKEN_SOURCE=$GH_TOKEN_SOURCE
             URL[gatehouse]=http://127.0.0.1:$GH_PORT/hello SUT_PIDS[gatehouse]=$GH_PID
             ACTIVE+=(gatehouse)
-            note "gatehouse: token from $GH_TOKEN_SOURCE; $(gatehouse_threads) threads at start (tokio sizes its runtime from the CPU affinity: taskset -c $SUT_CPU gives it one core)"
+            note "gatehouse: token from $GH_TOKEN_SOURCE; $(gatehouse_threads) threads at start (gatehouse sizes its runtime from the CPU affinity: taskset -c $SUT_CPU gives it one core, so a single-threaded runtime from e894d46 on, one tokio worker before)"
         else
             GH_SKIP_REASON="gatehouse failed the token checks above (a gateway that answers wrongly is not benchmarked)"
         fi
