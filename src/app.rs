@@ -227,7 +227,9 @@ impl App {
         }
         ops.ready.store(true, Ordering::Release);
         let _ = ops.accounts.set(gateway.accounts.clone());
-        tracing::info!(%addr, %ops_addr, https = tls.is_some(), runtime = %runtime_description(), "gatehouse serving");
+        // A str field: the text format quotes it (`runtime="2 worker threads"`).
+        let runtime = runtime_description();
+        tracing::info!(%addr, %ops_addr, https = tls.is_some(), runtime = runtime.as_str(), "gatehouse serving");
         Ok(AppHandle {
             addr,
             ops_addr,
