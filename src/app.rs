@@ -358,6 +358,13 @@ impl Reloader {
 /// How often `server.watch_config` reads the config file.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// [`Reloader::reload`] off the runtime's own threads.
+async fn reload_on_blocking_pool(reloader: Arc<Reloader>) -> Result<Vec<String>, String> {
+    tokio::task::spawn_blocking(move || reloader.reload())
+        .await
+        .map_err(|err| format!("the reload did not finish: {err}"))?
+}
+
 /// `server.watch_config`: reads the config file every [`WATCH_INTERVAL`] and reloads, as
 /// SIGHUP does, when its contents differ from the last seen (contents, not the mtime: a
 /// Kubernetes ConfigMap update swaps a symlink, and an mtime can stay within its
@@ -387,7 +394,7 @@ async fn watch_config(
         }
         seen = Some(now);
         tracing::info!(config = %path.display(), "watch_config: the configuration file changed; reloading");
-        if let Err(err) = reloader.reload() {
+        if let Err(err) = reload_on_blocking_pool(reloader.clone()).await {
             tracing::error!(error = %err, "watch_config: the new configuration was refused; the running one stays");
         }
     }
@@ -400,6 +407,13 @@ impl AppHandle {
     /// changed restart-only key (also logged at WARN), whose running value stays.
     pub fn reload(&self) -> Result<Vec<String>, String> {
         self.reloader.reload()
+    }
+
+    /// [`Self::reload`] on tokio's blocking pool, for callers on the runtime (SIGHUP):
+    /// reading and compiling the file blocks, and on one CPU the event loop is the only
+    /// thread serving requests.
+    pub async fn reload_on_blocking_pool(&self) -> Result<Vec<String>, String> {
+        reload_on_blocking_pool(self.reloader.clone()).await
     }
 
     /// Stops accepting, turns readiness to 503, lets in-flight requests finish within

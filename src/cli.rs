@@ -386,7 +386,7 @@ fn serve(path: &Path) -> Result<(), String> {
                     break;
                 }
                 Received::Reload => {
-                    if let Err(err) = handle.reload().map(drop) {
+                    if let Err(err) = handle.reload_on_blocking_pool().await.map(drop) {
                         tracing::error!(error = %err, "SIGHUP: the new configuration was refused; the running one stays");
                     }
                 }
