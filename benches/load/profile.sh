@@ -8,6 +8,9 @@
 #                       top functions, inclusive and self
 #   PROFILER=perf       perf record -g on the running process: where the cycles go
 #                       (kernel included), top symbols and per-crate self time
+#   PROFILER=sched      perf's sched:sched_waking on every CPU: who wakes whom, per
+#                       request (a write that finds its peer asleep in epoll_wait costs a
+#                       wake-up; how the runtime orders its writes changes how often)
 #
 # Env knobs: PROFILER (callgrind) DURATION (s, 10; callgrind runs ~50× slower, so the
 #            request count, not the time, is what matters) CONNS (16) TOP (25)
@@ -23,8 +26,8 @@ CONNS=${CONNS:-16}
 TOP=${TOP:-25}
 case $PROFILER in
     callgrind) need_cmd valgrind callgrind_annotate ;;
-    perf) need_cmd perf ;;
-    *) die "PROFILER must be callgrind or perf, got '$PROFILER'" ;;
+    perf | sched) need_cmd perf ;;
+    *) die "PROFILER must be callgrind, perf or sched, got '$PROFILER'" ;;
 esac
 
 bench_init
@@ -66,6 +69,12 @@ case $PROFILER in
         run_wrk "$BENCH_TMP/wrk.txt" "$CONNS" "$DURATION" "http://127.0.0.1:$GH_PORT/hello" -H "Authorization: Bearer $GH_TOKEN"
         wait "$PERF_PID" || true
         ;;
+    sched)
+        perf record -e sched:sched_waking -a -o "$BENCH_TMP/sched.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+        PERF_PID=$!
+        run_wrk "$BENCH_TMP/wrk.txt" "$CONNS" "$DURATION" "http://127.0.0.1:$GH_PORT/hello" -H "Authorization: Bearer $GH_TOKEN"
+        wait "$PERF_PID" || true
+        ;;
 esac
 [[ $PROFILER == callgrind ]] && GATEHOUSE_BIN=$REAL_BIN
 read -r RPS REQS P50 P99 NON2XX ERRS < <(wrk_parse "$BENCH_TMP/wrk.txt")
@@ -101,6 +110,25 @@ case $PROFILER in
         echo '```'
         perf report -i "$BENCH_TMP/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null \
             | grep -E '^ +[0-9]' | sed -n "1,${TOP}p" | cut -c1-160
+        echo '```'
+        ;;
+    sched)
+        echo "wake-ups per request, waker (its CPU) → wakee, every CPU, over the load:"
+        echo
+        echo '```'
+        perf script -i "$BENCH_TMP/sched.data" -F comm,cpu,trace 2>/dev/null | awk -v n="$REQS" '
+            {
+                i = index($0, " [")
+                waker = substr($0, 1, i - 1); sub(/^ +/, "", waker)
+                cpu = substr($0, i + 2, 3) + 0
+                if (!match($0, /comm=[^ ]+/)) next
+                count[waker " (CPU " cpu ") -> " substr($0, RSTART + 5, RLENGTH - 5)]++
+                all++
+            }
+            END {
+                printf "%.3f  all\n", all / (n > 0 ? n : 1)
+                for (k in count) printf "%.3f  %s\n", count[k] / (n > 0 ? n : 1), k
+            }' | sort -rn | sed -n "1,$((TOP + 1))p"
         echo '```'
         ;;
 esac
