@@ -318,6 +318,15 @@ struct Reloader {
 }
 
 impl Reloader {
+    /// [`Reloader::reload`] on tokio's blocking pool, for callers on the runtime (SIGHUP,
+    /// `watch_config`): reading and compiling the file blocks, and on one CPU the event
+    /// loop is the only thread serving requests.
+    async fn reload_on_blocking_pool(self: Arc<Self>) -> Result<Vec<String>, String> {
+        tokio::task::spawn_blocking(move || self.reload())
+            .await
+            .map_err(|err| format!("the reload did not finish: {err}"))?
+    }
+
     /// [`Reloader::apply`], counted by result (SIGHUP and `gatehouse reload` alike).
     fn reload(&self) -> Result<Vec<String>, String> {
         let result = self.apply();
@@ -358,13 +367,6 @@ impl Reloader {
 /// How often `server.watch_config` reads the config file.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// [`Reloader::reload`] off the runtime's own threads.
-async fn reload_on_blocking_pool(reloader: Arc<Reloader>) -> Result<Vec<String>, String> {
-    tokio::task::spawn_blocking(move || reloader.reload())
-        .await
-        .map_err(|err| format!("the reload did not finish: {err}"))?
-}
-
 /// `server.watch_config`: reads the config file every [`WATCH_INTERVAL`] and reloads, as
 /// SIGHUP does, when its contents differ from the last seen (contents, not the mtime: a
 /// Kubernetes ConfigMap update swaps a symlink, and an mtime can stay within its
@@ -394,7 +396,7 @@ async fn watch_config(
         }
         seen = Some(now);
         tracing::info!(config = %path.display(), "watch_config: the configuration file changed; reloading");
-        if let Err(err) = reload_on_blocking_pool(reloader.clone()).await {
+        if let Err(err) = reloader.clone().reload_on_blocking_pool().await {
             tracing::error!(error = %err, "watch_config: the new configuration was refused; the running one stays");
         }
     }
@@ -409,11 +411,9 @@ impl AppHandle {
         self.reloader.reload()
     }
 
-    /// [`Self::reload`] on tokio's blocking pool, for callers on the runtime (SIGHUP):
-    /// reading and compiling the file blocks, and on one CPU the event loop is the only
-    /// thread serving requests.
+    /// [`Self::reload`] on tokio's blocking pool, for callers on the runtime (SIGHUP).
     pub async fn reload_on_blocking_pool(&self) -> Result<Vec<String>, String> {
-        reload_on_blocking_pool(self.reloader.clone()).await
+        self.reloader.clone().reload_on_blocking_pool().await
     }
 
     /// Stops accepting, turns readiness to 503, lets in-flight requests finish within

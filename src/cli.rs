@@ -406,7 +406,7 @@ fn serve(path: &Path) -> Result<(), String> {
 /// the task a request has just woken (the upstream connection's, which writes the request
 /// out) ahead of the connections already waiting. The gateway's writes to its peers then
 /// come one at a time, and each is more likely to find the peer asleep: under load on one
-/// core the client and the upstream were woken about three times as often per request as
+/// core the client and the upstream were woken two to three times as often per request as
 /// with the single-threaded loop, which queues a woken task behind the waiting ones
 /// (benches/RESULTS.md, issue #17 fourth session).
 fn serving_runtime() -> std::io::Result<tokio::runtime::Runtime> {
