@@ -1192,11 +1192,13 @@ fn decode_secret(bytes: &[u8]) -> StoreResult<Vec<u8>> {
 const PURGE_RELEASE_EVERY: usize = 100_000;
 
 /// sled's page cache, in bytes of serialized pages (held in memory at about twice that).
-/// The view answers requests, so the cache serves only logins, refreshes and writes: on a
-/// store of 100,000 users and 1,000,000 sessions, 32 MiB instead of 64 MiB took the
-/// resident size once idle from ~290 to ~235 MiB with start to ready unchanged within
-/// noise (benches/RESULTS.md, issue #17 target 2).
-const CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
+/// The view answers requests, so the cache serves only logins, refreshes and writes. On a
+/// store of 100,000 users and 1,000,000 sessions (benches/RESULTS.md, issue #17 target 2):
+/// 64 → 32 MiB took the resident size once idle from ~290 to ~235 MiB; 32 → 16 MiB took
+/// the start's peak (a second or two as the load ends or the first purge begins its walk)
+/// from 222–303 to 218–277 MiB and the size once idle to 172–228 MiB over ten starts each,
+/// with start to ready unchanged within noise.
+const CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 
 /// Opens the sled database, waiting up to 2 s for its lock file: a `Db` dropped a moment
 /// ago in this process releases the lock only when its background flusher thread ends.
