@@ -49,6 +49,10 @@
 #            above) PG_FSYNC (off: the fill is not
 #            what is measured) QUICK=1 (USERS 10000, SESSIONS 100000, 1 round, 2 s)
 #            RESULTS=FILE SUT_CPU (1) LOADGEN_CPU (0) GATEHOUSE_BIN BUILD GH_LOG_LEVEL KEEP_TMP
+#            START_FRESH (0; 1: every start on the big sled store opens a fresh copy of the
+#            store as filled, so every round's start-up purge does the same work — without
+#            it only the first round's purge removes anything, and later rounds re-open a
+#            store sled has rewritten; costs a copy of the store, ~10 s, per start)
 # Needs: wrk nginx python3 curl; for postgres Debian's postgresql (initdb, pg_ctl, psql);
 #        valgrind for `instr`. Disk: about 1 GB of temp files at the default sizes.
 
@@ -70,6 +74,8 @@ SETTLE=${SETTLE:-2}
 CALLGRIND_DURATION=${CALLGRIND_DURATION:-5}
 IDLE_WAIT=${IDLE_WAIT:-0}
 IDLE_RSS_WAIT=${IDLE_RSS_WAIT:-180}
+START_FRESH=${START_FRESH:-0}
+[[ $START_FRESH == 0 || $START_FRESH == 1 ]] || die "START_FRESH must be 0 or 1, got '$START_FRESH'"
 PG_FSYNC=${PG_FSYNC:-off}
 PG_FILL=${PG_FILL:-sql}
 export PG_FILL
@@ -271,6 +277,10 @@ for backend in $BACKENDS; do
     fi
     FILL_MS[$backend]=$(($(MS) - t0))
     log "$big: filled in ${FILL_MS[$backend]} ms"
+    if [[ $backend == sled && $START_FRESH == 1 ]]; then
+        cp -a "$BENCH_TMP/$big/data" "$BENCH_TMP/$big/data.filled"
+        log "$big: kept a copy as filled (START_FRESH=1: every start opens a fresh copy)"
+    fi
     printf '%s\n' "$BENCH_PASSWORD" | gh_cli "$empty" user add "$BENCH_USER" --password-stdin >"$RAW/$empty-user.log" 2>&1 \
         || { cat "$RAW/$empty-user.log" >&2; die "user add on $empty failed"; }
     if [[ $backend == postgres ]]; then
@@ -296,6 +306,10 @@ if [[ " $PARTS " == *" start "* ]]; then
                 name=${target%@*} bin=$GATEHOUSE_BIN
                 [[ $target == *@baseline ]] && bin=$BASELINE_BIN
                 [[ $target == *@* && $target != *@baseline ]] && bin=${START_BIN[${target#*@}]}
+                if [[ $name == sled_big && $START_FRESH == 1 ]]; then
+                    rm -rf "$BENCH_TMP/$name/data"
+                    cp -a "$BENCH_TMP/$name/data.filled" "$BENCH_TMP/$name/data"
+                fi
                 gh_spawn "$name" "$bin" || die "$target did not become ready"
                 sleep "$SETTLE"
                 rss=$(status_kib "$GH_PID" VmRSS)
