@@ -55,24 +55,27 @@ check_auth gatehouse "http://127.0.0.1:$GH_PORT/hello" "$GH_TOKEN" || die "gateh
 # the valgrind process is gatehouse's pid (exec), so GH_PID is right for both profilers
 run_wrk "$BENCH_TMP/warmup.txt" "$CONNS" 2 "http://127.0.0.1:$GH_PORT/hello" -H "Authorization: Bearer $GH_TOKEN"
 
+measured_load() {   # the measured wrk run, the same for every profiler
+    run_wrk "$BENCH_TMP/wrk.txt" "$CONNS" "$DURATION" "http://127.0.0.1:$GH_PORT/hello" -H "Authorization: Bearer $GH_TOKEN"
+}
+
 case $PROFILER in
     callgrind)
         callgrind_control -i on "$GH_PID" >/dev/null 2>&1
-        run_wrk "$BENCH_TMP/wrk.txt" "$CONNS" "$DURATION" "http://127.0.0.1:$GH_PORT/hello" -H "Authorization: Bearer $GH_TOKEN"
+        measured_load
         callgrind_control -i off "$GH_PID" >/dev/null 2>&1
         callgrind_control -d "$GH_PID" >/dev/null 2>&1
         sleep 1
         ;;
-    perf)
-        perf record -g -o "$BENCH_TMP/perf.data" -p "$GH_PID" -- sleep "$DURATION" >/dev/null 2>&1 &
+    perf | sched)
+        if [[ $PROFILER == perf ]]; then
+            record=(-g -o "$BENCH_TMP/perf.data" -p "$GH_PID")   # gatehouse's call stacks
+        else
+            record=(-e sched:sched_waking -a -o "$BENCH_TMP/sched.data")   # every CPU's wake-ups
+        fi
+        perf record "${record[@]}" -- sleep "$DURATION" >/dev/null 2>&1 &
         PERF_PID=$!
-        run_wrk "$BENCH_TMP/wrk.txt" "$CONNS" "$DURATION" "http://127.0.0.1:$GH_PORT/hello" -H "Authorization: Bearer $GH_TOKEN"
-        wait "$PERF_PID" || true
-        ;;
-    sched)
-        perf record -e sched:sched_waking -a -o "$BENCH_TMP/sched.data" -- sleep "$DURATION" >/dev/null 2>&1 &
-        PERF_PID=$!
-        run_wrk "$BENCH_TMP/wrk.txt" "$CONNS" "$DURATION" "http://127.0.0.1:$GH_PORT/hello" -H "Authorization: Bearer $GH_TOKEN"
+        measured_load
         wait "$PERF_PID" || true
         ;;
 esac
@@ -117,6 +120,7 @@ case $PROFILER in
         echo
         echo '```'
         perf script -i "$BENCH_TMP/sched.data" -F comm,cpu,trace 2>/dev/null | awk -v n="$REQS" '
+            BEGIN { per = n > 0 ? n : 1 }
             {
                 i = index($0, " [")
                 waker = substr($0, 1, i - 1); sub(/^ +/, "", waker)
@@ -126,8 +130,8 @@ case $PROFILER in
                 all++
             }
             END {
-                printf "%.3f  all\n", all / (n > 0 ? n : 1)
-                for (k in count) printf "%.3f  %s\n", count[k] / (n > 0 ? n : 1), k
+                printf "%.3f  all\n", all / per
+                for (k in count) printf "%.3f  %s\n", count[k] / per, k
             }' | sort -rn | sed -n "1,$((TOP + 1))p"
         echo '```'
         ;;

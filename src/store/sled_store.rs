@@ -1196,8 +1196,8 @@ const PURGE_RELEASE_EVERY: usize = 100_000;
 /// store of 100,000 users and 1,000,000 sessions (benches/RESULTS.md, issue #17 target 2):
 /// 64 → 32 MiB took the resident size once idle from ~290 to ~235 MiB; 32 → 16 MiB took
 /// the start's peak (a second or two as the load ends or the first purge begins its walk)
-/// from 222–303 to 218–277 MiB and the size once idle to 172–228 MiB over ten starts each,
-/// with start to ready unchanged within noise.
+/// from 222–304 to 218–278 MiB and the size once idle to 172–228 MiB, with start to ready
+/// unchanged within noise.
 const CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 
 /// Opens the sled database, waiting up to 2 s for its lock file: a `Db` dropped a moment
