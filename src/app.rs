@@ -229,7 +229,8 @@ impl App {
         let _ = ops.accounts.set(gateway.accounts.clone());
         // A str field: the text format quotes it (`runtime="2 worker threads"`).
         let runtime = runtime_description();
-        tracing::info!(%addr, %ops_addr, https = tls.is_some(), runtime = runtime.as_str(), "gatehouse serving");
+        let heaps = crate::memory::heaps().describe();
+        tracing::info!(%addr, %ops_addr, https = tls.is_some(), runtime = runtime.as_str(), heaps = heaps.as_str(), "gatehouse serving");
         Ok(AppHandle {
             addr,
             ops_addr,

@@ -351,6 +351,9 @@ fn load_checked(path: &Path) -> Result<Config, String> {
 
 fn serve(path: &Path) -> Result<(), String> {
     let config = load_checked(path)?;
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    // Before the first thread (the log writer's) is spawned: a heap per worker thread.
+    crate::memory::choose_heaps(cpus);
     let log = crate::telemetry::init(&config.log);
     let bind = |addr: SocketAddr, key: &str| {
         std::net::TcpListener::bind(addr)
@@ -358,7 +361,8 @@ fn serve(path: &Path) -> Result<(), String> {
     };
     let listener = bind(config.server.listen, "server.listen")?;
     let ops_listener = bind(config.server.ops_listen, "server.ops_listen")?;
-    let runtime = serving_runtime().map_err(|err| format!("cannot start the runtime: {err}"))?;
+    let runtime =
+        serving_runtime(cpus).map_err(|err| format!("cannot start the runtime: {err}"))?;
     runtime.block_on(async move {
         // Installed before the start, which may wait long for an unreachable database
         // (SPEC §8): a SIGTERM meanwhile stops cleanly, a SIGHUP does not kill.
@@ -398,7 +402,7 @@ fn serve(path: &Path) -> Result<(), String> {
 }
 
 /// The runtime `serve` runs on, chosen from the CPUs this process may use (its CPU affinity
-/// and cgroup quota, as [`std::thread::available_parallelism`] reads them): on one CPU a
+/// and cgroup quota, as [`std::thread::available_parallelism`] reads them): on one a
 /// single-threaded event loop, as an nginx worker is; on more, tokio's work-stealing
 /// scheduler with a worker per CPU.
 ///
@@ -409,9 +413,8 @@ fn serve(path: &Path) -> Result<(), String> {
 /// core the client and the upstream were woken two to three times as often per request as
 /// with the single-threaded loop, which queues a woken task behind the waiting ones
 /// (benches/RESULTS.md, issue #17 fourth session).
-fn serving_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let one_cpu = std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() == 1);
-    let mut builder = if one_cpu {
+fn serving_runtime(cpus: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if cpus == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()

@@ -2,6 +2,11 @@
 //! real binary started under `taskset -c N`, as a container pinned to one core runs it) a
 //! single-threaded event loop that still logs in, proxies, reloads and drains; on more,
 //! one worker thread per CPU. The choice is named in the "gatehouse serving" line.
+//!
+//! The heaps go with it (`memory::choose_heaps`): glibc's heaps are capped at one per
+//! CPU (on one CPU every thread allocates from the main heap), unless the operator set
+//! `MALLOC_ARENA_MAX`. Read from the process's memory map: each heap glibc adds to its
+//! main one is a 64 MiB reservation aligned to 64 MiB.
 
 mod common;
 
@@ -25,13 +30,54 @@ fn an_allowed_cpu() -> usize {
         .unwrap_or_else(|| panic!("no CPU in {list:?}"))
 }
 
-/// The `runtime` field of the "gatehouse serving" line (the config logs JSON).
-fn serving_runtime(log: &str) -> String {
+/// The field `name` of the "gatehouse serving" line (the config logs JSON).
+fn serving_field(log: &str, name: &str) -> String {
     log.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .find(|line| line["message"] == "gatehouse serving")
-        .and_then(|line| line["runtime"].as_str().map(str::to_string))
-        .unwrap_or_else(|| panic!("no runtime in the serving line; log:\n{log}"))
+        .and_then(|line| line[name].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no {name} in the serving line; log:\n{log}"))
+}
+
+/// glibc's size and alignment of the heaps it adds beside the main one (`HEAP_MAX_SIZE`
+/// on 64-bit: twice the 32 MiB largest mmap threshold).
+const ADDED_HEAP: u64 = 64 << 20;
+
+/// How many heaps glibc has added beside its main one in process `pid`: runs of adjacent
+/// anonymous mappings (the part in use, then the reserved rest) that start on a 64 MiB
+/// boundary, in use first, and span exactly 64 MiB. Thread stacks and large blocks are
+/// mapped on their own, at other sizes.
+fn added_heaps(pid: u32) -> usize {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("/proc/PID/maps");
+    // (start, end, permissions) of the anonymous mappings, in address order.
+    let anonymous: Vec<(u64, u64, String)> = maps
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.len() == 5).then_some(())?;
+            let (start, end) = fields[0].split_once('-')?;
+            let start = u64::from_str_radix(start, 16).ok()?;
+            let end = u64::from_str_radix(end, 16).ok()?;
+            Some((start, end, fields[1].to_string()))
+        })
+        .collect();
+    let mut heaps = 0;
+    for (i, (start, end, permissions)) in anonymous.iter().enumerate() {
+        if start % ADDED_HEAP != 0 || !permissions.starts_with("rw") {
+            continue;
+        }
+        let mut span_end = *end;
+        for (next_start, next_end, next_permissions) in &anonymous[i + 1..] {
+            if *next_start != span_end || next_permissions != "---p" {
+                break;
+            }
+            span_end = *next_end;
+        }
+        if span_end - start == ADDED_HEAP {
+            heaps += 1;
+        }
+    }
+    heaps
 }
 
 /// A gateway config in front of `upstream` that logs JSON, written to `dir/gateway.toml`
@@ -47,10 +93,17 @@ fn write_gateway_config(dir: &Path, upstream: &EchoUpstream, extra: &str) -> std
     write_config(dir, &text)
 }
 
-/// `gatehouse -c CONFIG serve`, pinned to `cpu` by `taskset`.
-fn pinned_serve(config: &Path, cpu: usize) -> Command {
+/// `gatehouse -c CONFIG serve`, pinned to `cpu` by `taskset`, with `heaps` as
+/// `MALLOC_ARENA_MAX` (`None`: unset, whatever this test process has).
+fn pinned_serve(config: &Path, cpu: usize, heaps: Option<&str>) -> Command {
     let mut taskset = Command::new("taskset");
     taskset.arg("-c").arg(cpu.to_string()).arg(binary());
+    taskset
+        .env_remove("MALLOC_ARENA_MAX")
+        .env_remove("GLIBC_TUNABLES");
+    if let Some(heaps) = heaps {
+        taskset.env("MALLOC_ARENA_MAX", heaps);
+    }
     Gatehouse::command_through(taskset, config)
 }
 
@@ -62,13 +115,17 @@ async fn on_one_cpu_the_single_threaded_loop_logs_in_proxies_reloads_and_drains(
     cli_add_user(&config, "alice", &["staff"], "correct horse battery");
     let cpu = an_allowed_cpu();
     let mut gatehouse = Gatehouse::launch(
-        pinned_serve(&config, cpu),
+        pinned_serve(&config, cpu, None),
         config.clone(),
         dir.path().join("serve.log"),
     )
     .await;
     gatehouse.wait_ready().await;
-    assert_eq!(serving_runtime(&gatehouse.log()), "single-threaded");
+    assert_eq!(
+        serving_field(&gatehouse.log(), "runtime"),
+        "single-threaded"
+    );
+    assert_eq!(serving_field(&gatehouse.log(), "heaps"), "1");
 
     // A login (argon2 on its own pool), then 32 proxied requests at once, each on its own
     // connection, with identity headers.
@@ -93,6 +150,9 @@ async fn on_one_cpu_the_single_threaded_loop_logs_in_proxies_reloads_and_drains(
         "{statuses:?}\nlog:\n{}",
         gatehouse.log()
     );
+    // The hashing pool's thread, the store's, the log writer's and the event loop have
+    // all allocated by now, from the one heap.
+    assert_eq!(added_heaps(gatehouse.pid()), 0, "heaps beside the main one");
     assert_eq!(upstream.count(), 32);
     assert_eq!(
         upstream.last().expect("forwarded").header("x-auth-user"),
@@ -133,11 +193,17 @@ async fn on_one_cpu_the_single_threaded_loop_logs_in_proxies_reloads_and_drains(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_more_cpus_there_is_a_worker_thread_per_cpu() {
+async fn on_more_cpus_there_is_a_worker_thread_and_a_heap_per_cpu() {
     let upstream = EchoUpstream::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_gateway_config(dir.path(), &upstream, "");
-    let mut gatehouse = Gatehouse::start(dir.path(), &config, &[]).await;
+    cli_add_user(&config, "alice", &["staff"], "correct horse battery");
+    let mut command = Gatehouse::command(&config);
+    command
+        .env_remove("MALLOC_ARENA_MAX")
+        .env_remove("GLIBC_TUNABLES");
+    let mut gatehouse =
+        Gatehouse::launch(command, config.clone(), dir.path().join("serve.log")).await;
     gatehouse.wait_ready().await;
     let cpus = std::thread::available_parallelism().expect("cpus").get();
     let expected = if cpus == 1 {
@@ -145,7 +211,48 @@ async fn on_more_cpus_there_is_a_worker_thread_per_cpu() {
     } else {
         format!("{cpus} worker threads")
     };
-    assert_eq!(serving_runtime(&gatehouse.log()), expected);
+    assert_eq!(serving_field(&gatehouse.log(), "runtime"), expected);
+    assert_eq!(serving_field(&gatehouse.log(), "heaps"), cpus.to_string());
+    // A login hashes on the blocking pool, and the workers serve it: more threads than
+    // heaps have allocated now.
+    gatehouse.login_ok("alice", "correct horse battery").await;
+    let added = added_heaps(gatehouse.pid());
+    assert!(
+        added < cpus,
+        "{added} heaps beside the main one on {cpus} CPUs"
+    );
+    assert_eq!(
+        gatehouse.terminate().await,
+        Some(0),
+        "log:\n{}",
+        gatehouse.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_one_cpu_the_operators_malloc_arena_max_is_left_alone() {
+    let upstream = EchoUpstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_gateway_config(dir.path(), &upstream, "");
+    cli_add_user(&config, "alice", &["staff"], "correct horse battery");
+    let mut gatehouse = Gatehouse::launch(
+        pinned_serve(&config, an_allowed_cpu(), Some("4")),
+        config.clone(),
+        dir.path().join("serve.log"),
+    )
+    .await;
+    gatehouse.wait_ready().await;
+    assert_eq!(
+        serving_field(&gatehouse.log(), "runtime"),
+        "single-threaded"
+    );
+    assert_eq!(serving_field(&gatehouse.log(), "heaps"), "environment");
+    // A login hashes on another thread, which glibc gives a heap of its own (up to 4).
+    gatehouse.login_ok("alice", "correct horse battery").await;
+    assert!(
+        added_heaps(gatehouse.pid()) >= 1,
+        "no heap beside the main one with MALLOC_ARENA_MAX=4"
+    );
     assert_eq!(
         gatehouse.terminate().await,
         Some(0),
