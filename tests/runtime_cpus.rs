@@ -93,34 +93,60 @@ fn write_gateway_config(dir: &Path, upstream: &EchoUpstream, extra: &str) -> std
     write_config(dir, &text)
 }
 
-/// `gatehouse -c CONFIG serve`, pinned to `cpu` by `taskset`, with `heaps` as
-/// `MALLOC_ARENA_MAX` (`None`: unset, whatever this test process has).
-fn pinned_serve(config: &Path, cpu: usize, heaps: Option<&str>) -> Command {
-    let mut taskset = Command::new("taskset");
-    taskset.arg("-c").arg(cpu.to_string()).arg(binary());
-    taskset
+/// `command` with `heaps` as `MALLOC_ARENA_MAX` and no `GLIBC_TUNABLES` (`None`: neither,
+/// whatever this test process has).
+fn with_heaps(mut command: Command, heaps: Option<&str>) -> Command {
+    command
         .env_remove("MALLOC_ARENA_MAX")
         .env_remove("GLIBC_TUNABLES");
     if let Some(heaps) = heaps {
-        taskset.env("MALLOC_ARENA_MAX", heaps);
+        command.env("MALLOC_ARENA_MAX", heaps);
     }
+    command
+}
+
+/// `gatehouse -c CONFIG serve`, pinned to `cpu` by `taskset`.
+fn pinned_serve(config: &Path, cpu: usize) -> Command {
+    let mut taskset = Command::new("taskset");
+    taskset.arg("-c").arg(cpu.to_string()).arg(binary());
     Gatehouse::command_through(taskset, config)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_one_cpu_the_single_threaded_loop_logs_in_proxies_reloads_and_drains() {
+/// An echo upstream and a ready gateway in front of it (JSON logs, user alice), started
+/// by the command `serve` makes from the config's path. Dropping it stops the upstream
+/// and removes the directory: keep it whole while the gateway runs.
+struct Running {
+    upstream: EchoUpstream,
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    gatehouse: Gatehouse,
+}
+
+async fn start_with_alice(serve: impl FnOnce(&Path) -> Command) -> Running {
     let upstream = EchoUpstream::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_gateway_config(dir.path(), &upstream, "");
     cli_add_user(&config, "alice", &["staff"], "correct horse battery");
-    let cpu = an_allowed_cpu();
-    let mut gatehouse = Gatehouse::launch(
-        pinned_serve(&config, cpu, None),
-        config.clone(),
-        dir.path().join("serve.log"),
-    )
-    .await;
+    let mut gatehouse =
+        Gatehouse::launch(serve(&config), config.clone(), dir.path().join("serve.log")).await;
     gatehouse.wait_ready().await;
+    Running {
+        upstream,
+        dir,
+        config,
+        gatehouse,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_one_cpu_the_single_threaded_loop_logs_in_proxies_reloads_and_drains() {
+    let cpu = an_allowed_cpu();
+    let Running {
+        upstream,
+        dir,
+        config,
+        mut gatehouse,
+    } = start_with_alice(|config| with_heaps(pinned_serve(config, cpu), None)).await;
     assert_eq!(
         serving_field(&gatehouse.log(), "runtime"),
         "single-threaded"
@@ -194,17 +220,8 @@ async fn on_one_cpu_the_single_threaded_loop_logs_in_proxies_reloads_and_drains(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_more_cpus_there_is_a_worker_thread_and_a_heap_per_cpu() {
-    let upstream = EchoUpstream::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_gateway_config(dir.path(), &upstream, "");
-    cli_add_user(&config, "alice", &["staff"], "correct horse battery");
-    let mut command = Gatehouse::command(&config);
-    command
-        .env_remove("MALLOC_ARENA_MAX")
-        .env_remove("GLIBC_TUNABLES");
-    let mut gatehouse =
-        Gatehouse::launch(command, config.clone(), dir.path().join("serve.log")).await;
-    gatehouse.wait_ready().await;
+    let mut running = start_with_alice(|config| with_heaps(Gatehouse::command(config), None)).await;
+    let gatehouse = &mut running.gatehouse;
     let cpus = std::thread::available_parallelism().expect("cpus").get();
     let expected = if cpus == 1 {
         "single-threaded".to_string()
@@ -231,17 +248,10 @@ async fn on_more_cpus_there_is_a_worker_thread_and_a_heap_per_cpu() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_one_cpu_the_operators_malloc_arena_max_is_left_alone() {
-    let upstream = EchoUpstream::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_gateway_config(dir.path(), &upstream, "");
-    cli_add_user(&config, "alice", &["staff"], "correct horse battery");
-    let mut gatehouse = Gatehouse::launch(
-        pinned_serve(&config, an_allowed_cpu(), Some("4")),
-        config.clone(),
-        dir.path().join("serve.log"),
-    )
-    .await;
-    gatehouse.wait_ready().await;
+    let cpu = an_allowed_cpu();
+    let mut running =
+        start_with_alice(|config| with_heaps(pinned_serve(config, cpu), Some("4"))).await;
+    let gatehouse = &mut running.gatehouse;
     assert_eq!(
         serving_field(&gatehouse.log(), "runtime"),
         "single-threaded"
