@@ -402,7 +402,7 @@ fn serve(path: &Path) -> Result<(), String> {
 }
 
 /// The runtime `serve` runs on, chosen from the CPUs this process may use (its CPU affinity
-/// and cgroup quota, as [`std::thread::available_parallelism`] reads them): on one a
+/// and cgroup quota, as [`std::thread::available_parallelism`] reads them): on one CPU a
 /// single-threaded event loop, as an nginx worker is; on more, tokio's work-stealing
 /// scheduler with a worker per CPU.
 ///

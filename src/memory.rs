@@ -15,10 +15,10 @@
 //! in turn, so threads allocating meanwhile wait (a few milliseconds on that store).
 //!
 //! glibc also gives each thread that allocates a heap ("arena") of its own, up to eight
-//! per CPU, and each heap keeps its own free pages. A store is read on the blocking pool's threads while the view they fill is
-//! built on the event loop's, so the same load leaves free pages in several heaps at once
-//! and the peak of a start varies by tens of MiB with which thread ran what
-//! ([`choose_heaps`]).
+//! per CPU, and each heap keeps its own free pages. A store is read on the blocking
+//! pool's threads while the view is built from it on the event loop's, so one load leaves
+//! free pages in several heaps at once, and the peak of a start varied by tens of MiB
+//! with which thread ran what ([`choose_heaps`]).
 //!
 //! Elsewhere (musl, macOS) both do nothing: those allocators have no such calls and give
 //! memory back on their own.
@@ -55,7 +55,8 @@ static CHOSEN: std::sync::OnceLock<Heaps> = std::sync::OnceLock::new();
 /// its heap, and the blocking pool's threads (store reads, password hashing) share the
 /// serving threads' heaps and reuse their free pages rather than growing heaps of their
 /// own. On a store of 100,000 users and 1,000,000 sessions the start's peak fell from
-/// 210–242 to 184–188 MiB on one CPU and on two (benches/RESULTS.md, issue #17 target 2).
+/// 241–291 to 185–204 MiB, and the size once idle from 190–255 to 171–182 MiB
+/// (benches/RESULTS.md, issue #17 target 2).
 ///
 /// Call before threads are spawned (a heap a thread already has stays its own). Leaves
 /// the operator's choice alone ([`Heaps::Environment`]). The first call decides; later

@@ -420,14 +420,14 @@ fn screen(
     }
 }
 
-/// Phase 5: the upstream request — hop-by-hop headers out, forwarding and identity
-/// headers in, the `assertion` value (when there is one), the normalized path — and the
-/// client side of a requested upgrade.
 /// The most headers [`prepare`] adds to a request: `Host` (when the client sent none),
 /// the three `X-Forwarded-*`, the three identity headers, the assertion and
 /// `X-Request-ID`.
 const ADDED_HEADERS: usize = 9;
 
+/// Phase 5: the upstream request — hop-by-hop headers out, forwarding and identity
+/// headers in, the `assertion` value (when there is one), the normalized path — and the
+/// client side of a requested upgrade.
 #[allow(clippy::too_many_arguments)]
 fn prepare(
     snapshot: &Snapshot,
